@@ -1,0 +1,166 @@
+#include "crypto/aead.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <sodium.h>
+
+#include <atomic>
+#include <cstring>
+#include <stdexcept>
+
+namespace wardfs::crypto {
+
+std::string_view cipher_name(CipherId id) {
+  return id == CipherId::aes256gcm ? "aes-256-gcm" : "xchacha20-poly1305";
+}
+
+std::optional<CipherId> cipher_from_name(std::string_view name) {
+  if (name == "aes-256-gcm") return CipherId::aes256gcm;
+  if (name == "xchacha20-poly1305") return CipherId::xchacha20poly1305;
+  return std::nullopt;
+}
+
+CipherId default_cipher() {
+  ensure_sodium();
+  // libsodium probes the same CPUID bits OpenSSL uses for its AES-NI code path.
+  return crypto_aead_aes256gcm_is_available() ? CipherId::aes256gcm
+                                              : CipherId::xchacha20poly1305;
+}
+
+std::size_t nonce_size_of(CipherId id) {
+  return id == CipherId::aes256gcm ? 12 : crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
+}
+
+namespace {
+
+void check_sizes(std::size_t out, std::size_t in, bool sealing) {
+  const std::size_t expected = sealing ? in + kAeadTagSize : in - kAeadTagSize;
+  if ((!sealing && in < kAeadTagSize) || out != expected) {
+    throw std::invalid_argument("aead: output buffer has the wrong size");
+  }
+}
+
+// Setting an AES key expands its schedule, which costs as much as sealing a small chunk.
+// Each thread keeps one context per direction and remembers which key it holds, so a run
+// of chunks under one file key only resets the nonce. Keys are told apart by a serial
+// number that is never reused, never by address.
+struct GcmThreadContext {
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  std::uint64_t key_serial = 0;
+  GcmThreadContext() {
+    if (ctx == nullptr) throw std::bad_alloc();
+  }
+  ~GcmThreadContext() { EVP_CIPHER_CTX_free(ctx); }  // cleanses the key schedule
+  GcmThreadContext(const GcmThreadContext&) = delete;
+  GcmThreadContext& operator=(const GcmThreadContext&) = delete;
+};
+
+std::atomic<std::uint64_t> next_key_serial{1};
+
+const EVP_CIPHER* aes256gcm_cipher() {
+  static EVP_CIPHER* cipher = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
+  if (cipher == nullptr) throw std::runtime_error("OpenSSL has no AES-256-GCM");
+  return cipher;
+}
+
+class Aes256Gcm final : public Aead {
+ public:
+  explicit Aes256Gcm(ByteView key) : key_(SecretBytes::copy_of(key)), serial_(next_key_serial++) {}
+  CipherId id() const override { return CipherId::aes256gcm; }
+  std::size_t nonce_size() const override { return 12; }
+
+  void seal(std::span<std::uint8_t> out, ByteView plaintext, ByteView nonce,
+            ByteView ad) const override {
+    check_sizes(out.size(), plaintext.size(), true);
+    thread_local GcmThreadContext enc;
+    EVP_CIPHER_CTX* ctx = prepare(enc, nonce, 1);
+    int len = 0;
+    bool ok = (ad.empty() || EVP_EncryptUpdate(ctx, nullptr, &len, ad.data(), int(ad.size()))) &&
+              (plaintext.empty() ||
+               EVP_EncryptUpdate(ctx, out.data(), &len, plaintext.data(), int(plaintext.size()))) &&
+              EVP_EncryptFinal_ex(ctx, out.data() + plaintext.size(), &len) &&
+              EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kAeadTagSize,
+                                  out.data() + plaintext.size());
+    if (!ok) throw std::runtime_error("AES-256-GCM seal failed");
+  }
+
+  bool open(std::span<std::uint8_t> out, ByteView sealed, ByteView nonce,
+            ByteView ad) const override {
+    check_sizes(out.size(), sealed.size(), false);
+    thread_local GcmThreadContext dec;
+    EVP_CIPHER_CTX* ctx = prepare(dec, nonce, 0);
+    const std::size_t ct_len = sealed.size() - kAeadTagSize;
+    std::uint8_t tag[kAeadTagSize];
+    std::memcpy(tag, sealed.data() + ct_len, kAeadTagSize);
+    int len = 0;
+    bool ok = (ad.empty() || EVP_DecryptUpdate(ctx, nullptr, &len, ad.data(), int(ad.size()))) &&
+              (ct_len == 0 || EVP_DecryptUpdate(ctx, out.data(), &len, sealed.data(), int(ct_len))) &&
+              EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, kAeadTagSize, tag) &&
+              EVP_DecryptFinal_ex(ctx, nullptr, &len) > 0;
+    if (!ok && !out.empty()) OPENSSL_cleanse(out.data(), out.size());
+    return ok;
+  }
+
+ private:
+  EVP_CIPHER_CTX* prepare(GcmThreadContext& tc, ByteView nonce, int encrypt) const {
+    if (nonce.size() != 12) throw std::invalid_argument("AES-256-GCM needs a 96-bit nonce");
+    const bool same_key = tc.key_serial == serial_;
+    if (!EVP_CipherInit_ex2(tc.ctx, same_key ? nullptr : aes256gcm_cipher(),
+                            same_key ? nullptr : key_.data(), nonce.data(), encrypt, nullptr)) {
+      tc.key_serial = 0;
+      throw std::runtime_error("AES-256-GCM init failed");
+    }
+    tc.key_serial = serial_;
+    return tc.ctx;
+  }
+
+  SecretBytes key_;
+  std::uint64_t serial_;
+};
+
+class XChaCha20Poly1305 final : public Aead {
+ public:
+  explicit XChaCha20Poly1305(ByteView key) : key_(SecretBytes::copy_of(key)) {}
+  CipherId id() const override { return CipherId::xchacha20poly1305; }
+  std::size_t nonce_size() const override { return crypto_aead_xchacha20poly1305_ietf_NPUBBYTES; }
+
+  void seal(std::span<std::uint8_t> out, ByteView plaintext, ByteView nonce,
+            ByteView ad) const override {
+    check_sizes(out.size(), plaintext.size(), true);
+    check_nonce(nonce);
+    crypto_aead_xchacha20poly1305_ietf_encrypt_detached(
+        out.data(), out.data() + plaintext.size(), nullptr, plaintext.data(), plaintext.size(),
+        ad.data(), ad.size(), nullptr, nonce.data(), key_.data());
+  }
+
+  bool open(std::span<std::uint8_t> out, ByteView sealed, ByteView nonce,
+            ByteView ad) const override {
+    check_sizes(out.size(), sealed.size(), false);
+    check_nonce(nonce);
+    const std::size_t ct_len = sealed.size() - kAeadTagSize;
+    const bool ok = crypto_aead_xchacha20poly1305_ietf_decrypt_detached(
+                        out.data(), nullptr, sealed.data(), ct_len, sealed.data() + ct_len,
+                        ad.data(), ad.size(), nonce.data(), key_.data()) == 0;
+    if (!ok && !out.empty()) sodium_memzero(out.data(), out.size());
+    return ok;
+  }
+
+ private:
+  static void check_nonce(ByteView nonce) {
+    if (nonce.size() != crypto_aead_xchacha20poly1305_ietf_NPUBBYTES) {
+      throw std::invalid_argument("XChaCha20-Poly1305 needs a 192-bit nonce");
+    }
+  }
+  SecretBytes key_;
+};
+
+}  // namespace
+
+std::unique_ptr<Aead> make_aead(CipherId id, ByteView key) {
+  if (key.size() != kAeadKeySize) throw std::invalid_argument("AEAD keys are 32 bytes");
+  ensure_sodium();
+  if (id == CipherId::aes256gcm) return std::make_unique<Aes256Gcm>(key);
+  return std::make_unique<XChaCha20Poly1305>(key);
+}
+
+}  // namespace wardfs::crypto

@@ -1,0 +1,253 @@
+#include "crypto/config.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "crypto/errors.h"
+#include "crypto/file_format.h"
+
+namespace wardfs::crypto {
+
+using nlohmann::json;
+
+namespace {
+
+[[noreturn]] void bad_field(const std::string& field, const std::string& why) {
+  throw WardError(ErrorKind::corrupt_volume, "config field '" + field + "': " + why);
+}
+
+const json& require(const json& obj, const std::string& field, json::value_t type,
+                    const std::string& path) {
+  const std::string full = path.empty() ? field : path + "." + field;
+  const auto it = obj.find(field);
+  if (it == obj.end()) bad_field(full, "missing");
+  const bool number_ok = type == json::value_t::number_unsigned && it->is_number_unsigned();
+  if (!number_ok && it->type() != type) bad_field(full, std::string("must be a ") + json(type).type_name());
+  return *it;
+}
+
+std::uint64_t require_uint(const json& obj, const std::string& field, const std::string& path,
+                           std::uint64_t min, std::uint64_t max) {
+  const json& v = require(obj, field, json::value_t::number_unsigned, path);
+  const auto n = v.get<std::uint64_t>();
+  if (n < min || n > max) {
+    bad_field(path.empty() ? field : path + "." + field,
+              "out of range (" + std::to_string(min) + ".." + std::to_string(max) + ")");
+  }
+  return n;
+}
+
+Bytes require_b64(const json& obj, const std::string& field, const std::string& path,
+                  std::size_t min_len, std::size_t max_len) {
+  const std::string full = path.empty() ? field : path + "." + field;
+  const auto& text = require(obj, field, json::value_t::string, path).get_ref<const std::string&>();
+  auto bytes = base64url_decode(text);
+  if (!bytes) bad_field(full, "not base64url");
+  if (bytes->size() < min_len || bytes->size() > max_len) bad_field(full, "wrong length");
+  return *bytes;
+}
+
+KeystoreSpec parse_keystore(const json& obj) {
+  KeystoreSpec spec;
+  spec.type = require(obj, "type", json::value_t::string, "keystore").get<std::string>();
+  if (spec.type != "passphrase" && spec.type != "keyfile" && spec.type != "command" &&
+      spec.type != "pkcs11") {
+    bad_field("keystore.type", "unknown keystore '" + spec.type + "'");
+  }
+  if (const auto it = obj.find("location"); it != obj.end()) {
+    if (!it->is_string()) bad_field("keystore.location", "must be a string");
+    spec.location = it->get<std::string>();
+  }
+  if (spec.type == "passphrase") {
+    const json& kdf = require(obj, "kdf", json::value_t::object, "keystore");
+    const auto alg = require(kdf, "algorithm", json::value_t::string, "keystore.kdf");
+    if (alg != "argon2id13") bad_field("keystore.kdf.algorithm", "must be argon2id13");
+    KdfParams p;
+    p.opslimit = require_uint(kdf, "opslimit", "keystore.kdf", 1, 1U << 20);
+    p.memlimit = require_uint(kdf, "memlimit", "keystore.kdf", 8192, 1ULL << 40);
+    p.salt = require_b64(kdf, "salt", "keystore.kdf", 16, 16);
+    spec.kdf = std::move(p);
+  }
+  return spec;
+}
+
+}  // namespace
+
+bool valid_chunk_size(std::uint64_t size) {
+  return size >= kMinChunkSize && size <= kMaxChunkSize && (size & (size - 1)) == 0;
+}
+
+Bytes VolumeConfig::wrap_ad(std::uint32_t generation) const {
+  static constexpr std::string_view kLabel = "wardfs v1 dek wrap";
+  Bytes ad(kLabel.begin(), kLabel.end());
+  ad.push_back(0);
+  ad.insert(ad.end(), volume_id.begin(), volume_id.end());
+  std::uint8_t fields[4 + 2 + 1 + 4 + 1];
+  put_le32(fields, generation);
+  put_le16(fields + 4, static_cast<std::uint16_t>(version));
+  fields[6] = static_cast<std::uint8_t>(cipher);
+  put_le32(fields + 7, chunk_size);
+  fields[11] = holes == HolesPolicy::never ? 1 : 0;
+  ad.insert(ad.end(), std::begin(fields), std::end(fields));
+  return ad;
+}
+
+const WrappedKey* VolumeConfig::key_for(std::uint32_t generation) const {
+  for (const auto& k : keys) {
+    if (k.generation == generation) return &k;
+  }
+  return nullptr;
+}
+
+VolumeConfig parse_config(std::string_view json_text) {
+  json doc;
+  try {
+    doc = json::parse(json_text);
+  } catch (const json::parse_error& e) {
+    throw WardError(ErrorKind::corrupt_volume,
+                    std::string("config is not valid JSON (") + e.what() + ")");
+  }
+  if (!doc.is_object()) bad_field("(top level)", "must be a JSON object");
+  VolumeConfig cfg;
+  if (require(doc, "format", json::value_t::string, "") != "wardfs") {
+    bad_field("format", "must be \"wardfs\"");
+  }
+  cfg.version = static_cast<int>(require_uint(doc, "version", "", 0, 1U << 16));
+  if (cfg.version != kFormatVersion) {
+    bad_field("version", "unsupported format version " + std::to_string(cfg.version) +
+                             " (this wardfs reads version " + std::to_string(kFormatVersion) + ")");
+  }
+  cfg.volume_id = require_b64(doc, "volume_id", "", kVolumeIdSize, kVolumeIdSize);
+  const auto cipher = cipher_from_name(require(doc, "cipher", json::value_t::string, "").get<std::string>());
+  if (!cipher) bad_field("cipher", "must be aes-256-gcm or xchacha20-poly1305");
+  cfg.cipher = *cipher;
+  const auto chunk = require_uint(doc, "chunk_size", "", 0, UINT32_MAX);
+  if (!valid_chunk_size(chunk)) bad_field("chunk_size", "must be a power of two from 4096 to 1048576");
+  cfg.chunk_size = static_cast<std::uint32_t>(chunk);
+  const auto holes = require(doc, "holes", json::value_t::string, "").get<std::string>();
+  if (holes != "allow" && holes != "never") bad_field("holes", "must be allow or never");
+  cfg.holes = holes == "never" ? HolesPolicy::never : HolesPolicy::allow;
+  cfg.keystore = parse_keystore(require(doc, "keystore", json::value_t::object, ""));
+  cfg.active_generation =
+      static_cast<std::uint32_t>(require_uint(doc, "active_generation", "", 1, UINT32_MAX));
+  const json& keys = require(doc, "keys", json::value_t::array, "");
+  if (keys.empty()) bad_field("keys", "must hold at least one wrapped key");
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const std::string path = "keys[" + std::to_string(i) + "]";
+    if (!keys[i].is_object()) bad_field(path, "must be an object");
+    WrappedKey k;
+    k.generation = static_cast<std::uint32_t>(require_uint(keys[i], "generation", path, 1, UINT32_MAX));
+    k.wrapped = require_b64(keys[i], "wrapped", path, kDekSize, 4096);
+    if (const auto it = keys[i].find("created"); it != keys[i].end() && it->is_string()) {
+      k.created = it->get<std::string>();
+    }
+    if (cfg.key_for(k.generation) != nullptr) bad_field(path + ".generation", "duplicate generation");
+    cfg.keys.push_back(std::move(k));
+  }
+  if (cfg.key_for(cfg.active_generation) == nullptr) {
+    bad_field("active_generation", "no wrapped key for generation " +
+                                       std::to_string(cfg.active_generation));
+  }
+  return cfg;
+}
+
+std::string serialize_config(const VolumeConfig& cfg) {
+  json keystore = {{"type", cfg.keystore.type}};
+  if (!cfg.keystore.location.empty()) keystore["location"] = cfg.keystore.location;
+  if (cfg.keystore.kdf) {
+    keystore["kdf"] = {{"algorithm", "argon2id13"},
+                       {"opslimit", cfg.keystore.kdf->opslimit},
+                       {"memlimit", cfg.keystore.kdf->memlimit},
+                       {"salt", base64url_encode(cfg.keystore.kdf->salt)}};
+  }
+  json keys = json::array();
+  for (const auto& k : cfg.keys) {
+    keys.push_back({{"generation", k.generation},
+                    {"wrapped", base64url_encode(k.wrapped)},
+                    {"created", k.created}});
+  }
+  const json doc = {{"format", "wardfs"},
+                    {"version", cfg.version},
+                    {"volume_id", base64url_encode(cfg.volume_id)},
+                    {"cipher", std::string(cipher_name(cfg.cipher))},
+                    {"chunk_size", cfg.chunk_size},
+                    {"holes", cfg.holes == HolesPolicy::never ? "never" : "allow"},
+                    {"keystore", keystore},
+                    {"active_generation", cfg.active_generation},
+                    {"keys", keys}};
+  return doc.dump(2) + "\n";
+}
+
+VolumeConfig load_config(const std::filesystem::path& cipher_dir) {
+  const auto path = cipher_dir / kConfigFileName;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw WardError(ErrorKind::corrupt_volume,
+                    "cannot read " + path.string() + ": " + std::strerror(errno) +
+                        " (is this a wardfs volume? create one with 'wardfs init')");
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  try {
+    return parse_config(text.str());
+  } catch (const WardError& e) {
+    throw WardError(e.kind(), path.string() + ": " + e.what());
+  }
+}
+
+namespace {
+void write_all_or_throw(int fd, const std::string& data, const std::string& what) {
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw WardError(ErrorKind::io, "writing " + what + ": " + std::strerror(errno));
+    done += static_cast<std::size_t>(n);
+  }
+}
+}  // namespace
+
+void save_config_atomic(const std::filesystem::path& cipher_dir, const VolumeConfig& config) {
+  const auto final_path = cipher_dir / kConfigFileName;
+  const auto temp_path = cipher_dir / (std::string(kConfigFileName) + ".tmp");
+  const std::string text = serialize_config(config);
+  const int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0400);
+  if (fd < 0) throw WardError(ErrorKind::io, "creating " + temp_path.string() + ": " + std::strerror(errno));
+  try {
+    write_all_or_throw(fd, text, temp_path.string());
+    if (::fsync(fd) != 0) throw WardError(ErrorKind::io, "fsync " + temp_path.string() + ": " + std::strerror(errno));
+  } catch (...) {
+    ::close(fd);
+    ::unlink(temp_path.c_str());
+    throw;
+  }
+  ::close(fd);
+  if (::rename(temp_path.c_str(), final_path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(temp_path.c_str());
+    throw WardError(ErrorKind::io, "replacing " + final_path.string() + ": " + std::strerror(err));
+  }
+  const int dir_fd = ::open(cipher_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd >= 0) {
+    ::fsync(dir_fd);
+    ::close(dir_fd);
+  }
+}
+
+std::string utc_now_iso8601() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+}  // namespace wardfs::crypto

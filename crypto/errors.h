@@ -1,0 +1,27 @@
+// Errors that cross library boundaries carry a kind, which the CLI maps to its exit code.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace wardfs {
+
+enum class ErrorKind {
+  usage = 1,           // bad flags or arguments
+  wrong_key = 2,       // passphrase or key does not unlock the volume
+  corrupt_volume = 3,  // config or metadata fails to parse or authenticate
+  mount_failure = 4,   // FUSE mount, mount point or backing dir problem
+  io = 5,              // any other system error
+};
+
+class WardError : public std::runtime_error {
+ public:
+  WardError(ErrorKind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+  ErrorKind kind() const { return kind_; }
+  int exit_code() const { return static_cast<int>(kind_); }
+
+ private:
+  ErrorKind kind_;
+};
+
+}  // namespace wardfs

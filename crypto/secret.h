@@ -1,0 +1,40 @@
+// Secret byte buffers: every key in wardfs lives in one of these.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace wardfs::crypto {
+
+// Owns a sodium_malloc'd, mlock'd, guard-paged region. The memory is zeroed when
+// the buffer dies and is never copied implicitly, so a key has exactly one home.
+class SecretBytes {
+ public:
+  SecretBytes() = default;
+  explicit SecretBytes(std::size_t size);
+  ~SecretBytes();
+  SecretBytes(SecretBytes&& other) noexcept;
+  SecretBytes& operator=(SecretBytes&& other) noexcept;
+  SecretBytes(const SecretBytes&) = delete;
+  SecretBytes& operator=(const SecretBytes&) = delete;
+
+  static SecretBytes random(std::size_t size);
+  static SecretBytes copy_of(std::span<const std::uint8_t> bytes);
+
+  std::uint8_t* data() { return data_; }
+  const std::uint8_t* data() const { return data_; }
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  std::span<const std::uint8_t> view() const { return {data_, size_}; }
+  std::span<std::uint8_t> span() { return {data_, size_}; }
+
+ private:
+  std::uint8_t* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+// Initialises libsodium once; safe to call from any thread, any number of times.
+void ensure_sodium();
+
+}  // namespace wardfs::crypto
