@@ -1,0 +1,168 @@
+// wardfs mount / unmount / status.
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "crypto/errors.h"
+#include "daemon/mount.h"
+
+namespace wardfs::cli {
+
+namespace {
+
+struct MountArgs {
+  std::string cipher_dir;
+  std::string mount_point;
+  std::vector<std::string> options;
+  std::string keyfile;
+  std::string passfile;
+  std::string log_file;
+  bool foreground = false;
+  unsigned threads = 16;
+};
+
+void apply_mount_options(const std::vector<std::string>& raw, daemon::MountRequest& req) {
+  for (const auto& group : raw) {
+    std::stringstream list(group);
+    std::string opt;
+    while (std::getline(list, opt, ',')) {
+      if (opt.empty() || opt == "rw") continue;
+      if (opt == "ro") {
+        req.read_only = true;
+      } else if (opt == "allow_other") {
+        req.allow_other = true;
+      } else if (opt == "nonempty") {
+        req.nonempty = true;
+      } else if (opt.starts_with("keyfile=")) {
+        req.credentials.keyfile = opt.substr(8);
+      } else if (opt.starts_with("passfile=")) {
+        req.credentials.passfile = opt.substr(9);
+      } else {
+        throw WardError(ErrorKind::usage, "unknown mount option '" + opt +
+                                              "' (known: ro, rw, allow_other, nonempty, keyfile=F, passfile=F)");
+      }
+    }
+  }
+}
+
+int run_mount(const MountArgs& a) {
+  daemon::MountRequest req;
+  req.cipher_dir = a.cipher_dir;
+  req.mount_point = a.mount_point;
+  req.foreground = a.foreground;
+  req.max_threads = a.threads;
+  if (!a.keyfile.empty()) req.credentials.keyfile = a.keyfile;
+  if (!a.passfile.empty()) req.credentials.passfile = a.passfile;
+  req.credentials.interactive = ::isatty(STDIN_FILENO) != 0;
+  if (!a.log_file.empty()) req.log_file = std::filesystem::absolute(a.log_file);
+  apply_mount_options(a.options, req);
+  req.cipher_dir = std::filesystem::absolute(req.cipher_dir);
+  req.mount_point = std::filesystem::absolute(req.mount_point);
+  return daemon::run_mount(req);
+}
+
+int run_unmount(const std::string& mount_point) {
+  const auto path = std::filesystem::absolute(mount_point);
+  if (!daemon::is_mount_point(path)) {
+    throw WardError(ErrorKind::mount_failure, path.string() + " is not mounted");
+  }
+  if (::geteuid() == 0) {
+    if (::umount2(path.c_str(), 0) != 0) {
+      throw WardError(ErrorKind::mount_failure, "cannot unmount " + path.string() + ": " + std::strerror(errno) +
+                                                    (errno == EBUSY ? " (files are still open there)" : ""));
+    }
+    return 0;
+  }
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::execlp("fusermount3", "fusermount3", "-u", path.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    throw WardError(ErrorKind::mount_failure, "fusermount3 -u " + path.string() + " failed");
+  }
+  return 0;
+}
+
+std::string unescape(const std::string& s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size()) {
+      out += static_cast<char>(std::stoi(s.substr(i + 1, 3), nullptr, 8));
+      i += 3;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+int run_status(bool json_output) {
+  nlohmann::json mounts = nlohmann::json::array();
+  std::ifstream info("/proc/self/mounts");
+  std::string line;
+  while (std::getline(info, line)) {
+    std::istringstream fields(line);
+    std::string source, target, type, opts;
+    fields >> source >> target >> type >> opts;
+    if (type != "fuse.wardfs") continue;
+    mounts.push_back({{"cipher_dir", unescape(source)},
+                      {"mount_point", unescape(target)},
+                      {"read_only", opts.starts_with("ro")}});
+  }
+  if (json_output) {
+    std::cout << nlohmann::json{{"mounts", mounts}}.dump(2) << "\n";
+  } else if (mounts.empty()) {
+    std::cout << "no wardfs volumes are mounted\n";
+  } else {
+    for (const auto& m : mounts) {
+      std::cout << m["mount_point"].get<std::string>() << "  <-  " << m["cipher_dir"].get<std::string>()
+                << (m["read_only"].get<bool>() ? "  (read-only)" : "") << "\n";
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_mount_commands(CLI::App& app, Runner& run) {
+  auto args = std::make_shared<MountArgs>();
+  CLI::App* mount = app.add_subcommand(
+      "mount", "Mount CIPHERDIR on MOUNTPOINT. Returns once the mount is live; the daemon keeps serving.");
+  mount->add_option("CIPHERDIR", args->cipher_dir, "Backing directory created by 'wardfs init'")->required();
+  mount->add_option("MOUNTPOINT", args->mount_point, "Empty directory to show the plaintext in")->required();
+  mount->add_flag("-f,--foreground", args->foreground, "Stay in the foreground and log to stderr");
+  mount->add_option("-o", args->options,
+                    "Comma-separated options: ro, allow_other (other users may enter; permissions are "
+                    "checked), nonempty (allow a non-empty mount point), keyfile=F, passfile=F");
+  auto* keyfile = mount->add_option("--keyfile", args->keyfile, "Key file that unlocks the volume");
+  mount->add_option("--passfile", args->passfile, "Read the passphrase from this file ('-' for stdin)")
+      ->excludes(keyfile);
+  mount->add_option("--log-file", args->log_file, "Log here instead of syslog when running in the background");
+  mount->add_option("--threads", args->threads, "Maximum FUSE worker threads (default 16)")
+      ->check(CLI::Range(1U, 256U));
+  mount->callback([args, &run] { run = [args] { return run_mount(*args); }; });
+
+  auto mount_point = std::make_shared<std::string>();
+  CLI::App* unmount = app.add_subcommand("unmount", "Unmount a wardfs mount point; the daemon then exits.");
+  unmount->alias("umount");
+  unmount->add_option("MOUNTPOINT", *mount_point, "Where the volume is mounted")->required();
+  unmount->callback([mount_point, &run] { run = [mount_point] { return run_unmount(*mount_point); }; });
+
+  auto json_output = std::make_shared<bool>(false);
+  CLI::App* status = app.add_subcommand("status", "List the mounted wardfs volumes.");
+  status->add_flag("--json", *json_output, "Machine-readable output");
+  status->callback([json_output, &run] { run = [json_output] { return run_status(*json_output); }; });
+}
+
+}  // namespace wardfs::cli

@@ -1,0 +1,21 @@
+// Subcommands of the wardfs CLI. Each registers itself on the app and runs through
+// a callback that returns the process exit code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <optional>
+#include <string>
+
+namespace wardfs::cli {
+
+using Runner = std::function<int()>;
+
+// Registers the subcommand; `run` is set to its body when the user picks it.
+void add_init_command(CLI::App& app, Runner& run);
+void add_mount_commands(CLI::App& app, Runner& run);
+
+// "4K", "64k", "1M", "4096" -> bytes; nullopt when malformed.
+std::optional<std::uint64_t> parse_size(const std::string& text);
+
+}  // namespace wardfs::cli

@@ -1,0 +1,250 @@
+#include "daemon/mount.h"
+
+#define FUSE_USE_VERSION 35
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/syslog_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <vector>
+
+#include "crypto/errors.h"
+#include "fuse/filesystem.h"
+#include "volume/posix_io.h"
+#include "volume/volume.h"
+
+namespace wardfs::daemon {
+
+namespace stdfs = std::filesystem;
+
+namespace {
+
+// The child reports "ok" or "<exit code> <message>" to the waiting parent over a pipe.
+class ReadinessPipe {
+ public:
+  void report(int code, const std::string& message) {
+    if (!write_end_) return;
+    const std::string line = std::to_string(code) + " " + message;
+    (void)!::write(write_end_.get(), line.data(), line.size());
+    write_end_.reset();
+  }
+  volume::UniqueFd read_end_;
+  volume::UniqueFd write_end_;
+};
+
+std::string unescape_mountinfo(std::string_view field) {
+  std::string out;
+  for (std::size_t i = 0; i < field.size(); ++i) {
+    if (field[i] == '\\' && i + 3 < field.size()) {
+      out += static_cast<char>(std::stoi(std::string(field.substr(i + 1, 3)), nullptr, 8));
+      i += 3;
+    } else {
+      out += field[i];
+    }
+  }
+  return out;
+}
+
+std::string escape_option(const std::string& value) {
+  std::string out;
+  for (const char c : value) {
+    if (c == ',' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+void check_mount_point(const MountRequest& req) {
+  std::error_code ec;
+  if (!stdfs::is_directory(req.cipher_dir, ec)) {
+    throw WardError(ErrorKind::mount_failure,
+                    "backing directory " + req.cipher_dir.string() + " does not exist or is not a directory");
+  }
+  if (!stdfs::is_directory(req.mount_point, ec)) {
+    throw WardError(ErrorKind::mount_failure, "mount point " + req.mount_point.string() +
+                                                  " does not exist or is not a directory; create it with mkdir");
+  }
+  if (is_mount_point(req.mount_point)) {
+    throw WardError(ErrorKind::mount_failure, "mount point " + req.mount_point.string() +
+                                                  " is busy: something is already mounted there");
+  }
+  if (!req.nonempty && !stdfs::is_empty(req.mount_point, ec)) {
+    throw WardError(ErrorKind::mount_failure, "mount point " + req.mount_point.string() +
+                                                  " is not empty; empty it or pass -o nonempty");
+  }
+}
+
+void harden_process() {
+  // Keys live in this process: no core dumps, no ptrace by other users, exact modes.
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  const struct rlimit no_core {0, 0};
+  ::setrlimit(RLIMIT_CORE, &no_core);
+  ::umask(0);
+}
+
+void setup_logging(const MountRequest& req) {
+  std::shared_ptr<spdlog::logger> logger;
+  if (req.log_file) {
+    logger = spdlog::basic_logger_mt("wardfs", req.log_file->string());
+  } else if (req.foreground) {
+    logger = spdlog::stderr_color_mt("wardfs");
+  } else {
+    logger = spdlog::syslog_logger_mt("wardfs", "wardfs", LOG_PID, LOG_DAEMON);
+  }
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(logger);
+}
+
+void detach_stdio() {
+  ::setsid();
+  if (::chdir("/") != 0) return;
+  const int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null_fd < 0) return;
+  ::dup2(null_fd, STDIN_FILENO);
+  ::dup2(null_fd, STDOUT_FILENO);
+  ::dup2(null_fd, STDERR_FILENO);
+  ::close(null_fd);
+}
+
+struct SessionDeleter {
+  void operator()(fuse_session* se) const { fuse_session_destroy(se); }
+};
+
+int serve(const MountRequest& req, ReadinessPipe& ready) {
+  harden_process();
+  const auto config = crypto::load_config(req.cipher_dir);
+  auto keystore = keystore::open_keystore(config.keystore, req.credentials);
+  const auto volume = volume::unlock_volume(req.cipher_dir, config, *keystore);
+  keystore.reset();  // the KEK is no longer needed once the data keys are unwrapped
+
+  wardfs::fs::WardFs filesystem(*volume, {.read_only = req.read_only});
+  if (const int rc = filesystem.open_root(); rc != 0) {
+    throw WardError(ErrorKind::corrupt_volume, "cannot open the root of " + req.cipher_dir.string() + ": " +
+                                                   std::strerror(-rc));
+  }
+  std::string options = "fsname=" + escape_option(stdfs::absolute(req.cipher_dir).string()) +
+                        ",subtype=wardfs,default_permissions";
+  if (req.allow_other) options += ",allow_other";
+  if (req.read_only) options += ",ro";
+  std::vector<std::string> arg_storage = {"wardfs", "-o", options};
+  std::vector<char*> argv;
+  for (auto& a : arg_storage) argv.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  std::unique_ptr<fuse_session, SessionDeleter> session(
+      fuse_session_new(&args, &fs::WardFs::operations(), sizeof(fuse_lowlevel_ops), &filesystem));
+  if (!session) throw WardError(ErrorKind::mount_failure, "cannot create the FUSE session (bad mount options?)");
+  if (fuse_set_signal_handlers(session.get()) != 0) {
+    throw WardError(ErrorKind::mount_failure, "cannot install signal handlers");
+  }
+  if (fuse_session_mount(session.get(), stdfs::absolute(req.mount_point).c_str()) != 0) {
+    fuse_remove_signal_handlers(session.get());
+    throw WardError(ErrorKind::mount_failure, "cannot mount on " + req.mount_point.string() +
+                                                  " (is /dev/fuse available and fuse3 installed?)");
+  }
+  spdlog::info("mounted {} on {} (cipher {}, chunk size {}, keystore {})", req.cipher_dir.string(),
+               req.mount_point.string(), crypto::cipher_name(config.cipher), config.chunk_size,
+               volume->keystore_identity());
+  ready.report(0, "ok");
+  if (!req.foreground) detach_stdio();
+
+  fuse_loop_config* loop = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_max_threads(loop, req.max_threads);
+  fuse_loop_cfg_set_idle_threads(loop, 4);
+  const int rc = fuse_session_loop_mt(session.get(), loop);
+  fuse_loop_cfg_destroy(loop);
+  fuse_session_unmount(session.get());
+  fuse_remove_signal_handlers(session.get());
+  const auto& c = filesystem.counters();
+  spdlog::info("unmounted {} (read {} bytes, wrote {} bytes, {} integrity failures)", req.mount_point.string(),
+               c.bytes_read.load(), c.bytes_written.load(), c.integrity_failures.load());
+  return rc == 0 ? 0 : static_cast<int>(ErrorKind::io);
+}
+
+int serve_reporting(const MountRequest& req, ReadinessPipe& ready) {
+  try {
+    return serve(req, ready);
+  } catch (const WardError& e) {
+    ready.report(e.exit_code(), e.what());
+    spdlog::error("{}", e.what());
+    return e.exit_code();
+  } catch (const std::exception& e) {
+    ready.report(static_cast<int>(ErrorKind::io), e.what());
+    spdlog::error("{}", e.what());
+    return static_cast<int>(ErrorKind::io);
+  }
+}
+
+int wait_for_child(ReadinessPipe& ready, pid_t child) {
+  std::string message;
+  char buf[512];
+  ssize_t n = 0;
+  while ((n = ::read(ready.read_end_.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+    if (n > 0) message.append(buf, static_cast<std::size_t>(n));
+  }
+  if (message.empty()) {
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    std::cerr << "wardfs: the mount process exited before the mount was ready\n";
+    return static_cast<int>(ErrorKind::mount_failure);
+  }
+  const auto space = message.find(' ');
+  const int code = std::atoi(message.substr(0, space).c_str());
+  if (code != 0) {
+    std::cerr << "wardfs: " << message.substr(space + 1) << "\n";
+    ::waitpid(child, nullptr, 0);
+  }
+  return code;
+}
+
+}  // namespace
+
+bool is_mount_point(const stdfs::path& path) {
+  std::error_code ec;
+  const stdfs::path canonical = stdfs::weakly_canonical(path, ec);
+  std::ifstream info("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(info, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, devs, root, mount_point;
+    fields >> id >> parent >> devs >> root >> mount_point;
+    if (unescape_mountinfo(mount_point) == canonical.string()) return true;
+  }
+  return false;
+}
+
+int run_mount(const MountRequest& request) {
+  crypto::ensure_sodium();
+  check_mount_point(request);
+  ReadinessPipe ready;
+  if (request.foreground) {
+    setup_logging(request);
+    return serve_reporting(request, ready);
+  }
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw WardError(ErrorKind::io, "pipe: " + std::string(std::strerror(errno)));
+  ready.read_end_.reset(fds[0]);
+  ready.write_end_.reset(fds[1]);
+  const pid_t child = ::fork();
+  if (child < 0) throw WardError(ErrorKind::io, "fork: " + std::string(std::strerror(errno)));
+  if (child > 0) {
+    ready.write_end_.reset();
+    return wait_for_child(ready, child);
+  }
+  ready.read_end_.reset();
+  setup_logging(request);
+  ::_exit(serve_reporting(request, ready));
+}
+
+}  // namespace wardfs::daemon

@@ -1,0 +1,110 @@
+// The FUSE low-level filesystem: translates kernel requests into the volume engine
+// (names, chunked contents) over the backing directory. Nothing here does crypto itself.
+#pragma once
+
+#define FUSE_USE_VERSION 35
+#include <fuse_lowlevel.h>
+
+#include <atomic>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fuse/inode_table.h"
+#include "volume/names.h"
+#include "volume/volume.h"
+
+namespace wardfs::fs {
+
+struct FsOptions {
+  bool read_only = false;
+  double attr_timeout = 1.0;
+  double entry_timeout = 1.0;
+};
+
+struct FsCounters {
+  std::atomic<std::uint64_t> bytes_read{0};
+  std::atomic<std::uint64_t> bytes_written{0};
+  std::atomic<std::uint64_t> integrity_failures{0};
+};
+
+struct FileHandle {
+  volume::UniqueFd fd;
+  bool append = false;
+};
+
+struct DirHandle {
+  std::vector<volume::DirEntry> entries;
+  volume::UniqueFd fd;
+};
+
+class WardFs {
+ public:
+  WardFs(const volume::Volume& volume, FsOptions options);
+  // Opens the backing root and reads its directory id. 0 or -errno.
+  int open_root();
+  static const fuse_lowlevel_ops& operations();
+  const FsCounters& counters() const { return counters_; }
+
+  // ---- request handlers: each replies to req exactly once ----
+  void lookup(fuse_req_t req, fuse_ino_t parent, const char* name);
+  void forget(fuse_ino_t ino, std::uint64_t n);
+  void getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi);
+  void readlink(fuse_req_t req, fuse_ino_t ino);
+  void mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev);
+  void mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode);
+  void unlink(fuse_req_t req, fuse_ino_t parent, const char* name);
+  void rmdir(fuse_req_t req, fuse_ino_t parent, const char* name);
+  void symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name);
+  void rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+              const char* newname, unsigned int flags);
+  void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname);
+  void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi);
+  void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
+  void write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, fuse_file_info* fi);
+  void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
+  void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, fuse_file_info* fi);
+  void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi, bool plus);
+  void releasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
+  void statfs(fuse_req_t req, fuse_ino_t ino);
+  void setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags);
+  void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size);
+  void listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+  void removexattr(fuse_req_t req, fuse_ino_t ino, const char* name);
+  void init(fuse_conn_info* conn);
+
+ private:
+  Inode& inode_of(fuse_ino_t ino);
+  // Plaintext view of a backing stat: file sizes and symlink lengths. 0 or -errno.
+  int plain_stat(Inode& inode, struct stat& st);
+  int stat_inode(Inode& inode, struct stat& st);
+  int dir_id_of(Inode& dir, crypto::DirId& out);
+  int lookup_entry(Inode& parent, std::string_view name, fuse_entry_param& e);
+  int finish_new_entry(Inode& parent, std::string_view name, const volume::ResolvedName& resolved,
+                       fuse_entry_param& e);
+  int resolve_in(Inode& parent, std::string_view name, volume::ResolvedName& out);
+  volume::FileContent& content_of(Inode& inode);
+  int open_backing(Inode& inode, int flags, volume::UniqueFd& out);
+  void chown_to_caller(fuse_req_t req, int dir_fd, const std::string& backing);
+  std::string child_path(Inode& parent, std::string_view name);
+  void report_integrity(Inode& inode, std::uint64_t chunk, std::string_view reason);
+  int remove_dir_metadata(int dir_fd);
+  int xattr_find(Inode& inode, std::string_view name, std::string& backing_name);
+  std::string proc_path(const Inode& inode) const;
+  fuse_ino_t ino_of(Inode& inode);
+
+  const volume::Volume& volume_;
+  FsOptions options_;
+  volume::NameMapper names_;
+  InodeTable inodes_;
+  FsCounters counters_;
+  bool running_as_root_;
+};
+
+}  // namespace wardfs::fs

@@ -1,0 +1,176 @@
+// Shared plumbing of WardFs: inode lookup, attribute translation, directory ids.
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "fuse/filesystem.h"
+
+namespace wardfs::fs {
+
+WardFs::WardFs(const volume::Volume& volume, FsOptions options)
+    : volume_(volume), options_(options), names_(volume), running_as_root_(::geteuid() == 0) {}
+
+int WardFs::open_root() {
+  volume::UniqueFd fd(::open(volume_.cipher_dir().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) return -errno;
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return -errno;
+  auto root = std::make_unique<Inode>();
+  root->fd = std::move(fd);
+  root->dev = st.st_dev;
+  root->ino = st.st_ino;
+  root->type = S_IFDIR;
+  root->nlookup = 2;
+  root->display_path = "/";
+  crypto::DirId id{};
+  if (const int rc = volume::read_dir_id(root->fd.get(), id); rc != 0) return rc;
+  root->dir_id = id;
+  inodes_.set_root(std::move(root));
+  return 0;
+}
+
+Inode& WardFs::inode_of(fuse_ino_t ino) {
+  if (ino == FUSE_ROOT_ID) return inodes_.root();
+  return *reinterpret_cast<Inode*>(ino);
+}
+
+fuse_ino_t WardFs::ino_of(Inode& inode) {
+  return &inode == &inodes_.root() ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(&inode);
+}
+
+std::string WardFs::proc_path(const Inode& inode) const {
+  return "/proc/self/fd/" + std::to_string(inode.fd.get());
+}
+
+std::string WardFs::child_path(Inode& parent, std::string_view name) {
+  std::string base = parent.path();
+  if (base != "/") base += "/";
+  return base + std::string(name);
+}
+
+void WardFs::report_integrity(Inode& inode, std::uint64_t chunk, std::string_view reason) {
+  counters_.integrity_failures++;
+  if (chunk == volume::kHeaderChunk) {
+    spdlog::error("integrity failure in {}: {}", inode.path(), reason);
+  } else {
+    spdlog::error("integrity failure in {} at chunk {}: {}", inode.path(), chunk, reason);
+  }
+}
+
+volume::FileContent& WardFs::content_of(Inode& inode) {
+  std::lock_guard lock(inode.state_mutex);
+  if (!inode.content) {
+    inode.content = std::make_unique<volume::FileContent>(volume_);
+    inode.content->set_reporter(
+        [this, &inode](std::uint64_t chunk, std::string_view reason) { report_integrity(inode, chunk, reason); });
+  }
+  return *inode.content;
+}
+
+int WardFs::stat_inode(Inode& inode, struct stat& st) {
+  if (::fstatat(inode.fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return -errno;
+  return plain_stat(inode, st);
+}
+
+int WardFs::plain_stat(Inode& inode, struct stat& st) {
+  if (S_ISREG(st.st_mode)) {
+    // An open file's engine knows its size exactly; otherwise the backing size tells.
+    volume::FileContent* content = nullptr;
+    {
+      std::lock_guard lock(inode.state_mutex);
+      content = inode.content.get();
+    }
+    if (content != nullptr && content->loaded()) {
+      st.st_size = static_cast<off_t>(content->size());
+    } else {
+      const auto plain = volume_.layout().plaintext_size(static_cast<std::uint64_t>(st.st_size));
+      st.st_size = plain ? static_cast<off_t>(*plain) : 0;
+    }
+  } else if (S_ISLNK(st.st_mode)) {
+    char buf[PATH_MAX];
+    const ssize_t n = ::readlinkat(inode.fd.get(), "", buf, sizeof buf);
+    if (n < 0) return -errno;
+    const auto target = names_.open_symlink(std::string_view(buf, static_cast<std::size_t>(n)));
+    st.st_size = target ? static_cast<off_t>(target->size()) : 0;
+  }
+  return 0;
+}
+
+int WardFs::dir_id_of(Inode& dir, crypto::DirId& out) {
+  std::lock_guard lock(dir.state_mutex);
+  if (!dir.dir_id) {
+    crypto::DirId id{};
+    volume::UniqueFd fd(::openat(dir.fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd) return -errno;
+    if (const int rc = volume::read_dir_id(fd.get(), id); rc != 0) {
+      spdlog::error("directory {} has no readable {}: {}", dir.display_path, volume::kDirIdFileName,
+                    std::strerror(-rc));
+      return -EIO;
+    }
+    dir.dir_id = id;
+  }
+  out = *dir.dir_id;
+  return 0;
+}
+
+int WardFs::resolve_in(Inode& parent, std::string_view name, volume::ResolvedName& out) {
+  crypto::DirId dir_id{};
+  if (const int rc = dir_id_of(parent, dir_id); rc != 0) return rc;
+  return names_.resolve(parent.fd.get(), dir_id, name, out);
+}
+
+int WardFs::lookup_entry(Inode& parent, std::string_view name, fuse_entry_param& e) {
+  std::memset(&e, 0, sizeof e);
+  volume::ResolvedName resolved;
+  if (const int rc = resolve_in(parent, name, resolved); rc != 0) return rc;
+  if (!resolved.exists) return -ENOENT;
+  return finish_new_entry(parent, name, resolved, e);
+}
+
+int WardFs::finish_new_entry(Inode& parent, std::string_view name, const volume::ResolvedName& resolved,
+                             fuse_entry_param& e) {
+  std::memset(&e, 0, sizeof e);
+  volume::UniqueFd fd(::openat(parent.fd.get(), resolved.backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return -errno;
+  struct stat st {};
+  if (::fstatat(fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return -errno;
+  Inode& inode = inodes_.acquire(std::move(fd), st, child_path(parent, name));
+  if (const int rc = plain_stat(inode, st); rc != 0) {
+    inodes_.forget(inode, 1);
+    return rc;
+  }
+  e.attr = st;
+  e.ino = ino_of(inode);
+  e.attr_timeout = options_.attr_timeout;
+  e.entry_timeout = options_.entry_timeout;
+  return 0;
+}
+
+void WardFs::chown_to_caller(fuse_req_t req, int dir_fd, const std::string& backing) {
+  if (!running_as_root_) return;
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  if (::fchownat(dir_fd, backing.c_str(), ctx->uid, ctx->gid, AT_SYMLINK_NOFOLLOW) != 0) {
+    spdlog::warn("cannot give a new entry to uid {}: {}", ctx->uid, std::strerror(errno));
+  }
+}
+
+int WardFs::open_backing(Inode& inode, int flags, volume::UniqueFd& out) {
+  out.reset(::open(proc_path(inode).c_str(), flags | O_CLOEXEC));
+  return out ? 0 : -errno;
+}
+
+void WardFs::forget(fuse_ino_t ino, std::uint64_t n) { inodes_.forget(inode_of(ino), n); }
+
+void WardFs::init(fuse_conn_info* conn) {
+  // Large requests amortise the per-request cost, which dominates over the cipher.
+  conn->max_write = 1U << 20;
+  conn->max_readahead = 1U << 20;
+  if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+  conn->want &= ~static_cast<unsigned>(FUSE_CAP_WRITEBACK_CACHE);
+}
+
+}  // namespace wardfs::fs

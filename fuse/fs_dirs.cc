@@ -1,0 +1,228 @@
+// Directory listing, statfs and extended attributes.
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "fuse/filesystem.h"
+
+namespace wardfs::fs {
+
+namespace {
+DirHandle& dir_handle_of(fuse_file_info* fi) { return *reinterpret_cast<DirHandle*>(fi->fh); }
+constexpr std::string_view kUserPrefix = "user.";
+}  // namespace
+
+void WardFs::opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Inode& dir = inode_of(ino);
+  auto handle = std::make_unique<DirHandle>();
+  handle->fd.reset(::openat(dir.fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!handle->fd) {
+    fuse_reply_err(req, errno);
+    return;
+  }
+  crypto::DirId dir_id{};
+  int rc = dir_id_of(dir, dir_id);
+  if (rc == 0) {
+    rc = names_.list(handle->fd.get(), dir_id, handle->entries, [&](std::string_view backing, std::string_view why) {
+      counters_.integrity_failures++;
+      spdlog::error("integrity failure in directory {}: entry {}: {}", dir.path(), backing, why);
+    });
+  }
+  if (rc != 0) {
+    fuse_reply_err(req, -rc);
+    return;
+  }
+  fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
+  fuse_reply_open(req, fi);
+}
+
+void WardFs::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi, bool plus) {
+  DirHandle& handle = dir_handle_of(fi);
+  Inode& dir = inode_of(ino);
+  std::vector<char> buf(size);
+  size_t used = 0;
+  // Offsets: 1 and 2 are "." and "..", entry k sits at k + 3.
+  for (auto next = static_cast<std::size_t>(off); next < handle.entries.size() + 2; ++next) {
+    std::string name;
+    struct stat st {};
+    fuse_entry_param e{};
+    bool looked_up = false;
+    if (next < 2) {
+      name = next == 0 ? "." : "..";
+      st.st_mode = S_IFDIR;
+      e.attr = st;
+    } else {
+      const auto& entry = handle.entries[next - 2];
+      name = entry.name;
+      st.st_ino = entry.ino;
+      st.st_mode = static_cast<mode_t>(entry.type) << 12;
+      if (plus) {
+        if (lookup_entry(dir, name, e) != 0) continue;  // vanished since opendir
+        looked_up = true;
+      }
+    }
+    const auto next_off = static_cast<off_t>(next + 1);
+    size_t len = 0;
+    if (plus) {
+      len = fuse_add_direntry_plus(req, buf.data() + used, size - used, name.c_str(), &e, next_off);
+    } else {
+      len = fuse_add_direntry(req, buf.data() + used, size - used, name.c_str(), &st, next_off);
+    }
+    if (len > size - used) {
+      if (looked_up) forget(e.ino, 1);  // the kernel never saw this entry
+      break;
+    }
+    used += len;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void WardFs::releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete reinterpret_cast<DirHandle*>(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+void WardFs::fsyncdir(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
+  const int fd = dir_handle_of(fi).fd.get();
+  const int r = datasync ? ::fdatasync(fd) : ::fsync(fd);
+  fuse_reply_err(req, r == 0 ? 0 : errno);
+}
+
+void WardFs::statfs(fuse_req_t req, fuse_ino_t) {
+  struct statvfs st {};
+  if (::fstatvfs(inodes_.root().fd.get(), &st) != 0) {
+    fuse_reply_err(req, errno);
+    return;
+  }
+  // Report what fits as plaintext: each chunk costs a slot on disk.
+  const double ratio = static_cast<double>(volume_.layout().chunk_size()) / volume_.layout().slot_size();
+  st.f_blocks = static_cast<fsblkcnt_t>(static_cast<double>(st.f_blocks) * ratio);
+  st.f_bfree = static_cast<fsblkcnt_t>(static_cast<double>(st.f_bfree) * ratio);
+  st.f_bavail = static_cast<fsblkcnt_t>(static_cast<double>(st.f_bavail) * ratio);
+  st.f_namemax = volume::kMaxPlainNameLength;
+  fuse_reply_statfs(req, &st);
+}
+
+int WardFs::xattr_find(Inode& inode, std::string_view name, std::string& backing_name) {
+  const std::string proc = proc_path(inode);
+  for (const auto& gen : volume_.keys().generations_for_lookup()) {
+    std::string candidate = names_.xattr_backing_name(name, gen->generation);
+    if (candidate.empty()) return -ENOTSUP;
+    if (::getxattr(proc.c_str(), candidate.c_str(), nullptr, 0) >= 0) {
+      backing_name = std::move(candidate);
+      return 0;
+    }
+    if (errno != ENODATA) return -errno;
+  }
+  return -ENODATA;
+}
+
+void WardFs::setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
+  Inode& inode = inode_of(ino);
+  if (!std::string_view(name).starts_with(kUserPrefix) || S_ISLNK(inode.type)) {
+    fuse_reply_err(req, ENOTSUP);
+    return;
+  }
+  std::string existing;
+  const int found = xattr_find(inode, name, existing);
+  if (found != 0 && found != -ENODATA) {
+    fuse_reply_err(req, -found);
+    return;
+  }
+  if ((flags & XATTR_CREATE) && found == 0) {
+    fuse_reply_err(req, EEXIST);
+    return;
+  }
+  if ((flags & XATTR_REPLACE) && found != 0) {
+    fuse_reply_err(req, ENODATA);
+    return;
+  }
+  const std::string proc = proc_path(inode);
+  const std::string backing = names_.xattr_backing_name(name, volume_.keys().active_generation());
+  const auto sealed = names_.seal_xattr_value(name, {reinterpret_cast<const std::uint8_t*>(value), size});
+  if (::setxattr(proc.c_str(), backing.c_str(), sealed.data(), sealed.size(), 0) != 0) {
+    fuse_reply_err(req, errno);
+    return;
+  }
+  if (found == 0 && existing != backing) ::removexattr(proc.c_str(), existing.c_str());
+  fuse_reply_err(req, 0);
+}
+
+void WardFs::getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  Inode& inode = inode_of(ino);
+  if (!std::string_view(name).starts_with(kUserPrefix) || S_ISLNK(inode.type)) {
+    fuse_reply_err(req, ENODATA);
+    return;
+  }
+  std::string backing;
+  if (const int rc = xattr_find(inode, name, backing); rc != 0) {
+    fuse_reply_err(req, rc == -ENOTSUP ? ENODATA : -rc);
+    return;
+  }
+  const std::string proc = proc_path(inode);
+  std::vector<std::uint8_t> blob(XATTR_SIZE_MAX);
+  const ssize_t n = ::getxattr(proc.c_str(), backing.c_str(), blob.data(), blob.size());
+  if (n < 0) {
+    fuse_reply_err(req, errno);
+    return;
+  }
+  const auto value = names_.open_xattr_value(name, {blob.data(), static_cast<std::size_t>(n)});
+  if (!value) {
+    report_integrity(inode, volume::kHeaderChunk, std::string("xattr ") + name + " failed authentication");
+    fuse_reply_err(req, EIO);
+  } else if (size == 0) {
+    fuse_reply_xattr(req, value->size());
+  } else if (size < value->size()) {
+    fuse_reply_err(req, ERANGE);
+  } else {
+    fuse_reply_buf(req, reinterpret_cast<const char*>(value->data()), value->size());
+  }
+}
+
+void WardFs::listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  Inode& inode = inode_of(ino);
+  std::string plain_list;
+  if (!S_ISLNK(inode.type)) {
+    const std::string proc = proc_path(inode);
+    std::vector<char> raw(XATTR_LIST_MAX);
+    const ssize_t n = ::listxattr(proc.c_str(), raw.data(), raw.size());
+    if (n < 0) {
+      fuse_reply_err(req, errno);
+      return;
+    }
+    for (ssize_t pos = 0; pos < n;) {
+      const std::string_view backing(raw.data() + pos);
+      pos += static_cast<ssize_t>(backing.size()) + 1;
+      if (auto plain = names_.xattr_plain_name(backing)) plain_list += *plain + '\0';
+    }
+  }
+  if (size == 0) {
+    fuse_reply_xattr(req, plain_list.size());
+  } else if (size < plain_list.size()) {
+    fuse_reply_err(req, ERANGE);
+  } else {
+    fuse_reply_buf(req, plain_list.data(), plain_list.size());
+  }
+}
+
+void WardFs::removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  Inode& inode = inode_of(ino);
+  std::string backing;
+  if (!std::string_view(name).starts_with(kUserPrefix) || S_ISLNK(inode.type)) {
+    fuse_reply_err(req, ENODATA);
+    return;
+  }
+  if (const int rc = xattr_find(inode, name, backing); rc != 0) {
+    fuse_reply_err(req, -rc);
+    return;
+  }
+  const int r = ::removexattr(proc_path(inode).c_str(), backing.c_str());
+  fuse_reply_err(req, r == 0 ? 0 : errno);
+}
+
+}  // namespace wardfs::fs

@@ -1,0 +1,320 @@
+// Requests that add, remove or move directory entries.
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <mutex>
+
+#include "fuse/filesystem.h"
+
+namespace wardfs::fs {
+
+namespace {
+std::string temp_entry_name() {
+  std::array<std::uint8_t, 12> rnd{};
+  crypto::random_fill(rnd);
+  return std::string(volume::kTempPrefix) + crypto::hex_encode(rnd);
+}
+}  // namespace
+
+void WardFs::lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  fuse_entry_param e{};
+  const int rc = lookup_entry(inode_of(parent), name, e);
+  if (rc == -ENOENT) {
+    // A negative entry lets the kernel cache "not there" like any local filesystem.
+    e.ino = 0;
+    e.entry_timeout = options_.entry_timeout;
+    fuse_reply_entry(req, &e);
+  } else if (rc != 0) {
+    fuse_reply_err(req, -rc);
+  } else {
+    fuse_reply_entry(req, &e);
+  }
+}
+
+void WardFs::mknod(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode, dev_t rdev) {
+  Inode& parent = inode_of(parent_ino);
+  std::lock_guard lock(parent.entries_mutex);
+  volume::ResolvedName r;
+  int rc = resolve_in(parent, name, r);
+  if (rc == 0 && r.exists) rc = -EEXIST;
+  if (rc == 0) rc = names_.write_sidecar(parent.fd.get(), r);
+  if (rc == 0) {
+    if (S_ISREG(mode)) {
+      volume::UniqueFd fd(::openat(parent.fd.get(), r.backing.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+                                   mode & 07777));
+      rc = fd ? volume::FileContent(volume_).create(fd.get()) : -errno;
+    } else if (::mknodat(parent.fd.get(), r.backing.c_str(), mode, rdev) != 0) {
+      rc = -errno;
+    }
+  }
+  fuse_entry_param e{};
+  if (rc == 0) {
+    chown_to_caller(req, parent.fd.get(), r.backing);
+    rc = finish_new_entry(parent, name, r, e);
+  }
+  if (rc != 0) {
+    if (rc != -EEXIST) names_.remove_sidecar(parent.fd.get(), r);
+    fuse_reply_err(req, -rc);
+    return;
+  }
+  fuse_reply_entry(req, &e);
+}
+
+void WardFs::mkdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode) {
+  Inode& parent = inode_of(parent_ino);
+  std::lock_guard lock(parent.entries_mutex);
+  volume::ResolvedName r;
+  int rc = resolve_in(parent, name, r);
+  if (rc == 0 && r.exists) rc = -EEXIST;
+  if (rc != 0) {
+    fuse_reply_err(req, -rc);
+    return;
+  }
+  // Build the directory, id included, under a temporary name and rename it into place,
+  // so no crash can leave a directory without its id.
+  const std::string temp = temp_entry_name();
+  if (::mkdirat(parent.fd.get(), temp.c_str(), mode & 07777) != 0) {
+    fuse_reply_err(req, errno);
+    return;
+  }
+  {
+    volume::UniqueFd dir(::openat(parent.fd.get(), temp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    rc = dir ? volume::write_new_dir_id(dir.get()) : -errno;
+  }
+  if (rc == 0) rc = names_.write_sidecar(parent.fd.get(), r);
+  if (rc == 0) {
+    chown_to_caller(req, parent.fd.get(), temp);
+    if (::renameat2(parent.fd.get(), temp.c_str(), parent.fd.get(), r.backing.c_str(), RENAME_NOREPLACE) != 0) {
+      rc = -errno;
+    }
+  }
+  fuse_entry_param e{};
+  if (rc == 0) rc = finish_new_entry(parent, name, r, e);
+  if (rc != 0) {
+    ::unlinkat(parent.fd.get(), (temp + "/" + std::string(volume::kDirIdFileName)).c_str(), 0);
+    ::unlinkat(parent.fd.get(), temp.c_str(), AT_REMOVEDIR);
+    if (rc != -EEXIST) names_.remove_sidecar(parent.fd.get(), r);
+    fuse_reply_err(req, -rc);
+    return;
+  }
+  fuse_reply_entry(req, &e);
+}
+
+void WardFs::symlink(fuse_req_t req, const char* target, fuse_ino_t parent_ino, const char* name) {
+  Inode& parent = inode_of(parent_ino);
+  std::lock_guard lock(parent.entries_mutex);
+  volume::ResolvedName r;
+  int rc = resolve_in(parent, name, r);
+  if (rc == 0 && r.exists) rc = -EEXIST;
+  const std::string sealed = rc == 0 ? names_.seal_symlink(target) : std::string();
+  if (rc == 0 && sealed.size() >= PATH_MAX) rc = -ENAMETOOLONG;
+  if (rc == 0) rc = names_.write_sidecar(parent.fd.get(), r);
+  if (rc == 0 && ::symlinkat(sealed.c_str(), parent.fd.get(), r.backing.c_str()) != 0) rc = -errno;
+  fuse_entry_param e{};
+  if (rc == 0) {
+    chown_to_caller(req, parent.fd.get(), r.backing);
+    rc = finish_new_entry(parent, name, r, e);
+  }
+  if (rc != 0) {
+    if (rc != -EEXIST) names_.remove_sidecar(parent.fd.get(), r);
+    fuse_reply_err(req, -rc);
+    return;
+  }
+  fuse_reply_entry(req, &e);
+}
+
+void WardFs::link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_ino, const char* newname) {
+  Inode& inode = inode_of(ino);
+  Inode& parent = inode_of(newparent_ino);
+  std::lock_guard lock(parent.entries_mutex);
+  volume::ResolvedName r;
+  int rc = resolve_in(parent, newname, r);
+  if (rc == 0 && r.exists) rc = -EEXIST;
+  if (rc == 0) rc = names_.write_sidecar(parent.fd.get(), r);
+  if (rc == 0 && ::linkat(AT_FDCWD, proc_path(inode).c_str(), parent.fd.get(), r.backing.c_str(),
+                          AT_SYMLINK_FOLLOW) != 0) {
+    rc = -errno;
+  }
+  fuse_entry_param e{};
+  if (rc == 0) rc = finish_new_entry(parent, newname, r, e);
+  if (rc != 0) {
+    if (rc != -EEXIST) names_.remove_sidecar(parent.fd.get(), r);
+    fuse_reply_err(req, -rc);
+    return;
+  }
+  fuse_reply_entry(req, &e);
+}
+
+void WardFs::unlink(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
+  Inode& parent = inode_of(parent_ino);
+  std::lock_guard lock(parent.entries_mutex);
+  volume::ResolvedName r;
+  int rc = resolve_in(parent, name, r);
+  if (rc == 0 && !r.exists) rc = -ENOENT;
+  if (rc == 0 && ::unlinkat(parent.fd.get(), r.backing.c_str(), 0) != 0) rc = -errno;
+  if (rc == 0) names_.remove_sidecar(parent.fd.get(), r);
+  fuse_reply_err(req, -rc);
+}
+
+int WardFs::remove_dir_metadata(int dir_fd) {
+  // An encrypted directory is empty when only wardfs metadata remains in it.
+  volume::UniqueFd fd(::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) return -errno;
+  DIR* dir = ::fdopendir(fd.get());
+  if (dir == nullptr) return -errno;
+  fd.release();
+  std::vector<std::string> metadata;
+  int rc = 0;
+  while (const dirent* d = ::readdir(dir)) {
+    const std::string_view n = d->d_name;
+    if (n == "." || n == "..") continue;
+    if (!volume::is_metadata_entry(n) || crypto::is_long_name(n)) {
+      rc = -ENOTEMPTY;
+      break;
+    }
+    metadata.emplace_back(n);
+  }
+  const int dfd = ::dirfd(dir);
+  if (rc == 0) {
+    for (const auto& m : metadata) ::unlinkat(dfd, m.c_str(), 0);
+  }
+  ::closedir(dir);
+  return rc;
+}
+
+void WardFs::rmdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
+  Inode& parent = inode_of(parent_ino);
+  std::lock_guard lock(parent.entries_mutex);
+  volume::ResolvedName r;
+  int rc = resolve_in(parent, name, r);
+  if (rc == 0 && !r.exists) rc = -ENOENT;
+  if (rc == 0 && !S_ISDIR(r.st.st_mode)) rc = -ENOTDIR;
+  if (rc == 0) {
+    Inode* child = inodes_.find(r.st.st_dev, r.st.st_ino);
+    std::unique_lock<std::mutex> child_lock;
+    if (child != nullptr) child_lock = std::unique_lock(child->entries_mutex);
+    volume::UniqueFd dir(::openat(parent.fd.get(), r.backing.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    rc = dir ? remove_dir_metadata(dir.get()) : -errno;
+    if (rc == 0 && ::unlinkat(parent.fd.get(), r.backing.c_str(), AT_REMOVEDIR) != 0) rc = -errno;
+    if (rc == 0 && child != nullptr) {
+      std::lock_guard state(child->state_mutex);
+      child->dir_id.reset();
+    }
+  }
+  if (rc == 0) names_.remove_sidecar(parent.fd.get(), r);
+  fuse_reply_err(req, -rc);
+}
+
+void WardFs::rename(fuse_req_t req, fuse_ino_t parent_ino, const char* name, fuse_ino_t newparent_ino,
+                    const char* newname, unsigned int flags) {
+  Inode& parent = inode_of(parent_ino);
+  Inode& newparent = inode_of(newparent_ino);
+  std::unique_lock<std::mutex> a(parent.entries_mutex, std::defer_lock);
+  std::unique_lock<std::mutex> b(newparent.entries_mutex, std::defer_lock);
+  if (&parent == &newparent) {
+    a.lock();
+  } else {
+    std::lock(a, b);
+  }
+  volume::ResolvedName from;
+  volume::ResolvedName to;
+  int rc = resolve_in(parent, name, from);
+  if (rc == 0 && !from.exists) rc = -ENOENT;
+  if (rc == 0) rc = resolve_in(newparent, newname, to);
+  if (rc == 0 && &parent == &newparent && from.backing == to.backing) {
+    fuse_reply_err(req, 0);
+    return;
+  }
+  if (rc == 0) rc = names_.write_sidecar(newparent.fd.get(), to);
+  if (rc == 0) {
+    const int r = flags == 0 ? ::renameat(parent.fd.get(), from.backing.c_str(), newparent.fd.get(), to.backing.c_str())
+                             : ::renameat2(parent.fd.get(), from.backing.c_str(), newparent.fd.get(),
+                                           to.backing.c_str(), flags);
+    if (r != 0) {
+      rc = -errno;
+      if (!to.exists) names_.remove_sidecar(newparent.fd.get(), to);
+    }
+  }
+  if (rc == 0 && (flags & RENAME_EXCHANGE) == 0) {
+    names_.remove_sidecar(parent.fd.get(), from);
+    if (Inode* moved = inodes_.find(from.st.st_dev, from.st.st_ino)) moved->set_path(child_path(newparent, newname));
+  }
+  fuse_reply_err(req, -rc);
+}
+
+void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode, fuse_file_info* fi) {
+  if (options_.read_only) {
+    fuse_reply_err(req, EROFS);
+    return;
+  }
+  Inode& parent = inode_of(parent_ino);
+  std::unique_lock lock(parent.entries_mutex);
+  volume::ResolvedName r;
+  int rc = resolve_in(parent, name, r);
+  if (rc == 0 && r.exists) {
+    lock.unlock();
+    if (fi->flags & O_EXCL) {
+      fuse_reply_err(req, EEXIST);
+      return;
+    }
+    // Lost a race with another creator: open what is there.
+    fuse_entry_param e{};
+    rc = lookup_entry(parent, name, e);
+    if (rc != 0) {
+      fuse_reply_err(req, -rc);
+      return;
+    }
+    fi->flags &= ~(O_CREAT | O_EXCL);
+    Inode& inode = inode_of(e.ino);
+    auto handle = std::make_unique<FileHandle>();
+    rc = open_backing(inode, options_.read_only ? O_RDONLY : O_RDWR, handle->fd);
+    if (rc == 0) rc = content_of(inode).load(handle->fd.get());
+    if (rc != 0) {
+      forget(e.ino, 1);
+      fuse_reply_err(req, -rc);
+      return;
+    }
+    handle->append = (fi->flags & O_APPEND) != 0;
+    fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
+    fuse_reply_create(req, &e, fi);
+    return;
+  }
+  if (rc == 0) rc = names_.write_sidecar(parent.fd.get(), r);
+  volume::UniqueFd fd;
+  if (rc == 0) {
+    fd.reset(::openat(parent.fd.get(), r.backing.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode & 07777));
+    if (!fd) rc = -errno;
+  }
+  fuse_entry_param e{};
+  if (rc == 0) {
+    chown_to_caller(req, parent.fd.get(), r.backing);
+    rc = finish_new_entry(parent, name, r, e);
+  }
+  if (rc == 0) {
+    Inode& inode = inode_of(e.ino);
+    rc = content_of(inode).create(fd.get());
+    if (rc != 0) {
+      ::unlinkat(parent.fd.get(), r.backing.c_str(), 0);
+      forget(e.ino, 1);
+    }
+  }
+  if (rc != 0) {
+    if (rc != -EEXIST) names_.remove_sidecar(parent.fd.get(), r);
+    fuse_reply_err(req, -rc);
+    return;
+  }
+  auto handle = std::make_unique<FileHandle>();
+  handle->fd = std::move(fd);
+  handle->append = (fi->flags & O_APPEND) != 0;
+  fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
+  fi->keep_cache = 1;
+  fuse_reply_create(req, &e, fi);
+}
+
+}  // namespace wardfs::fs

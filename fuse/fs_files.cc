@@ -1,0 +1,183 @@
+// Requests on one inode: attributes, file contents, symlink targets.
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <vector>
+
+#include "fuse/filesystem.h"
+
+namespace wardfs::fs {
+
+namespace {
+FileHandle& handle_of(fuse_file_info* fi) { return *reinterpret_cast<FileHandle*>(fi->fh); }
+
+std::vector<std::uint8_t>& reply_buffer() {
+  // libfuse would otherwise allocate per read; a reused per-thread buffer avoids that.
+  thread_local std::vector<std::uint8_t> buf;
+  return buf;
+}
+}  // namespace
+
+void WardFs::getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  struct stat st {};
+  const int rc = stat_inode(inode_of(ino), st);
+  if (rc != 0) {
+    fuse_reply_err(req, -rc);
+    return;
+  }
+  fuse_reply_attr(req, &st, options_.attr_timeout);
+}
+
+void WardFs::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
+  Inode& inode = inode_of(ino);
+  int rc = 0;
+  const std::string proc = proc_path(inode);
+  if (to_set & FUSE_SET_ATTR_MODE) {
+    if (::chmod(proc.c_str(), attr->st_mode & 07777) != 0) rc = -errno;
+  }
+  if (rc == 0 && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
+    const uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
+    const gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
+    if (::fchownat(inode.fd.get(), "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) rc = -errno;
+  }
+  if (rc == 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
+    if (!S_ISREG(inode.type)) {
+      rc = -EINVAL;
+    } else if (options_.read_only) {
+      rc = -EROFS;
+    } else {
+      volume::UniqueFd own;
+      int fd = fi != nullptr ? handle_of(fi).fd.get() : -1;
+      if (fd < 0) {
+        rc = open_backing(inode, O_RDWR, own);
+        fd = own.get();
+      }
+      auto& content = content_of(inode);
+      if (rc == 0) rc = content.load(fd);
+      if (rc == 0) rc = content.truncate(fd, static_cast<std::uint64_t>(attr->st_size));
+    }
+  }
+  if (rc == 0 && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))) {
+    struct timespec tv[2];
+    tv[0].tv_nsec = UTIME_OMIT;
+    tv[1].tv_nsec = UTIME_OMIT;
+    if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
+      tv[0].tv_nsec = UTIME_NOW;
+    } else if (to_set & FUSE_SET_ATTR_ATIME) {
+      tv[0] = attr->st_atim;
+    }
+    if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+      tv[1].tv_nsec = UTIME_NOW;
+    } else if (to_set & FUSE_SET_ATTR_MTIME) {
+      tv[1] = attr->st_mtim;
+    }
+    const int r = S_ISLNK(inode.type) ? ::utimensat(inode.fd.get(), "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)
+                                      : ::utimensat(AT_FDCWD, proc.c_str(), tv, 0);
+    if (r != 0) rc = -errno;
+  }
+  if (rc != 0) {
+    fuse_reply_err(req, -rc);
+    return;
+  }
+  getattr(req, ino, fi);
+}
+
+void WardFs::readlink(fuse_req_t req, fuse_ino_t ino) {
+  Inode& inode = inode_of(ino);
+  char buf[PATH_MAX];
+  const ssize_t n = ::readlinkat(inode.fd.get(), "", buf, sizeof buf);
+  if (n < 0) {
+    fuse_reply_err(req, errno);
+    return;
+  }
+  const auto target = names_.open_symlink(std::string_view(buf, static_cast<std::size_t>(n)));
+  if (!target) {
+    report_integrity(inode, volume::kHeaderChunk, "symlink target failed authentication");
+    fuse_reply_err(req, EIO);
+    return;
+  }
+  fuse_reply_readlink(req, target->c_str());
+}
+
+void WardFs::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Inode& inode = inode_of(ino);
+  const int access = fi->flags & O_ACCMODE;
+  if (options_.read_only && access != O_RDONLY) {
+    fuse_reply_err(req, EROFS);
+    return;
+  }
+  auto handle = std::make_unique<FileHandle>();
+  // Even write-only opens read: partial chunks are read, modified and re-sealed.
+  int rc = open_backing(inode, options_.read_only ? O_RDONLY : O_RDWR, handle->fd);
+  if (rc == -EACCES && access == O_RDONLY) rc = open_backing(inode, O_RDONLY, handle->fd);
+  auto& content = content_of(inode);
+  if (rc == 0) rc = content.load(handle->fd.get());
+  if (rc == 0 && (fi->flags & O_TRUNC) != 0) rc = content.truncate(handle->fd.get(), 0);
+  if (rc != 0) {
+    fuse_reply_err(req, -rc);
+    return;
+  }
+  handle->append = (fi->flags & O_APPEND) != 0;
+  fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
+  fi->keep_cache = 1;  // only this daemon changes the backing files
+  fuse_reply_open(req, fi);
+}
+
+void WardFs::read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  auto& buf = reply_buffer();
+  if (buf.size() < size) buf.resize(size);
+  const ssize_t n = content_of(inode_of(ino)).read(handle_of(fi).fd.get(), {buf.data(), size},
+                                                    static_cast<std::uint64_t>(off));
+  if (n < 0) {
+    fuse_reply_err(req, static_cast<int>(-n));
+    return;
+  }
+  counters_.bytes_read += static_cast<std::uint64_t>(n);
+  fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), static_cast<size_t>(n));
+}
+
+void WardFs::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
+  auto& content = content_of(inode_of(ino));
+  FileHandle& handle = handle_of(fi);
+  const std::uint64_t offset = handle.append ? volume::kAppendOffset : static_cast<std::uint64_t>(off);
+  const ssize_t n = content.write(handle.fd.get(), {reinterpret_cast<const std::uint8_t*>(buf), size}, offset);
+  if (n < 0) {
+    fuse_reply_err(req, static_cast<int>(-n));
+    return;
+  }
+  counters_.bytes_written += static_cast<std::uint64_t>(n);
+  fuse_reply_write(req, static_cast<size_t>(n));
+}
+
+void WardFs::flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+  // Writes go through to the backing file at once; nothing is buffered here.
+  fuse_reply_err(req, 0);
+}
+
+void WardFs::release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete reinterpret_cast<FileHandle*>(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+void WardFs::fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
+  const int fd = handle_of(fi).fd.get();
+  const int r = datasync ? ::fdatasync(fd) : ::fsync(fd);
+  fuse_reply_err(req, r == 0 ? 0 : errno);
+}
+
+void WardFs::fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, fuse_file_info* fi) {
+  if (mode != 0 && mode != FALLOC_FL_KEEP_SIZE) {
+    fuse_reply_err(req, EOPNOTSUPP);
+    return;
+  }
+  auto& content = content_of(inode_of(ino));
+  const auto end = static_cast<std::uint64_t>(off) + static_cast<std::uint64_t>(len);
+  int rc = 0;
+  if (mode == 0 && end > content.size()) rc = content.truncate(handle_of(fi).fd.get(), end);
+  fuse_reply_err(req, -rc);
+}
+
+}  // namespace wardfs::fs

@@ -1,0 +1,64 @@
+// The daemon's view of backing inodes: one Inode per (device, inode number) the kernel
+// knows about, holding an O_PATH fd, the lookup count and per-file engine state.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "crypto/name_codec.h"
+#include "volume/file_content.h"
+#include "volume/posix_io.h"
+
+namespace wardfs::fs {
+
+struct Inode {
+  volume::UniqueFd fd;  // O_PATH | O_NOFOLLOW
+  dev_t dev = 0;
+  ino_t ino = 0;
+  mode_t type = 0;  // S_IFMT bits
+  std::atomic<std::uint64_t> nlookup{0};
+
+  std::mutex state_mutex;  // guards dir_id, content creation and display_path
+  std::optional<crypto::DirId> dir_id;
+  std::unique_ptr<volume::FileContent> content;
+  std::string display_path;  // last known plaintext path, for log lines only
+
+  // Serialises changes to the entries of this directory (create, unlink, rename, rmdir
+  // of it), so an rmdir never races a create inside it.
+  std::mutex entries_mutex;
+
+  std::string path() {
+    std::lock_guard lock(state_mutex);
+    return display_path;
+  }
+  void set_path(std::string p) {
+    std::lock_guard lock(state_mutex);
+    display_path = std::move(p);
+  }
+};
+
+class InodeTable {
+ public:
+  // Returns the inode for (st_dev, st_ino), creating it around `fd` (taking ownership)
+  // when new, and adds one lookup. A known inode keeps its fd; `fd` is closed.
+  Inode& acquire(volume::UniqueFd fd, const struct stat& st, const std::string& display_path);
+  Inode* find(dev_t dev, ino_t ino);
+  // Drops n lookups; frees the inode when none remain (never the root).
+  void forget(Inode& inode, std::uint64_t n);
+  void set_root(std::unique_ptr<Inode> root) { root_ = std::move(root); }
+  Inode& root() { return *root_; }
+
+ private:
+  std::mutex mutex_;
+  std::map<std::pair<dev_t, ino_t>, std::unique_ptr<Inode>> inodes_;
+  std::unique_ptr<Inode> root_;
+};
+
+}  // namespace wardfs::fs

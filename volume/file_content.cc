@@ -1,0 +1,422 @@
+#include "volume/file_content.h"
+
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <limits>
+#include <string>
+
+#include "volume/posix_io.h"
+
+namespace wardfs::volume {
+
+namespace {
+
+using crypto::ByteView;
+
+// Per-thread scratch space: FUSE worker threads live long, so the hot path never allocates.
+std::vector<std::uint8_t>& scratch_sealed() {
+  thread_local std::vector<std::uint8_t> buf;
+  return buf;
+}
+std::vector<std::uint8_t>& scratch_plain() {
+  thread_local std::vector<std::uint8_t> buf;
+  return buf;
+}
+// seal_and_write keeps its own buffers: its fill callback may call read_chunk.
+std::vector<std::uint8_t>& scratch_batch() {
+  thread_local std::vector<std::uint8_t> buf;
+  return buf;
+}
+std::vector<std::uint8_t>& scratch_fill() {
+  thread_local std::vector<std::uint8_t> buf;
+  return buf;
+}
+std::span<std::uint8_t> sized(std::vector<std::uint8_t>& buf, std::size_t n) {
+  if (buf.size() < n) buf.resize(n);
+  return {buf.data(), n};
+}
+
+constexpr std::size_t kBatchBytes = 1 << 20;
+constexpr std::uint64_t kMaxPlainSize = std::uint64_t{1} << 60;
+// A real sealed chunk ending in this many zero bytes has probability 2^-256.
+constexpr std::size_t kTornTailSlack = 32;
+
+}  // namespace
+
+FileContent::FileContent(const Volume& volume) : volume_(volume), layout_(volume.layout()) {}
+
+void FileContent::report(std::uint64_t chunk, std::string_view reason) const {
+  if (reporter_) reporter_(chunk, reason);
+}
+
+bool FileContent::loaded() const {
+  std::shared_lock lock(io_mutex_);
+  return loaded_;
+}
+
+std::uint64_t FileContent::size() const {
+  std::shared_lock lock(io_mutex_);
+  return size_;
+}
+
+std::size_t FileContent::chunk_plain_len(std::uint64_t index, std::uint64_t file_size) const {
+  const std::uint64_t start = index * layout_.chunk_size();
+  if (file_size <= start) return 0;
+  return static_cast<std::size_t>(std::min<std::uint64_t>(layout_.chunk_size(), file_size - start));
+}
+
+std::shared_ptr<const crypto::FileKeys> FileContent::keys_for(std::uint32_t generation) {
+  std::lock_guard lock(keys_mutex_);
+  for (const auto& [g, keys] : keys_) {
+    if (g == generation) return keys;
+  }
+  auto keys = volume_.keys().file_keys(generation, header_.file_id);
+  if (keys) keys_.emplace_back(generation, keys);
+  return keys;
+}
+
+int FileContent::create(int fd) {
+  std::unique_lock lock(io_mutex_);
+  header_ = {};
+  header_.file_id = crypto::random_file_id();
+  header_.generation = volume_.keys().active_generation();
+  keys_.clear();
+  const auto keys = keys_for(header_.generation);
+  std::vector<std::uint8_t> buf(crypto::kHeaderSize + layout_.overhead());
+  const auto raw = crypto::encode_header(header_, *keys);
+  std::copy(raw.begin(), raw.end(), buf.begin());
+  crypto::seal_chunk(layout_, keys->content(), header_.generation, {header_.file_id, 0, true}, {},
+                     std::span(buf).subspan(crypto::kHeaderSize));
+  const ssize_t n = pwrite_full(fd, buf.data(), buf.size(), 0);
+  if (n < 0) return static_cast<int>(n);
+  size_ = 0;
+  tail_index_ = 0;
+  tail_plain_.clear();
+  loaded_ = true;
+  return 0;
+}
+
+int FileContent::load(int fd) {
+  std::unique_lock lock(io_mutex_);
+  if (loaded_) return 0;
+  crypto::RawHeader raw{};
+  const ssize_t n = pread_full(fd, raw.data(), raw.size(), 0);
+  if (n < 0) return static_cast<int>(n);
+  if (static_cast<std::size_t>(n) < raw.size()) {
+    report(kHeaderChunk, "backing file is shorter than a header (cut or never written)");
+    return -EIO;
+  }
+  crypto::FileHeader header;
+  if (crypto::parse_header(raw, header) != crypto::HeaderStatus::ok) {
+    report(kHeaderChunk, "file header is malformed or has an unknown version");
+    return -EIO;
+  }
+  header_ = header;
+  keys_.clear();
+  const auto keys = keys_for(header.generation);
+  if (!keys) {
+    report(kHeaderChunk, "file header names key generation " + std::to_string(header.generation) +
+                             ", which this volume no longer has");
+    return -EIO;
+  }
+  if (!crypto::verify_header_tag(raw, *keys)) {
+    report(kHeaderChunk, "file header failed authentication");
+    return -EIO;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return -errno;
+  const auto plain = layout_.plaintext_size(static_cast<std::uint64_t>(st.st_size));
+  if (!plain) {
+    report(kHeaderChunk, "backing file size " + std::to_string(st.st_size) +
+                             " is not a whole number of chunks (cut mid-chunk)");
+    return -EIO;
+  }
+  size_ = *plain;
+  tail_index_.reset();
+  loaded_ = true;
+  return 0;
+}
+
+bool FileContent::recover_torn_tail(const crypto::FileKeys& keys, std::uint64_t index,
+                                    ByteView sealed, std::span<std::uint8_t> out) {
+  // A crash between "write the new tail" and "re-seal the old tail" leaves the old,
+  // shorter, final chunk mid-file with zeros after it. Find its real length.
+  std::size_t end = sealed.size();
+  while (end > 0 && sealed[end - 1] == 0) --end;
+  if (end == sealed.size()) return false;
+  const std::size_t limit = std::min(sealed.size(), end + kTornTailSlack);
+  for (std::size_t len = std::max(end, layout_.overhead()); len < limit; ++len) {
+    const std::size_t plain_len = len - layout_.overhead();
+    if (crypto::open_chunk(layout_, keys.content(), {header_.file_id, index, true},
+                           sealed.first(len), out.first(plain_len))) {
+      std::fill(out.begin() + static_cast<std::ptrdiff_t>(plain_len), out.end(), 0);
+      return true;
+    }
+  }
+  return false;
+}
+
+int FileContent::open_sealed(std::uint64_t index, ByteView sealed, std::uint64_t final_index,
+                             std::span<std::uint8_t> out) {
+  const bool is_final = index == final_index;
+  if (crypto::is_all_zero(sealed)) {
+    if (header_.has_holes() && !is_final) {
+      std::fill(out.begin(), out.end(), 0);
+      return 0;
+    }
+    report(index, "chunk is all zeros in a file without holes (zeroed or never written)");
+    return -EIO;
+  }
+  const std::uint32_t generation = crypto::chunk_generation(sealed);
+  const auto keys = keys_for(generation);
+  if (!keys) {
+    report(index, "chunk is sealed under key generation " + std::to_string(generation) +
+                      ", which this volume no longer has");
+    return -EIO;
+  }
+  if (crypto::open_chunk(layout_, keys->content(), {header_.file_id, index, is_final}, sealed, out)) {
+    return 0;
+  }
+  if (!is_final) {
+    if (crypto::open_chunk(layout_, keys->content(), {header_.file_id, index, true}, sealed, out) ||
+        recover_torn_tail(*keys, index, sealed, out)) {
+      return 0;
+    }
+  } else if (crypto::open_chunk(layout_, keys->content(), {header_.file_id, index, false}, sealed,
+                                out)) {
+    std::fill(out.begin(), out.end(), 0);
+    report(index, "file was cut short: its last chunk lacks the end-of-file mark");
+    return -EIO;
+  }
+  report(index, "chunk failed authentication (modified, moved or from another file)");
+  return -EIO;
+}
+
+int FileContent::read_chunk(int fd, std::uint64_t index, std::uint64_t file_size,
+                            std::span<std::uint8_t> out) {
+  const std::size_t plain_len = chunk_plain_len(index, file_size);
+  if (index != layout_.final_index(file_size) && plain_len == 0) return -EIO;
+  auto sealed = sized(scratch_sealed(), plain_len + layout_.overhead());
+  const ssize_t n = pread_full(fd, sealed.data(), sealed.size(),
+                               static_cast<off_t>(layout_.slot_offset(index)));
+  if (n < 0) return static_cast<int>(n);
+  if (static_cast<std::size_t>(n) != sealed.size()) {
+    report(index, "chunk is shorter on disk than the file size says");
+    return -EIO;
+  }
+  return open_sealed(index, sealed, layout_.final_index(file_size), out.first(plain_len));
+}
+
+ssize_t FileContent::read(int fd, std::span<std::uint8_t> out, std::uint64_t offset) {
+  std::shared_lock lock(io_mutex_);
+  if (!loaded_) return -EIO;
+  const std::uint64_t file_size = size_;
+  if (offset >= file_size || out.empty()) return 0;
+  const std::uint64_t end = std::min<std::uint64_t>(file_size, offset + out.size());
+  const std::uint32_t cs = layout_.chunk_size();
+  const std::uint64_t final_index = layout_.final_index(file_size);
+  const std::uint64_t per_batch = std::max<std::uint64_t>(1, kBatchBytes / cs);
+  std::uint64_t index = offset / cs;
+  const std::uint64_t last = (end - 1) / cs;
+  while (index <= last) {
+    const std::uint64_t batch_last = std::min(last, index + per_batch - 1);
+    const std::size_t batch_len = static_cast<std::size_t>((batch_last - index) * layout_.slot_size()) +
+                                  chunk_plain_len(batch_last, file_size) + layout_.overhead();
+    auto sealed = sized(scratch_sealed(), batch_len);
+    const ssize_t n = pread_full(fd, sealed.data(), batch_len, static_cast<off_t>(layout_.slot_offset(index)));
+    if (n < 0) return n;
+    if (static_cast<std::size_t>(n) != batch_len) {
+      report(index, "backing file is shorter than its size says");
+      return -EIO;
+    }
+    for (std::uint64_t i = index; i <= batch_last; ++i) {
+      const std::size_t plain_len = chunk_plain_len(i, file_size);
+      const auto chunk = ByteView(sealed).subspan(static_cast<std::size_t>((i - index) * layout_.slot_size()),
+                                                  plain_len + layout_.overhead());
+      const std::uint64_t chunk_start = i * cs;
+      const std::uint64_t copy_from = std::max(offset, chunk_start);
+      const std::uint64_t copy_to = std::min(end, chunk_start + plain_len);
+      std::uint8_t* dest = out.data() + (copy_from - offset);
+      if (copy_from == chunk_start && copy_to == chunk_start + plain_len) {
+        // Whole chunk wanted: decrypt straight into the caller's buffer.
+        if (const int rc = open_sealed(i, chunk, final_index, {dest, plain_len}); rc != 0) return rc;
+      } else {
+        auto plain = sized(scratch_plain(), plain_len);
+        if (const int rc = open_sealed(i, chunk, final_index, plain); rc != 0) return rc;
+        std::memcpy(dest, plain.data() + (copy_from - chunk_start), copy_to - copy_from);
+      }
+    }
+    index = batch_last + 1;
+  }
+  return static_cast<ssize_t>(end - offset);
+}
+
+int FileContent::seal_and_write(
+    int fd, std::uint64_t first, std::size_t count, std::uint64_t final_index,
+    const std::function<ssize_t(std::uint64_t, std::span<std::uint8_t>)>& fill) {
+  const std::size_t per_batch = std::max<std::size_t>(1, kBatchBytes / layout_.chunk_size());
+  const std::uint32_t generation = volume_.keys().active_generation();
+  const auto keys = keys_for(generation);
+  if (!keys) return -EIO;
+  const auto plain = sized(scratch_fill(), layout_.chunk_size());
+  std::size_t done = 0;
+  while (done < count) {
+    const std::size_t batch = std::min(per_batch, count - done);
+    auto sealed = sized(scratch_batch(), batch * layout_.slot_size());
+    std::size_t used = 0;
+    for (std::size_t k = 0; k < batch; ++k) {
+      const std::uint64_t index = first + done + k;
+      const ssize_t filled = fill(index, plain);
+      if (filled < 0) return static_cast<int>(filled);  // nothing of this batch is written
+      const auto len = static_cast<std::size_t>(filled);
+      if (len > layout_.chunk_size()) return -EIO;
+      used = k * layout_.slot_size() + len + layout_.overhead();
+      crypto::seal_chunk(layout_, keys->content(), generation,
+                         {header_.file_id, index, index == final_index}, ByteView(plain).first(len),
+                         sealed.subspan(k * layout_.slot_size(), len + layout_.overhead()));
+    }
+    const ssize_t n = pwrite_full(fd, sealed.data(), used,
+                                  static_cast<off_t>(layout_.slot_offset(first + done)));
+    if (n < 0) return static_cast<int>(n);
+    done += batch;
+  }
+  return 0;
+}
+
+int FileContent::mark_has_holes(int fd) {
+  if (header_.has_holes()) return 0;
+  crypto::FileHeader updated = header_;
+  updated.flags |= crypto::kHeaderHasHoles;
+  const auto keys = keys_for(updated.generation);
+  if (!keys) return -EIO;
+  const auto raw = crypto::encode_header(updated, *keys);
+  const ssize_t n = pwrite_full(fd, raw.data(), raw.size(), 0);
+  if (n < 0) return static_cast<int>(n);
+  header_ = updated;
+  return 0;
+}
+
+int FileContent::fill_gap(int fd, std::uint64_t first, std::uint64_t end) {
+  // Chunks [first, end) lie wholly inside a gap the caller is about to create.
+  if (first >= end) return 0;
+  if (volume_.holes_allowed()) return mark_has_holes(fd);
+  struct statvfs vfs {};
+  if (::fstatvfs(fd, &vfs) == 0) {
+    const long double need = static_cast<long double>(end - first) * layout_.slot_size();
+    if (need > static_cast<long double>(vfs.f_bavail) * vfs.f_frsize) return -ENOSPC;
+  }
+  return seal_and_write(fd, first, static_cast<std::size_t>(end - first), UINT64_MAX,
+                        [&](std::uint64_t, std::span<std::uint8_t> plain) -> ssize_t {
+                          std::fill(plain.begin(), plain.end(), 0);
+                          return static_cast<ssize_t>(plain.size());
+                        });
+}
+
+ssize_t FileContent::write(int fd, ByteView data, std::uint64_t offset) {
+  std::unique_lock lock(io_mutex_);
+  if (!loaded_) return -EIO;
+  return write_locked(fd, data, offset == kAppendOffset ? size_ : offset);
+}
+
+ssize_t FileContent::write_locked(int fd, ByteView data, std::uint64_t offset) {
+  if (data.empty()) return 0;
+  if (offset > kMaxPlainSize || data.size() > kMaxPlainSize - offset) return -EFBIG;
+  const std::uint32_t cs = layout_.chunk_size();
+  const std::uint64_t old_size = size_;
+  const std::uint64_t end = offset + data.size();
+  const std::uint64_t new_size = std::max(old_size, end);
+  const std::uint64_t old_final = layout_.final_index(old_size);
+  const std::uint64_t new_final = layout_.final_index(new_size);
+  const std::uint64_t first = offset / cs;
+  const std::uint64_t last = (end - 1) / cs;
+
+  // Holes are announced in the header before the gap exists (or filled, if not allowed).
+  if (const int rc = fill_gap(fd, old_final + 1, first); rc != 0) return rc;
+
+  auto fill = [&](std::uint64_t index, std::span<std::uint8_t> plain) -> ssize_t {
+    const std::size_t len = chunk_plain_len(index, new_size);
+    const std::uint64_t chunk_start = index * cs;
+    const std::uint64_t from = std::max(offset, chunk_start);
+    const std::uint64_t to = std::min(end, chunk_start + len);
+    const bool covered = from == chunk_start && to == chunk_start + len;
+    const std::size_t old_len = chunk_plain_len(index, old_size);
+    if (!covered && old_len > 0) {
+      if (tail_index_ == index && tail_plain_.size() == old_len) {
+        std::memcpy(plain.data(), tail_plain_.data(), old_len);
+      } else if (const int rc = read_chunk(fd, index, old_size, plain); rc != 0) {
+        return rc;
+      }
+    }
+    if (!covered) std::fill(plain.begin() + static_cast<std::ptrdiff_t>(old_len), plain.begin() + len, 0);
+    std::memcpy(plain.data() + (from - chunk_start), data.data() + (from - offset), to - from);
+    if (index == new_final) tail_plain_.assign(plain.begin(), plain.begin() + static_cast<std::ptrdiff_t>(len));
+    return static_cast<ssize_t>(len);
+  };
+  int rc = seal_and_write(fd, first, static_cast<std::size_t>(last - first + 1), new_final, fill);
+  if (rc != 0) {
+    tail_index_.reset();
+    return rc;
+  }
+  // fill() refreshed tail_plain_ when this write reached the final chunk.
+  if (last == new_final) tail_index_ = new_final;
+
+  // The old final chunk now sits mid-file: pad it and drop its end-of-file mark, after
+  // the new tail is on disk, so a crash in between never looks like a truncation.
+  if (new_final > old_final && old_final < first) {
+    rc = seal_and_write(fd, old_final, 1, new_final,
+                        [&](std::uint64_t index, std::span<std::uint8_t> plain) -> ssize_t {
+                          const std::size_t old_len = chunk_plain_len(index, old_size);
+                          if (old_len > 0) {
+                            if (const int r = read_chunk(fd, index, old_size, plain); r != 0) return r;
+                          }
+                          std::fill(plain.begin() + static_cast<std::ptrdiff_t>(old_len), plain.end(), 0);
+                          return static_cast<ssize_t>(plain.size());
+                        });
+    if (rc != 0) {
+      tail_index_.reset();
+      return rc;
+    }
+  }
+  size_ = new_size;
+  return static_cast<ssize_t>(data.size());
+}
+
+int FileContent::truncate(int fd, std::uint64_t new_size) {
+  std::unique_lock lock(io_mutex_);
+  if (!loaded_) return -EIO;
+  if (new_size > kMaxPlainSize) return -EFBIG;
+  const std::uint64_t old_size = size_;
+  if (new_size == old_size) return 0;
+  const std::uint64_t new_final = layout_.final_index(new_size);
+  const std::uint64_t cs = layout_.chunk_size();
+  if (new_size > old_size) {
+    // Zero-fill only the new final chunk's part; everything before it is a gap.
+    const std::uint64_t from = std::max(old_size, new_final * cs);
+    const std::vector<std::uint8_t> zeros(static_cast<std::size_t>(new_size - from), 0);
+    const ssize_t n = write_locked(fd, zeros, from);
+    return n < 0 ? static_cast<int>(n) : 0;
+  }
+  const std::size_t keep = chunk_plain_len(new_final, new_size);
+  std::vector<std::uint8_t> plain(cs);
+  if (chunk_plain_len(new_final, old_size) > 0) {
+    if (const int rc = read_chunk(fd, new_final, old_size, plain); rc != 0) return rc;
+  }
+  tail_index_.reset();
+  const int rc = seal_and_write(fd, new_final, 1, new_final,
+                                [&](std::uint64_t, std::span<std::uint8_t> out) -> ssize_t {
+                                  std::memcpy(out.data(), plain.data(), keep);
+                                  return static_cast<ssize_t>(keep);
+                                });
+  if (rc != 0) return rc;
+  if (::ftruncate(fd, static_cast<off_t>(layout_.backing_size(new_size))) != 0) return -errno;
+  size_ = new_size;
+  tail_plain_.assign(plain.begin(), plain.begin() + static_cast<std::ptrdiff_t>(keep));
+  tail_index_ = new_final;
+  return 0;
+}
+
+}  // namespace wardfs::volume

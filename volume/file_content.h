@@ -1,0 +1,82 @@
+// Chunked, authenticated file contents over a backing file descriptor: the engine
+// behind read, write and truncate. One FileContent exists per backing inode, so hard
+// links and concurrent opens share its lock, header and tail cache.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "crypto/file_format.h"
+#include "volume/volume.h"
+
+namespace wardfs::volume {
+
+// Called on every integrity failure with the chunk index (kHeaderChunk for the
+// header or the file's size) and a reason; the FUSE layer adds the plaintext path.
+inline constexpr std::uint64_t kHeaderChunk = UINT64_MAX;
+// Passed as the offset of write(): append at the current end of file, atomically.
+inline constexpr std::uint64_t kAppendOffset = UINT64_MAX;
+using IntegrityReporter = std::function<void(std::uint64_t chunk, std::string_view reason)>;
+
+class FileContent {
+ public:
+  explicit FileContent(const Volume& volume);
+
+  // Formats a new, empty backing file: header and one sealed empty final chunk.
+  int create(int fd);
+  // Reads and authenticates the header and learns the size; cheap once loaded.
+  int load(int fd);
+  bool loaded() const;
+
+  // All return bytes transferred or -errno. Reads stop at end of file.
+  ssize_t read(int fd, std::span<std::uint8_t> out, std::uint64_t offset);
+  ssize_t write(int fd, crypto::ByteView data, std::uint64_t offset);
+  int truncate(int fd, std::uint64_t size);
+  std::uint64_t size() const;
+
+  void set_reporter(IntegrityReporter reporter) { reporter_ = std::move(reporter); }
+  const crypto::FileHeader& header() const { return header_; }
+
+ private:
+  struct ChunkSpan {
+    std::uint64_t index;
+    std::size_t plain_len;
+  };
+  std::shared_ptr<const crypto::FileKeys> keys_for(std::uint32_t generation);
+  int open_sealed(std::uint64_t index, crypto::ByteView sealed, std::uint64_t final_index,
+                  std::span<std::uint8_t> out);
+  bool recover_torn_tail(const crypto::FileKeys& keys, std::uint64_t index,
+                         crypto::ByteView sealed, std::span<std::uint8_t> out);
+  int read_chunk(int fd, std::uint64_t index, std::uint64_t file_size, std::span<std::uint8_t> out);
+  ssize_t write_locked(int fd, crypto::ByteView data, std::uint64_t offset);
+  int fill_gap(int fd, std::uint64_t first, std::uint64_t end);
+  int seal_and_write(int fd, std::uint64_t first, std::size_t count, std::uint64_t final_index,
+                     const std::function<ssize_t(std::uint64_t, std::span<std::uint8_t>)>& fill);
+  int mark_has_holes(int fd);
+  void report(std::uint64_t chunk, std::string_view reason) const;
+  std::size_t chunk_plain_len(std::uint64_t index, std::uint64_t file_size) const;
+
+  const Volume& volume_;
+  const crypto::ChunkLayout& layout_;
+  IntegrityReporter reporter_;
+
+  mutable std::shared_mutex io_mutex_;  // shared: read; exclusive: write, truncate, load
+  bool loaded_ = false;
+  crypto::FileHeader header_;
+  std::uint64_t size_ = 0;
+
+  std::mutex keys_mutex_;  // readers share io_mutex_, so the key cache needs its own
+  std::vector<std::pair<std::uint32_t, std::shared_ptr<const crypto::FileKeys>>> keys_;
+
+  // Plaintext of the final chunk, so small appends need not re-read and re-open it.
+  std::optional<std::uint64_t> tail_index_;
+  std::vector<std::uint8_t> tail_plain_;
+};
+
+}  // namespace wardfs::volume

@@ -1,0 +1,168 @@
+#include "volume/names.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+
+#include <cerrno>
+#include <memory>
+
+#include "crypto/blob.h"
+#include "volume/posix_io.h"
+
+namespace wardfs::volume {
+
+namespace {
+constexpr std::string_view kSymlinkAd = "wardfs v1 symlink";
+constexpr std::string_view kXattrNameAd = "wardfs v1 xattr name";
+constexpr std::string_view kXattrValueAd = "wardfs v1 xattr value";
+constexpr std::string_view kUserPrefix = "user.";
+
+std::string sidecar_name(std::string_view backing) {
+  return std::string(backing) + std::string(crypto::kLongNameSidecarSuffix);
+}
+
+struct DirCloser {
+  void operator()(DIR* d) const { ::closedir(d); }
+};
+
+crypto::Bytes xattr_value_ad(std::string_view plain_name) {
+  crypto::Bytes ad(kXattrValueAd.begin(), kXattrValueAd.end());
+  ad.push_back(0);
+  ad.insert(ad.end(), plain_name.begin(), plain_name.end());
+  return ad;
+}
+}  // namespace
+
+bool is_metadata_entry(std::string_view backing_name) {
+  return backing_name.find('.') != std::string_view::npos && !crypto::is_long_name(backing_name);
+}
+
+int NameMapper::resolve(int dir_fd, const crypto::DirId& dir_id, std::string_view name,
+                        ResolvedName& out) const {
+  if (name.empty() || name.find('/') != std::string_view::npos) return -EINVAL;
+  if (name.size() > kMaxPlainNameLength) return -ENAMETOOLONG;
+  bool first = true;
+  for (const auto& gen : volume_.keys().generations_for_lookup()) {
+    ResolvedName candidate;
+    candidate.encoded = gen->names->encrypt(dir_id, name);
+    candidate.backing = crypto::needs_long_name(candidate.encoded)
+                            ? crypto::long_name_for(candidate.encoded)
+                            : candidate.encoded;
+    if (::fstatat(dir_fd, candidate.backing.c_str(), &candidate.st, AT_SYMLINK_NOFOLLOW) == 0) {
+      candidate.exists = true;
+      out = std::move(candidate);
+      return 0;
+    }
+    if (errno != ENOENT) return -errno;
+    if (first) out = std::move(candidate);
+    first = false;
+  }
+  return 0;
+}
+
+int NameMapper::write_sidecar(int dir_fd, const ResolvedName& name) const {
+  if (!name.is_long()) return 0;
+  const std::string path = sidecar_name(name.backing);
+  UniqueFd fd(::openat(dir_fd, path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0400));
+  if (!fd) return -errno;
+  const ssize_t n = pwrite_full(fd.get(), name.encoded.data(), name.encoded.size(), 0);
+  return n < 0 ? static_cast<int>(n) : 0;
+}
+
+void NameMapper::remove_sidecar(int dir_fd, const ResolvedName& name) const {
+  if (name.is_long()) ::unlinkat(dir_fd, sidecar_name(name.backing).c_str(), 0);
+}
+
+std::optional<std::string> NameMapper::decrypt_entry(int dir_fd, const crypto::DirId& dir_id,
+                                                     std::string_view backing) const {
+  std::string encoded(backing);
+  if (crypto::is_long_name(backing)) {
+    UniqueFd fd(::openat(dir_fd, sidecar_name(backing).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd) return std::nullopt;
+    encoded.assign(4096, '\0');
+    const ssize_t n = pread_full(fd.get(), encoded.data(), encoded.size(), 0);
+    if (n <= 0) return std::nullopt;
+    encoded.resize(static_cast<std::size_t>(n));
+    // The sidecar must hash to the entry's name, or it belongs to another entry.
+    if (crypto::long_name_for(encoded) != backing) return std::nullopt;
+  }
+  for (const auto& gen : volume_.keys().generations_for_lookup()) {
+    if (auto name = gen->names->decrypt(dir_id, encoded)) return name;
+  }
+  return std::nullopt;
+}
+
+int NameMapper::list(int dir_fd, const crypto::DirId& dir_id, std::vector<DirEntry>& out,
+                     const NameReporter& reporter) const {
+  const int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  std::unique_ptr<DIR, DirCloser> dir(::fdopendir(fd));
+  if (!dir) {
+    const int err = errno;
+    ::close(fd);
+    return -err;
+  }
+  errno = 0;
+  while (const dirent* d = ::readdir(dir.get())) {
+    const std::string_view backing = d->d_name;
+    if (backing == "." || backing == ".." || is_metadata_entry(backing)) continue;
+    auto name = decrypt_entry(dir_fd, dir_id, backing);
+    if (!name) {
+      if (reporter) reporter(backing, "entry name failed authentication (edited, or moved from another directory)");
+      continue;
+    }
+    out.push_back({std::move(*name), std::string(backing), d->d_ino, d->d_type});
+  }
+  return 0;
+}
+
+std::string NameMapper::seal_symlink(std::string_view target) const {
+  const auto gen = volume_.keys().active();
+  return crypto::base64url_encode(
+      crypto::seal_blob(*gen->symlinks, gen->generation, crypto::as_bytes(kSymlinkAd), crypto::as_bytes(target)));
+}
+
+std::optional<std::string> NameMapper::open_symlink(std::string_view backing_target) const {
+  const auto blob = crypto::base64url_decode(backing_target);
+  if (!blob || blob->size() < crypto::kGenerationSize) return std::nullopt;
+  const auto gen = volume_.keys().generation(crypto::get_le32(blob->data()));
+  if (!gen) return std::nullopt;
+  const auto plain = crypto::open_blob(*gen->symlinks, crypto::as_bytes(kSymlinkAd), *blob);
+  if (!plain) return std::nullopt;
+  return std::string(plain->begin(), plain->end());
+}
+
+std::string NameMapper::xattr_backing_name(std::string_view plain_name, std::uint32_t generation) const {
+  const auto gen = volume_.keys().generation(generation);
+  if (!gen || !plain_name.starts_with(kUserPrefix)) return {};
+  const auto sealed = gen->names->seal_deterministic(crypto::as_bytes(kXattrNameAd),
+                                                     crypto::as_bytes(plain_name.substr(kUserPrefix.size())));
+  return std::string(kUserPrefix) + crypto::base64url_encode(sealed);
+}
+
+std::optional<std::string> NameMapper::xattr_plain_name(std::string_view backing_name) const {
+  if (!backing_name.starts_with(kUserPrefix)) return std::nullopt;
+  const auto sealed = crypto::base64url_decode(backing_name.substr(kUserPrefix.size()));
+  if (!sealed) return std::nullopt;
+  for (const auto& gen : volume_.keys().generations_for_lookup()) {
+    if (auto plain = gen->names->open_deterministic(crypto::as_bytes(kXattrNameAd), *sealed)) {
+      return std::string(kUserPrefix) + std::string(plain->begin(), plain->end());
+    }
+  }
+  return std::nullopt;
+}
+
+crypto::Bytes NameMapper::seal_xattr_value(std::string_view plain_name, crypto::ByteView value) const {
+  const auto gen = volume_.keys().active();
+  return crypto::seal_blob(*gen->xattrs, gen->generation, xattr_value_ad(plain_name), value);
+}
+
+std::optional<crypto::Bytes> NameMapper::open_xattr_value(std::string_view plain_name,
+                                                          crypto::ByteView blob) const {
+  if (blob.size() < crypto::kGenerationSize) return std::nullopt;
+  const auto gen = volume_.keys().generation(crypto::get_le32(blob.data()));
+  if (!gen) return std::nullopt;
+  return crypto::open_blob(*gen->xattrs, xattr_value_ad(plain_name), blob);
+}
+
+}  // namespace wardfs::volume

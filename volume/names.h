@@ -1,0 +1,70 @@
+// Name mapping between the plaintext tree and the backing directory: encrypted entry
+// names (with the long-name sidecars), symlink targets and extended attributes.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "crypto/name_codec.h"
+#include "volume/volume.h"
+
+namespace wardfs::volume {
+
+inline constexpr std::size_t kMaxPlainNameLength = 255;
+
+struct ResolvedName {
+  std::string backing;   // the entry's name in the backing directory
+  std::string encoded;   // full encoding (differs from backing for long names)
+  bool exists = false;   // an entry under some live generation is there
+  struct stat st {};     // its lstat when it exists
+  bool is_long() const { return backing != encoded; }
+};
+
+struct DirEntry {
+  std::string name;      // plaintext
+  std::string backing;
+  ino_t ino = 0;
+  unsigned char type = 0;  // DT_*
+};
+
+using NameReporter = std::function<void(std::string_view backing_name, std::string_view reason)>;
+
+class NameMapper {
+ public:
+  explicit NameMapper(const Volume& volume) : volume_(volume) {}
+
+  // Finds `name` in the directory under any live generation (active first); when
+  // absent, fills in the active generation's encoding for creating it. 0 or -errno.
+  int resolve(int dir_fd, const crypto::DirId& dir_id, std::string_view name, ResolvedName& out) const;
+  // Long names need their sidecar before the entry appears, so a crash leaves at worst
+  // an orphan sidecar, never an entry without a name.
+  int write_sidecar(int dir_fd, const ResolvedName& name) const;
+  void remove_sidecar(int dir_fd, const ResolvedName& name) const;
+
+  int list(int dir_fd, const crypto::DirId& dir_id, std::vector<DirEntry>& out,
+           const NameReporter& reporter) const;
+  std::optional<std::string> decrypt_entry(int dir_fd, const crypto::DirId& dir_id,
+                                           std::string_view backing) const;
+
+  std::string seal_symlink(std::string_view target) const;
+  std::optional<std::string> open_symlink(std::string_view backing_target) const;
+
+  // xattrs: only the user. namespace is supported; names and values are encrypted.
+  std::string xattr_backing_name(std::string_view plain_name, std::uint32_t generation) const;
+  std::optional<std::string> xattr_plain_name(std::string_view backing_name) const;
+  crypto::Bytes seal_xattr_value(std::string_view plain_name, crypto::ByteView value) const;
+  std::optional<crypto::Bytes> open_xattr_value(std::string_view plain_name, crypto::ByteView blob) const;
+
+ private:
+  const Volume& volume_;
+};
+
+// True for backing entries that are wardfs metadata rather than encrypted names.
+bool is_metadata_entry(std::string_view backing_name);
+
+}  // namespace wardfs::volume

@@ -1,0 +1,33 @@
+#include "volume/posix_io.h"
+
+#include <cerrno>
+
+namespace wardfs::volume {
+
+ssize_t pread_full(int fd, void* buf, std::size_t len, off_t offset) {
+  std::size_t done = 0;
+  auto* p = static_cast<char*>(buf);
+  while (done < len) {
+    const ssize_t n = ::pread(fd, p + done, len - done, offset + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -errno;
+    if (n == 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  return static_cast<ssize_t>(done);
+}
+
+ssize_t pwrite_full(int fd, const void* buf, std::size_t len, off_t offset) {
+  std::size_t done = 0;
+  const auto* p = static_cast<const char*>(buf);
+  while (done < len) {
+    const ssize_t n = ::pwrite(fd, p + done, len - done, offset + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -errno;
+    if (n == 0) return -EIO;
+    done += static_cast<std::size_t>(n);
+  }
+  return static_cast<ssize_t>(done);
+}
+
+}  // namespace wardfs::volume

@@ -1,0 +1,96 @@
+#include "volume/volume.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "crypto/errors.h"
+#include "volume/posix_io.h"
+
+namespace wardfs::volume {
+
+namespace fs = std::filesystem;
+
+Volume::Volume(fs::path cipher_dir, crypto::VolumeConfig config,
+               std::unique_ptr<crypto::VolumeKeys> keys, std::string keystore_identity)
+    : cipher_dir_(std::move(cipher_dir)),
+      config_(std::move(config)),
+      keys_(std::move(keys)),
+      layout_(config_.cipher, config_.chunk_size),
+      keystore_identity_(std::move(keystore_identity)) {}
+
+void init_volume(const fs::path& cipher_dir, const InitOptions& options,
+                 keystore::Keystore& keystore) {
+  std::error_code ec;
+  if (!fs::exists(cipher_dir, ec)) {
+    if (!fs::create_directories(cipher_dir, ec)) {
+      throw WardError(ErrorKind::io, "cannot create " + cipher_dir.string() + ": " + ec.message());
+    }
+  } else if (!fs::is_directory(cipher_dir, ec)) {
+    throw WardError(ErrorKind::usage, cipher_dir.string() + " is not a directory");
+  } else if (!fs::is_empty(cipher_dir, ec)) {
+    throw WardError(ErrorKind::usage, cipher_dir.string() +
+                                          " is not empty; wardfs init needs an empty or new directory");
+  }
+  if (!crypto::valid_chunk_size(options.chunk_size)) {
+    throw WardError(ErrorKind::usage, "chunk size must be a power of two from 4 KiB to 1 MiB");
+  }
+  crypto::VolumeConfig cfg;
+  cfg.version = crypto::kFormatVersion;
+  cfg.volume_id.resize(crypto::kVolumeIdSize);
+  crypto::random_fill(cfg.volume_id);
+  cfg.cipher = options.cipher;
+  cfg.chunk_size = options.chunk_size;
+  cfg.holes = options.holes;
+  cfg.keystore = options.keystore;
+  cfg.active_generation = 1;
+  const crypto::SecretBytes dek = crypto::SecretBytes::random(crypto::kDekSize);
+  cfg.keys.push_back({1, keystore.wrap(dek.view(), cfg.wrap_ad(1)), crypto::utc_now_iso8601()});
+
+  UniqueFd dir(::open(cipher_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) throw WardError(ErrorKind::io, "cannot open " + cipher_dir.string() + ": " + std::strerror(errno));
+  if (const int rc = write_new_dir_id(dir.get()); rc != 0) {
+    throw WardError(ErrorKind::io, "cannot write the root directory id: " + std::string(std::strerror(-rc)));
+  }
+  crypto::save_config_atomic(cipher_dir, cfg);
+}
+
+std::unique_ptr<Volume> unlock_volume(const fs::path& cipher_dir, const crypto::VolumeConfig& config,
+                                      keystore::Keystore& keystore) {
+  auto keys = std::make_unique<crypto::VolumeKeys>(config.cipher, config.volume_id);
+  for (const auto& wrapped : config.keys) {
+    auto dek = keystore.unwrap(wrapped.wrapped, config.wrap_ad(wrapped.generation));
+    if (!dek) {
+      throw WardError(ErrorKind::wrong_key,
+                      "wrong passphrase or key for " + cipher_dir.string() +
+                          " (or the config's security fields were edited): cannot unwrap the key of generation " +
+                          std::to_string(wrapped.generation));
+    }
+    keys->add_generation(wrapped.generation, std::move(*dek));
+  }
+  keys->set_active(config.active_generation);
+  return std::make_unique<Volume>(cipher_dir, config, std::move(keys), keystore.identity());
+}
+
+int read_dir_id(int dir_fd, crypto::DirId& out) {
+  UniqueFd fd(::openat(dir_fd, std::string(kDirIdFileName).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) return -errno;
+  const ssize_t n = pread_full(fd.get(), out.data(), out.size(), 0);
+  if (n < 0) return static_cast<int>(n);
+  return static_cast<std::size_t>(n) == out.size() ? 0 : -EIO;
+}
+
+int write_new_dir_id(int dir_fd) {
+  crypto::DirId id{};
+  crypto::random_fill(id);
+  UniqueFd fd(::openat(dir_fd, std::string(kDirIdFileName).c_str(),
+                       O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0400));
+  if (!fd) return -errno;
+  const ssize_t n = pwrite_full(fd.get(), id.data(), id.size(), 0);
+  if (n < 0) return static_cast<int>(n);
+  return 0;
+}
+
+}  // namespace wardfs::volume

@@ -1,0 +1,60 @@
+// A volume: its config, its unlocked keys and the chunk layout, shared by the
+// filesystem, the CLI and the tools. Created by init_volume, opened by unlock_volume.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "crypto/config.h"
+#include "crypto/file_format.h"
+#include "crypto/volume_keys.h"
+#include "keystore/keystore.h"
+
+namespace wardfs::volume {
+
+inline constexpr std::string_view kDirIdFileName = "wardfs.dirid";
+inline constexpr std::string_view kTempPrefix = "wardfs.tmp.";
+
+struct InitOptions {
+  crypto::CipherId cipher = crypto::default_cipher();
+  std::uint32_t chunk_size = 4096;
+  crypto::HolesPolicy holes = crypto::HolesPolicy::allow;
+  crypto::KeystoreSpec keystore;  // type, location and KDF parameters
+};
+
+class Volume {
+ public:
+  Volume(std::filesystem::path cipher_dir, crypto::VolumeConfig config,
+         std::unique_ptr<crypto::VolumeKeys> keys, std::string keystore_identity);
+
+  const std::filesystem::path& cipher_dir() const { return cipher_dir_; }
+  const crypto::VolumeConfig& config() const { return config_; }
+  const crypto::VolumeKeys& keys() const { return *keys_; }
+  const crypto::ChunkLayout& layout() const { return layout_; }
+  bool holes_allowed() const { return config_.holes == crypto::HolesPolicy::allow; }
+  const std::string& keystore_identity() const { return keystore_identity_; }
+
+ private:
+  std::filesystem::path cipher_dir_;
+  crypto::VolumeConfig config_;
+  std::unique_ptr<crypto::VolumeKeys> keys_;
+  crypto::ChunkLayout layout_;
+  std::string keystore_identity_;
+};
+
+// Writes a new config with one generation, and the root's directory id.
+// The directory must be missing or empty.
+void init_volume(const std::filesystem::path& cipher_dir, const InitOptions& options,
+                 keystore::Keystore& keystore);
+
+// Throws WardError(wrong_key) when the keystore's KEK does not open the data keys.
+std::unique_ptr<Volume> unlock_volume(const std::filesystem::path& cipher_dir,
+                                      const crypto::VolumeConfig& config,
+                                      keystore::Keystore& keystore);
+
+// Directory ids live in each backing directory; these read and create them.
+int read_dir_id(int dir_fd, crypto::DirId& out);  // 0 or -errno
+int write_new_dir_id(int dir_fd);                   // 0 or -errno
+
+}  // namespace wardfs::volume
