@@ -1,6 +1,7 @@
 #include "crypto/config.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -239,6 +240,23 @@ void save_config_atomic(const std::filesystem::path& cipher_dir, const VolumeCon
     ::fsync(dir_fd);
     ::close(dir_fd);
   }
+}
+
+ConfigLock::ConfigLock(const std::filesystem::path& cipher_dir) {
+  const auto path = cipher_dir / "wardfs.lock";
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd_ < 0) throw WardError(ErrorKind::io, "cannot open " + path.string() + ": " + std::strerror(errno));
+  while (::flock(fd_, LOCK_EX) != 0) {
+    if (errno != EINTR) {
+      const int err = errno;
+      ::close(fd_);
+      throw WardError(ErrorKind::io, "cannot lock " + path.string() + ": " + std::strerror(err));
+    }
+  }
+}
+
+ConfigLock::~ConfigLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing releases the flock
 }
 
 std::string utc_now_iso8601() {

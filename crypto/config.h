@@ -63,6 +63,19 @@ VolumeConfig load_config(const std::filesystem::path& cipher_dir);
 // temp file, fsync, rename over, fsync the directory: a crash leaves old or new, never half.
 void save_config_atomic(const std::filesystem::path& cipher_dir, const VolumeConfig& config);
 
+// Serialises read-modify-write cycles of the config between processes (CLI, daemon):
+// an exclusive flock on wardfs.lock in the backing root, held for the object's life.
+class ConfigLock {
+ public:
+  explicit ConfigLock(const std::filesystem::path& cipher_dir);
+  ~ConfigLock();
+  ConfigLock(const ConfigLock&) = delete;
+  ConfigLock& operator=(const ConfigLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 bool valid_chunk_size(std::uint64_t size);
 std::string utc_now_iso8601();
 
