@@ -118,6 +118,16 @@ class Aes256Gcm final : public Aead {
   std::uint64_t serial_;
 };
 
+const EVP_CIPHER* chacha20poly1305_cipher() {
+  static EVP_CIPHER* cipher = EVP_CIPHER_fetch(nullptr, "ChaCha20-Poly1305", nullptr);
+  if (cipher == nullptr) throw std::runtime_error("OpenSSL has no ChaCha20-Poly1305");
+  return cipher;
+}
+
+// XChaCha20-Poly1305 as libsodium defines it (HChaCha20 subkey from the first 16 nonce
+// bytes, then IETF ChaCha20-Poly1305 with nonce 0^4 || last 8 bytes), with libsodium
+// doing the HChaCha20 step and OpenSSL's vectorised ChaCha20-Poly1305 the bulk, which is
+// several times faster here than libsodium's portable code. Output is byte-identical.
 class XChaCha20Poly1305 final : public Aead {
  public:
   explicit XChaCha20Poly1305(ByteView key) : key_(SecretBytes::copy_of(key)) {}
@@ -127,29 +137,48 @@ class XChaCha20Poly1305 final : public Aead {
   void seal(std::span<std::uint8_t> out, ByteView plaintext, ByteView nonce,
             ByteView ad) const override {
     check_sizes(out.size(), plaintext.size(), true);
-    check_nonce(nonce);
-    crypto_aead_xchacha20poly1305_ietf_encrypt_detached(
-        out.data(), out.data() + plaintext.size(), nullptr, plaintext.data(), plaintext.size(),
-        ad.data(), ad.size(), nullptr, nonce.data(), key_.data());
+    thread_local GcmThreadContext enc;
+    EVP_CIPHER_CTX* ctx = prepare(enc, nonce, 1);
+    int len = 0;
+    bool ok = (ad.empty() || EVP_EncryptUpdate(ctx, nullptr, &len, ad.data(), int(ad.size()))) &&
+              (plaintext.empty() ||
+               EVP_EncryptUpdate(ctx, out.data(), &len, plaintext.data(), int(plaintext.size()))) &&
+              EVP_EncryptFinal_ex(ctx, out.data() + plaintext.size(), &len) &&
+              EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, kAeadTagSize, out.data() + plaintext.size());
+    if (!ok) throw std::runtime_error("XChaCha20-Poly1305 seal failed");
   }
 
   bool open(std::span<std::uint8_t> out, ByteView sealed, ByteView nonce,
             ByteView ad) const override {
     check_sizes(out.size(), sealed.size(), false);
-    check_nonce(nonce);
+    thread_local GcmThreadContext dec;
+    EVP_CIPHER_CTX* ctx = prepare(dec, nonce, 0);
     const std::size_t ct_len = sealed.size() - kAeadTagSize;
-    const bool ok = crypto_aead_xchacha20poly1305_ietf_decrypt_detached(
-                        out.data(), nullptr, sealed.data(), ct_len, sealed.data() + ct_len,
-                        ad.data(), ad.size(), nonce.data(), key_.data()) == 0;
+    std::uint8_t tag[kAeadTagSize];
+    std::memcpy(tag, sealed.data() + ct_len, kAeadTagSize);
+    int len = 0;
+    bool ok = (ad.empty() || EVP_DecryptUpdate(ctx, nullptr, &len, ad.data(), int(ad.size()))) &&
+              (ct_len == 0 || EVP_DecryptUpdate(ctx, out.data(), &len, sealed.data(), int(ct_len))) &&
+              EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, kAeadTagSize, tag) &&
+              EVP_DecryptFinal_ex(ctx, nullptr, &len) > 0;
     if (!ok && !out.empty()) sodium_memzero(out.data(), out.size());
     return ok;
   }
 
  private:
-  static void check_nonce(ByteView nonce) {
+  EVP_CIPHER_CTX* prepare(GcmThreadContext& tc, ByteView nonce, int encrypt) const {
     if (nonce.size() != crypto_aead_xchacha20poly1305_ietf_NPUBBYTES) {
       throw std::invalid_argument("XChaCha20-Poly1305 needs a 192-bit nonce");
     }
+    std::uint8_t subkey[crypto_core_hchacha20_OUTPUTBYTES];
+    crypto_core_hchacha20(subkey, nonce.data(), key_.data(), nullptr);
+    std::uint8_t ietf_nonce[12] = {0, 0, 0, 0};
+    std::memcpy(ietf_nonce + 4, nonce.data() + 16, 8);
+    tc.key_serial = 0;  // the subkey changes with every nonce
+    const bool ok = EVP_CipherInit_ex2(tc.ctx, chacha20poly1305_cipher(), subkey, ietf_nonce, encrypt, nullptr) == 1;
+    sodium_memzero(subkey, sizeof subkey);
+    if (!ok) throw std::runtime_error("ChaCha20-Poly1305 init failed");
+    return tc.ctx;
   }
   SecretBytes key_;
 };

@@ -21,7 +21,7 @@ Bytes seal_blob(const Aead& aead, std::uint32_t generation, ByteView ad, ByteVie
   Bytes out(kGenerationSize + nonce_len + plaintext.size() + kAeadTagSize);
   put_le32(out.data(), generation);
   const std::span<std::uint8_t> nonce(out.data() + kGenerationSize, nonce_len);
-  random_fill(nonce);
+  random_nonce(nonce);
   aead.seal(std::span(out).subspan(kGenerationSize + nonce_len), plaintext, nonce,
             blob_ad(generation, ad));
   return out;

@@ -1,6 +1,10 @@
 #include "crypto/bytes.h"
 
+#include <pthread.h>
 #include <sodium.h>
+
+#include <atomic>
+#include <cstring>
 
 #include "crypto/secret.h"
 
@@ -33,6 +37,38 @@ std::uint64_t get_le64(const std::uint8_t* p) {
 void random_fill(std::span<std::uint8_t> out) {
   ensure_sodium();
   randombytes_buf(out.data(), out.size());
+}
+
+namespace {
+std::atomic<std::uint64_t> fork_epoch{0};
+
+struct NoncePool {
+  std::uint8_t bytes[4096];
+  std::size_t used = sizeof bytes;
+  std::uint64_t epoch = 0;
+};
+}  // namespace
+
+void random_nonce(std::span<std::uint8_t> out) {
+  static const bool registered = [] {
+    ensure_sodium();
+    return pthread_atfork(nullptr, nullptr, [] { fork_epoch.fetch_add(1); }) == 0;
+  }();
+  (void)registered;
+  thread_local NoncePool pool;
+  if (out.size() > sizeof pool.bytes) {
+    random_fill(out);
+    return;
+  }
+  const std::uint64_t epoch = fork_epoch.load();
+  if (pool.epoch != epoch || pool.used + out.size() > sizeof pool.bytes) {
+    randombytes_buf(pool.bytes, sizeof pool.bytes);
+    pool.used = 0;
+    pool.epoch = epoch;
+  }
+  std::memcpy(out.data(), pool.bytes + pool.used, out.size());
+  sodium_memzero(pool.bytes + pool.used, out.size());  // never hand out the same bytes twice
+  pool.used += out.size();
 }
 
 std::string base64url_encode(ByteView bytes) {

@@ -27,6 +27,10 @@ std::uint32_t get_le32(const std::uint8_t* p);
 std::uint64_t get_le64(const std::uint8_t* p);
 
 void random_fill(std::span<std::uint8_t> out);
+// Random bytes for nonces, drawn from a per-thread pool that one getrandom call refills
+// every 4 KiB: a syscall per 4 KiB chunk would cost as much as sealing it. The pools
+// are discarded in a forked child, so parent and child never hand out the same bytes.
+void random_nonce(std::span<std::uint8_t> out);
 
 // RFC 4648 section 5 alphabet, no padding: safe in file names.
 std::string base64url_encode(ByteView bytes);

@@ -90,12 +90,15 @@ Bytes VolumeConfig::wrap_ad(std::uint32_t generation) const {
   Bytes ad(kLabel.begin(), kLabel.end());
   ad.push_back(0);
   ad.insert(ad.end(), volume_id.begin(), volume_id.end());
-  std::uint8_t fields[4 + 2 + 1 + 4 + 1];
+  // The active generation is bound too: otherwise an attacker who edits the config
+  // could point new writes back at an old, perhaps leaked, generation.
+  std::uint8_t fields[4 + 2 + 1 + 4 + 1 + 4];
   put_le32(fields, generation);
   put_le16(fields + 4, static_cast<std::uint16_t>(version));
   fields[6] = static_cast<std::uint8_t>(cipher);
   put_le32(fields + 7, chunk_size);
   fields[11] = holes == HolesPolicy::never ? 1 : 0;
+  put_le32(fields + 12, active_generation);
   ad.insert(ad.end(), std::begin(fields), std::end(fields));
   return ad;
 }
@@ -219,7 +222,9 @@ void save_config_atomic(const std::filesystem::path& cipher_dir, const VolumeCon
   const auto final_path = cipher_dir / kConfigFileName;
   const auto temp_path = cipher_dir / (std::string(kConfigFileName) + ".tmp");
   const std::string text = serialize_config(config);
-  const int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0400);
+  // A temp file left by a crash may be read-only: remove it rather than truncate it.
+  ::unlink(temp_path.c_str());
+  const int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) throw WardError(ErrorKind::io, "creating " + temp_path.string() + ": " + std::strerror(errno));
   try {
     write_all_or_throw(fd, text, temp_path.string());

@@ -57,6 +57,7 @@ HeaderStatus parse_header(ByteView raw, FileHeader& out) {
   if (get_le16(raw.data() + 4) != kFormatVersion) return HeaderStatus::unsupported_version;
   if (get_le32(raw.data() + 28) != 0) return HeaderStatus::bad_reserved;
   out.flags = get_le16(raw.data() + 6);
+  if ((out.flags & ~static_cast<std::uint16_t>(kHeaderHasHoles)) != 0) return HeaderStatus::unsupported_version;
   std::memcpy(out.file_id.data(), raw.data() + 8, kFileIdSize);
   out.generation = get_le32(raw.data() + 24);
   return HeaderStatus::ok;
@@ -109,7 +110,7 @@ void seal_chunk(const ChunkLayout& layout, const Aead& aead, std::uint32_t gener
                 ChunkPosition pos, ByteView plaintext, std::span<std::uint8_t> out) {
   std::array<std::uint8_t, 24> nonce{};
   const std::span<std::uint8_t> n(nonce.data(), layout.nonce_size());
-  random_fill(n);
+  random_nonce(n);
   seal_chunk_with_nonce(layout, aead, generation, pos, plaintext, n, out);
 }
 

@@ -32,6 +32,13 @@ void VolumeKeys::set_active(std::uint32_t generation) {
   active_ = generation;
 }
 
+void VolumeKeys::remove_generation(std::uint32_t generation) {
+  std::unique_lock lock(mutex_);
+  if (generation == active_) throw std::invalid_argument("the active generation cannot be removed");
+  by_generation_.erase(generation);
+  removal_epoch_.fetch_add(1, std::memory_order_acq_rel);
+}
+
 std::uint32_t VolumeKeys::active_generation() const {
   std::shared_lock lock(mutex_);
   return active_;

@@ -1,6 +1,7 @@
 // The unwrapped data keys of a volume, one per generation, and what derives from them.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -30,6 +31,8 @@ class VolumeKeys {
 
   void add_generation(std::uint32_t generation, SecretBytes dek);
   void set_active(std::uint32_t generation);
+  // Forgets a retired generation's keys; whatever it sealed becomes unreadable.
+  void remove_generation(std::uint32_t generation);
 
   CipherId cipher() const { return cipher_; }
   const Bytes& volume_id() const { return volume_id_; }
@@ -40,6 +43,8 @@ class VolumeKeys {
   std::shared_ptr<const GenerationKeys> active() const;
 
   std::shared_ptr<const FileKeys> file_keys(std::uint32_t g, const FileId& file_id) const;
+  // Bumped whenever a generation is removed, so caches of derived keys know to drop them.
+  std::uint64_t removal_epoch() const { return removal_epoch_.load(std::memory_order_acquire); }
 
  private:
   CipherId cipher_;
@@ -47,6 +52,7 @@ class VolumeKeys {
   mutable std::shared_mutex mutex_;
   std::map<std::uint32_t, std::shared_ptr<const GenerationKeys>> by_generation_;
   std::uint32_t active_ = 0;
+  std::atomic<std::uint64_t> removal_epoch_{0};
 };
 
 }  // namespace wardfs::crypto

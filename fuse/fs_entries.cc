@@ -163,7 +163,8 @@ void WardFs::unlink(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
 }
 
 int WardFs::remove_dir_metadata(int dir_fd) {
-  // An encrypted directory is empty when only wardfs metadata remains in it.
+  // An encrypted directory is empty when only wardfs metadata remains in it. The
+  // directory id goes last, by the caller, once nothing else can fail.
   volume::UniqueFd fd(::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd) return -errno;
   DIR* dir = ::fdopendir(fd.get());
@@ -173,7 +174,7 @@ int WardFs::remove_dir_metadata(int dir_fd) {
   int rc = 0;
   while (const dirent* d = ::readdir(dir)) {
     const std::string_view n = d->d_name;
-    if (n == "." || n == "..") continue;
+    if (n == "." || n == ".." || n == volume::kDirIdFileName) continue;
     if (!volume::is_metadata_entry(n) || crypto::is_long_name(n)) {
       rc = -ENOTEMPTY;
       break;
@@ -181,8 +182,12 @@ int WardFs::remove_dir_metadata(int dir_fd) {
     metadata.emplace_back(n);
   }
   const int dfd = ::dirfd(dir);
-  if (rc == 0) {
-    for (const auto& m : metadata) ::unlinkat(dfd, m.c_str(), 0);
+  for (const auto& m : rc == 0 ? metadata : std::vector<std::string>{}) {
+    if (::unlinkat(dfd, m.c_str(), 0) != 0 && errno == EISDIR) {
+      // A directory a crashed mkdir left behind: it holds at most its own id.
+      ::unlinkat(dfd, (m + "/" + std::string(volume::kDirIdFileName)).c_str(), 0);
+      ::unlinkat(dfd, m.c_str(), AT_REMOVEDIR);
+    }
   }
   ::closedir(dir);
   return rc;
@@ -200,8 +205,16 @@ void WardFs::rmdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
     std::unique_lock<std::mutex> child_lock;
     if (child != nullptr) child_lock = std::unique_lock(child->entries_mutex);
     volume::UniqueFd dir(::openat(parent.fd.get(), r.backing.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    rc = dir ? remove_dir_metadata(dir.get()) : -errno;
-    if (rc == 0 && ::unlinkat(parent.fd.get(), r.backing.c_str(), AT_REMOVEDIR) != 0) rc = -errno;
+    crypto::DirId saved_id{};
+    rc = dir ? volume::read_dir_id(dir.get(), saved_id) : -errno;
+    if (rc == 0) rc = remove_dir_metadata(dir.get());
+    if (rc == 0) {
+      ::unlinkat(dir.get(), std::string(volume::kDirIdFileName).c_str(), 0);
+      if (::unlinkat(parent.fd.get(), r.backing.c_str(), AT_REMOVEDIR) != 0) {
+        rc = -errno;
+        volume::write_dir_id(dir.get(), saved_id);  // keep the directory usable
+      }
+    }
     if (rc == 0 && child != nullptr) {
       std::lock_guard state(child->state_mutex);
       child->dir_id.reset();

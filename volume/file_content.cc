@@ -71,6 +71,11 @@ std::size_t FileContent::chunk_plain_len(std::uint64_t index, std::uint64_t file
 
 std::shared_ptr<const crypto::FileKeys> FileContent::keys_for(std::uint32_t generation) {
   std::lock_guard lock(keys_mutex_);
+  // A retired generation must stop opening chunks at once, even in open files.
+  if (const auto epoch = volume_.keys().removal_epoch(); epoch != keys_epoch_) {
+    keys_.clear();
+    keys_epoch_ = epoch;
+  }
   for (const auto& [g, keys] : keys_) {
     if (g == generation) return keys;
   }
@@ -406,12 +411,22 @@ int FileContent::truncate(int fd, std::uint64_t new_size) {
     if (const int rc = read_chunk(fd, new_final, old_size, plain); rc != 0) return rc;
   }
   tail_index_.reset();
+  const std::uint64_t slot = layout_.slot_offset(new_final);
   const int rc = seal_and_write(fd, new_final, 1, new_final,
                                 [&](std::uint64_t, std::span<std::uint8_t> out) -> ssize_t {
                                   std::memcpy(out.data(), plain.data(), keep);
                                   return static_cast<ssize_t>(keep);
                                 });
   if (rc != 0) return rc;
+  // Zero the rest of the old slot before cutting the file: if a crash lands between
+  // the two, the shortened chunk reads back as a torn tail instead of failing.
+  const std::uint64_t sealed_end = slot + keep + layout_.overhead();
+  const std::uint64_t old_end = std::min(layout_.backing_size(old_size), slot + layout_.slot_size());
+  if (layout_.final_index(old_size) != new_final && old_end > sealed_end) {
+    const std::vector<std::uint8_t> zeros(static_cast<std::size_t>(old_end - sealed_end), 0);
+    const ssize_t n = pwrite_full(fd, zeros.data(), zeros.size(), static_cast<off_t>(sealed_end));
+    if (n < 0) return static_cast<int>(n);
+  }
   if (::ftruncate(fd, static_cast<off_t>(layout_.backing_size(new_size))) != 0) return -errno;
   size_ = new_size;
   tail_plain_.assign(plain.begin(), plain.begin() + static_cast<std::ptrdiff_t>(keep));

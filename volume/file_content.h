@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
@@ -24,6 +25,14 @@ inline constexpr std::uint64_t kHeaderChunk = UINT64_MAX;
 inline constexpr std::uint64_t kAppendOffset = UINT64_MAX;
 using IntegrityReporter = std::function<void(std::uint64_t chunk, std::string_view reason)>;
 
+// How many chunks (and headers) of a file each key generation sealed.
+struct GenerationCounts {
+  std::map<std::uint32_t, std::uint64_t> chunks;
+  std::map<std::uint32_t, std::uint64_t> headers;
+  std::uint64_t holes = 0;
+  void add(const GenerationCounts& other);
+};
+
 class FileContent {
  public:
   explicit FileContent(const Volume& volume);
@@ -39,6 +48,14 @@ class FileContent {
   ssize_t write(int fd, crypto::ByteView data, std::uint64_t offset);
   int truncate(int fd, std::uint64_t size);
   std::uint64_t size() const;
+
+  // Counts the generations in use, reading slot headers only (no decryption).
+  int scan(int fd, GenerationCounts& out);
+  // Re-seals every chunk (and the header) still under an older generation with the
+  // active one. Works a batch at a time under the write lock, so concurrent writers
+  // wait at most one batch; after each batch, outside the lock, on_batch gets the
+  // backing bytes it covered (for progress and throttling). Idempotent and resumable.
+  int rekey(int fd, const std::function<void(std::uint64_t)>& on_batch);
 
   void set_reporter(IntegrityReporter reporter) { reporter_ = std::move(reporter); }
   const crypto::FileHeader& header() const { return header_; }
@@ -73,6 +90,7 @@ class FileContent {
 
   std::mutex keys_mutex_;  // readers share io_mutex_, so the key cache needs its own
   std::vector<std::pair<std::uint32_t, std::shared_ptr<const crypto::FileKeys>>> keys_;
+  std::uint64_t keys_epoch_ = 0;  // VolumeKeys::removal_epoch() when keys_ was filled
 
   // Plaintext of the final chunk, so small appends need not re-read and re-open it.
   std::optional<std::uint64_t> tail_index_;

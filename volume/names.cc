@@ -63,7 +63,9 @@ int NameMapper::resolve(int dir_fd, const crypto::DirId& dir_id, std::string_vie
 int NameMapper::write_sidecar(int dir_fd, const ResolvedName& name) const {
   if (!name.is_long()) return 0;
   const std::string path = sidecar_name(name.backing);
-  UniqueFd fd(::openat(dir_fd, path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0400));
+  // An orphan sidecar from a crash may be there, possibly read-only: replace it.
+  ::unlinkat(dir_fd, path.c_str(), 0);
+  UniqueFd fd(::openat(dir_fd, path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd) return -errno;
   const ssize_t n = pwrite_full(fd.get(), name.encoded.data(), name.encoded.size(), 0);
   return n < 0 ? static_cast<int>(n) : 0;
@@ -84,7 +86,7 @@ std::optional<std::string> NameMapper::decrypt_entry(int dir_fd, const crypto::D
     if (n <= 0) return std::nullopt;
     encoded.resize(static_cast<std::size_t>(n));
     // The sidecar must hash to the entry's name, or it belongs to another entry.
-    if (crypto::long_name_for(encoded) != backing) return std::nullopt;
+    if (!crypto::needs_long_name(encoded) || crypto::long_name_for(encoded) != backing) return std::nullopt;
   }
   for (const auto& gen : volume_.keys().generations_for_lookup()) {
     if (auto name = gen->names->decrypt(dir_id, encoded)) return name;

@@ -19,7 +19,18 @@ Volume::Volume(fs::path cipher_dir, crypto::VolumeConfig config,
       config_(std::move(config)),
       keys_(std::move(keys)),
       layout_(config_.cipher, config_.chunk_size),
+      holes_(config_.holes),
       keystore_identity_(std::move(keystore_identity)) {}
+
+crypto::VolumeConfig Volume::config() const {
+  std::lock_guard lock(config_mutex_);
+  return config_;
+}
+
+void Volume::replace_config(crypto::VolumeConfig config) {
+  std::lock_guard lock(config_mutex_);
+  config_ = std::move(config);
+}
 
 void init_volume(const fs::path& cipher_dir, const InitOptions& options,
                  keystore::Keystore& keystore) {
@@ -85,6 +96,10 @@ int read_dir_id(int dir_fd, crypto::DirId& out) {
 int write_new_dir_id(int dir_fd) {
   crypto::DirId id{};
   crypto::random_fill(id);
+  return write_dir_id(dir_fd, id);
+}
+
+int write_dir_id(int dir_fd, const crypto::DirId& id) {
   UniqueFd fd(::openat(dir_fd, std::string(kDirIdFileName).c_str(),
                        O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0400));
   if (!fd) return -errno;

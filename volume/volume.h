@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "crypto/config.h"
@@ -29,17 +30,22 @@ class Volume {
          std::unique_ptr<crypto::VolumeKeys> keys, std::string keystore_identity);
 
   const std::filesystem::path& cipher_dir() const { return cipher_dir_; }
-  const crypto::VolumeConfig& config() const { return config_; }
+  // A copy: rotation and retirement replace the config while the volume is in use.
+  crypto::VolumeConfig config() const;
+  void replace_config(crypto::VolumeConfig config);
   const crypto::VolumeKeys& keys() const { return *keys_; }
+  crypto::VolumeKeys& keys() { return *keys_; }
   const crypto::ChunkLayout& layout() const { return layout_; }
-  bool holes_allowed() const { return config_.holes == crypto::HolesPolicy::allow; }
+  bool holes_allowed() const { return holes_ == crypto::HolesPolicy::allow; }
   const std::string& keystore_identity() const { return keystore_identity_; }
 
  private:
   std::filesystem::path cipher_dir_;
+  mutable std::mutex config_mutex_;
   crypto::VolumeConfig config_;
   std::unique_ptr<crypto::VolumeKeys> keys_;
   crypto::ChunkLayout layout_;
+  crypto::HolesPolicy holes_;
   std::string keystore_identity_;
 };
 
@@ -56,5 +62,6 @@ std::unique_ptr<Volume> unlock_volume(const std::filesystem::path& cipher_dir,
 // Directory ids live in each backing directory; these read and create them.
 int read_dir_id(int dir_fd, crypto::DirId& out);  // 0 or -errno
 int write_new_dir_id(int dir_fd);                   // 0 or -errno
+int write_dir_id(int dir_fd, const crypto::DirId& id);  // 0 or -errno
 
 }  // namespace wardfs::volume
