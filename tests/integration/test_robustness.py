@@ -1,0 +1,199 @@
+"""Life outside the happy path: a daemon killed with SIGKILL (recovery with `wardfs unmount`,
+fsynced data intact, appends in flight leave readable files), unmount while files are open,
+and permission checks for other users on an allow_other mount."""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from wardfs_harness import (BIN, WardfsTestCase, config_matrix, describe, is_fuse_mounted, main,
+                            pattern, read_file, run, wait_for, write_file)
+
+NOBODY = 65534
+
+# Appends records to several files round-robin until the mount dies, fsyncing each file every
+# few appends; prints the bytes each file had fsynced and written when it stopped.
+CRASH_WRITER = r"""
+import json, os, sys
+top, nfiles = sys.argv[1], int(sys.argv[2])
+sizes = [0] * nfiles
+synced = [0] * nfiles
+fds = [os.open(os.path.join(top, "f%d" % i), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+       for i in range(nfiles)]
+def stream(i, off, n):
+    return bytes(((i * 131 + k * 7) & 0xFF) for k in range(off, off + n))
+lens = [1, 17, 1000, 4095, 4097, 10000, 70000]
+step = 0
+try:
+    while True:
+        i = step % nfiles
+        n = lens[(step // nfiles) % len(lens)]
+        os.write(fds[i], stream(i, sizes[i], n))
+        sizes[i] += n
+        step += 1
+        if step % (5 * nfiles) < nfiles:
+            os.fsync(fds[i])
+            synced[i] = sizes[i]
+        if step == 50:
+            print("started", flush=True)
+except OSError:
+    pass
+print(json.dumps([synced, sizes]), flush=True)
+"""
+
+
+def crash_stream(i, off, n):
+    return bytes(((i * 131 + k * 7) & 0xFF) for k in range(off, off + n))
+
+
+class Robustness(WardfsTestCase):
+    def setUp(self):
+        super().setUp()
+        cipher, chunk = config_matrix("one")[0]
+        self.vol = self.new_volume(cipher, chunk)
+        self._volumes_for_watchdog = (self.vol,)
+        self.vol.init()
+        self.vol.mount()
+
+    def kill_daemon(self):
+        pids = self.vol.daemon_pids()
+        self.assertEqual(len(pids), 1, "one daemon: %r" % pids)
+        os.kill(pids[0], signal.SIGKILL)
+        self.assertTrue(wait_for(lambda: not self.vol.daemon_pids(), 10))
+
+    def test_recover_after_daemon_killed(self):
+        data = pattern(5 * self.vol.chunk + 3, 1)
+        write_file(self.vol.p("synced"), data, fsync=True)
+        os.mkdir(self.vol.p("dir"))
+        self.kill_daemon()
+        with self.assertRaises(OSError) as cm:
+            os.listdir(self.vol.plain)
+        self.assertEqual(cm.exception.errno, errno.ENOTCONN)
+        p = run([BIN, "unmount", self.vol.plain], timeout=30)
+        self.assertEqual(p.returncode, 0, "`wardfs unmount` must clean up a dead mount\n" + describe(p))
+        self.assertFalse(is_fuse_mounted(self.vol.plain))
+        self.vol.mount()
+        self.assertEqual(read_file(self.vol.p("synced")), data)
+        self.assertTrue(os.path.isdir(self.vol.p("dir")))
+
+    def test_mount_over_dead_mount_point(self):
+        self.kill_daemon()
+        p = run(self.vol.mount_args(), timeout=60, via_files=True)
+        # either refuse clearly (4) or recover the mount point; never hang or stack silently
+        if p.returncode == 0:
+            self.assertTrue(self.vol.alive(), "mount returned 0 over a dead mount but it does not work")
+        else:
+            self.assertEqual(p.returncode, 4, describe(p))
+
+    def test_appends_in_flight_when_daemon_dies(self):
+        """After SIGKILL mid-append, every file reads without EIO, keeps all it had fsynced, and
+        past that holds only bytes that were written there (or zeros: unsynced data may be
+        lost, as on any filesystem)."""
+        nfiles = 6
+        for rnd in range(3):
+            top = self.vol.p("round%d" % rnd)
+            os.mkdir(top)
+            w = subprocess.Popen([sys.executable, "-c", CRASH_WRITER, top, str(nfiles)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            self.assertEqual(w.stdout.readline().strip(), b"started")
+            time.sleep(0.3 + 0.4 * rnd)
+            self.kill_daemon()
+            out, err = w.communicate(timeout=60)
+            synced, written = json.loads(out.decode().strip().splitlines()[-1])
+            self.vol.unmount()
+            self.vol.mount()
+            for i in range(nfiles):
+                path = os.path.join(top, "f%d" % i)
+                what = "round %d f%d (fsynced %d, written %d)" % (rnd, i, synced[i], written[i])
+                try:
+                    data = read_file(path)
+                except OSError as e:
+                    self.fail("%s: unreadable after the daemon died mid-append: %r" % (what, e))
+                self.assertGreaterEqual(len(data), synced[i], what + ": lost fsynced bytes")
+                self.assertLessEqual(len(data), written[i], what)
+                want = crash_stream(i, 0, len(data))
+                self.assertBytesEqual(data[:synced[i]], want[:synced[i]], what + ", fsynced part")
+                bad = [k for k in range(synced[i], len(data)) if data[k] not in (0, want[k])]
+                self.assertEqual(bad[:5], [], what + ": bytes that were never written there")
+            # the files keep working: append more and read back
+            with open(os.path.join(top, "f0"), "ab") as f:
+                f.write(b"after recovery")
+            self.assertTrue(read_file(os.path.join(top, "f0")).endswith(b"after recovery"))
+
+    def test_unmount_while_busy(self):
+        write_file(self.vol.p("f"), b"x")
+        f = open(self.vol.p("f"), "rb")
+        try:
+            p = run([BIN, "unmount", self.vol.plain], timeout=30)
+            self.assertEqual(p.returncode, 4, "unmount with an open file\n" + describe(p))
+            msg = (p.stderr + p.stdout).lower()
+            self.assertTrue("busy" in msg or "open" in msg, "say why: " + msg)
+            self.assertTrue(self.vol.alive(), "a refused unmount leaves the mount working")
+            self.assertEqual(f.read(), b"x")
+        finally:
+            f.close()
+        p = run([BIN, "unmount", self.vol.plain], timeout=30)
+        self.assertEqual(p.returncode, 0, describe(p))
+
+    # ------------------------------------------------------------ other users
+    def as_nobody(self, code):
+        return subprocess.run([sys.executable, "-c", code], user=NOBODY, group=NOBODY, extra_groups=[],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30, cwd="/")
+
+    def test_allow_other_enforces_permissions(self):
+        self.vol.remount(options="allow_other")
+        os.chmod(self.vol.plain, 0o755)
+        write_file(self.vol.p("private"), b"root only")
+        os.chmod(self.vol.p("private"), 0o600)
+        write_file(self.vol.p("public"), b"everyone")
+        os.chmod(self.vol.p("public"), 0o644)
+        os.mkdir(self.vol.p("closed"), 0o700)
+        write_file(self.vol.p("closed", "inner"), b"inner")
+        os.chmod(self.vol.p("closed", "inner"), 0o644)
+        os.chmod(self.vol.root, 0o755)
+        probe = r"""
+import os, sys, errno
+def attempt(fn):
+    try:
+        fn()
+        return "ok"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+p = sys.argv[1] if len(sys.argv) > 1 else %r
+print(attempt(lambda: open(os.path.join(p, "public"), "rb").read()))
+print(attempt(lambda: open(os.path.join(p, "private"), "rb").read()))
+print(attempt(lambda: open(os.path.join(p, "public"), "ab").write(b"x")))
+print(attempt(lambda: open(os.path.join(p, "new"), "wb").close()))
+print(attempt(lambda: os.listdir(os.path.join(p, "closed"))))
+print(attempt(lambda: open(os.path.join(p, "closed", "inner"), "rb").read()))
+print(attempt(lambda: os.chmod(os.path.join(p, "public"), 0o666)))
+print(attempt(lambda: os.unlink(os.path.join(p, "public"))))
+""" % self.vol.plain
+        r = self.as_nobody(probe)
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        got = r.stdout.decode().split()
+        want = ["ok", "EACCES", "EACCES", "EACCES", "EACCES", "EACCES", "EPERM", "EACCES"]
+        labels = ["read 0644", "read 0600", "append to 0644", "create in 0755 root dir",
+                  "list 0700 dir", "read inside 0700 dir", "chmod other's file", "unlink in 0755 root dir"]
+        self.assertEqual(dict(zip(labels, got)), dict(zip(labels, want)),
+                         "permission checks for uid %d on an allow_other mount" % NOBODY)
+        self.assertFalse(os.path.exists(self.vol.p("new")))
+        self.assertEqual(read_file(self.vol.p("public")), b"everyone")
+
+    def test_other_users_locked_out_without_allow_other(self):
+        write_file(self.vol.p("public"), b"everyone")
+        os.chmod(self.vol.p("public"), 0o644)
+        os.chmod(self.vol.root, 0o755)
+        os.chmod(self.vol.plain, 0o755)
+        r = self.as_nobody("import os\ntry:\n    open(%r,'rb').read(); print('ok')\nexcept OSError as e:\n"
+                           "    import errno; print(errno.errorcode[e.errno])" % self.vol.p("public"))
+        self.assertEqual(r.stdout.decode().strip(), "EACCES",
+                         "without allow_other, other users must not see into the mount")
+
+
+if __name__ == "__main__":
+    main()
