@@ -100,6 +100,7 @@ class Backing:
             dirids[dirpath] = read_file(idpath)
             for n in dirnames + filenames:
                 if n in BACKING_META:
+                    self.assertTrue(n == DIRID_NAME or dirpath == root, "%s outside the root" % n)
                     continue
                 self.assertTrue(B64URL_RE.match(n) or LONG_NAME_RE.match(n) or SIDECAR_RE.match(n),
                                 "backing name %r is neither base64url nor the L. scheme" % n)
@@ -109,6 +110,37 @@ class Backing:
         cfg = read_file(os.path.join(root, CONFIG_NAME))
         self.assertIn(b'"wardfs"', cfg)
         self.assertIn(self.cipher.encode(), cfg)
+
+    def test_long_name_sidecar_mode(self):
+        d, bd = self.fresh_dir()
+        write_file(os.path.join(d, "n" * 240), b"x")
+        sidecars = [n for n in os.listdir(bd) if SIDECAR_RE.match(n)]
+        self.assertEqual(len(sidecars), 1)
+        self.assertEqual(oct(stat.S_IMODE(os.stat(os.path.join(bd, sidecars[0])).st_mode)), oct(0o400),
+                         "FORMAT.md §5.3: the sidecar is a regular file of mode 0400")
+
+    def test_metadata_lives_on_backing_entries(self):
+        """FORMAT.md: modes, owners, times and link counts are the backing entries' own;
+        hard links are backing hard links; FIFOs are backing FIFOs."""
+        d, bd = self.fresh_dir()
+        f = os.path.join(d, "f")
+        write_file(f, b"x")
+        os.chmod(f, 0o640)
+        os.chown(f, 1234, 5678)
+        os.utime(f, ns=(1_000_000_001, 2_000_000_002))
+        bf = self.only_backing_file(bd)
+        st = os.stat(bf)
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o640)
+        self.assertEqual((st.st_uid, st.st_gid), (1234, 5678))
+        self.assertEqual(st.st_mtime_ns, 2_000_000_002)
+        os.link(f, os.path.join(d, "g"))
+        os.mkfifo(os.path.join(d, "p"))
+        entries = [os.path.join(bd, n) for n in backing_data_entries(bd)]
+        self.assertEqual(len(entries), 3)
+        inos = [os.lstat(e).st_ino for e in entries if stat.S_ISREG(os.lstat(e).st_mode)]
+        self.assertEqual(len(inos), 2)
+        self.assertEqual(inos[0], inos[1], "hard links are backing hard links")
+        self.assertEqual(sum(stat.S_ISFIFO(os.lstat(e).st_mode) for e in entries), 1)
 
     def test_file_header_and_slots(self):
         d, bd = self.fresh_dir()

@@ -143,6 +143,8 @@ class Metadata:
         self.assertBytesEqual(read_uncached(b), data)
         self.assertBytesEqual(read_uncached(c), data)
         self.assertEqual(len(backing_data_entries(bd1)), 2)
+        binos = {os.lstat(os.path.join(bd1, n)).st_ino for n in backing_data_entries(bd1)}
+        self.assertEqual(len(binos), 1, "hard links are backing hard links (FORMAT.md)")
         # write via one name, read via the others
         with open(b, "r+b") as f:
             f.seek(self.chunk - 2)

@@ -45,7 +45,8 @@ OVERHEAD = {c: GENERATION_SIZE + n + TAG_SIZE for c, n in NONCE_SIZE.items()}  #
 HEADER_FLAG_HAS_HOLES = 1
 CONFIG_NAME = "wardfs.conf"
 DIRID_NAME = "wardfs.dirid"
-BACKING_META = {CONFIG_NAME, DIRID_NAME}
+LOCK_NAME = "wardfs.lock"
+BACKING_META = {CONFIG_NAME, DIRID_NAME, LOCK_NAME}
 LONG_NAME_RE = re.compile(r"^L\.[A-Za-z0-9_-]{43}$")
 SIDECAR_RE = re.compile(r"^L\.[A-Za-z0-9_-]{43}\.n$")
 B64URL_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -437,8 +438,10 @@ def sha256_file(path, bufsize=1 << 20):
 
 
 def backing_entries(bdir):
-    """Names in a backing dir, without the volume's own metadata files."""
-    return sorted(n for n in os.listdir(bdir) if n not in BACKING_META)
+    """Names in a backing dir that stand for plaintext entries or their long-name sidecars.
+    Per docs/FORMAT.md every other dotted name belongs to wardfs itself."""
+    return sorted(n for n in os.listdir(bdir)
+                  if B64URL_RE.match(n) or LONG_NAME_RE.match(n) or SIDECAR_RE.match(n))
 
 
 def backing_data_entries(bdir):
