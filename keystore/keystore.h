@@ -1,19 +1,25 @@
 // Keystores hold the key-encryption key (KEK) and wrap/unwrap data keys with it.
+// Backends: passphrase (Argon2id), key file, external command, PKCS#11 token.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "crypto/bytes.h"
 #include "crypto/config.h"
+#include "crypto/errors.h"
 #include "crypto/secret.h"
 
 namespace wardfs::keystore {
 
-using crypto::ByteView;
 using crypto::Bytes;
+using crypto::ByteView;
 using crypto::SecretBytes;
 
 class Keystore {
@@ -26,11 +32,20 @@ class Keystore {
   virtual std::optional<SecretBytes> unwrap(ByteView wrapped, ByteView ad) = 0;
 };
 
-// What the user handed us to unlock a volume; at most one of these is set.
+// Writes "wardfs: keystore IDENTITY" to stderr.
+void notify_stderr(const std::string& identity);
+
+// What the user handed us to unlock a volume; at most one of passfile/keyfile is set.
 struct Credentials {
   std::optional<std::filesystem::path> passfile;  // "-" means stdin
   std::optional<std::filesystem::path> keyfile;
+  // PKCS#11 user PIN file; without it: env WARDFS_PKCS11_PIN, the URI's pin-source, a prompt.
+  std::optional<std::filesystem::path> pin_file;
+  // Limit for a `command` keystore; without it: env WARDFS_COMMAND_TIMEOUT (seconds), else 30 s.
+  std::optional<std::chrono::milliseconds> command_timeout;
   bool interactive = true;  // may prompt on the terminal
+  // Told which keystore open_keystore opened (identity only, never key material).
+  std::function<void(const std::string&)> notify = notify_stderr;
 };
 
 // Argon2id defaults: about half a second and 256 MiB on a 2-core CI machine.
@@ -43,11 +58,31 @@ SecretBytes derive_passphrase_kek(const SecretBytes& passphrase, const crypto::K
 // Raw 32 bytes, or 64 hex digits, or base64 of 32 bytes, optionally newline-terminated.
 // Refuses files that group or others can read.
 SecretBytes read_key_file(const std::filesystem::path& path);
+// The same encodings as a key file, from any source; `what` names it in errors.
+// Throws WardError(kind) when the text is not a 32-byte key.
+SecretBytes decode_key_text(const SecretBytes& text, const std::string& what, ErrorKind kind);
 // From a file (first line), stdin ("-"), or an echo-free terminal prompt.
 SecretBytes read_passphrase(const Credentials& creds, const std::string& prompt, bool confirm);
 SecretBytes generate_key_file(const std::filesystem::path& path);
 
 // Builds the keystore a volume's config names, fed by the user's credentials.
 std::unique_ptr<Keystore> open_keystore(const crypto::KeystoreSpec& spec, const Credentials& creds);
+
+// Parses a --keystore argument: "passphrase", "keyfile:PATH", "command:PROG ARGS...",
+// "command:sh:SHELL-LINE" or a PKCS#11 URI "pkcs11:token=...;object=...?module-path=...".
+// Key file paths become absolute. Throws WardError(usage).
+crypto::KeystoreSpec parse_keystore_arg(std::string_view text);
+
+struct NewKeystoreOptions {
+  std::optional<std::uint64_t> kdf_ops;  // Argon2id passes
+  std::optional<std::uint64_t> kdf_mem;  // Argon2id bytes
+  bool create_keyfile = false;           // generate a missing key file
+  bool create_token_key = false;         // generate a missing AES key on the PKCS#11 token
+};
+
+// The keystore for a new or re-wrapped volume. Fills in what the config must keep:
+// fresh Argon2id parameters and salt for a passphrase (asked twice on a terminal).
+std::unique_ptr<Keystore> create_keystore(crypto::KeystoreSpec& spec, const Credentials& creds,
+                                          const NewKeystoreOptions& options);
 
 }  // namespace wardfs::keystore

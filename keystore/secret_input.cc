@@ -1,0 +1,98 @@
+#include "keystore/secret_input.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <termios.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "crypto/bytes.h"
+#include "crypto/errors.h"
+
+namespace wardfs::keystore::detail {
+
+namespace {
+
+[[noreturn]] void fail(ErrorKind kind, const std::string& msg) { throw WardError(kind, msg); }
+
+// Turns terminal echo off for its lifetime and restores the old settings after.
+class QuietTty {
+ public:
+  explicit QuietTty(int tty) : tty_(tty) {
+    have_attrs_ = ::tcgetattr(tty_, &old_) == 0;
+    if (!have_attrs_) return;
+    struct termios quiet = old_;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    quiet.c_lflag |= ICANON;
+    ::tcsetattr(tty_, TCSAFLUSH, &quiet);
+  }
+  ~QuietTty() {
+    if (have_attrs_) ::tcsetattr(tty_, TCSAFLUSH, &old_);
+  }
+  QuietTty(const QuietTty&) = delete;
+  QuietTty& operator=(const QuietTty&) = delete;
+
+ private:
+  int tty_;
+  bool have_attrs_ = false;
+  struct termios old_ {};
+};
+
+}  // namespace
+
+SecretBytes read_secret_fd(int fd, const std::string& what) {
+  SecretBytes buf(kMaxSecretInput + 1);
+  std::size_t len = 0;
+  while (len < buf.size()) {
+    const ssize_t n = ::read(fd, buf.data() + len, buf.size() - len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail(ErrorKind::io, "reading " + what + ": " + std::strerror(errno));
+    if (n == 0) break;
+    len += static_cast<std::size_t>(n);
+  }
+  if (len > kMaxSecretInput) fail(ErrorKind::usage, what + " is larger than 4 KiB");
+  return SecretBytes::copy_of(crypto::ByteView(buf.data(), len));
+}
+
+SecretBytes read_secret_file(const std::filesystem::path& path, const std::string& what,
+                             bool private_only) {
+  const std::string name = what + " " + path.string();
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) fail(ErrorKind::usage, "cannot open " + name + ": " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    fail(ErrorKind::usage, name + " is not a regular file");
+  }
+  if (private_only && (st.st_mode & 077) != 0) {
+    fail(ErrorKind::usage,
+         name + " is readable by group or others; run: chmod 600 " + path.string());
+  }
+  return read_secret_fd(fd.get(), name);
+}
+
+SecretBytes first_line(const SecretBytes& text) {
+  std::size_t len = 0;
+  while (len < text.size() && text.data()[len] != '\n' && text.data()[len] != '\r') ++len;
+  return SecretBytes::copy_of(crypto::ByteView(text.data(), len));
+}
+
+SecretBytes prompt_tty(const std::string& prompt, const std::string& no_tty_hint) {
+  Fd tty(::open("/dev/tty", O_RDWR | O_CLOEXEC));
+  if (!tty) fail(ErrorKind::usage, no_tty_hint);
+  SecretBytes line(kMaxSecretInput);
+  std::size_t len = 0;
+  {
+    QuietTty quiet(tty.get());
+    (void)!::write(tty.get(), prompt.data(), prompt.size());
+    char c = 0;
+    while (len < line.size() && ::read(tty.get(), &c, 1) == 1 && c != '\n') {
+      line.data()[len++] = static_cast<std::uint8_t>(c);
+    }
+    c = 0;
+  }
+  (void)!::write(tty.get(), "\n", 1);
+  return SecretBytes::copy_of(crypto::ByteView(line.data(), len));
+}
+
+}  // namespace wardfs::keystore::detail
