@@ -3,6 +3,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <string>
@@ -14,8 +15,12 @@ using Runner = std::function<int()>;
 // Registers the subcommand; `run` is set to its body when the user picks it.
 void add_init_command(CLI::App& app, Runner& run);
 void add_mount_commands(CLI::App& app, Runner& run);
+void add_rewrap_command(CLI::App& app, Runner& run);
 
 // "4K", "64k", "1M", "4096" -> bytes; nullopt when malformed.
 std::optional<std::uint64_t> parse_size(const std::string& text);
+
+// --command-timeout SECONDS: nullopt for 0 (use the default); throws WardError(usage).
+std::optional<std::chrono::milliseconds> command_timeout(double seconds);
 
 }  // namespace wardfs::cli

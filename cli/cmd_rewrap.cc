@@ -1,0 +1,165 @@
+// wardfs rewrap: move a volume's data keys under a new key-encryption key (passphrase
+// change, key file to HSM, KEK rotation). Touches no data; replaces the config atomically.
+#include <unistd.h>
+
+#include <iostream>
+#include <utility>
+#include <vector>
+
+#include "cli/commands.h"
+#include "crypto/config.h"
+#include "crypto/errors.h"
+#include "keystore/keystore.h"
+
+namespace wardfs::cli {
+
+namespace {
+
+struct RewrapArgs {
+  std::string cipher_dir;
+  std::string to;
+  std::string keyfile;
+  std::string passfile;
+  std::string pin_file;
+  std::string to_passfile;
+  std::string to_pin_file;
+  bool create_keyfile = false;
+  bool create_key = false;
+  double command_timeout = 0;
+  std::uint64_t kdf_ops = 0;
+  std::string kdf_mem;
+};
+
+using Dek = std::pair<std::uint32_t, crypto::SecretBytes>;
+
+keystore::Credentials current_credentials(const RewrapArgs& a) {
+  keystore::Credentials creds;
+  if (!a.keyfile.empty()) creds.keyfile = a.keyfile;
+  if (!a.passfile.empty()) creds.passfile = a.passfile;
+  if (!a.pin_file.empty()) creds.pin_file = a.pin_file;
+  creds.command_timeout = command_timeout(a.command_timeout);
+  creds.interactive = ::isatty(STDIN_FILENO) != 0;
+  creds.notify = nullptr;
+  return creds;
+}
+
+keystore::Credentials new_credentials(const RewrapArgs& a) {
+  keystore::Credentials creds;
+  if (!a.to_passfile.empty()) creds.passfile = a.to_passfile;
+  if (!a.to_pin_file.empty()) creds.pin_file = a.to_pin_file;
+  creds.command_timeout = command_timeout(a.command_timeout);
+  creds.interactive = ::isatty(STDIN_FILENO) != 0;
+  creds.notify = nullptr;
+  return creds;
+}
+
+keystore::NewKeystoreOptions new_options(const RewrapArgs& a, const crypto::KeystoreSpec& spec) {
+  if (a.create_keyfile && spec.type != "keyfile") {
+    throw WardError(ErrorKind::usage, "--create-keyfile needs --to keyfile:PATH");
+  }
+  if (a.create_key && spec.type != "pkcs11") {
+    throw WardError(ErrorKind::usage, "--create-key needs --to pkcs11:...");
+  }
+  keystore::NewKeystoreOptions opts;
+  if (a.kdf_ops != 0) opts.kdf_ops = a.kdf_ops;
+  if (!a.kdf_mem.empty()) {
+    const auto mem = parse_size(a.kdf_mem);
+    if (!mem) throw WardError(ErrorKind::usage, "--kdf-mem must be a size such as 256M");
+    opts.kdf_mem = *mem;
+  }
+  opts.create_keyfile = a.create_keyfile;
+  opts.create_token_key = a.create_key;
+  return opts;
+}
+
+std::vector<Dek> unwrap_all(const crypto::VolumeConfig& cfg, keystore::Keystore& ks,
+                            const std::string& cipher_dir) {
+  std::vector<Dek> deks;
+  for (const auto& k : cfg.keys) {
+    auto dek = ks.unwrap(k.wrapped, cfg.wrap_ad(k.generation));
+    if (!dek) {
+      throw WardError(ErrorKind::wrong_key, "wrong passphrase or key for " + cipher_dir +
+                                                ": cannot unwrap the key of generation " +
+                                                std::to_string(k.generation));
+    }
+    deks.emplace_back(k.generation, std::move(*dek));
+  }
+  return deks;
+}
+
+// Wraps every DEK under the new keystore and checks that each unwraps again before
+// anything is written: a keystore that cannot give back what it wrapped must not win.
+void wrap_all(crypto::VolumeConfig& cfg, keystore::Keystore& ks, const std::vector<Dek>& deks) {
+  for (const auto& [generation, dek] : deks) {
+    const crypto::Bytes ad = cfg.wrap_ad(generation);
+    crypto::Bytes wrapped = ks.wrap(dek.view(), ad);
+    const auto back = ks.unwrap(wrapped, ad);
+    if (!back || back->size() != dek.size() ||
+        !std::equal(dek.view().begin(), dek.view().end(), back->view().begin())) {
+      throw WardError(ErrorKind::io,
+                      "the new keystore did not give back the key it wrapped; "
+                      "the volume was left unchanged");
+    }
+    for (auto& k : cfg.keys) {
+      if (k.generation == generation) k.wrapped = std::move(wrapped);
+    }
+  }
+}
+
+int run_rewrap(const RewrapArgs& a) {
+  if (a.passfile == "-" && a.to_passfile == "-") {
+    throw WardError(ErrorKind::usage, "--passfile and --to-passfile cannot both read stdin");
+  }
+  crypto::KeystoreSpec new_spec = keystore::parse_keystore_arg(a.to);
+  const keystore::NewKeystoreOptions opts = new_options(a, new_spec);
+
+  const crypto::ConfigLock lock(a.cipher_dir);
+  crypto::VolumeConfig cfg = crypto::load_config(a.cipher_dir);
+  std::string old_identity;
+  std::vector<Dek> deks;
+  {
+    const auto old_ks = keystore::open_keystore(cfg.keystore, current_credentials(a));
+    old_identity = old_ks->identity();
+    deks = unwrap_all(cfg, *old_ks, a.cipher_dir);
+  }
+  const auto new_ks = keystore::create_keystore(new_spec, new_credentials(a), opts);
+  cfg.keystore = new_spec;
+  wrap_all(cfg, *new_ks, deks);
+  crypto::save_config_atomic(a.cipher_dir, cfg);
+  std::cout << "Rewrapped " << deks.size() << (deks.size() == 1 ? " data key" : " data keys")
+            << " of " << a.cipher_dir << "\n  from keystore " << old_identity
+            << "\n  to keystore   " << new_ks->identity()
+            << "\nThe old passphrase or key no longer opens this volume.\n";
+  return 0;
+}
+
+}  // namespace
+
+void add_rewrap_command(CLI::App& app, Runner& run) {
+  auto a = std::make_shared<RewrapArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "rewrap",
+      "Wrap the volume's data keys under a new keystore or key (passphrase change, key file to "
+      "HSM, KEK rotation). No data is re-encrypted; works while the volume is mounted.");
+  cmd->add_option("CIPHERDIR", a->cipher_dir, "Backing directory of the volume")->required();
+  cmd->add_option("--to", a->to,
+                  "The new keystore: passphrase, keyfile:PATH, command:'PROG ARGS' or pkcs11:URI")
+      ->required();
+  auto* keyfile = cmd->add_option("--keyfile", a->keyfile, "Current key file, if not the config's");
+  cmd->add_option("--passfile", a->passfile, "Current passphrase from this file ('-' for stdin)")
+      ->excludes(keyfile);
+  cmd->add_option("--pin-file", a->pin_file, "Current PKCS#11 user PIN file");
+  cmd->add_option("--to-passfile", a->to_passfile, "New passphrase from this file ('-' for stdin)");
+  cmd->add_option("--to-pin-file", a->to_pin_file, "PKCS#11 user PIN file of the new token");
+  cmd->add_flag("--create-keyfile", a->create_keyfile,
+                "Generate the new key file if it does not exist");
+  cmd->add_flag("--create-key", a->create_key,
+                "Generate the AES key on the new token if it is missing");
+  cmd->add_option("--command-timeout", a->command_timeout,
+                  "Seconds a command keystore may run (default 30, or WARDFS_COMMAND_TIMEOUT)");
+  cmd->add_option("--kdf-ops", a->kdf_ops, "Argon2id passes for a new passphrase (default 3)");
+  cmd->add_option("--kdf-mem", a->kdf_mem, "Argon2id memory for a new passphrase (default 256M)");
+  cmd->callback([a, &run] { run = [a] { return run_rewrap(*a); }; });
+}
+
+}  // namespace wardfs::cli
