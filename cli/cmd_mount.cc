@@ -11,6 +11,8 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/key_commands.h"
+#include "daemon/control.h"
 #include "crypto/errors.h"
 #include "daemon/mount.h"
 
@@ -107,6 +109,27 @@ std::string unescape(const std::string& s) {
   return out;
 }
 
+int run_status_of(const std::string& mount_point, bool json_output) {
+  const auto status = daemon::control_request(std::filesystem::absolute(mount_point), {{"op", "status"}});
+  if (json_output) {
+    std::cout << status.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << status["mount_point"].get<std::string>() << "  <-  " << status["cipher_dir"].get<std::string>() << "\n"
+            << "  cipher " << status["cipher"].get<std::string>() << ", chunk size " << status["chunk_size"]
+            << ", keystore " << status["keystore"].get<std::string>() << "\n  generations:";
+  for (const auto& g : status["generations"]) {
+    std::cout << " " << g["generation"] << (g["active"].get<bool>() ? " (active)" : "");
+  }
+  const auto& c = status["counters"];
+  const auto& r = status["rekey"];
+  std::cout << "\n  read " << c["bytes_read"] << " bytes, wrote " << c["bytes_written"] << " bytes, "
+            << c["integrity_failures"] << " integrity failures\n  rekey: "
+            << (r["running"].get<bool>() ? "running, " : "idle, ") << r["bytes_done"] << " of " << r["bytes_total"]
+            << " bytes, " << r["errors"] << " errors\n";
+  return 0;
+}
+
 int run_status(bool json_output) {
   nlohmann::json mounts = nlohmann::json::array();
   std::ifstream info("/proc/self/mounts");
@@ -160,9 +183,17 @@ void add_mount_commands(CLI::App& app, Runner& run) {
   unmount->callback([mount_point, &run] { run = [mount_point] { return run_unmount(*mount_point); }; });
 
   auto json_output = std::make_shared<bool>(false);
-  CLI::App* status = app.add_subcommand("status", "List the mounted wardfs volumes.");
+  auto status_target = std::make_shared<std::string>();
+  CLI::App* status = app.add_subcommand(
+      "status", "List the mounted wardfs volumes, or with MOUNTPOINT show its generations, counters and rekey progress.");
+  status->add_option("MOUNTPOINT", *status_target, "A wardfs mount point");
   status->add_flag("--json", *json_output, "Machine-readable output");
-  status->callback([json_output, &run] { run = [json_output] { return run_status(*json_output); }; });
+  status->callback([json_output, status_target, &run] {
+    run = [json_output, status_target] {
+      return status_target->empty() ? run_status(*json_output) : run_status_of(*status_target, *json_output);
+    };
+  });
+  add_key_commands(app, run);
 }
 
 }  // namespace wardfs::cli

@@ -21,6 +21,8 @@
 #include <vector>
 
 #include "crypto/errors.h"
+#include "daemon/control.h"
+#include "daemon/volume_service.h"
 #include "fuse/filesystem.h"
 #include "volume/posix_io.h"
 #include "volume/volume.h"
@@ -126,8 +128,8 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   harden_process();
   const auto config = crypto::load_config(req.cipher_dir);
   auto keystore = keystore::open_keystore(config.keystore, req.credentials);
+  // The keystore stays open: online rotation wraps new data keys with it.
   const auto volume = volume::unlock_volume(req.cipher_dir, config, *keystore);
-  keystore.reset();  // the KEK is no longer needed once the data keys are unwrapped
 
   wardfs::fs::WardFs filesystem(*volume, {.read_only = req.read_only});
   if (const int rc = filesystem.open_root(); rc != 0) {
@@ -148,6 +150,9 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   if (fuse_set_signal_handlers(session.get()) != 0) {
     throw WardError(ErrorKind::mount_failure, "cannot install signal handlers");
   }
+  // Resolved before mounting: afterwards any stat of the mount point would wait on
+  // this very process, which is not serving requests yet.
+  const stdfs::path socket_path = control_socket_path(req.mount_point);
   if (fuse_session_mount(session.get(), stdfs::absolute(req.mount_point).c_str()) != 0) {
     fuse_remove_signal_handlers(session.get());
     throw WardError(ErrorKind::mount_failure, "cannot mount on " + req.mount_point.string() +
@@ -156,14 +161,23 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   spdlog::info("mounted {} on {} (cipher {}, chunk size {}, keystore {})", req.cipher_dir.string(),
                req.mount_point.string(), crypto::cipher_name(config.cipher), config.chunk_size,
                volume->keystore_identity());
+  VolumeService service(*volume, *keystore, filesystem, req.mount_point);
+  std::optional<ControlServer> control;
+  try {
+    control.emplace(socket_path, ::getuid(),
+                    [&service](const nlohmann::json& request) { return service.handle(request); });
+  } catch (const WardError& e) {
+    spdlog::warn("no control socket ({}); rotate/rekey/status need it", e.what());
+  }
   ready.report(0, "ok");
   if (!req.foreground) detach_stdio();
 
   fuse_loop_config* loop = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(loop, req.max_threads);
-  fuse_loop_cfg_set_idle_threads(loop, 4);
+  fuse_loop_cfg_set_idle_threads(loop, req.max_threads);  // no thread churn under load
   const int rc = fuse_session_loop_mt(session.get(), loop);
   fuse_loop_cfg_destroy(loop);
+  control.reset();
   fuse_session_unmount(session.get());
   fuse_remove_signal_handlers(session.get());
   const auto& c = filesystem.counters();

@@ -12,6 +12,7 @@
 
 #include "fuse/inode_table.h"
 #include "volume/names.h"
+#include "volume/rekey.h"
 #include "volume/volume.h"
 
 namespace wardfs::fs {
@@ -45,6 +46,9 @@ class WardFs {
   int open_root();
   static const fuse_lowlevel_ops& operations();
   const FsCounters& counters() const { return counters_; }
+  const volume::NameMapper& names() const { return names_; }
+  // Lets whole-volume walks (rekey, scan) share this filesystem's inodes and locks.
+  volume::TreeAccess& tree_access() { return tree_access_; }
 
   // ---- request handlers: each replies to req exactly once ----
   void lookup(fuse_req_t req, fuse_ino_t parent, const char* name);
@@ -99,12 +103,24 @@ class WardFs {
   std::string proc_path(const Inode& inode) const;
   fuse_ino_t ino_of(Inode& inode);
 
+  class LiveTreeAccess final : public volume::TreeAccess {
+   public:
+    explicit LiveTreeAccess(WardFs& fs) : fs_(fs) {}
+    int with_file(int dir_fd, const std::string& backing, const std::string& path,
+                  const std::function<int(volume::FileContent&, int)>& fn) override;
+    int with_dir(int dir_fd, const std::string& path, const std::function<int()>& fn) override;
+
+   private:
+    WardFs& fs_;
+  };
+
   const volume::Volume& volume_;
   FsOptions options_;
   volume::NameMapper names_;
   InodeTable inodes_;
   FsCounters counters_;
   bool running_as_root_;
+  LiveTreeAccess tree_access_{*this};
 };
 
 }  // namespace wardfs::fs

@@ -124,11 +124,16 @@ int WardFs::resolve_in(Inode& parent, std::string_view name, volume::ResolvedNam
 }
 
 int WardFs::lookup_entry(Inode& parent, std::string_view name, fuse_entry_param& e) {
-  std::memset(&e, 0, sizeof e);
-  volume::ResolvedName resolved;
-  if (const int rc = resolve_in(parent, name, resolved); rc != 0) return rc;
-  if (!resolved.exists) return -ENOENT;
-  return finish_new_entry(parent, name, resolved, e);
+  int rc = 0;
+  // Twice: a rekey may rename the entry to its new-generation name in between.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::memset(&e, 0, sizeof e);
+    volume::ResolvedName resolved;
+    if ((rc = resolve_in(parent, name, resolved)) != 0) return rc;
+    if (!resolved.exists) return -ENOENT;
+    if ((rc = finish_new_entry(parent, name, resolved, e)) != -ENOENT) return rc;
+  }
+  return rc;
 }
 
 int WardFs::finish_new_entry(Inode& parent, std::string_view name, const volume::ResolvedName& resolved,
@@ -164,6 +169,38 @@ int WardFs::open_backing(Inode& inode, int flags, volume::UniqueFd& out) {
 }
 
 void WardFs::forget(fuse_ino_t ino, std::uint64_t n) { inodes_.forget(inode_of(ino), n); }
+
+int WardFs::LiveTreeAccess::with_file(int dir_fd, const std::string& backing, const std::string& path,
+                                      const std::function<int(volume::FileContent&, int)>& fn) {
+  volume::UniqueFd pfd(::openat(dir_fd, backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!pfd) return -errno;
+  struct stat st {};
+  if (::fstatat(pfd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return -errno;
+  // Through the inode table, so a concurrent FUSE open shares this very FileContent.
+  Inode& inode = fs_.inodes_.acquire(std::move(pfd), st, path);
+  volume::UniqueFd fd;
+  int rc = fs_.open_backing(inode, O_RDWR, fd);
+  auto& content = fs_.content_of(inode);
+  if (rc == 0) rc = content.load(fd.get());
+  if (rc == 0) rc = fn(content, fd.get());
+  fs_.inodes_.forget(inode, 1);
+  return rc;
+}
+
+int WardFs::LiveTreeAccess::with_dir(int dir_fd, const std::string& path, const std::function<int()>& fn) {
+  volume::UniqueFd pfd(::openat(dir_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!pfd) return -errno;
+  struct stat st {};
+  if (::fstat(pfd.get(), &st) != 0) return -errno;
+  Inode& inode = fs_.inodes_.acquire(std::move(pfd), st, path);
+  int rc = 0;
+  {
+    std::lock_guard lock(inode.entries_mutex);
+    rc = fn();
+  }
+  fs_.inodes_.forget(inode, 1);
+  return rc;
+}
 
 void WardFs::init(fuse_conn_info* conn) {
   // Large requests amortise the per-request cost, which dominates over the cipher.

@@ -76,7 +76,7 @@ void NameMapper::remove_sidecar(int dir_fd, const ResolvedName& name) const {
 }
 
 std::optional<std::string> NameMapper::decrypt_entry(int dir_fd, const crypto::DirId& dir_id,
-                                                     std::string_view backing) const {
+                                                     std::string_view backing, std::uint32_t* generation) const {
   std::string encoded(backing);
   if (crypto::is_long_name(backing)) {
     UniqueFd fd(::openat(dir_fd, sidecar_name(backing).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
@@ -89,7 +89,10 @@ std::optional<std::string> NameMapper::decrypt_entry(int dir_fd, const crypto::D
     if (!crypto::needs_long_name(encoded) || crypto::long_name_for(encoded) != backing) return std::nullopt;
   }
   for (const auto& gen : volume_.keys().generations_for_lookup()) {
-    if (auto name = gen->names->decrypt(dir_id, encoded)) return name;
+    if (auto name = gen->names->decrypt(dir_id, encoded)) {
+      if (generation != nullptr) *generation = gen->generation;
+      return name;
+    }
   }
   return std::nullopt;
 }
@@ -108,12 +111,13 @@ int NameMapper::list(int dir_fd, const crypto::DirId& dir_id, std::vector<DirEnt
   while (const dirent* d = ::readdir(dir.get())) {
     const std::string_view backing = d->d_name;
     if (backing == "." || backing == ".." || is_metadata_entry(backing)) continue;
-    auto name = decrypt_entry(dir_fd, dir_id, backing);
+    std::uint32_t generation = 0;
+    auto name = decrypt_entry(dir_fd, dir_id, backing, &generation);
     if (!name) {
       if (reporter) reporter(backing, "entry name failed authentication (edited, or moved from another directory)");
       continue;
     }
-    out.push_back({std::move(*name), std::string(backing), d->d_ino, d->d_type});
+    out.push_back({std::move(*name), std::string(backing), d->d_ino, d->d_type, generation});
   }
   return 0;
 }

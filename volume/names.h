@@ -30,6 +30,7 @@ struct DirEntry {
   std::string backing;
   ino_t ino = 0;
   unsigned char type = 0;  // DT_*
+  std::uint32_t generation = 0;  // the key generation that sealed the name
 };
 
 using NameReporter = std::function<void(std::string_view backing_name, std::string_view reason)>;
@@ -48,8 +49,9 @@ class NameMapper {
 
   int list(int dir_fd, const crypto::DirId& dir_id, std::vector<DirEntry>& out,
            const NameReporter& reporter) const;
+  // The plaintext name and the generation that sealed it.
   std::optional<std::string> decrypt_entry(int dir_fd, const crypto::DirId& dir_id,
-                                           std::string_view backing) const;
+                                           std::string_view backing, std::uint32_t* generation = nullptr) const;
 
   std::string seal_symlink(std::string_view target) const;
   std::optional<std::string> open_symlink(std::string_view backing_target) const;

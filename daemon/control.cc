@@ -1,0 +1,157 @@
+#include "daemon/control.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "crypto/bytes.h"
+#include "crypto/errors.h"
+#include "crypto/kdf.h"
+
+namespace wardfs::daemon {
+
+namespace stdfs = std::filesystem;
+
+namespace {
+constexpr std::size_t kMaxRequest = 64 * 1024;
+
+bool read_line(int fd, std::string& out) {
+  char buf[4096];
+  while (out.find('\n') == std::string::npos && out.size() < kMaxRequest) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return !out.empty();
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  if (const auto nl = out.find('\n'); nl != std::string::npos) out.resize(nl);
+  return true;
+}
+
+void write_line(int fd, const std::string& text) {
+  const std::string line = text + "\n";
+  std::size_t done = 0;
+  while (done < line.size()) {
+    const ssize_t n = ::write(fd, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+sockaddr_un address_of(const stdfs::path& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.string().size() >= sizeof addr.sun_path) {
+    throw WardError(ErrorKind::io, "control socket path too long: " + path.string());
+  }
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  return addr;
+}
+}  // namespace
+
+stdfs::path control_socket_path(const stdfs::path& mount_point) {
+  std::error_code ec;
+  const std::string canonical = stdfs::weakly_canonical(mount_point, ec).string();
+  const auto digest = crypto::sha256(crypto::as_bytes(canonical));
+  const std::string id = crypto::hex_encode(crypto::ByteView(digest.data(), 12));
+  stdfs::path dir = "/run/wardfs";
+  if (::geteuid() != 0) {
+    const char* runtime = std::getenv("XDG_RUNTIME_DIR");
+    dir = stdfs::path(runtime != nullptr && *runtime != '\0' ? runtime : "/tmp") / "wardfs";
+  }
+  return dir / (id + ".sock");
+}
+
+ControlServer::ControlServer(stdfs::path socket_path, uid_t owner, Handler handler)
+    : path_(std::move(socket_path)), owner_(owner), handler_(std::move(handler)) {
+  std::error_code ec;
+  stdfs::create_directories(path_.parent_path(), ec);
+  ::chmod(path_.parent_path().c_str(), 0700);
+  ::unlink(path_.c_str());  // a stale socket of a daemon that died
+  listener_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!listener_) throw WardError(ErrorKind::io, "socket: " + std::string(std::strerror(errno)));
+  const sockaddr_un addr = address_of(path_);
+  const mode_t old_mask = ::umask(0177);  // the socket is born 0600
+  const int bound = ::bind(listener_.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+  ::umask(old_mask);
+  if (bound != 0 || ::listen(listener_.get(), 8) != 0) {
+    throw WardError(ErrorKind::io, "cannot listen on " + path_.string() + ": " + std::strerror(errno));
+  }
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw WardError(ErrorKind::io, "pipe: " + std::string(std::strerror(errno)));
+  stop_read_.reset(fds[0]);
+  stop_write_.reset(fds[1]);
+  thread_ = std::thread([this] { serve(); });
+}
+
+ControlServer::~ControlServer() {
+  (void)!::write(stop_write_.get(), "x", 1);
+  if (thread_.joinable()) thread_.join();
+  ::unlink(path_.c_str());
+}
+
+void ControlServer::serve() {
+  for (;;) {
+    pollfd fds[2] = {{listener_.get(), POLLIN, 0}, {stop_read_.get(), POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    if (fds[1].revents != 0) return;
+    volume::UniqueFd connection(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (connection) handle(connection.get());
+  }
+}
+
+void ControlServer::handle(int connection) {
+  ucred peer{};
+  socklen_t len = sizeof peer;
+  if (::getsockopt(connection, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 ||
+      (peer.uid != 0 && peer.uid != owner_)) {
+    spdlog::warn("control socket: refused a request from uid {} pid {}", peer.uid, peer.pid);
+    write_line(connection, nlohmann::json{{"error", "permission denied"}, {"code", 1}}.dump());
+    return;
+  }
+  const timeval timeout{5, 0};
+  ::setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  std::string line;
+  if (!read_line(connection, line)) return;
+  nlohmann::json reply;
+  try {
+    reply = handler_(nlohmann::json::parse(line));
+  } catch (const WardError& e) {
+    reply = {{"error", e.what()}, {"code", e.exit_code()}};
+  } catch (const std::exception& e) {
+    reply = {{"error", e.what()}, {"code", static_cast<int>(ErrorKind::io)}};
+  }
+  write_line(connection, reply.dump());
+}
+
+nlohmann::json control_request(const stdfs::path& mount_point, const nlohmann::json& request) {
+  const stdfs::path path = control_socket_path(mount_point);
+  volume::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) throw WardError(ErrorKind::io, "socket: " + std::string(std::strerror(errno)));
+  const sockaddr_un addr = address_of(path);
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    throw WardError(ErrorKind::mount_failure, "no wardfs daemon answers for " + mount_point.string() + " (" +
+                                                  path.string() + ": " + std::strerror(errno) + ")");
+  }
+  write_line(fd.get(), request.dump());
+  std::string line;
+  if (!read_line(fd.get(), line)) throw WardError(ErrorKind::io, "the daemon closed the control connection");
+  nlohmann::json reply = nlohmann::json::parse(line);
+  if (reply.contains("error")) {
+    throw WardError(static_cast<ErrorKind>(reply.value("code", 5)), reply["error"].get<std::string>());
+  }
+  return reply;
+}
+
+}  // namespace wardfs::daemon

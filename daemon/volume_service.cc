@@ -1,0 +1,145 @@
+#include "daemon/volume_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include "crypto/errors.h"
+#include "volume/rotation.h"
+
+namespace wardfs::daemon {
+
+namespace {
+nlohmann::json counts_to_json(const std::map<std::uint32_t, std::uint64_t>& counts) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [g, n] : counts) out[std::to_string(g)] = n;
+  return out;
+}
+}  // namespace
+
+nlohmann::json usage_to_json(const volume::VolumeUsage& u) {
+  return {{"files", u.files},
+          {"backing_bytes", u.backing_bytes},
+          {"unreadable", u.unreadable},
+          {"holes", u.content.holes},
+          {"chunks", counts_to_json(u.content.chunks)},
+          {"headers", counts_to_json(u.content.headers)},
+          {"names", counts_to_json(u.names)},
+          {"symlinks", counts_to_json(u.symlinks)},
+          {"xattrs", counts_to_json(u.xattrs)}};
+}
+
+nlohmann::json generations_to_json(const crypto::VolumeConfig& config) {
+  nlohmann::json gens = nlohmann::json::array();
+  for (const auto& k : config.keys) {
+    gens.push_back({{"generation", k.generation}, {"created", k.created}, {"active", k.generation == config.active_generation}});
+  }
+  return gens;
+}
+
+VolumeService::VolumeService(volume::Volume& volume, keystore::Keystore& keystore, fs::WardFs& filesystem,
+                             std::filesystem::path mount_point)
+    : volume_(volume), keystore_(keystore), filesystem_(filesystem), mount_point_(std::move(mount_point)) {}
+
+VolumeService::~VolumeService() {
+  progress_.cancel = true;
+  if (rekey_thread_.joinable()) rekey_thread_.join();
+}
+
+nlohmann::json VolumeService::handle(const nlohmann::json& request) {
+  const std::string op = request.value("op", "");
+  if (op == "status") return status();
+  if (op == "rotate") return rotate();
+  if (op == "rekey") return start_rekey(request.value("rate", 0.0));
+  if (op == "scan") return scan();
+  if (op == "retire") return retire(request.at("generation").get<std::uint32_t>(), request.value("force", false));
+  throw WardError(ErrorKind::usage, "unknown control request '" + op + "'");
+}
+
+nlohmann::json VolumeService::status() {
+  const auto config = volume_.config();
+  const auto& c = filesystem_.counters();
+  nlohmann::json rekey = {{"running", progress_.running.load()},
+                          {"target_generation", progress_.target_generation.load()},
+                          {"bytes_done", progress_.bytes_done.load()},
+                          {"bytes_total", progress_.bytes_total.load()},
+                          {"files_done", progress_.files_done.load()},
+                          {"names_done", progress_.names_done.load()},
+                          {"errors", progress_.errors.load()}};
+  {
+    std::lock_guard lock(progress_.error_mutex);
+    if (!progress_.last_error.empty()) rekey["last_error"] = progress_.last_error;
+  }
+  return {{"mount_point", mount_point_.string()},
+          {"cipher_dir", volume_.cipher_dir().string()},
+          {"volume_id", crypto::base64url_encode(config.volume_id)},
+          {"cipher", std::string(crypto::cipher_name(config.cipher))},
+          {"chunk_size", config.chunk_size},
+          {"keystore", volume_.keystore_identity()},
+          {"active_generation", config.active_generation},
+          {"generations", generations_to_json(config)},
+          {"counters",
+           {{"bytes_read", c.bytes_read.load()},
+            {"bytes_written", c.bytes_written.load()},
+            {"integrity_failures", c.integrity_failures.load()}}},
+          {"rekey", rekey}};
+}
+
+nlohmann::json VolumeService::rotate() {
+  std::lock_guard lock(rotation_mutex_);
+  const std::uint32_t generation = volume::rotate_generation(volume_, keystore_);
+  spdlog::info("rotated {}: generation {} is now active", volume_.cipher_dir().string(), generation);
+  return {{"ok", true}, {"generation", generation}};
+}
+
+nlohmann::json VolumeService::start_rekey(double rate_bytes_per_sec) {
+  std::lock_guard lock(rotation_mutex_);
+  if (progress_.running) return {{"ok", true}, {"already_running", true}};
+  if (rekey_thread_.joinable()) rekey_thread_.join();
+  progress_.bytes_done = 0;
+  progress_.bytes_total = 0;
+  progress_.files_done = 0;
+  progress_.names_done = 0;
+  progress_.errors = 0;
+  progress_.cancel = false;
+  {
+    std::lock_guard err(progress_.error_mutex);
+    progress_.last_error.clear();
+  }
+  progress_.running = true;
+  rekey_thread_ = std::thread([this, rate_bytes_per_sec] {
+    spdlog::info("rekey started (target generation {})", volume_.keys().active_generation());
+    volume::Rekeyer rekeyer(volume_, filesystem_.tree_access(), filesystem_.names());
+    const int rc = rekeyer.rekey(progress_, rate_bytes_per_sec);
+    spdlog::info("rekey finished: {} bytes, {} files, {} names, {} errors{}", progress_.bytes_done.load(),
+                 progress_.files_done.load(), progress_.names_done.load(), progress_.errors.load(),
+                 rc == -ECANCELED ? " (interrupted; rerun to resume)" : "");
+    progress_.running = false;
+  });
+  return {{"ok", true}};
+}
+
+nlohmann::json VolumeService::scan() {
+  volume::VolumeUsage usage;
+  volume::Rekeyer rekeyer(volume_, filesystem_.tree_access(), filesystem_.names());
+  rekeyer.scan(usage);
+  return {{"ok", true}, {"usage", usage_to_json(usage)}};
+}
+
+nlohmann::json VolumeService::retire(std::uint32_t generation, bool force) {
+  std::lock_guard lock(rotation_mutex_);
+  if (progress_.running) throw WardError(ErrorKind::usage, "a rekey is running; wait for it to finish");
+  volume::VolumeUsage usage;
+  volume::Rekeyer rekeyer(volume_, filesystem_.tree_access(), filesystem_.names());
+  rekeyer.scan(usage);
+  const std::uint64_t uses = usage.uses(generation);
+  if (uses > 0 && !force) {
+    throw WardError(ErrorKind::usage, "generation " + std::to_string(generation) + " still seals " +
+                                          std::to_string(uses) +
+                                          " chunks, headers or names; run 'wardfs rekey' first, or --force to shred them");
+  }
+  volume::retire_generation(volume_, generation);
+  spdlog::warn("retired generation {} of {} ({} items it sealed are now unreadable)", generation,
+               volume_.cipher_dir().string(), uses);
+  return {{"ok", true}, {"shredded", uses}};
+}
+
+}  // namespace wardfs::daemon

@@ -1,0 +1,44 @@
+// What the control socket offers a running mount: status, rotate, rekey, scan, retire.
+#pragma once
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "fuse/filesystem.h"
+#include "keystore/keystore.h"
+#include "volume/rekey.h"
+#include "volume/volume.h"
+
+namespace wardfs::daemon {
+
+class VolumeService {
+ public:
+  VolumeService(volume::Volume& volume, keystore::Keystore& keystore, fs::WardFs& filesystem,
+                std::filesystem::path mount_point);
+  ~VolumeService();  // stops a running rekey (it resumes on the next run)
+  VolumeService(const VolumeService&) = delete;
+  VolumeService& operator=(const VolumeService&) = delete;
+
+  nlohmann::json handle(const nlohmann::json& request);
+
+ private:
+  nlohmann::json status();
+  nlohmann::json rotate();
+  nlohmann::json start_rekey(double rate_bytes_per_sec);
+  nlohmann::json scan();
+  nlohmann::json retire(std::uint32_t generation, bool force);
+
+  volume::Volume& volume_;
+  keystore::Keystore& keystore_;
+  fs::WardFs& filesystem_;
+  std::filesystem::path mount_point_;
+  volume::RekeyProgress progress_;
+  std::thread rekey_thread_;
+  std::mutex rotation_mutex_;  // one rotate/retire/rekey start at a time
+};
+
+nlohmann::json usage_to_json(const volume::VolumeUsage& usage);
+nlohmann::json generations_to_json(const crypto::VolumeConfig& config);
+
+}  // namespace wardfs::daemon
