@@ -9,7 +9,7 @@ import os
 import random
 import time
 
-from wardfs_harness import (SEED, HEADER_FLAG_HAS_HOLES, backing_data_entries,
+from wardfs_harness import (SEED, describe, run, HEADER_FLAG_HAS_HOLES, backing_data_entries,
                             drop_cache, expected_backing_size, header_flags, main, parametrize,
                             pattern, read_file, read_uncached, write_file)
 
@@ -227,6 +227,42 @@ class BasicIO:
         model = bytearray(data)
         model[mid:mid + 6] = b"middle"
         self.check_file(path, bytes(model))
+
+    def test_seek_data_and_hole(self):
+        """Whether or not the filesystem implements lseek, SEEK_DATA/SEEK_HOLE must never
+        report plaintext data as a hole (cp --sparse and tar -S rely on them)."""
+        c = self.chunk
+        path = self.p("sparse")
+        off = 300 * c + 11
+        with open(path, "wb") as f:
+            f.write(b"head")
+            f.seek(off)
+            f.write(b"tail-data")
+        size = off + 9
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            self.assertEqual(os.lseek(fd, 0, os.SEEK_DATA), 0)
+            hole = os.lseek(fd, 0, os.SEEK_HOLE)
+            self.assertGreaterEqual(hole, 4, "SEEK_HOLE inside the leading data")
+            self.assertLessEqual(hole, size)
+            data = os.lseek(fd, 5, os.SEEK_DATA)
+            self.assertLessEqual(data, off, "SEEK_DATA skipped over the trailing data")
+            self.assertErrno(6, os.lseek, fd, size, os.SEEK_DATA)  # ENXIO at EOF
+        finally:
+            os.close(fd)
+        out = os.path.join(self.vol.root, "sparse-copy")
+        r = run(["cp", "--sparse=always", path, out])
+        self.assertEqual(r.returncode, 0, describe(r))
+        self.assertBytesEqual(read_file(out), read_uncached(path), "cp --sparse=always copy")
+        os.unlink(out)
+
+    def test_st_blocks_covers_data(self):
+        path = self.p("f")
+        write_file(path, pattern(1 << 20, 3))
+        st = os.stat(path)
+        self.assertGreaterEqual(st.st_blocks * 512, 1 << 20,
+                                "st_blocks of a non-sparse file must cover its size (du, cp --sparse)")
+        self.assertGreater(st.st_blksize, 0)
 
     def test_sequential_file_has_no_hole_flag(self):
         d, bd = self.fresh_dir()

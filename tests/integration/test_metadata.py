@@ -89,6 +89,40 @@ class Metadata:
         self.assertErrno(errno.EINVAL, os.rename, self.p("full"), self.p("full", "x", "inside"))
         self.assertEqual(sorted(os.listdir(self.d)), ["dir", "full", "plainfile"])
 
+    def test_rename_open_file_and_its_directory(self):
+        """Descriptors follow the file, not its path: rename the file and then its parent
+        directory while writing through an open descriptor."""
+        os.mkdir(self.p("dir"))
+        fd = os.open(self.p("dir", "f"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, b"one ")
+            os.rename(self.p("dir", "f"), self.p("dir", "g"))
+            os.write(fd, b"two ")
+            os.mkdir(self.p("elsewhere"))
+            os.rename(self.p("dir"), self.p("elsewhere", "moved"))
+            os.write(fd, pattern(2 * self.chunk, 5))
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            self.assertEqual(os.pread(fd, 8, 0), b"one two ")
+        finally:
+            os.close(fd)
+        self.assertBytesEqual(read_uncached(self.p("elsewhere", "moved", "g")),
+                              b"one two " + pattern(2 * self.chunk, 5))
+
+    def test_replaced_file_stays_readable_through_open_descriptor(self):
+        old = pattern(2 * self.chunk + 3, 6)
+        write_file(self.p("target"), old)
+        write_file(self.p("new"), b"replacement")
+        fd = os.open(self.p("target"), os.O_RDONLY)
+        try:
+            os.rename(self.p("new"), self.p("target"))
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            self.assertBytesEqual(os.pread(fd, len(old) + 10, 0), old,
+                                  "an open descriptor keeps reading the file that was replaced")
+        finally:
+            os.close(fd)
+        self.assertEqual(read_uncached(self.p("target")), b"replacement")
+
     def test_renameat2_noreplace(self):
         a, b = self.p("a"), self.p("b")
         write_file(a, b"A")

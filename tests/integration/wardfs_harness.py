@@ -337,20 +337,26 @@ class Volume:
         except OSError:
             return False
 
+    @staticmethod
+    def _try(args, timeout):
+        try:
+            return run(args, timeout=timeout)
+        except HarnessError as e:
+            sys.stderr.write("wardfs harness: %s\n" % e)
+            return None
+
     def unmount(self):
-        """wardfs unmount, falling back to fusermount3 -uz; waits for the daemon to exit.
-        Returns the CompletedProcess of `wardfs unmount` (None if nothing was mounted)."""
+        """wardfs unmount, falling back to fusermount3 -uz; waits for the daemon to exit, and
+        kills it if it does not. Returns the CompletedProcess of `wardfs unmount` (None if
+        nothing was mounted or it timed out)."""
         p = None
         if is_fuse_mounted(self.plain):
-            try:
-                p = run([BIN, "unmount", self.plain], timeout=60)
-            except HarnessError:
-                p = None
+            p = self._try([BIN, "unmount", self.plain], 60)
             for _ in range(3):  # a buggy mount may have stacked a second mount on top
                 if is_fuse_mounted(self.plain):
-                    run(["fusermount3", "-uz", self.plain], timeout=30)
+                    self._try(["fusermount3", "-uz", self.plain], 30)
                 if is_fuse_mounted(self.plain):
-                    run(["umount", "-l", self.plain], timeout=30)
+                    self._try(["umount", "-l", self.plain], 30)
         if not wait_for(lambda: not self.daemon_pids(), timeout=10):
             self.kill_daemons()
         return p
@@ -363,10 +369,11 @@ class Volume:
                 except ProcessLookupError:
                     pass
             if wait_for(lambda: not self.daemon_pids(), timeout=5):
-                return
+                break
         # a killed daemon leaves a dead mount behind
-        if is_fuse_mounted(self.plain):
-            run(["fusermount3", "-uz", self.plain], timeout=30)
+        for _ in range(3):
+            if is_fuse_mounted(self.plain):
+                self._try(["fusermount3", "-uz", self.plain], 30)
 
     def remount(self, options=None):
         self.unmount()
