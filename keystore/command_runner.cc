@@ -84,6 +84,29 @@ class Child {
   pid_t pid_;
 };
 
+// SIGCHLD back to its default while alive: with SIGCHLD ignored (inherited through exec
+// from some service managers) the kernel reaps children itself and waitpid cannot report
+// the key command's exit status.
+class DefaultSigchld {
+ public:
+  DefaultSigchld() {
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    changed_ = ::sigaction(SIGCHLD, nullptr, &old_) == 0 && old_.sa_handler == SIG_IGN &&
+               ::sigaction(SIGCHLD, &dfl, nullptr) == 0;
+  }
+  ~DefaultSigchld() {
+    if (changed_) ::sigaction(SIGCHLD, &old_, nullptr);
+  }
+  DefaultSigchld(const DefaultSigchld&) = delete;
+  DefaultSigchld& operator=(const DefaultSigchld&) = delete;
+
+ private:
+  struct sigaction old_ {};
+  bool changed_ = false;
+};
+
 struct Word {
   std::string text;
   bool started = false;
@@ -209,6 +232,7 @@ crypto::SecretBytes run_secret_command(const std::vector<std::string>& argv,
   detail::Fd read_end(fds[0]);
   detail::Fd write_end(fds[1]);
   const auto deadline = Clock::now() + limits.timeout;
+  const DefaultSigchld reapable;
   Child child(spawn(argv, write_end.get()));
   write_end.reset();
 

@@ -1,5 +1,6 @@
 // The `command` keystore and its runner: argument splitting, key output, failures
 // (non-zero exit, signal, timeout, wrong length, too much output), stderr passthrough.
+#include <signal.h>
 #include <sodium.h>
 
 #include <chrono>
@@ -163,4 +164,19 @@ TEST_CASE("open_keystore tells which command keystore it opened", "[command]") {
   creds.notify = [&](const std::string& id) { told = id; };
   (void)open_command("echo " + key_hex(), creds);
   CHECK(told == "command:echo");
+}
+
+TEST_CASE("exit statuses are reported even when SIGCHLD was ignored", "[command]") {
+  struct sigaction ignore {};
+  struct sigaction old {};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  REQUIRE(::sigaction(SIGCHLD, &ignore, &old) == 0);
+  const std::string msg = command_error("sh:exit 5", ErrorKind::wrong_key);
+  CHECK_NOTHROW(open_command("echo " + key_hex(), quiet_creds()));
+  struct sigaction now {};
+  ::sigaction(SIGCHLD, nullptr, &now);
+  ::sigaction(SIGCHLD, &old, nullptr);
+  CHECK(contains(msg, "exit status 5"));
+  CHECK(now.sa_handler == SIG_IGN);  // restored
 }
