@@ -80,6 +80,12 @@ std::string base64url_encode(ByteView bytes) {
 }
 
 std::optional<Bytes> base64url_decode(std::string_view text) {
+  // libsodium maps some bytes outside the alphabet onto '_': an attacker could then
+  // give one name many spellings. Only the canonical alphabet is accepted.
+  for (const char c : text) {
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+    if (!ok) return std::nullopt;
+  }
   Bytes out(text.size() * 3 / 4 + 3);
   std::size_t len = 0;
   const char* end = nullptr;

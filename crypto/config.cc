@@ -114,7 +114,7 @@ VolumeConfig parse_config(std::string_view json_text) {
   json doc;
   try {
     doc = json::parse(json_text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw WardError(ErrorKind::corrupt_volume,
                     std::string("config is not valid JSON (") + e.what() + ")");
   }
@@ -249,7 +249,7 @@ void save_config_atomic(const std::filesystem::path& cipher_dir, const VolumeCon
 
 ConfigLock::ConfigLock(const std::filesystem::path& cipher_dir) {
   const auto path = cipher_dir / "wardfs.lock";
-  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd_ < 0) throw WardError(ErrorKind::io, "cannot open " + path.string() + ": " + std::strerror(errno));
   while (::flock(fd_, LOCK_EX) != 0) {
     if (errno != EINTR) {

@@ -31,13 +31,14 @@ SecretBytes hkdf_sha256(ByteView ikm, ByteView salt, std::string_view info, std:
   auto* ikm_ptr = const_cast<std::uint8_t*>(ikm.data());
   auto* salt_ptr = const_cast<std::uint8_t*>(salt.data());
   auto* info_ptr = const_cast<char*>(info.data());
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest.data(), 0),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, ikm_ptr, ikm.size()),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, salt_ptr, salt.size()),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info_ptr, info.size()),
-      OSSL_PARAM_construct_end(),
-  };
+  // An empty salt is left out: RFC 5869 then uses a string of zeros, as OpenSSL does.
+  OSSL_PARAM params[5];
+  std::size_t n = 0;
+  params[n++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest.data(), 0);
+  params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, ikm_ptr, ikm.size());
+  if (!salt.empty()) params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, salt_ptr, salt.size());
+  params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info_ptr, info.size());
+  params[n] = OSSL_PARAM_construct_end();
   SecretBytes out(length);
   if (EVP_KDF_derive(ctx.get(), out.data(), length, params) != 1) {
     throw std::runtime_error("HKDF-SHA256 failed");

@@ -40,7 +40,7 @@ SecretBytes& SecretBytes::operator=(SecretBytes&& other) noexcept {
 
 SecretBytes SecretBytes::random(std::size_t size) {
   SecretBytes out(size);
-  randombytes_buf(out.data(), size);
+  if (size != 0) randombytes_buf(out.data(), size);
   return out;
 }
 

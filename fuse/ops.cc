@@ -1,4 +1,6 @@
 // The fuse_lowlevel_ops table: plain functions that find the WardFs behind a request.
+#include <spdlog/spdlog.h>
+
 #include "fuse/filesystem.h"
 
 namespace wardfs::fs {
@@ -6,10 +8,22 @@ namespace wardfs::fs {
 namespace {
 WardFs& fs_of(fuse_req_t req) { return *static_cast<WardFs*>(fuse_req_userdata(req)); }
 
+// No exception may cross into libfuse's C code: an unexpected one fails this request
+// with EIO and the mount keeps serving.
+template <typename Body>
+void guarded(fuse_req_t req, Body&& body) {
+  try {
+    body();
+  } catch (const std::exception& e) {
+    spdlog::error("internal error in a request: {}", e.what());
+    fuse_reply_err(req, EIO);
+  }
+}
+
 fuse_lowlevel_ops make_operations() {
   fuse_lowlevel_ops ops{};
   ops.init = [](void* userdata, fuse_conn_info* conn) { static_cast<WardFs*>(userdata)->init(conn); };
-  ops.lookup = [](fuse_req_t req, fuse_ino_t parent, const char* name) { fs_of(req).lookup(req, parent, name); };
+  ops.lookup = [](fuse_req_t req, fuse_ino_t parent, const char* name) { guarded(req, [&] { fs_of(req).lookup(req, parent, name); }); };
   ops.forget = [](fuse_req_t req, fuse_ino_t ino, uint64_t n) {
     fs_of(req).forget(ino, n);
     fuse_reply_none(req);
@@ -18,64 +32,64 @@ fuse_lowlevel_ops make_operations() {
     for (size_t i = 0; i < count; ++i) fs_of(req).forget(forgets[i].ino, forgets[i].nlookup);
     fuse_reply_none(req);
   };
-  ops.getattr = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { fs_of(req).getattr(req, ino, fi); };
+  ops.getattr = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { guarded(req, [&] { fs_of(req).getattr(req, ino, fi); }); };
   ops.setattr = [](fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
-    fs_of(req).setattr(req, ino, attr, to_set, fi);
+    guarded(req, [&] { fs_of(req).setattr(req, ino, attr, to_set, fi); });
   };
-  ops.readlink = [](fuse_req_t req, fuse_ino_t ino) { fs_of(req).readlink(req, ino); };
+  ops.readlink = [](fuse_req_t req, fuse_ino_t ino) { guarded(req, [&] { fs_of(req).readlink(req, ino); }); };
   ops.mknod = [](fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
-    fs_of(req).mknod(req, parent, name, mode, rdev);
+    guarded(req, [&] { fs_of(req).mknod(req, parent, name, mode, rdev); });
   };
   ops.mkdir = [](fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
-    fs_of(req).mkdir(req, parent, name, mode);
+    guarded(req, [&] { fs_of(req).mkdir(req, parent, name, mode); });
   };
-  ops.unlink = [](fuse_req_t req, fuse_ino_t parent, const char* name) { fs_of(req).unlink(req, parent, name); };
-  ops.rmdir = [](fuse_req_t req, fuse_ino_t parent, const char* name) { fs_of(req).rmdir(req, parent, name); };
+  ops.unlink = [](fuse_req_t req, fuse_ino_t parent, const char* name) { guarded(req, [&] { fs_of(req).unlink(req, parent, name); }); };
+  ops.rmdir = [](fuse_req_t req, fuse_ino_t parent, const char* name) { guarded(req, [&] { fs_of(req).rmdir(req, parent, name); }); };
   ops.symlink = [](fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
-    fs_of(req).symlink(req, link, parent, name);
+    guarded(req, [&] { fs_of(req).symlink(req, link, parent, name); });
   };
   ops.rename = [](fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent, const char* newname,
-                  unsigned int flags) { fs_of(req).rename(req, parent, name, newparent, newname, flags); };
+                  unsigned int flags) { guarded(req, [&] { fs_of(req).rename(req, parent, name, newparent, newname, flags); }); };
   ops.link = [](fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
-    fs_of(req).link(req, ino, newparent, newname);
+    guarded(req, [&] { fs_of(req).link(req, ino, newparent, newname); });
   };
-  ops.open = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { fs_of(req).open(req, ino, fi); };
+  ops.open = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { guarded(req, [&] { fs_of(req).open(req, ino, fi); }); };
   ops.read = [](fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
-    fs_of(req).read(req, ino, size, off, fi);
+    guarded(req, [&] { fs_of(req).read(req, ino, size, off, fi); });
   };
   ops.write = [](fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
-    fs_of(req).write(req, ino, buf, size, off, fi);
+    guarded(req, [&] { fs_of(req).write(req, ino, buf, size, off, fi); });
   };
-  ops.flush = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { fs_of(req).flush(req, ino, fi); };
-  ops.release = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { fs_of(req).release(req, ino, fi); };
+  ops.flush = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { guarded(req, [&] { fs_of(req).flush(req, ino, fi); }); };
+  ops.release = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { guarded(req, [&] { fs_of(req).release(req, ino, fi); }); };
   ops.fsync = [](fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
-    fs_of(req).fsync(req, ino, datasync, fi);
+    guarded(req, [&] { fs_of(req).fsync(req, ino, datasync, fi); });
   };
-  ops.opendir = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { fs_of(req).opendir(req, ino, fi); };
+  ops.opendir = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { guarded(req, [&] { fs_of(req).opendir(req, ino, fi); }); };
   ops.readdir = [](fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
-    fs_of(req).readdir(req, ino, size, off, fi, false);
+    guarded(req, [&] { fs_of(req).readdir(req, ino, size, off, fi, false); });
   };
   ops.readdirplus = [](fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
-    fs_of(req).readdir(req, ino, size, off, fi, true);
+    guarded(req, [&] { fs_of(req).readdir(req, ino, size, off, fi, true); });
   };
-  ops.releasedir = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { fs_of(req).releasedir(req, ino, fi); };
+  ops.releasedir = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { guarded(req, [&] { fs_of(req).releasedir(req, ino, fi); }); };
   ops.fsyncdir = [](fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
-    fs_of(req).fsyncdir(req, ino, datasync, fi);
+    guarded(req, [&] { fs_of(req).fsyncdir(req, ino, datasync, fi); });
   };
-  ops.statfs = [](fuse_req_t req, fuse_ino_t ino) { fs_of(req).statfs(req, ino); };
+  ops.statfs = [](fuse_req_t req, fuse_ino_t ino) { guarded(req, [&] { fs_of(req).statfs(req, ino); }); };
   ops.setxattr = [](fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
-    fs_of(req).setxattr(req, ino, name, value, size, flags);
+    guarded(req, [&] { fs_of(req).setxattr(req, ino, name, value, size, flags); });
   };
   ops.getxattr = [](fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
-    fs_of(req).getxattr(req, ino, name, size);
+    guarded(req, [&] { fs_of(req).getxattr(req, ino, name, size); });
   };
-  ops.listxattr = [](fuse_req_t req, fuse_ino_t ino, size_t size) { fs_of(req).listxattr(req, ino, size); };
-  ops.removexattr = [](fuse_req_t req, fuse_ino_t ino, const char* name) { fs_of(req).removexattr(req, ino, name); };
+  ops.listxattr = [](fuse_req_t req, fuse_ino_t ino, size_t size) { guarded(req, [&] { fs_of(req).listxattr(req, ino, size); }); };
+  ops.removexattr = [](fuse_req_t req, fuse_ino_t ino, const char* name) { guarded(req, [&] { fs_of(req).removexattr(req, ino, name); }); };
   ops.create = [](fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
-    fs_of(req).create(req, parent, name, mode, fi);
+    guarded(req, [&] { fs_of(req).create(req, parent, name, mode, fi); });
   };
   ops.fallocate = [](fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, fuse_file_info* fi) {
-    fs_of(req).fallocate(req, ino, mode, off, len, fi);
+    guarded(req, [&] { fs_of(req).fallocate(req, ino, mode, off, len, fi); });
   };
   return ops;
 }

@@ -140,7 +140,8 @@ std::optional<std::string> NameMapper::open_symlink(std::string_view backing_tar
 
 std::string NameMapper::xattr_backing_name(std::string_view plain_name, std::uint32_t generation) const {
   const auto gen = volume_.keys().generation(generation);
-  if (!gen || !plain_name.starts_with(kUserPrefix)) return {};
+  // "user." alone names nothing; SIV cannot seal an empty string anyway.
+  if (!gen || !plain_name.starts_with(kUserPrefix) || plain_name.size() == kUserPrefix.size()) return {};
   const auto sealed = gen->names->seal_deterministic(crypto::as_bytes(kXattrNameAd),
                                                      crypto::as_bytes(plain_name.substr(kUserPrefix.size())));
   return std::string(kUserPrefix) + crypto::base64url_encode(sealed);
