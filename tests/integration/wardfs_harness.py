@@ -329,10 +329,12 @@ class Volume:
         return wardfs_pids(self.root)
 
     def alive(self):
-        if not is_fuse_mounted(self.plain):
+        """Mounted, a daemon running, and it answers (readdir always reaches the daemon;
+        stat may be answered from the kernel's attribute cache)."""
+        if not is_fuse_mounted(self.plain) or not self.daemon_pids():
             return False
         try:
-            os.stat(self.plain)
+            os.listdir(self.plain)
             return True
         except OSError:
             return False
