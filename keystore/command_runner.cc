@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -118,11 +119,27 @@ std::string seconds_text(std::chrono::milliseconds ms) {
   return std::to_string(count) + " ms";
 }
 
-pid_t spawn(const std::vector<std::string>& argv, int stdout_fd) {
-  std::vector<char*> cargv;
-  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
-  cargv.push_back(nullptr);
+std::vector<char*> c_strings(const std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  for (const auto& s : strings) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+std::vector<std::string> environment_with(const std::vector<std::string>& extra) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+  env.insert(env.end(), extra.begin(), extra.end());
+  return env;
+}
+
+// stdin_fd < 0 keeps our stdin.
+pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env, int stdin_fd,
+            int stdout_fd) {
+  std::vector<char*> cargv = c_strings(argv);
+  std::vector<char*> cenv = c_strings(env);
   FileActions actions;
+  if (stdin_fd >= 0) ::posix_spawn_file_actions_adddup2(actions.get(), stdin_fd, STDIN_FILENO);
   ::posix_spawn_file_actions_adddup2(actions.get(), stdout_fd, STDOUT_FILENO);
   ::posix_spawn_file_actions_addclosefrom_np(actions.get(), STDERR_FILENO + 1);
   SpawnAttr attr;
@@ -134,9 +151,32 @@ pid_t spawn(const std::vector<std::string>& argv, int stdout_fd) {
   ::posix_spawnattr_setsigmask(attr.get(), &none);
   ::posix_spawnattr_setflags(attr.get(), POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
   pid_t pid = -1;
-  const int rc = ::posix_spawnp(&pid, cargv[0], actions.get(), attr.get(), cargv.data(), environ);
+  const int rc =
+      ::posix_spawnp(&pid, cargv[0], actions.get(), attr.get(), cargv.data(), cenv.data());
   if (rc != 0) fail(ErrorKind::usage, "cannot run " + argv[0] + ": " + std::strerror(rc));
   return pid;
+}
+
+// A socket for the child's stdin, pre-filled with `data` (small enough for its buffer)
+// and shut for writing, so the child reads the data and then EOF; MSG_NOSIGNAL keeps a
+// child that exits early from raising SIGPIPE here.
+detail::Fd stdin_socket(crypto::ByteView data, detail::Fd& child_end) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    fail(ErrorKind::io, "socketpair: " + std::string(std::strerror(errno)));
+  }
+  detail::Fd ours(sv[0]);
+  child_end.reset(sv[1]);
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::send(ours.get(), data.data() + done, data.size() - done, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0)
+      fail(ErrorKind::io, "writing the key command's input: " + std::string(std::strerror(errno)));
+    done += static_cast<std::size_t>(n);
+  }
+  ::shutdown(ours.get(), SHUT_WR);
+  return ours;
 }
 
 // Reads the child's stdout until EOF; false when the deadline passed first.
@@ -224,7 +264,7 @@ std::vector<std::string> command_argv(std::string_view location) {
 }
 
 crypto::SecretBytes run_secret_command(const std::vector<std::string>& argv,
-                                       const CommandLimits& limits) {
+                                       const CommandLimits& limits, const CommandInput& input) {
   if (argv.empty() || argv[0].empty()) fail(ErrorKind::usage, "the key command is empty");
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0)
@@ -233,8 +273,14 @@ crypto::SecretBytes run_secret_command(const std::vector<std::string>& argv,
   detail::Fd write_end(fds[1]);
   const auto deadline = Clock::now() + limits.timeout;
   const DefaultSigchld reapable;
-  Child child(spawn(argv, write_end.get()));
+  detail::Fd child_stdin;
+  detail::Fd stdin_owner;
+  const bool feed = !input.stdin_data.empty();
+  if (feed) stdin_owner = stdin_socket(input.stdin_data, child_stdin);
+  Child child(spawn(argv, environment_with(input.extra_env), feed ? child_stdin.get() : -1,
+                    write_end.get()));
   write_end.reset();
+  child_stdin.reset();
 
   crypto::SecretBytes buf(limits.max_output + 1);
   std::size_t len = 0;

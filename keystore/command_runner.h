@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "crypto/bytes.h"
 #include "crypto/secret.h"
 
 namespace wardfs::keystore {
@@ -26,11 +27,18 @@ struct CommandLimits {
   std::size_t max_output = 4096;
 };
 
+// What the program gets besides its arguments. Without input its stdin is ours (so it
+// can prompt); with input (at most 4 KiB) stdin is a socket holding just that.
+struct CommandInput {
+  crypto::ByteView stdin_data;
+  std::vector<std::string> extra_env;  // "NAME=VALUE", added to our environment
+};
+
 // Runs argv[0] (looked up in PATH) with stdin and stderr inherited and returns what it
 // printed on stdout. Throws WardError: usage when it cannot be started; wrong_key when it
 // exits non-zero (status in the message), dies of a signal, prints too much, or runs past
 // the timeout (it is then killed with SIGKILL).
 crypto::SecretBytes run_secret_command(const std::vector<std::string>& argv,
-                                       const CommandLimits& limits);
+                                       const CommandLimits& limits, const CommandInput& input = {});
 
 }  // namespace wardfs::keystore

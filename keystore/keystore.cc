@@ -95,7 +95,9 @@ crypto::KeystoreSpec parse_keystore_arg(std::string_view text) {
   }
   if (text.starts_with("command:")) {
     const std::string location(text.substr(8));
-    (void)command_argv(location);  // reports an empty line or an unterminated quote now
+    const std::string_view line =
+        location.starts_with("wrap:") ? std::string_view(location).substr(5) : location;
+    (void)command_argv(line);  // reports an empty line or an unterminated quote now
     return {"command", location, std::nullopt};
   }
   if (text.starts_with("pkcs11:")) {

@@ -180,3 +180,67 @@ TEST_CASE("exit statuses are reported even when SIGCHLD was ignored", "[command]
   CHECK(contains(msg, "exit status 5"));
   CHECK(now.sa_handler == SIG_IGN);  // restored
 }
+
+namespace {
+
+// A stand-in for a KMS CLI: `wrap` keeps the key it reads under a random id and prints
+// the id; `unwrap` prints the key back, refusing a different WARDFS_WRAP_AD (like an
+// encryption context) unless `check_ad` is false.
+std::string fake_kms(const TempDir& dir, bool check_ad) {
+  const auto script = dir.path() / (check_ad ? "kms" : "kms-no-ad");
+  const std::string store = dir.path().string();
+  write_text(script,
+             "#!/bin/sh\n"
+             "case \"$1\" in\n"
+             "wrap) id=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \\n'); cat > " +
+                 store + "/$id; echo \"$WARDFS_WRAP_AD\" > " + store +
+                 "/$id.ad; echo \"$id\" ;;\n"
+                 "unwrap) read id; " +
+                 (check_ad ? "[ \"$(cat " + store +
+                                 "/$id.ad)\" = \"$WARDFS_WRAP_AD\" ] || "
+                                 "{ echo 'kms: context mismatch' >&2; exit 7; }; "
+                           : std::string()) +
+                 "cat " + store +
+                 "/$id ;;\n"
+                 "*) exit 64 ;;\n"
+                 "esac\n",
+             0700);
+  return script.string();
+}
+
+}  // namespace
+
+TEST_CASE("wrap mode: the program wraps a per-DEK key, wardfs binds the AD", "[command][wrap]") {
+  TempDir dir;
+  const std::string kms = fake_kms(dir, true);
+  auto ks = open_command("wrap:" + kms, quiet_creds());
+  CHECK(ks->identity() == "command-wrap:" + kms);
+  const auto dek = fixed_key(50);
+  const crypto::Bytes ad1(crypto::as_bytes("ad one").begin(), crypto::as_bytes("ad one").end());
+  const crypto::Bytes ad2(crypto::as_bytes("ad two").begin(), crypto::as_bytes("ad two").end());
+  const crypto::Bytes wrapped = ks->wrap(dek.view(), ad1);
+  CHECK(wrapped[0] == 1);
+  const auto back = open_command("wrap:" + kms, quiet_creds())->unwrap(wrapped, ad1);
+  REQUIRE(back.has_value());
+  CHECK(to_bytes(back->view()) == to_bytes(dek.view()));
+  // The DEK itself never went to the program.
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+    CHECK(!contains(read_text(entry.path()), crypto::hex_encode(to_bytes(dek.view()))));
+  }
+  // The program refuses another AD (exit status reported) ...
+  CHECK(contains(error_of([&] { (void)ks->unwrap(wrapped, ad2); }, ErrorKind::wrong_key),
+                 "exit status 7"));
+  // ... and a program that ignores it is still caught by wardfs's own seal.
+  const std::string lax = fake_kms(dir, false);
+  auto lax_ks = open_command("wrap:" + lax, quiet_creds());
+  const crypto::Bytes lax_wrapped = lax_ks->wrap(dek.view(), ad1);
+  CHECK(lax_ks->unwrap(lax_wrapped, ad1).has_value());
+  CHECK_FALSE(lax_ks->unwrap(lax_wrapped, ad2).has_value());
+  crypto::Bytes bad = wrapped;
+  bad[0] = 9;
+  CHECK_FALSE(ks->unwrap(bad, ad1).has_value());
+  // sh: works too, the operation arrives as $1.
+  auto sh_ks = open_command("wrap:sh:" + kms + " \"$1\"", quiet_creds());
+  CHECK(sh_ks->identity() == "command-wrap:sh");
+  CHECK(sh_ks->unwrap(sh_ks->wrap(dek.view(), ad1), ad1).has_value());
+}

@@ -203,6 +203,22 @@ class BackendTests(KeystoreTestCase):
         key = self.ws.new_key_file("cmdkey")
         self.roundtrip("cmd", ["--keystore", "command:cat " + key], "command:cat")
         self.roundtrip("cmdsh", ["--keystore", "command:sh:tr -d ' ' < '%s'" % key], "command:sh")
+        # Wrap mode: a stand-in KMS keeps the per-DEK keys and hands them back on unwrap.
+        store = self.ws.path("kms")
+        os.mkdir(store)
+        kms = self.ws.secret_file("fake-kms", "#!/bin/sh\n"
+                                  "case \"$1\" in\n"
+                                  "wrap) id=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \\n');"
+                                  " cat > %s/$id; echo $id ;;\n"
+                                  "unwrap) read id; cat %s/$id ;;\n"
+                                  "*) exit 64 ;;\nesac\n" % (store, store), mode=0o700)
+        cipher = self.roundtrip("cmdwrap", ["--keystore", "command:wrap:" + kms],
+                                "command-wrap:" + kms)
+        self.assertEqual(len(os.listdir(store)), 1)
+        shutil.rmtree(store)
+        os.mkdir(store)
+        p = self.ws.mount(cipher, self.ws.path("cmdwrap", "plain"))
+        self.refused(p, WRONG_KEY, "exit status 1", "the KMS lost the key")
 
     def test_pkcs11(self):
         uri = self.ws.pkcs11_uri("kek-main")
