@@ -77,7 +77,8 @@ int run_unmount(const std::string& mount_point) {
     throw WardError(ErrorKind::mount_failure, path.string() + " is not mounted");
   }
   if (::geteuid() == 0) {
-    if (::umount2(path.c_str(), 0) != 0) {
+    // A mount whose daemon died answers nothing; detaching it is all that is left.
+    if (::umount2(path.c_str(), 0) != 0 && !(errno == ENOTCONN && ::umount2(path.c_str(), MNT_DETACH) == 0)) {
       throw WardError(ErrorKind::mount_failure, "cannot unmount " + path.string() + ": " + std::strerror(errno) +
                                                     (errno == EBUSY ? " (files are still open there)" : ""));
     }

@@ -13,8 +13,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <condition_variable>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <thread>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -94,6 +99,12 @@ void harden_process() {
   const struct rlimit no_core {0, 0};
   ::setrlimit(RLIMIT_CORE, &no_core);
   ::umask(0);
+  // Every inode the kernel remembers holds an O_PATH fd, as in passthrough_hp.
+  struct rlimit files {};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &files);
+  }
 }
 
 void setup_logging(const MountRequest& req) {
@@ -118,6 +129,48 @@ void detach_stdio() {
   ::dup2(null_fd, STDOUT_FILENO);
   ::dup2(null_fd, STDERR_FILENO);
   ::close(null_fd);
+}
+
+// A fixed pool of workers, each reading requests from /dev/fuse. libfuse 3.14's own
+// multi-threaded loop started and ended a thread per request under a sequential load
+// (8 clone() per small file created), which dominated the cost of small-file work.
+int run_worker_pool(fuse_session* session, unsigned threads) {
+  std::mutex mutex;
+  std::condition_variable stopped;
+  bool any_stopped = false;
+  int result = 0;
+  auto worker = [&] {
+    fuse_buf buf{};
+    int rc = 0;
+    while (!fuse_session_exited(session)) {
+      rc = fuse_session_receive_buf(session, &buf);
+      if (rc == -EINTR) continue;
+      if (rc <= 0) break;
+      fuse_session_process_buf(session, &buf);
+      rc = 0;
+    }
+    std::free(buf.mem);
+    std::lock_guard lock(mutex);
+    if (rc < 0 && rc != -ENODEV && result == 0) result = rc;
+    any_stopped = true;
+    stopped.notify_all();
+  };
+  std::vector<std::thread> pool;
+  for (unsigned i = 0; i < std::max(1U, threads); ++i) pool.emplace_back(worker);
+  {
+    // Polled too: a SIGTERM may land on a thread that is not reading /dev/fuse, and
+    // then only the session's exit flag records it.
+    std::unique_lock lock(mutex);
+    while (!stopped.wait_for(lock, std::chrono::milliseconds(200), [&] { return any_stopped; })) {
+      if (fuse_session_exited(session)) break;
+    }
+  }
+  // One worker saw a signal or the unmount; the others still block in read(), which
+  // unmounting turns into ENODEV.
+  fuse_session_exit(session);
+  fuse_session_unmount(session);
+  for (auto& t : pool) t.join();
+  return result;
 }
 
 struct SessionDeleter {
@@ -172,11 +225,7 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   ready.report(0, "ok");
   if (!req.foreground) detach_stdio();
 
-  fuse_loop_config* loop = fuse_loop_cfg_create();
-  fuse_loop_cfg_set_max_threads(loop, req.max_threads);
-  fuse_loop_cfg_set_idle_threads(loop, req.max_threads);  // no thread churn under load
-  const int rc = fuse_session_loop_mt(session.get(), loop);
-  fuse_loop_cfg_destroy(loop);
+  const int rc = run_worker_pool(session.get(), req.max_threads);
   control.reset();
   fuse_session_unmount(session.get());
   fuse_remove_signal_handlers(session.get());
@@ -225,15 +274,18 @@ int wait_for_child(ReadinessPipe& ready, pid_t child) {
 }  // namespace
 
 bool is_mount_point(const stdfs::path& path) {
+  // A dead FUSE mount fails every stat (ENOTCONN), so fall back to the lexical path.
   std::error_code ec;
-  const stdfs::path canonical = stdfs::weakly_canonical(path, ec);
+  stdfs::path canonical = stdfs::weakly_canonical(path, ec);
+  if (ec || canonical.empty()) canonical = stdfs::absolute(path).lexically_normal();
   std::ifstream info("/proc/self/mountinfo");
   std::string line;
   while (std::getline(info, line)) {
     std::istringstream fields(line);
     std::string id, parent, devs, root, mount_point;
     fields >> id >> parent >> devs >> root >> mount_point;
-    if (unescape_mountinfo(mount_point) == canonical.string()) return true;
+    const std::string listed = unescape_mountinfo(mount_point);
+    if (listed == canonical.string() || listed == stdfs::absolute(path).lexically_normal().string()) return true;
   }
   return false;
 }

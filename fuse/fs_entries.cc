@@ -244,6 +244,17 @@ void WardFs::rename(fuse_req_t req, fuse_ino_t parent_ino, const char* name, fus
     fuse_reply_err(req, 0);
     return;
   }
+  // A directory replacing an empty one: the target is empty in plaintext terms but
+  // holds its directory id, which rename(2) would call ENOTEMPTY. Clear it first and
+  // put the id back if the rename fails.
+  volume::UniqueFd replaced_dir;
+  crypto::DirId replaced_id{};
+  if (rc == 0 && to.exists && S_ISDIR(to.st.st_mode) && S_ISDIR(from.st.st_mode) && (flags & RENAME_EXCHANGE) == 0) {
+    replaced_dir.reset(::openat(newparent.fd.get(), to.backing.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    rc = replaced_dir ? volume::read_dir_id(replaced_dir.get(), replaced_id) : -errno;
+    if (rc == 0) rc = remove_dir_metadata(replaced_dir.get());
+    if (rc == 0) ::unlinkat(replaced_dir.get(), std::string(volume::kDirIdFileName).c_str(), 0);
+  }
   if (rc == 0) rc = names_.write_sidecar(newparent.fd.get(), to);
   if (rc == 0) {
     const int r = flags == 0 ? ::renameat(parent.fd.get(), from.backing.c_str(), newparent.fd.get(), to.backing.c_str())
@@ -254,6 +265,7 @@ void WardFs::rename(fuse_req_t req, fuse_ino_t parent_ino, const char* name, fus
       if (!to.exists) names_.remove_sidecar(newparent.fd.get(), to);
     }
   }
+  if (rc != 0 && replaced_dir) volume::write_dir_id(replaced_dir.get(), replaced_id);
   if (rc == 0 && (flags & RENAME_EXCHANGE) == 0) {
     names_.remove_sidecar(parent.fd.get(), from);
     if (Inode* moved = inodes_.find(from.st.st_dev, from.st.st_ino)) moved->set_path(child_path(newparent, newname));

@@ -250,12 +250,9 @@ TEST_CASE("base64url_decode accepts exactly the URL-safe alphabet among ASCII", 
   }
 }
 
-// Known bug: crypto/bytes.cc base64url_decode hands the text to libsodium 1.0.18, whose
-// constant-time character classifier is fed a plain (signed) char; every byte >= 0x80
-// compares "equal" to '_' and decodes as 63. So "AAA\x9a" decodes like "AAA_", stored
-// names have 128 aliases per '_' (see test_names.cc), and decoding is not canonical.
-// Fix: refuse any byte outside [A-Za-z0-9_-] before decoding. Then drop [!shouldfail].
-TEST_CASE("base64url_decode refuses bytes outside the alphabet", "[bytes][!shouldfail]") {
+// libsodium 1.0.18 decodes every byte >= 0x80 like '_'; base64url_decode must refuse
+// them, or a stored name would have 128 spellings per '_' (found by fuzz_names).
+TEST_CASE("base64url_decode refuses bytes outside the alphabet", "[bytes]") {
   std::size_t accepted = 0;
   for (int c = 0x80; c < 0x100; ++c) {
     std::string text = "AAA";
@@ -352,11 +349,9 @@ TEST_CASE("HKDF-SHA256 matches RFC 5869", "[kdf][kat]") {
         to_bytes(hkdf_sha256(dek, pattern(16, 3), label::kFileContent, 32).view()));
 }
 
-// Known bug: crypto/kdf.cc passes a null salt pointer to OpenSSL, which rejects it, so an
-// empty salt throws instead of acting as HashLen zeros. No caller uses an empty salt today.
-// When this starts passing, drop the [!shouldfail] tag.
+// RFC 5869: an empty salt acts as HashLen zero bytes.
 TEST_CASE("HKDF-SHA256 with an empty salt matches RFC 5869 test case 3",
-          "[kdf][kat][!shouldfail]") {
+          "[kdf][kat]") {
   const Bytes ikm(22, 0x0b);
   const auto okm = hkdf_sha256(ikm, {}, "", 42);
   CHECK(to_bytes(okm.view()) ==
