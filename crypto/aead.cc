@@ -174,8 +174,12 @@ class XChaCha20Poly1305 final : public Aead {
     crypto_core_hchacha20(subkey, nonce.data(), key_.data(), nullptr);
     std::uint8_t ietf_nonce[12] = {0, 0, 0, 0};
     std::memcpy(ietf_nonce + 4, nonce.data() + 16, 8);
-    tc.key_serial = 0;  // the subkey changes with every nonce
-    const bool ok = EVP_CipherInit_ex2(tc.ctx, chacha20poly1305_cipher(), subkey, ietf_nonce, encrypt, nullptr) == 1;
+    // The subkey changes with every nonce, but the cipher stays: after the first call only
+    // key and nonce are reset, which skips OpenSSL's per-cipher setup.
+    const bool fresh = tc.key_serial == 0;
+    const bool ok = EVP_CipherInit_ex2(tc.ctx, fresh ? chacha20poly1305_cipher() : nullptr, subkey, ietf_nonce,
+                                       encrypt, nullptr) == 1;
+    tc.key_serial = ok ? 1 : 0;
     sodium_memzero(subkey, sizeof subkey);
     if (!ok) throw std::runtime_error("ChaCha20-Poly1305 init failed");
     return tc.ctx;
