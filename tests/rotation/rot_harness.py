@@ -1,0 +1,546 @@
+"""Helpers for the key-rotation tests (rotate, rekey, retire through real FUSE mounts).
+
+Each test module is run by ctest as `/usr/bin/python3 <module>.py` with WARDFS_BIN set to
+the built CLI. Only the Python standard library is used. Every volume lives in a fresh
+directory under /tmp; mounts are torn down on failure, at exit and on SIGTERM
+(`wardfs unmount`, then `fusermount3 -uz`, then killing the volume's own daemon by pid).
+
+Environment knobs:
+  WARDFS_BIN              the wardfs binary (default: <repo>/build-rot/cli/wardfs, then build/)
+  WARDFS_ROT_SEED         seed for the randomized parts (default: random, printed)
+  WARDFS_ROT_TIMEOUT      seconds before the watchdog kills a hung test's daemons (default 300)
+  WARDFS_ROT_KEEP=1       keep the temporary directories
+"""
+
+import atexit
+import base64
+import errno
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+
+
+def _default_bin():
+    for sub in ("build-rot", "build"):
+        p = os.path.join(REPO, sub, "cli", "wardfs")
+        if os.path.exists(p):
+            return p
+    return os.path.join(REPO, "build", "cli", "wardfs")
+
+
+BIN = os.environ.get("WARDFS_BIN") or _default_bin()
+TEST_TIMEOUT = float(os.environ.get("WARDFS_ROT_TIMEOUT", "300"))
+KEEP = os.environ.get("WARDFS_ROT_KEEP") == "1"
+SEED = int(os.environ.get("WARDFS_ROT_SEED") or random.SystemRandom().randrange(1 << 31))
+
+# Exit codes of the CLI.
+EXIT_OK, EXIT_USAGE, EXIT_WRONG_KEY, EXIT_CORRUPT, EXIT_MOUNT, EXIT_IO = 0, 1, 2, 3, 4, 5
+
+# Format facts (docs/FORMAT.md).
+HEADER_SIZE = 64
+OVERHEAD = {"aes-256-gcm": 32, "xchacha20-poly1305": 44}
+CONFIG_NAME = "wardfs.conf"
+LONG_NAME_RE = re.compile(r"^L\.[A-Za-z0-9_-]{43}$")
+SIDECAR_RE = re.compile(r"^L\.[A-Za-z0-9_-]{43}\.n$")
+
+
+class HarnessError(Exception):
+    pass
+
+
+def log(msg):
+    sys.stderr.write(msg + "\n")
+    sys.stderr.flush()
+
+
+# ---------------------------------------------------------------- processes
+
+def run(args, timeout=120, input=None):
+    """Runs a command with output captured through temp files (a daemonizing child may
+    keep pipes open). Returns a CompletedProcess with text stdout/stderr."""
+    args = [str(a) for a in args]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            p = subprocess.run(args, stdout=out, stderr=err, timeout=timeout,
+                               stdin=subprocess.DEVNULL if input is None else None,
+                               input=input)
+        except subprocess.TimeoutExpired as e:
+            raise HarnessError("timed out after %ss: %s" % (timeout, " ".join(args))) from e
+        out.seek(0)
+        err.seek(0)
+        p.stdout = out.read().decode(errors="replace")
+        p.stderr = err.read().decode(errors="replace")
+    return p
+
+
+def describe(p):
+    return "rc=%s\n$ %s\nstdout: %s\nstderr: %s" % (
+        p.returncode, " ".join(p.args), p.stdout.strip()[-3000:], p.stderr.strip()[-3000:])
+
+
+def is_fuse_mounted(path):
+    path = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            mp = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), left.split()[4])
+            if mp == path and right.split()[0].startswith("fuse"):
+                return True
+    return False
+
+
+def pids_with_tag(tag):
+    """PIDs of wardfs processes whose command line contains `tag` (a unique temp path)."""
+    real = os.path.basename(os.path.realpath(BIN))
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                cmd = f.read()
+            exe = os.path.basename(os.readlink("/proc/%s/exe" % d).replace(" (deleted)", ""))
+        except OSError:
+            continue
+        if tag.encode() in cmd and exe == real:
+            out.append(int(d))
+    return out
+
+
+def wait_for(pred, timeout=10.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        if pred():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+
+
+_LIVE = set()
+
+
+def _cleanup_all():
+    for v in list(_LIVE):
+        try:
+            v.destroy()
+        except Exception as e:  # noqa: BLE001 - best effort
+            log("rot harness: cleanup of %s failed: %s" % (v.root, e))
+
+
+atexit.register(_cleanup_all)
+
+
+def _on_sigterm(signum, frame):
+    _cleanup_all()
+    os._exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+# ---------------------------------------------------------------- volumes
+
+class Volume:
+    """/tmp/wardfs-rot-XXXX/{cipher,plain,key,wardfs.log}."""
+
+    def __init__(self, cipher="aes-256-gcm", chunk=4096):
+        self.cipher = cipher
+        self.chunk = chunk
+        self.overhead = OVERHEAD[cipher]
+        self.root = tempfile.mkdtemp(prefix="wardfs-rot-", dir="/tmp")
+        self.cipher_dir = os.path.join(self.root, "cipher")
+        self.plain = os.path.join(self.root, "plain")
+        self.keyfile = os.path.join(self.root, "key")
+        self.logfile = os.path.join(self.root, "wardfs.log")
+        os.mkdir(self.plain)
+        _LIVE.add(self)
+
+    def init(self):
+        p = run([BIN, "init", self.cipher_dir, "--keyfile", self.keyfile, "--create-keyfile",
+                 "--cipher", self.cipher, "--chunk-size", "%dK" % (self.chunk // 1024)])
+        if p.returncode != 0:
+            raise HarnessError("wardfs init failed\n" + describe(p))
+        return self
+
+    def mount(self):
+        p = run([BIN, "mount", self.cipher_dir, self.plain, "--keyfile", self.keyfile,
+                 "--log-file", self.logfile], timeout=60)
+        if p.returncode != 0:
+            raise HarnessError("wardfs mount failed\n" + describe(p) + self.log_tail())
+        if not is_fuse_mounted(self.plain):
+            raise HarnessError("mount returned 0 but %s is not a FUSE mount" % self.plain)
+        return p
+
+    def log_tail(self, n=40):
+        try:
+            with open(self.logfile, errors="replace") as f:
+                return "\n--- wardfs log tail ---\n" + "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def log_text(self):
+        try:
+            with open(self.logfile, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def daemon_pids(self):
+        return pids_with_tag(self.root)
+
+    def _try(self, args, timeout=30):
+        try:
+            return run(args, timeout=timeout)
+        except HarnessError as e:
+            log("rot harness: %s" % e)
+            return None
+
+    def unmount(self):
+        """`wardfs unmount`, then `fusermount3 -uz` if still mounted; waits for the daemon,
+        kills it (by pid) if it lingers. Returns the unmount CompletedProcess or None."""
+        p = None
+        if is_fuse_mounted(self.plain):
+            p = self._try([BIN, "unmount", self.plain], 60)
+            for _ in range(3):
+                if not is_fuse_mounted(self.plain):
+                    break
+                self._try(["fusermount3", "-uz", self.plain])
+        if not wait_for(lambda: not self.daemon_pids(), timeout=15):
+            self.kill_daemons(signal.SIGKILL)
+        return p
+
+    def kill_daemons(self, sig=signal.SIGKILL):
+        pids = self.daemon_pids()
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        wait_for(lambda: not self.daemon_pids(), timeout=10)
+        return pids
+
+    def lazy_unmount(self):
+        for _ in range(3):
+            if not is_fuse_mounted(self.plain):
+                return True
+            self._try(["fusermount3", "-uz", self.plain])
+        return not is_fuse_mounted(self.plain)
+
+    def remount(self):
+        self.unmount()
+        if is_fuse_mounted(self.plain):
+            raise HarnessError("could not unmount " + self.plain)
+        return self.mount()
+
+    def destroy(self):
+        _LIVE.discard(self)
+        self.unmount()
+        if is_fuse_mounted(self.plain):
+            self.kill_daemons()
+            self.lazy_unmount()
+        if is_fuse_mounted(self.plain):
+            log("rot harness: %s still mounted; keeping %s" % (self.plain, self.root))
+            return
+        if not KEEP:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    # -- paths and CLI
+    def p(self, *parts):
+        return os.path.join(self.plain, *parts)
+
+    def wardfs(self, *args, timeout=180):
+        return run([BIN] + list(args), timeout=timeout)
+
+    def status(self):
+        p = self.wardfs("status", self.plain, "--json", timeout=30)
+        if p.returncode != 0:
+            raise HarnessError("wardfs status failed\n" + describe(p) + self.log_tail())
+        return json.loads(p.stdout)
+
+    def config(self):
+        with open(os.path.join(self.cipher_dir, CONFIG_NAME)) as f:
+            return json.load(f)
+
+    def config_generations(self):
+        c = self.config()
+        return sorted(k["generation"] for k in c["keys"]), c["active_generation"]
+
+    def expected_backing_size(self, plain_size):
+        if plain_size == 0:
+            return HEADER_SIZE + self.overhead
+        full, rest = divmod(plain_size, self.chunk)
+        return HEADER_SIZE + full * (self.chunk + self.overhead) + (rest + self.overhead if rest else 0)
+
+    # -- backing scan
+    def scan(self):
+        return scan_backing(self.cipher_dir, self.chunk, self.overhead)
+
+
+# ---------------------------------------------------------------- backing scan
+
+def b64url_decode(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def is_encrypted_name(name):
+    return "." not in name or bool(LONG_NAME_RE.match(name))
+
+
+class BackingScan:
+    def __init__(self):
+        self.headers = {}        # generation -> count
+        self.chunks = {}         # generation -> count
+        self.holes = 0
+        self.symlinks = {}       # generation -> count
+        self.xattrs = {}         # generation -> count
+        self.files = {}          # relpath -> {"header": g, "chunks": [g or 0 per slot], "size": B}
+        self.entries = []        # relpaths of every encrypted entry (files, dirs, links, ...)
+        self.sidecars = []       # relpaths of L.*.n sidecars
+        self.long_names = []     # relpaths of L.* entries
+        self.problems = []       # layout violations found while scanning
+
+    def gens(self):
+        """Every generation seen in headers, chunks, symlink targets and xattr values."""
+        return sorted(set(self.headers) | set(self.chunks) | set(self.symlinks) | set(self.xattrs))
+
+    def uses(self, g):
+        return (self.headers.get(g, 0) + self.chunks.get(g, 0) + self.symlinks.get(g, 0)
+                + self.xattrs.get(g, 0))
+
+    def summary(self):
+        return ("headers %r chunks %r holes %d symlinks %r xattrs %r entries %d problems %r"
+                % (self.headers, self.chunks, self.holes, self.symlinks, self.xattrs,
+                   len(self.entries), self.problems[:5]))
+
+
+def _bump(d, g):
+    d[g] = d.get(g, 0) + 1
+
+
+def scan_file(path, chunk, overhead):
+    """(header generation, [slot generation or 0 for an all-zero slot], problems)."""
+    problems = []
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < HEADER_SIZE + overhead:
+        return None, [], ["%s: %d bytes, shorter than header + empty chunk" % (path, len(data))]
+    if data[:4] != b"WDFS":
+        problems.append("%s: bad magic %r" % (path, data[:4]))
+    hgen = struct.unpack_from("<I", data, 24)[0]
+    slot = chunk + overhead
+    body = len(data) - HEADER_SIZE
+    full, rest = divmod(body, slot)
+    if rest and rest < overhead:
+        problems.append("%s: invalid size %d (tail %d < overhead)" % (path, len(data), rest))
+    gens = []
+    nslots = full + (1 if rest else 0)
+    for i in range(nslots):
+        off = HEADER_SIZE + i * slot
+        s = data[off:off + slot]
+        if not any(s):
+            gens.append(0)
+        else:
+            gens.append(struct.unpack_from("<I", s, 0)[0])
+    return hgen, gens, problems
+
+
+def backing_xattr_values(path):
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as e:
+        if e.errno in (errno.ENOTSUP, errno.EPERM):
+            return {}
+        raise
+    out = {}
+    for n in names:
+        if n.startswith("user."):
+            out[n] = os.getxattr(path, n, follow_symlinks=False)
+    return out
+
+
+def scan_backing(top, chunk, overhead):
+    sc = BackingScan()
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames[:] = [d for d in dirnames if is_encrypted_name(d)]  # skip wardfs.tmp.*
+        for n in sorted(dirnames + filenames):
+            path = os.path.join(dirpath, n)
+            rel = os.path.relpath(path, top)
+            if SIDECAR_RE.match(n):
+                sc.sidecars.append(rel)
+                continue
+            if not is_encrypted_name(n):
+                continue
+            sc.entries.append(rel)
+            if LONG_NAME_RE.match(n):
+                sc.long_names.append(rel)
+            st = os.lstat(path)
+            for v in backing_xattr_values(path).values():
+                if len(v) >= 4:
+                    _bump(sc.xattrs, struct.unpack_from("<I", v, 0)[0])
+            if stat.S_ISLNK(st.st_mode):
+                try:
+                    blob = b64url_decode(os.readlink(path))
+                    _bump(sc.symlinks, struct.unpack_from("<I", blob, 0)[0])
+                except Exception as e:  # noqa: BLE001
+                    sc.problems.append("%s: symlink target not a blob: %s" % (rel, e))
+            elif stat.S_ISREG(st.st_mode):
+                hgen, gens, problems = scan_file(path, chunk, overhead)
+                sc.problems += problems
+                if hgen is None:
+                    continue
+                _bump(sc.headers, hgen)
+                for g in gens:
+                    if g == 0:
+                        sc.holes += 1
+                    else:
+                        _bump(sc.chunks, g)
+                sc.files[rel] = {"header": hgen, "chunks": gens, "size": st.st_size}
+    return sc
+
+
+def backing_files_of_size(vol, plain_size):
+    want = vol.expected_backing_size(plain_size)
+    sc = vol.scan()
+    return [rel for rel, info in sc.files.items() if info["size"] == want], sc
+
+
+def top_level_names(vol):
+    return sorted(n for n in os.listdir(vol.cipher_dir) if is_encrypted_name(n))
+
+
+# ---------------------------------------------------------------- file helpers
+
+def write_file(path, data, fsync=True):
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        if fsync:
+            os.fsync(f.fileno())
+
+
+def read_file(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def drop_cache(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def read_uncached(path):
+    drop_cache(path)
+    return read_file(path)
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
+
+
+def first_diff(a, b):
+    n = min(len(a), len(b))
+    for i in range(0, n, 4096):
+        if a[i:i + 4096] != b[i:i + 4096]:
+            for j in range(i, min(i + 4096, n)):
+                if a[j] != b[j]:
+                    return j
+    return n
+
+
+def find_generation_in(text):
+    m = re.search(r"generation (\d+)", text)
+    return int(m.group(1)) if m else None
+
+
+# ---------------------------------------------------------------- test case base
+
+class RotationTestCase(unittest.TestCase):
+    maxDiff = 4000
+
+    def setUp(self):
+        self.rng = random.Random("%d-%s" % (SEED, self.id()))
+        self._fired = False
+        self._watchdog = threading.Timer(TEST_TIMEOUT, self._fire)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+
+    def tearDown(self):
+        self._watchdog.cancel()
+        if self._fired:
+            self.fail("watchdog: test ran over %ss; its wardfs daemons were killed" % TEST_TIMEOUT)
+
+    def _fire(self):
+        self._fired = True
+        log("\nwatchdog: %s ran over %ss, killing its wardfs daemons" % (self.id(), TEST_TIMEOUT))
+        for v in list(_LIVE):
+            v.kill_daemons(signal.SIGKILL)
+
+    def new_volume(self, cipher="aes-256-gcm", chunk=4096, mount=True):
+        v = Volume(cipher, chunk)
+        self.addCleanup(v.destroy)
+        v.init()
+        if mount:
+            v.mount()
+        return v
+
+    def assertCmd(self, p, rc=0, vol=None):
+        self.assertEqual(p.returncode, rc, describe(p) + (vol.log_tail() if vol else ""))
+        return p
+
+    def assertBytesEqual(self, got, want, what="data"):
+        if got != want:
+            i = first_diff(got, want)
+            self.fail("%s differs: len got %d want %d, first difference at offset %d (got %r want %r)"
+                      % (what, len(got), len(want), i, got[i:i + 16], want[i:i + 16]))
+
+    def assertOnlyGeneration(self, vol, g, what=""):
+        sc = vol.scan()
+        self.assertEqual(sc.problems, [], "backing layout problems " + what)
+        self.assertEqual(sc.gens(), [g], "backing dir %s should hold only generation %d: %s"
+                         % (what, g, sc.summary()))
+        return sc
+
+    def assertAlive(self, vol):
+        try:
+            os.listdir(vol.plain)
+        except OSError as e:
+            self.fail("mount %s is not answering (%s)%s" % (vol.plain, e, vol.log_tail()))
+
+
+def main():
+    if not os.path.exists(BIN):
+        log("wardfs binary not found: %s (set WARDFS_BIN)" % BIN)
+        sys.exit(1)
+    if os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
+        log("these tests need root and /dev/fuse")
+    log("wardfs rotation tests: bin=%s seed=%d (WARDFS_ROT_SEED to repeat)" % (BIN, SEED))
+    unittest.main(verbosity=2)
