@@ -27,6 +27,9 @@ void WardFs::opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   crypto::DirId dir_id{};
   int rc = dir_id_of(dir, dir_id);
+  // Under the entries lock: a rekey renames entries (and drops long-name sidecars) under
+  // it, and a listing taken half before and half after would miss or repeat names.
+  std::lock_guard entries_lock(dir.entries_mutex);
   if (rc == 0) {
     rc = names_.list(handle->fd.get(), dir_id, handle->entries, [&](std::string_view backing, std::string_view why) {
       counters_.integrity_failures++;
@@ -146,8 +149,14 @@ void WardFs::setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const ch
   const std::string backing = names_.xattr_backing_name(name, volume_.keys().active_generation());
   const auto sealed = names_.seal_xattr_value(name, {reinterpret_cast<const std::uint8_t*>(value), size});
   if (::setxattr(proc.c_str(), backing.c_str(), sealed.data(), sealed.size(), 0) != 0) {
-    fuse_reply_err(req, errno);
-    return;
+    // ext4 keeps all xattrs of an inode in one block: a large value may not fit twice.
+    // Then the old copy (under an older generation's name) goes first.
+    const bool retry = (errno == ENOSPC || errno == E2BIG) && found == 0 && existing != backing &&
+                       ::removexattr(proc.c_str(), existing.c_str()) == 0;
+    if (!retry || ::setxattr(proc.c_str(), backing.c_str(), sealed.data(), sealed.size(), 0) != 0) {
+      fuse_reply_err(req, errno);
+      return;
+    }
   }
   if (found == 0 && existing != backing) ::removexattr(proc.c_str(), existing.c_str());
   fuse_reply_err(req, 0);

@@ -201,8 +201,13 @@ int Rekeyer::rekey_xattrs(int dir_fd, const std::string& backing, RekeyProgress&
     const std::string new_name = names_.xattr_backing_name(*plain_name, active);
     const auto sealed = names_.seal_xattr_value(*plain_name, *value);
     if (::lsetxattr(proc.c_str(), new_name.c_str(), sealed.data(), sealed.size(), 0) != 0) {
-      result = -errno;
-      return;
+      // Not enough room for both copies (ext4: one block per inode): old one first.
+      const bool retry = (errno == ENOSPC || errno == E2BIG) && new_name != name &&
+                         ::lremovexattr(proc.c_str(), name.c_str()) == 0;
+      if (!retry || ::lsetxattr(proc.c_str(), new_name.c_str(), sealed.data(), sealed.size(), 0) != 0) {
+        result = -errno;
+        return;
+      }
     }
     if (new_name != name) ::lremovexattr(proc.c_str(), name.c_str());
     progress.names_done++;
