@@ -82,7 +82,7 @@ class WrapCommandKeystore final : public Keystore {
     if (len == 0 || wrapped.size() < 3 + len) return std::nullopt;
     const SecretBytes k_text = run("unwrap", wrapped.subspan(3, len), ad);
     SecretBytes k = decode_key_text(k_text, "the output of key command " + argv_[0] + " unwrap",
-                                    ErrorKind::wrong_key);
+                                    ErrorKind::wrong_key, false);
     return make_local_keystore(std::move(k), "k")->unwrap(wrapped.subspan(3 + len), ad);
   }
 
@@ -107,7 +107,7 @@ std::unique_ptr<Keystore> open_key_mode(const std::string& location, const Crede
     throw WardError(ErrorKind::wrong_key, "key command " + argv[0] + " printed nothing");
   }
   SecretBytes kek =
-      decode_key_text(output, "the output of key command " + argv[0], ErrorKind::wrong_key);
+      decode_key_text(output, "the output of key command " + argv[0], ErrorKind::wrong_key, false);
   return make_local_keystore(std::move(kek), identity_for("command:", location, argv));
 }
 

@@ -58,9 +58,11 @@ SecretBytes derive_passphrase_kek(const SecretBytes& passphrase, const crypto::K
 // Raw 32 bytes, or 64 hex digits, or base64 of 32 bytes, optionally newline-terminated.
 // Refuses files that group or others can read.
 SecretBytes read_key_file(const std::filesystem::path& path);
-// The same encodings as a key file, from any source; `what` names it in errors.
+// The same encodings as a key file, from any source; `what` names it in errors. Without
+// `allow_raw` only hex and base64 count, so 31 characters and a newline are no key.
 // Throws WardError(kind) when the text is not a 32-byte key.
-SecretBytes decode_key_text(const SecretBytes& text, const std::string& what, ErrorKind kind);
+SecretBytes decode_key_text(const SecretBytes& text, const std::string& what, ErrorKind kind,
+                            bool allow_raw = true);
 // From a file (first line), stdin ("-"), or an echo-free terminal prompt.
 SecretBytes read_passphrase(const Credentials& creds, const std::string& prompt, bool confirm);
 SecretBytes generate_key_file(const std::filesystem::path& path);

@@ -126,14 +126,16 @@ SecretBytes derive_passphrase_kek(const SecretBytes& passphrase, const crypto::K
   return kek;
 }
 
-SecretBytes decode_key_text(const SecretBytes& text, const std::string& what, ErrorKind kind) {
+SecretBytes decode_key_text(const SecretBytes& text, const std::string& what, ErrorKind kind,
+                            bool allow_raw) {
   crypto::ensure_sodium();
-  if (text.size() == crypto::kAeadKeySize) return SecretBytes::copy_of(text.view());
+  if (allow_raw && text.size() == crypto::kAeadKeySize) return SecretBytes::copy_of(text.view());
   const SecretBytes line = trimmed_first_line(text);
   SecretBytes key(crypto::kAeadKeySize);
   if (decode_hex(line, key) || decode_base64(line, key)) return key;
-  fail(kind, what + " must hold 32 raw bytes, 64 hex digits or base64 of 32 bytes (got " +
-                 std::to_string(text.size()) + " bytes that are none of these)");
+  fail(kind, what + " must hold " + (allow_raw ? "32 raw bytes, " : "") +
+                 "64 hex digits or base64 of 32 bytes (got " + std::to_string(text.size()) +
+                 " bytes that are none of these)");
 }
 
 SecretBytes read_key_file(const std::filesystem::path& path) {

@@ -125,7 +125,10 @@ TEST_CASE("a command that prints a key of the wrong length is refused", "[comman
   const std::string msg = command_error("echo " + short_hex, ErrorKind::wrong_key);
   CHECK(contains(msg, "64 hex digits"));
   CHECK(!contains(msg, short_hex));  // what it printed may be secret: never echoed
-  CHECK(contains(command_error("echo " + key_hex() + "00", ErrorKind::wrong_key), "32 raw bytes"));
+  CHECK(contains(command_error("echo " + key_hex() + "00", ErrorKind::wrong_key), "64 hex digits"));
+  // 31 characters and a newline are 32 bytes, but not a key.
+  CHECK(contains(command_error("echo 0123456789012345678901234567890", ErrorKind::wrong_key),
+                 "got 32 bytes"));
   CHECK(contains(command_error("true", ErrorKind::wrong_key), "printed nothing"));
   CHECK(contains(command_error("sh:head -c 100000 /dev/zero", ErrorKind::wrong_key),
                  "printed more than 4096 bytes"));
