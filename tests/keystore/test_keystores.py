@@ -228,6 +228,14 @@ class BackendTests(KeystoreTestCase):
         self.assertEqual(cfg["keystore"], {"type": "pkcs11", "location": uri})
         for k in cfg["keys"]:
             self.assertEqual(len(b64url_decode(k["wrapped"])), 12 + 32 + 16)  # iv | dek | tag
+        # The KEK stays in the token: sensitive and never extractable.
+        listing = subprocess.run(["pkcs11-tool", "--module", MODULE, "--token-label", "wardfs-test",
+                                  "--login", "--pin", "1234", "--list-objects", "--type", "secrkey"],
+                                 env=self.ws.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                 text=True, check=True).stdout
+        self.assertIn("label:      kek-main", listing)
+        self.assertIn("sensitive", listing)
+        self.assertIn("never extractable", listing)
         # PIN from the environment, key made with pkcs11-tool instead of wardfs.
         subprocess.run(["pkcs11-tool", "--module", MODULE, "--token-label", "wardfs-test",
                         "--login", "--pin", "1234", "--keygen", "--key-type", "AES:32",
