@@ -23,6 +23,11 @@ std::unique_ptr<Keystore> open_unannounced(const crypto::KeystoreSpec& spec,
     }
     return make_local_keystore(read_key_file(*creds.keyfile), "keyfile:" + creds.keyfile->string());
   }
+  // The config lives in the untrusted backing directory: a passphrase the user offers
+  // must never be swapped for a key file or program the config names instead.
+  if (creds.passfile && spec.type != "passphrase") {
+    fail(ErrorKind::usage, "this volume uses the '" + spec.type + "' keystore, not a passphrase");
+  }
   if (spec.type == "passphrase") {
     if (!spec.kdf) fail(ErrorKind::corrupt_volume, "config field 'keystore.kdf': missing");
     const SecretBytes pass = read_passphrase(creds, "Passphrase: ", false);

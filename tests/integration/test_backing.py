@@ -116,8 +116,8 @@ class Backing:
         write_file(os.path.join(d, "n" * 240), b"x")
         sidecars = [n for n in os.listdir(bd) if SIDECAR_RE.match(n)]
         self.assertEqual(len(sidecars), 1)
-        self.assertEqual(oct(stat.S_IMODE(os.stat(os.path.join(bd, sidecars[0])).st_mode)), oct(0o400),
-                         "FORMAT.md §5.3: the sidecar is a regular file of mode 0400")
+        self.assertEqual(oct(stat.S_IMODE(os.stat(os.path.join(bd, sidecars[0])).st_mode)), oct(0o600),
+                         "FORMAT.md §5.3: the sidecar is a regular file of mode 0600 (replaced, never truncated, after a crash)")
 
     def test_metadata_lives_on_backing_entries(self):
         """FORMAT.md: modes, owners, times and link counts are the backing entries' own;
