@@ -140,6 +140,18 @@ int FileContent::load(int fd) {
                              " is not a whole number of chunks (cut mid-chunk)");
     return -EIO;
   }
+  if (*plain == 0) {
+    // An empty file still holds one sealed, final, empty chunk: a file cut down to
+    // exactly that size must not pass for an empty one.
+    std::array<std::uint8_t, crypto::kGenerationSize + 24 + crypto::kAeadTagSize> sealed{};
+    const auto slot = std::span(sealed).first(layout_.overhead());
+    const ssize_t got = pread_full(fd, slot.data(), slot.size(), static_cast<off_t>(layout_.slot_offset(0)));
+    if (got < 0) return static_cast<int>(got);
+    if (static_cast<std::size_t>(got) != slot.size() || open_sealed(0, slot, 0, {}) != 0) {
+      report(0, "the empty file's end-of-file chunk is missing or fails authentication (cut short?)");
+      return -EIO;
+    }
+  }
   size_ = *plain;
   tail_index_.reset();
   loaded_ = true;

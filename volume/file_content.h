@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "crypto/file_format.h"
+#include "volume/rw_lock.h"
 #include "volume/volume.h"
 
 namespace wardfs::volume {
@@ -83,7 +84,7 @@ class FileContent {
   const crypto::ChunkLayout& layout_;
   IntegrityReporter reporter_;
 
-  mutable std::shared_mutex io_mutex_;  // shared: read; exclusive: write, truncate, load
+  mutable WriterPreferringRwLock io_mutex_;  // shared: read; exclusive: write, truncate, load
   bool loaded_ = false;
   crypto::FileHeader header_;
   std::uint64_t size_ = 0;
