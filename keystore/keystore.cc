@@ -8,6 +8,7 @@
 #include "keystore/backends.h"
 #include "keystore/command_runner.h"
 #include "keystore/pkcs11_uri.h"
+#include "keystore/trust.h"
 
 namespace wardfs::keystore {
 
@@ -39,8 +40,11 @@ std::unique_ptr<Keystore> open_unannounced(const crypto::KeystoreSpec& spec,
     }
     return make_local_keystore(read_key_file(spec.location), "keyfile:" + spec.location);
   }
-  if (spec.type == "command") return detail::open_command_keystore(spec.location, creds);
-  if (spec.type == "pkcs11") return detail::open_pkcs11_keystore(spec.location, creds, false);
+  if (spec.type == "command" || spec.type == "pkcs11") {
+    if (!creds.trust_config_keystore) detail::require_trusted(spec);
+    if (spec.type == "command") return detail::open_command_keystore(spec.location, creds);
+    return detail::open_pkcs11_keystore(spec.location, creds, false);
+  }
   fail(ErrorKind::usage, "keystore '" + spec.type + "' is not supported by this build");
 }
 
@@ -119,11 +123,16 @@ std::unique_ptr<Keystore> create_keystore(crypto::KeystoreSpec& spec, const Cred
   if (spec.type == "passphrase") return create_passphrase(spec, creds, options);
   if (spec.type == "keyfile") return create_keyfile(spec, options);
   spec.kdf.reset();
-  if (spec.type == "command") return detail::open_command_keystore(spec.location, creds);
-  if (spec.type == "pkcs11") {
-    return detail::open_pkcs11_keystore(spec.location, creds, options.create_token_key);
+  std::unique_ptr<Keystore> ks;
+  if (spec.type == "command") {
+    ks = detail::open_command_keystore(spec.location, creds);
+  } else if (spec.type == "pkcs11") {
+    ks = detail::open_pkcs11_keystore(spec.location, creds, options.create_token_key);
+  } else {
+    fail(ErrorKind::usage, "keystore '" + spec.type + "' is not supported by this build");
   }
-  fail(ErrorKind::usage, "keystore '" + spec.type + "' is not supported by this build");
+  detail::record_trusted(spec);  // the user named it: later mounts may use it
+  return ks;
 }
 
 }  // namespace wardfs::keystore

@@ -44,6 +44,10 @@ struct Credentials {
   // Limit for a `command` keystore; without it: env WARDFS_COMMAND_TIMEOUT (seconds), else 30 s.
   std::optional<std::chrono::milliseconds> command_timeout;
   bool interactive = true;  // may prompt on the terminal
+  // A command or pkcs11 keystore named by a config runs only if the user approved it on
+  // this machine (see keystore/trust.h), since configs live in the untrusted backing
+  // directory; true skips that check (tests, callers that vetted the spec themselves).
+  bool trust_config_keystore = false;
   // Told which keystore open_keystore opened (identity only, never key material).
   std::function<void(const std::string&)> notify = notify_stderr;
 };

@@ -32,6 +32,7 @@ Credentials quiet_creds(std::chrono::milliseconds timeout = 10s) {
   creds.interactive = false;
   creds.notify = nullptr;
   creds.command_timeout = timeout;
+  creds.trust_config_keystore = true;  // approvals are tested in test_spec.cc
   return creds;
 }
 

@@ -57,7 +57,10 @@ class Workspace:
         with open(self.softhsm_conf, "w") as f:
             f.write("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n"
                     % tokens)
-        self.env = dict(os.environ, SOFTHSM2_CONF=self.softhsm_conf)
+        # Approvals of command/pkcs11 keystores go to a private trust file.
+        self.env = dict(os.environ, SOFTHSM2_CONF=self.softhsm_conf,
+                        XDG_CONFIG_HOME=self.path("xdg"))
+        self.trust_file = self.path("xdg", "wardfs", "trusted-keystores")
         self.env.pop("WARDFS_PKCS11_PIN", None)
         self.env.pop("WARDFS_COMMAND_TIMEOUT", None)
         subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "wardfs-test",
@@ -78,6 +81,13 @@ class Workspace:
 
     def new_key_file(self, name):
         return self.secret_file(name, os.urandom(32).hex() + "\n")
+
+    def approve(self, keystore):
+        """What a user does to let a config's command or pkcs11 keystore run."""
+        os.makedirs(os.path.dirname(self.trust_file), exist_ok=True)
+        with open(self.trust_file, "a") as f:
+            f.write(json.dumps([keystore["type"], keystore["location"]],
+                               separators=(",", ":")) + "\n")
 
     def pkcs11_uri(self, label, pin_source=True):
         uri = "pkcs11:token=wardfs-test;object=%s?module-path=%s" % (label, MODULE)
@@ -261,10 +271,15 @@ class BackendTests(KeystoreTestCase):
                             env=good), "init other")
         set_keystore(cipher, {"type": "pkcs11", "location": other})
         self.refused(self.ws.mount(cipher, plain, env=good), WRONG_KEY, "cannot unwrap", "other key")
-        set_keystore(cipher, {"type": "pkcs11", "location": uri.replace("kek-a", "gone")})
+        gone = {"type": "pkcs11", "location": uri.replace("kek-a", "gone")}
+        set_keystore(cipher, gone)
+        self.refused(self.ws.mount(cipher, plain, env=good), USAGE, "not approved", "unapproved URI")
+        self.ws.approve(gone)
         self.refused(self.ws.mount(cipher, plain, env=good), WRONG_KEY, "no AES key labelled 'gone'",
                      "missing key label")
-        set_keystore(cipher, {"type": "pkcs11", "location": uri.replace("wardfs-test", "absent")})
+        absent = {"type": "pkcs11", "location": uri.replace("wardfs-test", "absent")}
+        self.ws.approve(absent)
+        set_keystore(cipher, absent)
         self.refused(self.ws.mount(cipher, plain, env=good), WRONG_KEY, "no PKCS#11 token 'absent'",
                      "missing token")
         self.assertFalse(is_mounted(plain))
@@ -291,6 +306,30 @@ class BackendTests(KeystoreTestCase):
         self.assertIn("No such file", p.stderr)
         p = self.ws.mount(cipher, self.ws.path("c", "plain"), env={"WARDFS_COMMAND_TIMEOUT": "x"})
         self.refused(p, USAGE, "WARDFS_COMMAND_TIMEOUT", "bad timeout")
+
+    def test_config_cannot_pick_a_program_or_module(self):
+        """The config is in the untrusted backing dir: a command or PKCS#11 module it names
+        runs only if approved on this machine (init and rewrap approve their own)."""
+        cipher, plain = self.ws.path("t", "cipher"), self.ws.path("t", "plain")
+        key = self.ws.new_key_file("key")
+        self.ok(self.ws.run("init", cipher, "--keyfile", key), "init")
+        marker = self.ws.path("pwned")
+        evil = {"type": "command", "location": "sh:touch %s; cat %s" % (marker, key)}
+        set_keystore(cipher, evil)
+        self.refused(self.ws.mount(cipher, plain), USAGE, "not approved", "swapped-in command")
+        self.assertFalse(os.path.exists(marker), "the command must not have run")
+        self.refused(self.ws.run("rewrap", cipher, "--to", "keyfile:" + key), USAGE, "not approved",
+                     "rewrap from a swapped-in command")
+        self.assertFalse(os.path.exists(marker))
+        set_keystore(cipher, {"type": "pkcs11", "location":
+                              "pkcs11:token=t;object=k?module-path=" + self.ws.path("evil.so")})
+        self.refused(self.ws.mount(cipher, plain), USAGE, "not approved", "swapped-in module")
+        # The user approves it: now it runs (and here opens the volume).
+        set_keystore(cipher, evil)
+        self.ws.approve(evil)
+        self.ok(self.ws.mount(cipher, plain), "approved command")
+        self.assertTrue(os.path.exists(marker))
+        self.ws.unmount(plain)
 
     def test_keyfile_mode_0644_refused(self):
         key = self.ws.new_key_file("key")

@@ -52,6 +52,7 @@ Credentials pin_creds() {
   creds.interactive = false;
   creds.notify = nullptr;
   creds.pin_file = hsm().pin_file();
+  creds.trust_config_keystore = true;  // approvals are tested in test_spec.cc
   return creds;
 }
 

@@ -1,5 +1,6 @@
 // --keystore arguments and create_keystore for the local backends.
 #include <sodium.h>
+#include <sys/stat.h>
 
 #include "crypto/config.h"
 #include "keystore/keystore.h"
@@ -64,6 +65,71 @@ TEST_CASE("create_keystore fills in what the config must keep", "[spec]") {
   CHECK((std::filesystem::status(dir.path() / "key").permissions() &
          std::filesystem::perms::group_read) == std::filesystem::perms::none);
   ::chmod((dir.path() / "key").c_str(), 0644);
+  creds.passfile.reset();  // a passphrase is never used for another keystore
   CHECK(error_of([&] { (void)open_keystore(kf, creds); }, ErrorKind::usage).find("chmod 600") !=
         std::string::npos);
+}
+
+namespace {
+
+// Keeps the tests' approvals out of the real ~/.config: XDG_CONFIG_HOME points to a
+// temp dir for the whole test binary (set before main, so before any test runs).
+struct TempConfigHome {
+  TempConfigHome() {
+    char tmpl[] = "/tmp/wardfs-ks-xdg-XXXXXX";
+    if (::mkdtemp(tmpl) != nullptr) path = tmpl;
+    ::setenv("XDG_CONFIG_HOME", path.c_str(), 1);
+  }
+  ~TempConfigHome() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::string path;
+};
+const TempConfigHome config_home;
+
+}  // namespace
+
+TEST_CASE("command and pkcs11 keystores named by a config run only once approved", "[trust]") {
+  const std::string key_hex = crypto::hex_encode(to_bytes(fixed_key(9).view()));
+  TempDir dir;
+  const auto marker = dir.path() / "ran";
+  const crypto::KeystoreSpec spec{"command", "sh:touch " + marker.string() + "; echo " + key_hex,
+                                  std::nullopt};
+  Credentials creds;
+  creds.interactive = false;
+  creds.notify = nullptr;
+  const std::string msg = error_of([&] { (void)open_keystore(spec, creds); }, ErrorKind::usage);
+  CHECK(msg.find("not approved") != std::string::npos);
+  CHECK(msg.find(config_home.path + "/wardfs/trusted-keystores") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(marker));  // never ran
+  const crypto::KeystoreSpec p11{"pkcs11", "pkcs11:token=t;object=k?module-path=/tmp/evil.so",
+                                 std::nullopt};
+  CHECK(error_of([&] { (void)open_keystore(p11, creds); }, ErrorKind::usage).find("PKCS#11") !=
+        std::string::npos);
+
+  // create_keystore (init, rewrap --to: the user typed the spec) approves it.
+  crypto::KeystoreSpec given = spec;
+  (void)create_keystore(given, creds, {});
+  CHECK(std::filesystem::exists(marker));
+  std::filesystem::remove(marker);
+  CHECK_NOTHROW(open_keystore(spec, creds));
+  CHECK(std::filesystem::exists(marker));
+  const auto file = std::filesystem::path(config_home.path) / "wardfs" / "trusted-keystores";
+  struct stat st {};
+  REQUIRE(::stat(file.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  CHECK(read_text(file).find("[\"command\",\"sh:touch ") != std::string::npos);
+  // Approving twice adds no second line.
+  (void)create_keystore(given, creds, {});
+  const std::string text = read_text(file);
+  const auto first = text.find("sh:touch ");
+  CHECK(text.find("sh:touch ", first + 1) == std::string::npos);
+
+  // Another command is not approved by the first.
+  crypto::KeystoreSpec other = spec;
+  other.location += " ";
+  error_of([&] { (void)open_keystore(other, creds); }, ErrorKind::usage);
+  creds.trust_config_keystore = true;
+  CHECK_NOTHROW(open_keystore(other, creds));
 }
