@@ -65,8 +65,9 @@ volume::FileContent& WardFs::content_of(Inode& inode) {
   std::lock_guard lock(inode.state_mutex);
   if (!inode.content) {
     inode.content = std::make_unique<volume::FileContent>(volume_);
-    inode.content->set_reporter(
-        [this, &inode](std::uint64_t chunk, std::string_view reason) { report_integrity(inode, chunk, reason); });
+    inode.content->set_reporter([this, &inode](std::uint64_t chunk, std::string_view reason) {
+      report_integrity(inode, chunk, reason);
+    });
   }
   return *inode.content;
 }
@@ -124,22 +125,27 @@ int WardFs::resolve_in(Inode& parent, std::string_view name, volume::ResolvedNam
 }
 
 int WardFs::lookup_entry(Inode& parent, std::string_view name, fuse_entry_param& e) {
-  int rc = 0;
-  // Twice: a rekey may rename the entry to its new-generation name in between.
-  for (int attempt = 0; attempt < 2; ++attempt) {
+  auto attempt = [&]() -> int {
     std::memset(&e, 0, sizeof e);
     volume::ResolvedName resolved;
-    if ((rc = resolve_in(parent, name, resolved)) != 0) return rc;
+    if (const int rc = resolve_in(parent, name, resolved); rc != 0) return rc;
     if (!resolved.exists) return -ENOENT;
-    if ((rc = finish_new_entry(parent, name, resolved, e)) != -ENOENT) return rc;
-  }
-  return rc;
+    return finish_new_entry(parent, name, resolved, e);
+  };
+  const int rc = attempt();
+  if (rc != -ENOENT || volume_.keys().generations_for_lookup().size() < 2) return rc;
+  // A rekey may have renamed the entry to its new-generation name between our probes of
+  // the new and the old name. It renames under the directory's entries lock, so a second
+  // look under that lock is definitive; only misses pay for it.
+  std::lock_guard lock(parent.entries_mutex);
+  return attempt();
 }
 
-int WardFs::finish_new_entry(Inode& parent, std::string_view name, const volume::ResolvedName& resolved,
-                             fuse_entry_param& e) {
+int WardFs::finish_new_entry(Inode& parent, std::string_view name,
+                             const volume::ResolvedName& resolved, fuse_entry_param& e) {
   std::memset(&e, 0, sizeof e);
-  volume::UniqueFd fd(::openat(parent.fd.get(), resolved.backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  volume::UniqueFd fd(
+      ::openat(parent.fd.get(), resolved.backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
   if (!fd) return -errno;
   struct stat st {};
   if (::fstatat(fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return -errno;
@@ -170,7 +176,8 @@ int WardFs::open_backing(Inode& inode, int flags, volume::UniqueFd& out) {
 
 void WardFs::forget(fuse_ino_t ino, std::uint64_t n) { inodes_.forget(inode_of(ino), n); }
 
-int WardFs::LiveTreeAccess::with_file(int dir_fd, const std::string& backing, const std::string& path,
+int WardFs::LiveTreeAccess::with_file(int dir_fd, const std::string& backing,
+                                      const std::string& path,
                                       const std::function<int(volume::FileContent&, int)>& fn) {
   volume::UniqueFd pfd(::openat(dir_fd, backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
   if (!pfd) return -errno;
@@ -187,7 +194,8 @@ int WardFs::LiveTreeAccess::with_file(int dir_fd, const std::string& backing, co
   return rc;
 }
 
-int WardFs::LiveTreeAccess::with_dir(int dir_fd, const std::string& path, const std::function<int()>& fn) {
+int WardFs::LiveTreeAccess::with_dir(int dir_fd, const std::string& path,
+                                     const std::function<int()>& fn) {
   volume::UniqueFd pfd(::openat(dir_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!pfd) return -errno;
   struct stat st {};
