@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <iostream>
 
+#include "audit/files.h"
+#include "audit/log.h"
 #include "cli/commands.h"
 #include "crypto/errors.h"
 #include "keystore/keystore.h"
@@ -79,6 +81,29 @@ std::unique_ptr<keystore::Keystore> new_keystore(const InitArgs& a, crypto::Keys
   return keystore::create_keystore(spec, creds, opts);
 }
 
+void record_init(const std::string& cipher_dir, const volume::InitOptions& options,
+                 const std::string& identity, crypto::SecretBytes audit_key) {
+  const auto config = crypto::load_config(cipher_dir);
+  const std::string id = crypto::base64url_encode(config.volume_id);
+  audit::LogOptions log_options;
+  log_options.path = audit::default_log_path(id);
+  audit::AuditLog log(log_options, id);
+  log.start(std::move(audit_key));
+  audit::Event e;
+  e.event = "init";
+  e.path = "/";
+  e.generation = 1;
+  e.keystore = identity;
+  e.detail = {{"cipher_dir", std::filesystem::absolute(cipher_dir).string()},
+              {"cipher", crypto::cipher_name(options.cipher)},
+              {"chunk_size", options.chunk_size}};
+  log.record(std::move(e));
+  if (!log.flush()) {
+    std::cerr << "wardfs: warning: could not write the audit log " << log_options.path
+              << "; set WARDFS_AUDIT_DIR to a writable directory\n";
+  }
+}
+
 int run_init(const InitArgs& a) {
   volume::InitOptions options;
   if (!a.cipher.empty()) {
@@ -97,7 +122,9 @@ int run_init(const InitArgs& a) {
 
   options.keystore = keystore_spec(a);
   const auto keystore = new_keystore(a, options.keystore);
-  volume::init_volume(a.cipher_dir, options, *keystore);
+  // The volume id is only known once the config exists, so the log learns its path late.
+  auto audit_key = volume::init_volume(a.cipher_dir, options, *keystore);
+  record_init(a.cipher_dir, options, keystore->identity(), std::move(audit_key));
   std::cout << "Created a wardfs volume in " << a.cipher_dir << " ("
             << crypto::cipher_name(options.cipher) << ", " << options.chunk_size
             << "-byte chunks, keystore " << options.keystore.type << ").\n"

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "cli/key_commands.h"
+#include "cli/offline.h"
 #include "crypto/errors.h"
 #include "daemon/control.h"
 #include "daemon/mount.h"
@@ -29,27 +30,30 @@ struct Target {
 bool is_mounted(const std::string& path) { return daemon::is_mount_point(stdfs::absolute(path)); }
 
 // Offline work needs the volume unlocked here, with the user's credentials.
-std::pair<std::unique_ptr<keystore::Keystore>, std::unique_ptr<volume::Volume>> unlock_offline(const Target& t) {
-  const stdfs::path dir = stdfs::absolute(t.path);
-  const auto config = crypto::load_config(dir);
-  keystore::Credentials creds;
-  if (!t.keyfile.empty()) creds.keyfile = t.keyfile;
-  if (!t.passfile.empty()) creds.passfile = t.passfile;
-  creds.interactive = ::isatty(STDIN_FILENO) != 0;
-  auto ks = keystore::open_keystore(config.keystore, creds);
-  auto vol = volume::unlock_volume(dir, config, *ks);
-  return {std::move(ks), std::move(vol)};
+std::unique_ptr<OfflineVolume> unlock_offline(const Target& t) {
+  return std::make_unique<OfflineVolume>(stdfs::absolute(t.path),
+                                         OfflineCredentials{t.keyfile, t.passfile}, true);
 }
 
 int run_rotate(const Target& t) {
   std::uint32_t generation = 0;
   if (is_mounted(t.path)) {
-    generation = daemon::control_request(stdfs::absolute(t.path), {{"op", "rotate"}})["generation"].get<std::uint32_t>();
+    generation = daemon::control_request(stdfs::absolute(t.path), {{"op", "rotate"}})["generation"]
+                     .get<std::uint32_t>();
   } else {
-    auto [ks, vol] = unlock_offline(t);
-    generation = volume::rotate_generation(*vol, *ks);
+    const auto offline = unlock_offline(t);
+    try {
+      generation = volume::rotate_generation(offline->volume(), offline->keystore());
+    } catch (const std::exception& e) {
+      offline->record("rotate", std::nullopt, "failed", {{"error", e.what()}});
+      throw;
+    }
+    offline->record("rotate", generation, "ok", {{"online", false}});
+    offline->record("config_change", generation, "ok",
+                    {{"reason", "rotate"}, {"active_generation", generation}});
   }
-  std::cout << "generation " << generation << " is now active: new chunks and names are sealed under it.\n"
+  std::cout << "generation " << generation
+            << " is now active: new chunks and names are sealed under it.\n"
             << "Re-seal older data with: wardfs rekey " << t.path << "\n";
   return 0;
 }
@@ -72,9 +76,14 @@ void print_progress(const json& rekey, double seconds, bool tty, bool json_lines
   const double rate = seconds > 0 ? done / seconds : 0;
   const double eta = rate > 0 ? (total - done) / rate : 0;
   if (json_lines) {
-    std::cout << json{{"bytes_done", done}, {"bytes_total", total}, {"rate", rate}, {"eta_seconds", eta},
-                      {"files_done", rekey["files_done"]}, {"names_done", rekey["names_done"]},
-                      {"errors", rekey["errors"]}, {"running", !final}}
+    std::cout << json{{"bytes_done", done},
+                      {"bytes_total", total},
+                      {"rate", rate},
+                      {"eta_seconds", eta},
+                      {"files_done", rekey["files_done"]},
+                      {"names_done", rekey["names_done"]},
+                      {"errors", rekey["errors"]},
+                      {"running", !final}}
                      .dump()
               << std::endl;
     return;
@@ -82,27 +91,40 @@ void print_progress(const json& rekey, double seconds, bool tty, bool json_lines
   const int pct = final ? 100 : static_cast<int>(100 * std::min(1.0, done / total));
   if (tty) {
     const int width = 30;
-    const std::string bar = std::string(pct * width / 100, '#') + std::string(width - pct * width / 100, '.');
-    std::cout << "\r[" << bar << "] " << pct << "%  " << human_bytes(done) << " / " << human_bytes(total) << "  "
-              << human_bytes(rate) << "/s  ETA " << static_cast<int>(eta) << " s   " << std::flush;
+    const std::string bar =
+        std::string(pct * width / 100, '#') + std::string(width - pct * width / 100, '.');
+    std::cout << "\r[" << bar << "] " << pct << "%  " << human_bytes(done) << " / "
+              << human_bytes(total) << "  " << human_bytes(rate) << "/s  ETA "
+              << static_cast<int>(eta) << " s   " << std::flush;
     if (final) std::cout << "\n";
   } else {
-    std::cout << "rekey: " << pct << "% " << human_bytes(done) << " of " << human_bytes(total) << ", "
-              << human_bytes(rate) << "/s, ETA " << static_cast<int>(eta) << " s" << std::endl;
+    std::cout << "rekey: " << pct << "% " << human_bytes(done) << " of " << human_bytes(total)
+              << ", " << human_bytes(rate) << "/s, ETA " << static_cast<int>(eta) << " s"
+              << std::endl;
   }
 }
 
 int run_rekey(const Target& t, double rate_mb, bool background, bool json_lines) {
   const double rate = rate_mb * 1e6;
   if (!is_mounted(t.path)) {
-    auto [ks, vol] = unlock_offline(t);
-    volume::OfflineTreeAccess access(*vol);
-    volume::NameMapper names(*vol);
+    const auto offline = unlock_offline(t);
+    volume::Volume& vol = offline->volume();
+    volume::OfflineTreeAccess access(vol);
+    volume::NameMapper names(vol);
     volume::RekeyProgress progress;
-    const int rc = volume::Rekeyer(*vol, access, names).rekey(progress, rate);
+    const std::uint32_t target = vol.keys().active_generation();
+    offline->record("rekey_start", target, "ok", {{"online", false}, {"rate_bytes_per_sec", rate}});
+    const int rc = volume::Rekeyer(vol, access, names).rekey(progress, rate);
+    offline->record("rekey_finish", target, rc == 0 && progress.errors == 0 ? "ok" : "failed",
+                    {{"bytes_done", progress.bytes_done.load()},
+                     {"files_done", progress.files_done.load()},
+                     {"names_done", progress.names_done.load()},
+                     {"errors", progress.errors.load()}});
     std::cout << "rekey: " << progress.files_done << " files, " << progress.names_done << " names, "
               << progress.errors << " errors\n";
-    if (rc != 0) throw WardError(ErrorKind::io, "rekey incomplete: " + progress.last_error + " (rerun to resume)");
+    if (rc != 0)
+      throw WardError(ErrorKind::io,
+                      "rekey incomplete: " + progress.last_error + " (rerun to resume)");
     return 0;
   }
   const auto mount_point = stdfs::absolute(t.path);
@@ -126,8 +148,9 @@ int run_rekey(const Target& t, double rate_mb, bool background, bool json_lines)
     }
     if (finished) {
       if (rekey["errors"].get<std::uint64_t>() > 0) {
-        throw WardError(ErrorKind::io, "rekey finished with errors: " + rekey.value("last_error", std::string()) +
-                                           " (see the daemon log; rerun to retry)");
+        throw WardError(ErrorKind::io,
+                        "rekey finished with errors: " + rekey.value("last_error", std::string()) +
+                            " (see the daemon log; rerun to retry)");
       }
       return 0;
     }
@@ -138,7 +161,8 @@ int run_rekey(const Target& t, double rate_mb, bool background, bool json_lines)
 bool confirm_shred(std::uint32_t generation) {
   if (::isatty(STDIN_FILENO) == 0) return false;
   std::cerr << "Retiring generation " << generation
-            << " with --force makes everything it still seals unreadable, for good.\nType 'shred' to go on: ";
+            << " with --force makes everything it still seals unreadable, for good.\nType 'shred' "
+               "to go on: ";
   std::string answer;
   std::getline(std::cin, answer);
   return answer == "shred";
@@ -150,31 +174,42 @@ int run_retire(const Target& t, std::uint32_t generation, bool force, bool yes) 
   }
   std::uint64_t shredded = 0;
   if (is_mounted(t.path)) {
-    shredded = daemon::control_request(stdfs::absolute(t.path),
-                                       {{"op", "retire"}, {"generation", generation}, {"force", force}})["shredded"]
+    shredded = daemon::control_request(
+                   stdfs::absolute(t.path),
+                   {{"op", "retire"}, {"generation", generation}, {"force", force}})["shredded"]
                    .get<std::uint64_t>();
   } else {
-    auto [ks, vol] = unlock_offline(t);
-    volume::OfflineTreeAccess access(*vol);
-    volume::NameMapper names(*vol);
+    const auto offline = unlock_offline(t);
+    volume::Volume& vol = offline->volume();
+    volume::OfflineTreeAccess access(vol);
+    volume::NameMapper names(vol);
     volume::VolumeUsage usage;
-    volume::Rekeyer(*vol, access, names).scan(usage);
+    volume::Rekeyer(vol, access, names).scan(usage);
     shredded = usage.uses(generation);
     if (shredded > 0 && !force) {
-      throw WardError(ErrorKind::usage, "generation " + std::to_string(generation) + " still seals " +
-                                            std::to_string(shredded) + " chunks, headers or names; run 'wardfs rekey' first");
+      offline->record("retire", generation, "refused", {{"still_in_use", shredded}});
+      throw WardError(ErrorKind::usage, "generation " + std::to_string(generation) +
+                                            " still seals " + std::to_string(shredded) +
+                                            " chunks, headers or names; run 'wardfs rekey' first");
     }
-    volume::retire_generation(*vol, generation);
+    volume::retire_generation(vol, generation);
+    offline->record("retire", generation, "ok", {{"shredded", shredded}, {"forced", force}});
+    offline->record("config_change", generation, "ok",
+                    {{"reason", "retire"}, {"removed_generation", generation}});
   }
   std::cout << "generation " << generation << " retired";
-  if (shredded > 0) std::cout << "; " << shredded << " items it sealed are now unreadable (crypto-shredded)";
+  if (shredded > 0)
+    std::cout << "; " << shredded << " items it sealed are now unreadable (crypto-shredded)";
   std::cout << "\n";
   return 0;
 }
 
 void add_credentials(CLI::App* cmd, Target& t) {
-  auto* keyfile = cmd->add_option("--keyfile", t.keyfile, "Key file (only when the volume is not mounted)");
-  cmd->add_option("--passfile", t.passfile, "Passphrase file or - (only when the volume is not mounted)")->excludes(keyfile);
+  auto* keyfile =
+      cmd->add_option("--keyfile", t.keyfile, "Key file (only when the volume is not mounted)");
+  cmd->add_option("--passfile", t.passfile,
+                  "Passphrase file or - (only when the volume is not mounted)")
+      ->excludes(keyfile);
 }
 
 }  // namespace
@@ -182,11 +217,13 @@ void add_credentials(CLI::App* cmd, Target& t) {
 void add_key_commands(CLI::App& app, Runner& run) {
   auto rotate_target = std::make_shared<Target>();
   CLI::App* rotate = app.add_subcommand(
-      "rotate", "Create a new data-key generation and make it active. Online on a MOUNTPOINT (no pause), "
-                "offline on a CIPHERDIR.");
+      "rotate",
+      "Create a new data-key generation and make it active. Online on a MOUNTPOINT (no pause), "
+      "offline on a CIPHERDIR.");
   rotate->add_option("TARGET", rotate_target->path, "Mount point or backing directory")->required();
   add_credentials(rotate, *rotate_target);
-  rotate->callback([rotate_target, &run] { run = [rotate_target] { return run_rotate(*rotate_target); }; });
+  rotate->callback(
+      [rotate_target, &run] { run = [rotate_target] { return run_rotate(*rotate_target); }; });
 
   struct RekeyArgs {
     Target target;
@@ -196,17 +233,26 @@ void add_key_commands(CLI::App& app, Runner& run) {
   };
   auto rekey_args = std::make_shared<RekeyArgs>();
   CLI::App* rekey = app.add_subcommand(
-      "rekey", "Re-seal every chunk, name, symlink and xattr still under an older generation with the active "
-               "one, while the volume stays in use. Resumable: rerun after a crash or unmount.");
-  rekey->add_option("TARGET", rekey_args->target.path, "Mount point (online) or backing directory (offline)")->required();
-  rekey->add_option("--rate", rekey_args->rate, "Throttle to this many MB/s of backing data (default: unlimited)")
+      "rekey",
+      "Re-seal every chunk, name, symlink and xattr still under an older generation with the "
+      "active "
+      "one, while the volume stays in use. Resumable: rerun after a crash or unmount.");
+  rekey
+      ->add_option("TARGET", rekey_args->target.path,
+                   "Mount point (online) or backing directory (offline)")
+      ->required();
+  rekey
+      ->add_option("--rate", rekey_args->rate,
+                   "Throttle to this many MB/s of backing data (default: unlimited)")
       ->check(CLI::NonNegativeNumber);
-  rekey->add_flag("--background", rekey_args->background, "Start it in the daemon and return at once");
+  rekey->add_flag("--background", rekey_args->background,
+                  "Start it in the daemon and return at once");
   rekey->add_flag("--json", rekey_args->json, "Progress as JSON lines");
   add_credentials(rekey, rekey_args->target);
   rekey->callback([rekey_args, &run] {
     run = [rekey_args] {
-      return run_rekey(rekey_args->target, rekey_args->rate, rekey_args->background, rekey_args->json);
+      return run_rekey(rekey_args->target, rekey_args->rate, rekey_args->background,
+                       rekey_args->json);
     };
   });
 
@@ -218,16 +264,21 @@ void add_key_commands(CLI::App& app, Runner& run) {
   };
   auto retire_args = std::make_shared<RetireArgs>();
   CLI::App* retire = app.add_subcommand(
-      "retire", "Delete an old generation's data key. Refused while anything still uses it, unless --force "
-                "(which crypto-shreds what remains).");
-  retire->add_option("TARGET", retire_args->target.path, "Mount point or backing directory")->required();
-  retire->add_option("GENERATION", retire_args->generation, "Generation number (see wardfs status)")->required();
-  retire->add_flag("--force", retire_args->force, "Retire even if data still uses it: that data becomes unreadable");
+      "retire",
+      "Delete an old generation's data key. Refused while anything still uses it, unless --force "
+      "(which crypto-shreds what remains).");
+  retire->add_option("TARGET", retire_args->target.path, "Mount point or backing directory")
+      ->required();
+  retire->add_option("GENERATION", retire_args->generation, "Generation number (see wardfs status)")
+      ->required();
+  retire->add_flag("--force", retire_args->force,
+                   "Retire even if data still uses it: that data becomes unreadable");
   retire->add_flag("-y,--yes", retire_args->yes, "Do not ask for confirmation with --force");
   add_credentials(retire, retire_args->target);
   retire->callback([retire_args, &run] {
     run = [retire_args] {
-      return run_retire(retire_args->target, retire_args->generation, retire_args->force, retire_args->yes);
+      return run_retire(retire_args->target, retire_args->generation, retire_args->force,
+                        retire_args->yes);
     };
   });
 }

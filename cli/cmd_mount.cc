@@ -1,6 +1,7 @@
 // wardfs mount / unmount / status.
 #include <sys/mount.h>
 #include <sys/wait.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -12,8 +13,8 @@
 
 #include "cli/commands.h"
 #include "cli/key_commands.h"
-#include "daemon/control.h"
 #include "crypto/errors.h"
+#include "daemon/control.h"
 #include "daemon/mount.h"
 
 namespace wardfs::cli {
@@ -29,7 +30,27 @@ struct MountArgs {
   std::string log_file;
   bool foreground = false;
   unsigned threads = 16;
+  std::string audit_log;
+  std::string audit_level;
+  std::string audit_on_failure;
+  std::string audit_rotate_size;
 };
+
+void set_audit_level(const std::string& name, daemon::MountRequest& req) {
+  const auto level = audit::level_from_name(name);
+  if (!level)
+    throw WardError(ErrorKind::usage,
+                    "audit level must be keys, access or all, not '" + name + "'");
+  req.audit_level = *level;
+}
+
+void set_audit_on_failure(const std::string& name, daemon::MountRequest& req) {
+  const auto policy = audit::on_failure_from_name(name);
+  if (!policy)
+    throw WardError(ErrorKind::usage,
+                    "audit failure policy must be fail-open or fail-closed, not '" + name + "'");
+  req.audit_on_failure = *policy;
+}
 
 void apply_mount_options(const std::vector<std::string>& raw, daemon::MountRequest& req) {
   for (const auto& group : raw) {
@@ -47,9 +68,17 @@ void apply_mount_options(const std::vector<std::string>& raw, daemon::MountReque
         req.credentials.keyfile = opt.substr(8);
       } else if (opt.starts_with("passfile=")) {
         req.credentials.passfile = opt.substr(9);
+      } else if (opt.starts_with("audit=")) {
+        set_audit_level(opt.substr(6), req);
+      } else if (opt.starts_with("audit_log=")) {
+        req.audit_log = std::filesystem::absolute(opt.substr(10));
+      } else if (opt.starts_with("audit_on_failure=")) {
+        set_audit_on_failure(opt.substr(17), req);
       } else {
-        throw WardError(ErrorKind::usage, "unknown mount option '" + opt +
-                                              "' (known: ro, rw, allow_other, nonempty, keyfile=F, passfile=F)");
+        throw WardError(ErrorKind::usage,
+                        "unknown mount option '" + opt +
+                            "' (known: ro, rw, allow_other, nonempty, keyfile=F, passfile=F, "
+                            "audit=LEVEL, audit_log=F, audit_on_failure=POLICY)");
       }
     }
   }
@@ -65,22 +94,59 @@ int run_mount(const MountArgs& a) {
   if (!a.passfile.empty()) req.credentials.passfile = a.passfile;
   req.credentials.interactive = ::isatty(STDIN_FILENO) != 0;
   if (!a.log_file.empty()) req.log_file = std::filesystem::absolute(a.log_file);
+  if (!a.audit_log.empty()) req.audit_log = std::filesystem::absolute(a.audit_log);
+  if (!a.audit_level.empty()) set_audit_level(a.audit_level, req);
+  if (!a.audit_on_failure.empty()) set_audit_on_failure(a.audit_on_failure, req);
+  if (!a.audit_rotate_size.empty()) {
+    const auto size = parse_size(a.audit_rotate_size);
+    if (!size || *size < 4096)
+      throw WardError(ErrorKind::usage,
+                      "--audit-rotate-size must be a size of at least 4K (e.g. 64M)");
+    req.audit_rotate_bytes = *size;
+  }
   apply_mount_options(a.options, req);
   req.cipher_dir = std::filesystem::absolute(req.cipher_dir);
   req.mount_point = std::filesystem::absolute(req.mount_point);
   return daemon::run_mount(req);
 }
 
+// The daemon serving `path`, asked before unmounting; 0 when it does not answer.
+pid_t daemon_pid_of(const std::filesystem::path& path) {
+  try {
+    return daemon::control_request(path, {{"op", "status"}}).value("pid", 0);
+  } catch (const WardError&) {
+    return 0;
+  }
+}
+
+// Scripts that unmount and then read the audit log or reuse the backing dir need the
+// daemon gone, its last records written; it exits right after the kernel lets go.
+void wait_for_exit(pid_t pid) {
+  if (pid <= 0) return;
+  for (int i = 0; i < 200 && ::kill(pid, 0) == 0; ++i) ::usleep(50 * 1000);
+}
+
+int detach(const std::filesystem::path& path);
+
 int run_unmount(const std::string& mount_point) {
   const auto path = std::filesystem::absolute(mount_point);
   if (!daemon::is_mount_point(path)) {
     throw WardError(ErrorKind::mount_failure, path.string() + " is not mounted");
   }
+  const pid_t daemon_pid = daemon_pid_of(path);
+  const int rc = detach(path);
+  wait_for_exit(daemon_pid);
+  return rc;
+}
+
+int detach(const std::filesystem::path& path) {
   if (::geteuid() == 0) {
     // A mount whose daemon died answers nothing; detaching it is all that is left.
-    if (::umount2(path.c_str(), 0) != 0 && !(errno == ENOTCONN && ::umount2(path.c_str(), MNT_DETACH) == 0)) {
-      throw WardError(ErrorKind::mount_failure, "cannot unmount " + path.string() + ": " + std::strerror(errno) +
-                                                    (errno == EBUSY ? " (files are still open there)" : ""));
+    if (::umount2(path.c_str(), 0) != 0 &&
+        !(errno == ENOTCONN && ::umount2(path.c_str(), MNT_DETACH) == 0)) {
+      throw WardError(ErrorKind::mount_failure,
+                      "cannot unmount " + path.string() + ": " + std::strerror(errno) +
+                          (errno == EBUSY ? " (files are still open there)" : ""));
     }
     return 0;
   }
@@ -111,23 +177,26 @@ std::string unescape(const std::string& s) {
 }
 
 int run_status_of(const std::string& mount_point, bool json_output) {
-  const auto status = daemon::control_request(std::filesystem::absolute(mount_point), {{"op", "status"}});
+  const auto status =
+      daemon::control_request(std::filesystem::absolute(mount_point), {{"op", "status"}});
   if (json_output) {
     std::cout << status.dump(2) << "\n";
     return 0;
   }
-  std::cout << status["mount_point"].get<std::string>() << "  <-  " << status["cipher_dir"].get<std::string>() << "\n"
-            << "  cipher " << status["cipher"].get<std::string>() << ", chunk size " << status["chunk_size"]
-            << ", keystore " << status["keystore"].get<std::string>() << "\n  generations:";
+  std::cout << status["mount_point"].get<std::string>() << "  <-  "
+            << status["cipher_dir"].get<std::string>() << "\n"
+            << "  cipher " << status["cipher"].get<std::string>() << ", chunk size "
+            << status["chunk_size"] << ", keystore " << status["keystore"].get<std::string>()
+            << "\n  generations:";
   for (const auto& g : status["generations"]) {
     std::cout << " " << g["generation"] << (g["active"].get<bool>() ? " (active)" : "");
   }
   const auto& c = status["counters"];
   const auto& r = status["rekey"];
-  std::cout << "\n  read " << c["bytes_read"] << " bytes, wrote " << c["bytes_written"] << " bytes, "
-            << c["integrity_failures"] << " integrity failures\n  rekey: "
-            << (r["running"].get<bool>() ? "running, " : "idle, ") << r["bytes_done"] << " of " << r["bytes_total"]
-            << " bytes, " << r["errors"] << " errors\n";
+  std::cout << "\n  read " << c["bytes_read"] << " bytes, wrote " << c["bytes_written"]
+            << " bytes, " << c["integrity_failures"] << " integrity failures\n  rekey: "
+            << (r["running"].get<bool>() ? "running, " : "idle, ") << r["bytes_done"] << " of "
+            << r["bytes_total"] << " bytes, " << r["errors"] << " errors\n";
   return 0;
 }
 
@@ -150,7 +219,8 @@ int run_status(bool json_output) {
     std::cout << "no wardfs volumes are mounted\n";
   } else {
     for (const auto& m : mounts) {
-      std::cout << m["mount_point"].get<std::string>() << "  <-  " << m["cipher_dir"].get<std::string>()
+      std::cout << m["mount_point"].get<std::string>() << "  <-  "
+                << m["cipher_dir"].get<std::string>()
                 << (m["read_only"].get<bool>() ? "  (read-only)" : "") << "\n";
     }
   }
@@ -162,36 +232,67 @@ int run_status(bool json_output) {
 void add_mount_commands(CLI::App& app, Runner& run) {
   auto args = std::make_shared<MountArgs>();
   CLI::App* mount = app.add_subcommand(
-      "mount", "Mount CIPHERDIR on MOUNTPOINT. Returns once the mount is live; the daemon keeps serving.");
-  mount->add_option("CIPHERDIR", args->cipher_dir, "Backing directory created by 'wardfs init'")->required();
-  mount->add_option("MOUNTPOINT", args->mount_point, "Empty directory to show the plaintext in")->required();
+      "mount",
+      "Mount CIPHERDIR on MOUNTPOINT. Returns once the mount is live; the daemon keeps serving.");
+  mount->add_option("CIPHERDIR", args->cipher_dir, "Backing directory created by 'wardfs init'")
+      ->required();
+  mount->add_option("MOUNTPOINT", args->mount_point, "Empty directory to show the plaintext in")
+      ->required();
   mount->add_flag("-f,--foreground", args->foreground, "Stay in the foreground and log to stderr");
-  mount->add_option("-o", args->options,
-                    "Comma-separated options: ro, allow_other (other users may enter; permissions are "
-                    "checked), nonempty (allow a non-empty mount point), keyfile=F, passfile=F");
+  mount->add_option(
+      "-o", args->options,
+      "Comma-separated options: ro, allow_other (other users may enter; permissions are "
+      "checked), nonempty (allow a non-empty mount point), keyfile=F, passfile=F");
   auto* keyfile = mount->add_option("--keyfile", args->keyfile, "Key file that unlocks the volume");
-  mount->add_option("--passfile", args->passfile, "Read the passphrase from this file ('-' for stdin)")
+  mount
+      ->add_option("--passfile", args->passfile,
+                   "Read the passphrase from this file ('-' for stdin)")
       ->excludes(keyfile);
-  mount->add_option("--log-file", args->log_file, "Log here instead of syslog when running in the background");
+  mount->add_option("--log-file", args->log_file,
+                    "Log here instead of syslog when running in the background");
   mount->add_option("--threads", args->threads, "Maximum FUSE worker threads (default 16)")
       ->check(CLI::Range(1U, 256U));
+  mount->add_option(
+      "--audit-log", args->audit_log,
+      "Audit log file (default /var/log/wardfs/VOLUME-ID.audit.jsonl as root, else under "
+      "$XDG_STATE_HOME/wardfs; WARDFS_AUDIT_DIR overrides the directory)");
+  mount
+      ->add_option(
+          "--audit-level", args->audit_level,
+          "keys (default: key use only), access (also each process's first open of each file), "
+          "or all (every open and namespace change)")
+      ->check(CLI::IsMember({"keys", "access", "all"}));
+  mount
+      ->add_option(
+          "--audit-on-failure", args->audit_on_failure,
+          "When the audit log cannot be written: fail-open (default: serve on, count dropped "
+          "records) or fail-closed (refuse new opens with EACCES)")
+      ->check(CLI::IsMember({"fail-open", "fail-closed"}));
+  mount->add_option(
+      "--audit-rotate-size", args->audit_rotate_size,
+      "Start a new audit log file beyond this size (default 64M); the HMAC chain continues "
+      "across files, and older files can be shipped away and deleted");
   mount->callback([args, &run] { run = [args] { return run_mount(*args); }; });
 
   auto mount_point = std::make_shared<std::string>();
-  CLI::App* unmount = app.add_subcommand("unmount", "Unmount a wardfs mount point; the daemon then exits.");
+  CLI::App* unmount =
+      app.add_subcommand("unmount", "Unmount a wardfs mount point; the daemon then exits.");
   unmount->alias("umount");
   unmount->add_option("MOUNTPOINT", *mount_point, "Where the volume is mounted")->required();
-  unmount->callback([mount_point, &run] { run = [mount_point] { return run_unmount(*mount_point); }; });
+  unmount->callback(
+      [mount_point, &run] { run = [mount_point] { return run_unmount(*mount_point); }; });
 
   auto json_output = std::make_shared<bool>(false);
   auto status_target = std::make_shared<std::string>();
-  CLI::App* status = app.add_subcommand(
-      "status", "List the mounted wardfs volumes, or with MOUNTPOINT show its generations, counters and rekey progress.");
+  CLI::App* status = app.add_subcommand("status",
+                                        "List the mounted wardfs volumes, or with MOUNTPOINT show "
+                                        "its generations, counters and rekey progress.");
   status->add_option("MOUNTPOINT", *status_target, "A wardfs mount point");
   status->add_flag("--json", *json_output, "Machine-readable output");
   status->callback([json_output, status_target, &run] {
     run = [json_output, status_target] {
-      return status_target->empty() ? run_status(*json_output) : run_status_of(*status_target, *json_output);
+      return status_target->empty() ? run_status(*json_output)
+                                    : run_status_of(*status_target, *json_output);
     };
   });
   add_key_commands(app, run);

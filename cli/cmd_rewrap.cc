@@ -2,13 +2,17 @@
 // change, key file to HSM, KEK rotation). Touches no data; replaces the config atomically.
 #include <unistd.h>
 
+#include <algorithm>
 #include <iostream>
 #include <utility>
 #include <vector>
 
+#include "audit/files.h"
+#include "audit/log.h"
 #include "cli/commands.h"
 #include "crypto/config.h"
 #include "crypto/errors.h"
+#include "crypto/kdf.h"
 #include "keystore/keystore.h"
 
 namespace wardfs::cli {
@@ -30,7 +34,13 @@ struct RewrapArgs {
   std::string kdf_mem;
 };
 
+// Generation 0 stands for the audit key: it moves to the new keystore with the DEKs.
 using Dek = std::pair<std::uint32_t, crypto::SecretBytes>;
+constexpr std::uint32_t kAuditSlot = 0;
+
+crypto::Bytes ad_for(const crypto::VolumeConfig& cfg, std::uint32_t generation) {
+  return generation == kAuditSlot ? cfg.audit_wrap_ad() : cfg.wrap_ad(generation);
+}
 
 keystore::Credentials current_credentials(const RewrapArgs& a) {
   keystore::Credentials creds;
@@ -84,6 +94,16 @@ std::vector<Dek> unwrap_all(const crypto::VolumeConfig& cfg, keystore::Keystore&
     }
     deks.emplace_back(k.generation, std::move(*dek));
   }
+  if (cfg.audit_key) {
+    auto root = ks.unwrap(cfg.audit_key->wrapped, cfg.audit_wrap_ad());
+    if (!root) {
+      throw WardError(ErrorKind::corrupt_volume,
+                      "the audit key of " + cipher_dir +
+                          " does not unwrap although the data keys do: its "
+                          "audit_key field was edited");
+    }
+    deks.emplace_back(kAuditSlot, std::move(*root));
+  }
   return deks;
 }
 
@@ -91,7 +111,7 @@ std::vector<Dek> unwrap_all(const crypto::VolumeConfig& cfg, keystore::Keystore&
 // anything is written: a keystore that cannot give back what it wrapped must not win.
 void wrap_all(crypto::VolumeConfig& cfg, keystore::Keystore& ks, const std::vector<Dek>& deks) {
   for (const auto& [generation, dek] : deks) {
-    const crypto::Bytes ad = cfg.wrap_ad(generation);
+    const crypto::Bytes ad = ad_for(cfg, generation);
     crypto::Bytes wrapped = ks.wrap(dek.view(), ad);
     const auto back = ks.unwrap(wrapped, ad);
     if (!back || back->size() != dek.size() ||
@@ -100,10 +120,37 @@ void wrap_all(crypto::VolumeConfig& cfg, keystore::Keystore& ks, const std::vect
                       "the new keystore did not give back the key it wrapped; "
                       "the volume was left unchanged");
     }
+    if (generation == kAuditSlot) {
+      cfg.audit_key->wrapped = std::move(wrapped);
+      continue;
+    }
     for (auto& k : cfg.keys) {
       if (k.generation == generation) k.wrapped = std::move(wrapped);
     }
   }
+}
+
+void record_rewrap(const crypto::VolumeConfig& cfg, const std::vector<Dek>& deks,
+                   const std::string& from, const std::string& to) {
+  const auto root =
+      std::find_if(deks.begin(), deks.end(), [](const Dek& d) { return d.first == kAuditSlot; });
+  if (root == deks.end())
+    return;  // a volume from before the audit log; its first mount adds the key
+  const std::string id = crypto::base64url_encode(cfg.volume_id);
+  audit::LogOptions options;
+  options.path = audit::default_log_path(id);
+  audit::AuditLog log(options, id);
+  log.start(crypto::derive_audit_mac_key(root->second.view(), cfg.volume_id));
+  for (const std::string event : {"rewrap", "config_change"}) {
+    audit::Event e;
+    e.event = event;
+    e.path = "/";
+    e.keystore = to;
+    e.detail = {{"from_keystore", from}, {"to_keystore", to}, {"reason", "rewrap"}};
+    log.record(std::move(e));
+  }
+  if (!log.flush())
+    std::cerr << "wardfs: warning: could not write the audit log " << options.path << "\n";
 }
 
 int run_rewrap(const RewrapArgs& a) {
@@ -126,9 +173,11 @@ int run_rewrap(const RewrapArgs& a) {
   cfg.keystore = new_spec;
   wrap_all(cfg, *new_ks, deks);
   crypto::save_config_atomic(a.cipher_dir, cfg);
-  std::cout << "Rewrapped " << deks.size() << (deks.size() == 1 ? " data key" : " data keys")
-            << " of " << a.cipher_dir << "\n  from keystore " << old_identity
-            << "\n  to keystore   " << new_ks->identity()
+  record_rewrap(cfg, deks, old_identity, new_ks->identity());
+  const std::size_t data_keys = cfg.keys.size();
+  std::cout << "Rewrapped " << data_keys << (data_keys == 1 ? " data key" : " data keys")
+            << (cfg.audit_key ? " and the audit key" : "") << " of " << a.cipher_dir
+            << "\n  from keystore " << old_identity << "\n  to keystore   " << new_ks->identity()
             << "\nThe old passphrase or key no longer opens this volume.\n";
   return 0;
 }

@@ -30,7 +30,8 @@ const json& require(const json& obj, const std::string& field, json::value_t typ
   const auto it = obj.find(field);
   if (it == obj.end()) bad_field(full, "missing");
   const bool number_ok = type == json::value_t::number_unsigned && it->is_number_unsigned();
-  if (!number_ok && it->type() != type) bad_field(full, std::string("must be a ") + json(type).type_name());
+  if (!number_ok && it->type() != type)
+    bad_field(full, std::string("must be a ") + json(type).type_name());
   return *it;
 }
 
@@ -103,6 +104,14 @@ Bytes VolumeConfig::wrap_ad(std::uint32_t generation) const {
   return ad;
 }
 
+Bytes VolumeConfig::audit_wrap_ad() const {
+  static constexpr std::string_view kLabel = "wardfs v1 audit key wrap";
+  Bytes ad(kLabel.begin(), kLabel.end());
+  ad.push_back(0);
+  ad.insert(ad.end(), volume_id.begin(), volume_id.end());
+  return ad;
+}
+
 const WrappedKey* VolumeConfig::key_for(std::uint32_t generation) const {
   for (const auto& k : keys) {
     if (k.generation == generation) return &k;
@@ -129,11 +138,13 @@ VolumeConfig parse_config(std::string_view json_text) {
                              " (this wardfs reads version " + std::to_string(kFormatVersion) + ")");
   }
   cfg.volume_id = require_b64(doc, "volume_id", "", kVolumeIdSize, kVolumeIdSize);
-  const auto cipher = cipher_from_name(require(doc, "cipher", json::value_t::string, "").get<std::string>());
+  const auto cipher =
+      cipher_from_name(require(doc, "cipher", json::value_t::string, "").get<std::string>());
   if (!cipher) bad_field("cipher", "must be aes-256-gcm or xchacha20-poly1305");
   cfg.cipher = *cipher;
   const auto chunk = require_uint(doc, "chunk_size", "", 0, UINT32_MAX);
-  if (!valid_chunk_size(chunk)) bad_field("chunk_size", "must be a power of two from 4096 to 1048576");
+  if (!valid_chunk_size(chunk))
+    bad_field("chunk_size", "must be a power of two from 4096 to 1048576");
   cfg.chunk_size = static_cast<std::uint32_t>(chunk);
   const auto holes = require(doc, "holes", json::value_t::string, "").get<std::string>();
   if (holes != "allow" && holes != "never") bad_field("holes", "must be allow or never");
@@ -147,17 +158,27 @@ VolumeConfig parse_config(std::string_view json_text) {
     const std::string path = "keys[" + std::to_string(i) + "]";
     if (!keys[i].is_object()) bad_field(path, "must be an object");
     WrappedKey k;
-    k.generation = static_cast<std::uint32_t>(require_uint(keys[i], "generation", path, 1, UINT32_MAX));
+    k.generation =
+        static_cast<std::uint32_t>(require_uint(keys[i], "generation", path, 1, UINT32_MAX));
     k.wrapped = require_b64(keys[i], "wrapped", path, kDekSize, 4096);
     if (const auto it = keys[i].find("created"); it != keys[i].end() && it->is_string()) {
       k.created = it->get<std::string>();
     }
-    if (cfg.key_for(k.generation) != nullptr) bad_field(path + ".generation", "duplicate generation");
+    if (cfg.key_for(k.generation) != nullptr)
+      bad_field(path + ".generation", "duplicate generation");
     cfg.keys.push_back(std::move(k));
   }
+  if (const auto it = doc.find("audit_key"); it != doc.end()) {
+    if (!it->is_object()) bad_field("audit_key", "must be an object");
+    WrappedKey k;
+    k.wrapped = require_b64(*it, "wrapped", "audit_key", kDekSize, 4096);
+    if (const auto c = it->find("created"); c != it->end() && c->is_string())
+      k.created = c->get<std::string>();
+    cfg.audit_key = std::move(k);
+  }
   if (cfg.key_for(cfg.active_generation) == nullptr) {
-    bad_field("active_generation", "no wrapped key for generation " +
-                                       std::to_string(cfg.active_generation));
+    bad_field("active_generation",
+              "no wrapped key for generation " + std::to_string(cfg.active_generation));
   }
   return cfg;
 }
@@ -177,15 +198,19 @@ std::string serialize_config(const VolumeConfig& cfg) {
                     {"wrapped", base64url_encode(k.wrapped)},
                     {"created", k.created}});
   }
-  const json doc = {{"format", "wardfs"},
-                    {"version", cfg.version},
-                    {"volume_id", base64url_encode(cfg.volume_id)},
-                    {"cipher", std::string(cipher_name(cfg.cipher))},
-                    {"chunk_size", cfg.chunk_size},
-                    {"holes", cfg.holes == HolesPolicy::never ? "never" : "allow"},
-                    {"keystore", keystore},
-                    {"active_generation", cfg.active_generation},
-                    {"keys", keys}};
+  json doc = {{"format", "wardfs"},
+              {"version", cfg.version},
+              {"volume_id", base64url_encode(cfg.volume_id)},
+              {"cipher", std::string(cipher_name(cfg.cipher))},
+              {"chunk_size", cfg.chunk_size},
+              {"holes", cfg.holes == HolesPolicy::never ? "never" : "allow"},
+              {"keystore", keystore},
+              {"active_generation", cfg.active_generation},
+              {"keys", keys}};
+  if (cfg.audit_key) {
+    doc["audit_key"] = {{"wrapped", base64url_encode(cfg.audit_key->wrapped)},
+                        {"created", cfg.audit_key->created}};
+  }
   return doc.dump(2) + "\n";
 }
 
@@ -225,10 +250,12 @@ void save_config_atomic(const std::filesystem::path& cipher_dir, const VolumeCon
   // A temp file left by a crash may be read-only: remove it rather than truncate it.
   ::unlink(temp_path.c_str());
   const int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) throw WardError(ErrorKind::io, "creating " + temp_path.string() + ": " + std::strerror(errno));
+  if (fd < 0)
+    throw WardError(ErrorKind::io, "creating " + temp_path.string() + ": " + std::strerror(errno));
   try {
     write_all_or_throw(fd, text, temp_path.string());
-    if (::fsync(fd) != 0) throw WardError(ErrorKind::io, "fsync " + temp_path.string() + ": " + std::strerror(errno));
+    if (::fsync(fd) != 0)
+      throw WardError(ErrorKind::io, "fsync " + temp_path.string() + ": " + std::strerror(errno));
   } catch (...) {
     ::close(fd);
     ::unlink(temp_path.c_str());
@@ -250,7 +277,8 @@ void save_config_atomic(const std::filesystem::path& cipher_dir, const VolumeCon
 ConfigLock::ConfigLock(const std::filesystem::path& cipher_dir) {
   const auto path = cipher_dir / "wardfs.lock";
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd_ < 0) throw WardError(ErrorKind::io, "cannot open " + path.string() + ": " + std::strerror(errno));
+  if (fd_ < 0)
+    throw WardError(ErrorKind::io, "cannot open " + path.string() + ": " + std::strerror(errno));
   while (::flock(fd_, LOCK_EX) != 0) {
     if (errno != EINTR) {
       const int err = errno;

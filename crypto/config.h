@@ -48,10 +48,15 @@ struct VolumeConfig {
   KeystoreSpec keystore;
   std::uint32_t active_generation = 1;
   std::vector<WrappedKey> keys;
+  // The audit log's root key (FORMAT.md §2.3), wrapped like a DEK but outside the
+  // generations: rotation leaves it alone so the log's chain survives retirement.
+  // Absent in volumes made before the audit log; the first mount adds it.
+  std::optional<WrappedKey> audit_key;
 
   // Associated data for wrapping DEK `generation`: binds the fields that, if edited,
   // would change how data is sealed, so an edit makes unwrapping fail.
   Bytes wrap_ad(std::uint32_t generation) const;
+  Bytes audit_wrap_ad() const;
   const WrappedKey* key_for(std::uint32_t generation) const;
 };
 

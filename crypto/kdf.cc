@@ -36,7 +36,8 @@ SecretBytes hkdf_sha256(ByteView ikm, ByteView salt, std::string_view info, std:
   std::size_t n = 0;
   params[n++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest.data(), 0);
   params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, ikm_ptr, ikm.size());
-  if (!salt.empty()) params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, salt_ptr, salt.size());
+  if (!salt.empty())
+    params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, salt_ptr, salt.size());
   params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info_ptr, info.size());
   params[n] = OSSL_PARAM_construct_end();
   SecretBytes out(length);
@@ -62,6 +63,10 @@ Mac32 sha256(ByteView message) {
   Mac32 out{};
   crypto_hash_sha256(out.data(), message.data(), message.size());
   return out;
+}
+
+SecretBytes derive_audit_mac_key(ByteView audit_root, ByteView volume_id) {
+  return hkdf_sha256(audit_root, volume_id, label::kAudit, 32);
 }
 
 }  // namespace wardfs::crypto

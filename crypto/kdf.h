@@ -16,6 +16,9 @@ using Mac32 = std::array<std::uint8_t, 32>;
 Mac32 hmac_sha256(ByteView key, ByteView message);
 Mac32 sha256(ByteView message);
 
+// The audit log's HMAC key: HKDF(audit root key, salt = volume id, "wardfs v1 audit").
+SecretBytes derive_audit_mac_key(ByteView audit_root, ByteView volume_id);
+
 // Labels for everything derived from a generation's data key. Changing one is a
 // format change: they are part of docs/FORMAT.md.
 namespace label {

@@ -70,8 +70,9 @@ stdfs::path control_socket_path(const stdfs::path& mount_point) {
   return dir / (id + ".sock");
 }
 
-ControlServer::ControlServer(stdfs::path socket_path, uid_t owner, Handler handler)
-    : path_(std::move(socket_path)), owner_(owner), handler_(std::move(handler)) {
+ControlServer::ControlServer(stdfs::path socket_path, uid_t owner, Handler handler,
+                             audit::AuditLog* audit)
+    : path_(std::move(socket_path)), owner_(owner), handler_(std::move(handler)), audit_(audit) {
   std::error_code ec;
   stdfs::create_directories(path_.parent_path(), ec);
   ::chmod(path_.parent_path().c_str(), 0700);
@@ -83,10 +84,12 @@ ControlServer::ControlServer(stdfs::path socket_path, uid_t owner, Handler handl
   const int bound = ::bind(listener_.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
   ::umask(old_mask);
   if (bound != 0 || ::listen(listener_.get(), 8) != 0) {
-    throw WardError(ErrorKind::io, "cannot listen on " + path_.string() + ": " + std::strerror(errno));
+    throw WardError(ErrorKind::io,
+                    "cannot listen on " + path_.string() + ": " + std::strerror(errno));
   }
   int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) throw WardError(ErrorKind::io, "pipe: " + std::string(std::strerror(errno)));
+  if (::pipe2(fds, O_CLOEXEC) != 0)
+    throw WardError(ErrorKind::io, "pipe: " + std::string(std::strerror(errno)));
   stop_read_.reset(fds[0]);
   stop_write_.reset(fds[1]);
   thread_ = std::thread([this] { serve(); });
@@ -117,6 +120,14 @@ void ControlServer::handle(int connection) {
   if (::getsockopt(connection, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 ||
       (peer.uid != 0 && peer.uid != owner_)) {
     spdlog::warn("control socket: refused a request from uid {} pid {}", peer.uid, peer.pid);
+    if (audit_ != nullptr) {
+      audit::Event e;
+      e.event = "access_denied";
+      e.principal = audit::Principal::of_process(peer.uid, peer.gid, peer.pid);
+      e.result = "denied";
+      e.detail = {{"reason", "control socket: only root and the mount's owner may ask"}};
+      audit_->record(std::move(e));
+    }
     write_line(connection, nlohmann::json{{"error", "permission denied"}, {"code", 1}}.dump());
     return;
   }
@@ -126,7 +137,8 @@ void ControlServer::handle(int connection) {
   if (!read_line(connection, line)) return;
   nlohmann::json reply;
   try {
-    reply = handler_(nlohmann::json::parse(line));
+    reply = handler_(nlohmann::json::parse(line),
+                     audit::Principal::of_process(peer.uid, peer.gid, peer.pid));
   } catch (const WardError& e) {
     reply = {{"error", e.what()}, {"code", e.exit_code()}};
   } catch (const std::exception& e) {
@@ -141,15 +153,18 @@ nlohmann::json control_request(const stdfs::path& mount_point, const nlohmann::j
   if (!fd) throw WardError(ErrorKind::io, "socket: " + std::string(std::strerror(errno)));
   const sockaddr_un addr = address_of(path);
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    throw WardError(ErrorKind::mount_failure, "no wardfs daemon answers for " + mount_point.string() + " (" +
-                                                  path.string() + ": " + std::strerror(errno) + ")");
+    throw WardError(ErrorKind::mount_failure, "no wardfs daemon answers for " +
+                                                  mount_point.string() + " (" + path.string() +
+                                                  ": " + std::strerror(errno) + ")");
   }
   write_line(fd.get(), request.dump());
   std::string line;
-  if (!read_line(fd.get(), line)) throw WardError(ErrorKind::io, "the daemon closed the control connection");
+  if (!read_line(fd.get(), line))
+    throw WardError(ErrorKind::io, "the daemon closed the control connection");
   nlohmann::json reply = nlohmann::json::parse(line);
   if (reply.contains("error")) {
-    throw WardError(static_cast<ErrorKind>(reply.value("code", 5)), reply["error"].get<std::string>());
+    throw WardError(static_cast<ErrorKind>(reply.value("code", 5)),
+                    reply["error"].get<std::string>());
   }
   return reply;
 }

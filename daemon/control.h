@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "audit/log.h"
 #include "volume/posix_io.h"
 
 namespace wardfs::daemon {
@@ -21,8 +22,12 @@ std::filesystem::path control_socket_path(const std::filesystem::path& mount_poi
 
 class ControlServer {
  public:
-  using Handler = std::function<nlohmann::json(const nlohmann::json& request)>;
-  ControlServer(std::filesystem::path socket_path, uid_t owner, Handler handler);
+  // The peer is who asked (from SO_PEERCRED), for the audit log.
+  using Handler =
+      std::function<nlohmann::json(const nlohmann::json& request, const audit::Principal& peer)>;
+  // Refused peers are recorded in `audit` (may be null).
+  ControlServer(std::filesystem::path socket_path, uid_t owner, Handler handler,
+                audit::AuditLog* audit = nullptr);
   ~ControlServer();
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
@@ -34,6 +39,7 @@ class ControlServer {
   std::filesystem::path path_;
   uid_t owner_;
   Handler handler_;
+  audit::AuditLog* audit_;
   volume::UniqueFd listener_;
   volume::UniqueFd stop_read_;
   volume::UniqueFd stop_write_;
@@ -42,6 +48,7 @@ class ControlServer {
 
 // Sends one request to the daemon serving `mount_point`; throws WardError when no
 // daemon answers or it reports an error ({"error": "...", "code": N}).
-nlohmann::json control_request(const std::filesystem::path& mount_point, const nlohmann::json& request);
+nlohmann::json control_request(const std::filesystem::path& mount_point,
+                               const nlohmann::json& request);
 
 }  // namespace wardfs::daemon

@@ -18,13 +18,16 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
-#include <thread>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <sstream>
+#include <thread>
 #include <vector>
 
+#include "audit/files.h"
+#include "audit/keystore_audit.h"
+#include "audit/log.h"
 #include "crypto/errors.h"
 #include "daemon/control.h"
 #include "daemon/volume_service.h"
@@ -76,12 +79,13 @@ std::string escape_option(const std::string& value) {
 void check_mount_point(const MountRequest& req) {
   std::error_code ec;
   if (!stdfs::is_directory(req.cipher_dir, ec)) {
-    throw WardError(ErrorKind::mount_failure,
-                    "backing directory " + req.cipher_dir.string() + " does not exist or is not a directory");
+    throw WardError(ErrorKind::mount_failure, "backing directory " + req.cipher_dir.string() +
+                                                  " does not exist or is not a directory");
   }
   if (!stdfs::is_directory(req.mount_point, ec)) {
-    throw WardError(ErrorKind::mount_failure, "mount point " + req.mount_point.string() +
-                                                  " does not exist or is not a directory; create it with mkdir");
+    throw WardError(ErrorKind::mount_failure,
+                    "mount point " + req.mount_point.string() +
+                        " does not exist or is not a directory; create it with mkdir");
   }
   if (is_mount_point(req.mount_point)) {
     throw WardError(ErrorKind::mount_failure, "mount point " + req.mount_point.string() +
@@ -96,7 +100,7 @@ void check_mount_point(const MountRequest& req) {
 void harden_process() {
   // Keys live in this process: no core dumps, no ptrace by other users, exact modes.
   ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-  const struct rlimit no_core {0, 0};
+  const struct rlimit no_core { 0, 0 };
   ::setrlimit(RLIMIT_CORE, &no_core);
   ::umask(0);
   // Every inode the kernel remembers holds an O_PATH fd, as in passthrough_hp.
@@ -177,17 +181,75 @@ struct SessionDeleter {
   void operator()(fuse_session* se) const { fuse_session_destroy(se); }
 };
 
+audit::LogOptions audit_options(const MountRequest& req, const crypto::VolumeConfig& config) {
+  audit::LogOptions o;
+  o.path = req.audit_log ? *req.audit_log
+                         : audit::default_log_path(crypto::base64url_encode(config.volume_id));
+  o.level = req.audit_level;
+  o.on_failure = req.audit_on_failure;
+  o.rotate_bytes = req.audit_rotate_bytes;
+  return o;
+}
+
+// Unlocks through the audited keystore, so every unwrap is on record, and starts the
+// log once the audit key is known.
+std::unique_ptr<volume::Volume> unlock_audited(const MountRequest& req,
+                                               const crypto::VolumeConfig& config,
+                                               keystore::Keystore& keystore, audit::AuditLog& log) {
+  auto volume = volume::unlock_volume(req.cipher_dir, config, keystore);
+  if (!req.read_only) volume::ensure_audit_key(*volume, keystore);
+  if (volume->audit_mac_key().empty()) {
+    spdlog::warn(
+        "{} has no audit key yet (made before the audit log) and is mounted read-only: nothing "
+        "is audited until one read-write mount adds it",
+        req.cipher_dir.string());
+    return volume;
+  }
+  log.start(crypto::SecretBytes::copy_of(volume->audit_mac_key().view()));
+  return volume;
+}
+
+void record_mount(audit::AuditLog& log, const MountRequest& req, const volume::Volume& volume) {
+  const auto config = volume.config();
+  audit::Event e;
+  e.event = "mount";
+  e.path = "/";
+  e.generation = config.active_generation;
+  e.keystore = volume.keystore_identity();
+  e.detail = {{"cipher_dir", stdfs::absolute(req.cipher_dir).string()},
+              {"mount_point", stdfs::absolute(req.mount_point).string()},
+              {"read_only", req.read_only},
+              {"audit_level", audit::level_name(req.audit_level)},
+              {"audit_on_failure", audit::on_failure_name(req.audit_on_failure)}};
+  log.record(std::move(e));
+}
+
+void record_unmount(audit::AuditLog& log, const MountRequest& req, const fs::FsCounters& c) {
+  audit::Event e;
+  e.event = "unmount";
+  e.path = "/";
+  e.detail = {{"mount_point", stdfs::absolute(req.mount_point).string()},
+              {"bytes_read", c.bytes_read.load()},
+              {"bytes_written", c.bytes_written.load()},
+              {"integrity_failures", c.integrity_failures.load()},
+              {"audit_records_dropped", log.dropped()}};
+  log.record(std::move(e));
+}
+
 int serve(const MountRequest& req, ReadinessPipe& ready) {
   harden_process();
   const auto config = crypto::load_config(req.cipher_dir);
-  auto keystore = keystore::open_keystore(config.keystore, req.credentials);
+  audit::AuditLog audit_log(audit_options(req, config), crypto::base64url_encode(config.volume_id));
+  auto plain_keystore = keystore::open_keystore(config.keystore, req.credentials);
   // The keystore stays open: online rotation wraps new data keys with it.
-  const auto volume = volume::unlock_volume(req.cipher_dir, config, *keystore);
+  audit::AuditedKeystore keystore(*plain_keystore, audit_log);
+  const auto volume = unlock_audited(req, config, keystore, audit_log);
 
-  wardfs::fs::WardFs filesystem(*volume, {.read_only = req.read_only});
+  wardfs::fs::WardFs filesystem(*volume, {.read_only = req.read_only, .audit = &audit_log});
   if (const int rc = filesystem.open_root(); rc != 0) {
-    throw WardError(ErrorKind::corrupt_volume, "cannot open the root of " + req.cipher_dir.string() + ": " +
-                                                   std::strerror(-rc));
+    throw WardError(
+        ErrorKind::corrupt_volume,
+        "cannot open the root of " + req.cipher_dir.string() + ": " + std::strerror(-rc));
   }
   std::string options = "fsname=" + escape_option(stdfs::absolute(req.cipher_dir).string()) +
                         ",subtype=wardfs,default_permissions";
@@ -199,7 +261,9 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   std::unique_ptr<fuse_session, SessionDeleter> session(
       fuse_session_new(&args, &fs::WardFs::operations(), sizeof(fuse_lowlevel_ops), &filesystem));
-  if (!session) throw WardError(ErrorKind::mount_failure, "cannot create the FUSE session (bad mount options?)");
+  if (!session)
+    throw WardError(ErrorKind::mount_failure,
+                    "cannot create the FUSE session (bad mount options?)");
   if (fuse_set_signal_handlers(session.get()) != 0) {
     throw WardError(ErrorKind::mount_failure, "cannot install signal handlers");
   }
@@ -211,17 +275,24 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
     throw WardError(ErrorKind::mount_failure, "cannot mount on " + req.mount_point.string() +
                                                   " (is /dev/fuse available and fuse3 installed?)");
   }
-  spdlog::info("mounted {} on {} (cipher {}, chunk size {}, keystore {})", req.cipher_dir.string(),
-               req.mount_point.string(), crypto::cipher_name(config.cipher), config.chunk_size,
-               volume->keystore_identity());
-  VolumeService service(*volume, *keystore, filesystem, req.mount_point);
+  spdlog::info("mounted {} on {} (cipher {}, chunk size {}, keystore {}, audit log {})",
+               req.cipher_dir.string(), req.mount_point.string(),
+               crypto::cipher_name(config.cipher), config.chunk_size, volume->keystore_identity(),
+               audit_log.options().path.string());
+  record_mount(audit_log, req, *volume);
+  VolumeService service(*volume, keystore, filesystem, req.mount_point, audit_log);
   std::optional<ControlServer> control;
   try {
-    control.emplace(socket_path, ::getuid(),
-                    [&service](const nlohmann::json& request) { return service.handle(request); });
+    control.emplace(
+        socket_path, ::getuid(),
+        [&service](const nlohmann::json& request, const audit::Principal& peer) {
+          return service.handle(request, peer);
+        },
+        &audit_log);
   } catch (const WardError& e) {
     spdlog::warn("no control socket ({}); rotate/rekey/status need it", e.what());
   }
+  audit_log.flush(std::chrono::seconds(2));
   ready.report(0, "ok");
   if (!req.foreground) detach_stdio();
 
@@ -230,8 +301,10 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   fuse_session_unmount(session.get());
   fuse_remove_signal_handlers(session.get());
   const auto& c = filesystem.counters();
-  spdlog::info("unmounted {} (read {} bytes, wrote {} bytes, {} integrity failures)", req.mount_point.string(),
-               c.bytes_read.load(), c.bytes_written.load(), c.integrity_failures.load());
+  spdlog::info("unmounted {} (read {} bytes, wrote {} bytes, {} integrity failures)",
+               req.mount_point.string(), c.bytes_read.load(), c.bytes_written.load(),
+               c.integrity_failures.load());
+  record_unmount(audit_log, req, c);
   return rc == 0 ? 0 : static_cast<int>(ErrorKind::io);
 }
 
@@ -285,7 +358,8 @@ bool is_mount_point(const stdfs::path& path) {
     std::string id, parent, devs, root, mount_point;
     fields >> id >> parent >> devs >> root >> mount_point;
     const std::string listed = unescape_mountinfo(mount_point);
-    if (listed == canonical.string() || listed == stdfs::absolute(path).lexically_normal().string()) return true;
+    if (listed == canonical.string() || listed == stdfs::absolute(path).lexically_normal().string())
+      return true;
   }
   return false;
 }
@@ -299,7 +373,8 @@ int run_mount(const MountRequest& request) {
     return serve_reporting(request, ready);
   }
   int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) throw WardError(ErrorKind::io, "pipe: " + std::string(std::strerror(errno)));
+  if (::pipe2(fds, O_CLOEXEC) != 0)
+    throw WardError(ErrorKind::io, "pipe: " + std::string(std::strerror(errno)));
   ready.read_end_.reset(fds[0]);
   ready.write_end_.reset(fds[1]);
   const pid_t child = ::fork();

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "audit/record.h"
 #include "keystore/keystore.h"
 
 namespace wardfs::daemon {
@@ -19,6 +20,10 @@ struct MountRequest {
   bool nonempty = false;
   std::optional<std::filesystem::path> log_file;
   unsigned max_threads = 16;
+  std::optional<std::filesystem::path> audit_log;  // default: audit::default_log_path
+  audit::Level audit_level = audit::Level::keys;
+  audit::OnFailure audit_on_failure = audit::OnFailure::fail_open;
+  std::uint64_t audit_rotate_bytes = 64ULL << 20;  // the live log file moves aside beyond this
 };
 
 // Returns the process exit code. Without `foreground` the caller's process returns

@@ -1,7 +1,9 @@
 #include "daemon/volume_service.h"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
+#include "audit/verify.h"
 #include "crypto/errors.h"
 #include "volume/rotation.h"
 
@@ -30,27 +32,73 @@ nlohmann::json usage_to_json(const volume::VolumeUsage& u) {
 nlohmann::json generations_to_json(const crypto::VolumeConfig& config) {
   nlohmann::json gens = nlohmann::json::array();
   for (const auto& k : config.keys) {
-    gens.push_back({{"generation", k.generation}, {"created", k.created}, {"active", k.generation == config.active_generation}});
+    gens.push_back({{"generation", k.generation},
+                    {"created", k.created},
+                    {"active", k.generation == config.active_generation}});
   }
   return gens;
 }
 
-VolumeService::VolumeService(volume::Volume& volume, keystore::Keystore& keystore, fs::WardFs& filesystem,
-                             std::filesystem::path mount_point)
-    : volume_(volume), keystore_(keystore), filesystem_(filesystem), mount_point_(std::move(mount_point)) {}
+VolumeService::VolumeService(volume::Volume& volume, keystore::Keystore& keystore,
+                             fs::WardFs& filesystem, std::filesystem::path mount_point,
+                             audit::AuditLog& audit)
+    : volume_(volume),
+      keystore_(keystore),
+      filesystem_(filesystem),
+      mount_point_(std::move(mount_point)),
+      audit_(audit) {}
+
+void VolumeService::audit(std::string event, const audit::Principal& who,
+                          std::optional<std::uint32_t> generation, std::string result,
+                          nlohmann::json detail) {
+  audit::Event e;
+  e.event = std::move(event);
+  e.principal = who;
+  e.path = "/";
+  e.generation = generation;
+  e.keystore = volume_.keystore_identity();
+  e.result = std::move(result);
+  e.detail = std::move(detail);
+  audit_.record(std::move(e));
+}
+
+void VolumeService::audit_rekey_progress() {
+  const std::uint64_t total = progress_.bytes_total.load();
+  if (total == 0) return;
+  const auto tenths =
+      static_cast<unsigned>(std::min<std::uint64_t>(10, progress_.bytes_done.load() * 10 / total));
+  if (tenths <= rekey_tenths_recorded_ || tenths == 10) return;
+  rekey_tenths_recorded_ = tenths;
+  audit("rekey_progress", audit::Principal::self(), progress_.target_generation.load(), "ok",
+        {{"bytes_done", progress_.bytes_done.load()},
+         {"bytes_total", total},
+         {"files_done", progress_.files_done.load()}});
+}
+
+nlohmann::json VolumeService::audit_verify() {
+  audit_.flush();
+  const auto report = audit::verify_log(audit_.options().path, volume_.audit_mac_key().view());
+  nlohmann::json out = report.to_json();
+  out["log"] = audit_.options().path.string();
+  return out;
+}
 
 VolumeService::~VolumeService() {
   progress_.cancel = true;
   if (rekey_thread_.joinable()) rekey_thread_.join();
 }
 
-nlohmann::json VolumeService::handle(const nlohmann::json& request) {
+nlohmann::json VolumeService::handle(const nlohmann::json& request, const audit::Principal& peer) {
   const std::string op = request.value("op", "");
   if (op == "status") return status();
-  if (op == "rotate") return rotate();
-  if (op == "rekey") return start_rekey(request.value("rate", 0.0));
+  if (op == "rotate") return rotate(peer);
+  if (op == "rekey") return start_rekey(request.value("rate", 0.0), peer);
   if (op == "scan") return scan();
-  if (op == "retire") return retire(request.at("generation").get<std::uint32_t>(), request.value("force", false));
+  if (op == "retire") {
+    return retire(request.at("generation").get<std::uint32_t>(), request.value("force", false),
+                  peer);
+  }
+  if (op == "audit_verify") return audit_verify();
   throw WardError(ErrorKind::usage, "unknown control request '" + op + "'");
 }
 
@@ -69,6 +117,7 @@ nlohmann::json VolumeService::status() {
     if (!progress_.last_error.empty()) rekey["last_error"] = progress_.last_error;
   }
   return {{"mount_point", mount_point_.string()},
+          {"pid", ::getpid()},
           {"cipher_dir", volume_.cipher_dir().string()},
           {"volume_id", crypto::base64url_encode(config.volume_id)},
           {"cipher", std::string(crypto::cipher_name(config.cipher))},
@@ -80,17 +129,35 @@ nlohmann::json VolumeService::status() {
            {{"bytes_read", c.bytes_read.load()},
             {"bytes_written", c.bytes_written.load()},
             {"integrity_failures", c.integrity_failures.load()}}},
-          {"rekey", rekey}};
+          {"rekey", rekey},
+          {"audit",
+           {{"log", audit_.options().path.string()},
+            {"level", audit::level_name(audit_.options().level)},
+            {"on_failure", audit::on_failure_name(audit_.options().on_failure)},
+            {"enabled", !volume_.audit_mac_key().empty()},
+            {"healthy", audit_.healthy()},
+            {"records_written", audit_.written()},
+            {"records_dropped", audit_.dropped()}}}};
 }
 
-nlohmann::json VolumeService::rotate() {
+nlohmann::json VolumeService::rotate(const audit::Principal& peer) {
   std::lock_guard lock(rotation_mutex_);
-  const std::uint32_t generation = volume::rotate_generation(volume_, keystore_);
-  spdlog::info("rotated {}: generation {} is now active", volume_.cipher_dir().string(), generation);
+  std::uint32_t generation = 0;
+  try {
+    generation = volume::rotate_generation(volume_, keystore_);
+  } catch (const std::exception& e) {
+    audit("rotate", peer, std::nullopt, "failed", {{"error", e.what()}});
+    throw;
+  }
+  spdlog::info("rotated {}: generation {} is now active", volume_.cipher_dir().string(),
+               generation);
+  audit("rotate", peer, generation, "ok", {{"online", true}});
+  audit("config_change", peer, generation, "ok",
+        {{"reason", "rotate"}, {"active_generation", generation}});
   return {{"ok", true}, {"generation", generation}};
 }
 
-nlohmann::json VolumeService::start_rekey(double rate_bytes_per_sec) {
+nlohmann::json VolumeService::start_rekey(double rate_bytes_per_sec, const audit::Principal& peer) {
   std::lock_guard lock(rotation_mutex_);
   if (progress_.running) return {{"ok", true}, {"already_running", true}};
   if (rekey_thread_.joinable()) rekey_thread_.join();
@@ -105,13 +172,24 @@ nlohmann::json VolumeService::start_rekey(double rate_bytes_per_sec) {
     progress_.last_error.clear();
   }
   progress_.running = true;
-  rekey_thread_ = std::thread([this, rate_bytes_per_sec] {
-    spdlog::info("rekey started (target generation {})", volume_.keys().active_generation());
+  rekey_tenths_recorded_ = 0;
+  progress_.on_file_done = [this] { audit_rekey_progress(); };
+  const std::uint32_t target = volume_.keys().active_generation();
+  audit("rekey_start", peer, target, "ok", {{"rate_bytes_per_sec", rate_bytes_per_sec}});
+  rekey_thread_ = std::thread([this, rate_bytes_per_sec, peer, target] {
+    spdlog::info("rekey started (target generation {})", target);
     volume::Rekeyer rekeyer(volume_, filesystem_.tree_access(), filesystem_.names());
     const int rc = rekeyer.rekey(progress_, rate_bytes_per_sec);
-    spdlog::info("rekey finished: {} bytes, {} files, {} names, {} errors{}", progress_.bytes_done.load(),
-                 progress_.files_done.load(), progress_.names_done.load(), progress_.errors.load(),
+    spdlog::info("rekey finished: {} bytes, {} files, {} names, {} errors{}",
+                 progress_.bytes_done.load(), progress_.files_done.load(),
+                 progress_.names_done.load(), progress_.errors.load(),
                  rc == -ECANCELED ? " (interrupted; rerun to resume)" : "");
+    audit("rekey_finish", peer, target,
+          rc == 0 && progress_.errors == 0 ? "ok" : (rc == -ECANCELED ? "interrupted" : "failed"),
+          {{"bytes_done", progress_.bytes_done.load()},
+           {"files_done", progress_.files_done.load()},
+           {"names_done", progress_.names_done.load()},
+           {"errors", progress_.errors.load()}});
     progress_.running = false;
   });
   return {{"ok", true}};
@@ -124,19 +202,26 @@ nlohmann::json VolumeService::scan() {
   return {{"ok", true}, {"usage", usage_to_json(usage)}};
 }
 
-nlohmann::json VolumeService::retire(std::uint32_t generation, bool force) {
+nlohmann::json VolumeService::retire(std::uint32_t generation, bool force,
+                                     const audit::Principal& peer) {
   std::lock_guard lock(rotation_mutex_);
-  if (progress_.running) throw WardError(ErrorKind::usage, "a rekey is running; wait for it to finish");
+  if (progress_.running)
+    throw WardError(ErrorKind::usage, "a rekey is running; wait for it to finish");
   volume::VolumeUsage usage;
   volume::Rekeyer rekeyer(volume_, filesystem_.tree_access(), filesystem_.names());
   rekeyer.scan(usage);
   const std::uint64_t uses = usage.uses(generation);
   if (uses > 0 && !force) {
-    throw WardError(ErrorKind::usage, "generation " + std::to_string(generation) + " still seals " +
-                                          std::to_string(uses) +
-                                          " chunks, headers or names; run 'wardfs rekey' first, or --force to shred them");
+    audit("retire", peer, generation, "refused", {{"still_in_use", uses}});
+    throw WardError(
+        ErrorKind::usage,
+        "generation " + std::to_string(generation) + " still seals " + std::to_string(uses) +
+            " chunks, headers or names; run 'wardfs rekey' first, or --force to shred them");
   }
   volume::retire_generation(volume_, generation);
+  audit("retire", peer, generation, "ok", {{"shredded", uses}, {"forced", force}});
+  audit("config_change", peer, generation, "ok",
+        {{"reason", "retire"}, {"removed_generation", generation}});
   spdlog::warn("retired generation {} of {} ({} items it sealed are now unreadable)", generation,
                volume_.cipher_dir().string(), uses);
   return {{"ok", true}, {"shredded", uses}};

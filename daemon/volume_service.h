@@ -3,8 +3,10 @@
 
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
+#include "audit/log.h"
 #include "fuse/filesystem.h"
 #include "keystore/keystore.h"
 #include "volume/rekey.h"
@@ -15,24 +17,30 @@ namespace wardfs::daemon {
 class VolumeService {
  public:
   VolumeService(volume::Volume& volume, keystore::Keystore& keystore, fs::WardFs& filesystem,
-                std::filesystem::path mount_point);
+                std::filesystem::path mount_point, audit::AuditLog& audit);
   ~VolumeService();  // stops a running rekey (it resumes on the next run)
   VolumeService(const VolumeService&) = delete;
   VolumeService& operator=(const VolumeService&) = delete;
 
-  nlohmann::json handle(const nlohmann::json& request);
+  nlohmann::json handle(const nlohmann::json& request, const audit::Principal& peer);
 
  private:
   nlohmann::json status();
-  nlohmann::json rotate();
-  nlohmann::json start_rekey(double rate_bytes_per_sec);
+  nlohmann::json rotate(const audit::Principal& peer);
+  nlohmann::json start_rekey(double rate_bytes_per_sec, const audit::Principal& peer);
   nlohmann::json scan();
-  nlohmann::json retire(std::uint32_t generation, bool force);
+  nlohmann::json retire(std::uint32_t generation, bool force, const audit::Principal& peer);
+  nlohmann::json audit_verify();
+  void audit(std::string event, const audit::Principal& who,
+             std::optional<std::uint32_t> generation, std::string result, nlohmann::json detail);
+  void audit_rekey_progress();
 
   volume::Volume& volume_;
   keystore::Keystore& keystore_;
   fs::WardFs& filesystem_;
   std::filesystem::path mount_point_;
+  audit::AuditLog& audit_;
+  unsigned rekey_tenths_recorded_ = 0;  // rekey thread only
   volume::RekeyProgress progress_;
   std::thread rekey_thread_;
   std::mutex rotation_mutex_;  // one rotate/retire/rekey start at a time

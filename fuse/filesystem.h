@@ -6,10 +6,14 @@
 #include <fuse_lowlevel.h>
 
 #include <atomic>
+#include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
+#include "audit/log.h"
 #include "fuse/inode_table.h"
 #include "volume/names.h"
 #include "volume/rekey.h"
@@ -21,6 +25,7 @@ struct FsOptions {
   bool read_only = false;
   double attr_timeout = 1.0;
   double entry_timeout = 1.0;
+  audit::AuditLog* audit = nullptr;  // outlives the filesystem; null = no audit log
 };
 
 struct FsCounters {
@@ -67,17 +72,21 @@ class WardFs {
   void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi);
   void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
-  void write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, fuse_file_info* fi);
+  void write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
+             fuse_file_info* fi);
   void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
-  void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, fuse_file_info* fi);
+  void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+                 fuse_file_info* fi);
   void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
-  void readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi, bool plus);
+  void readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
+               bool plus);
   void releasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
   void statfs(fuse_req_t req, fuse_ino_t ino);
-  void setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags);
+  void setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+                int flags);
   void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size);
   void listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
   void removexattr(fuse_req_t req, fuse_ino_t ino, const char* name);
@@ -103,6 +112,16 @@ class WardFs {
   std::string proc_path(const Inode& inode) const;
   fuse_ino_t ino_of(Inode& inode);
 
+  // ---- audit hooks (fs_audit.cc) ----
+  // True, with a log line and an access_denied record attempt, when the audit log is
+  // failing under the fail-closed policy: the caller replies EACCES.
+  bool audit_blocks_access(fuse_req_t req, const std::string& path);
+  void audit_open(fuse_req_t req, Inode& inode, int flags, bool created);
+  // A namespace change at audit level `all` (create, unlink, rename, mkdir, rmdir...).
+  void audit_change(fuse_req_t req, std::string_view event, std::string path,
+                    nlohmann::json detail = nullptr);
+  void audit_integrity(const std::string& path, std::uint64_t chunk, std::string_view reason);
+
   class LiveTreeAccess final : public volume::TreeAccess {
    public:
     explicit LiveTreeAccess(WardFs& fs) : fs_(fs) {}
@@ -121,6 +140,10 @@ class WardFs {
   FsCounters counters_;
   bool running_as_root_;
   LiveTreeAccess tree_access_{*this};
+  std::mutex audit_seen_mutex_;
+  // (pid, backing inode, access mode) already recorded at level `access`.
+  std::set<std::tuple<pid_t, ino_t, int>> audit_seen_;
+  std::atomic<std::int64_t> audit_last_refusal_{0};
 };
 
 }  // namespace wardfs::fs

@@ -59,6 +59,7 @@ void WardFs::report_integrity(Inode& inode, std::uint64_t chunk, std::string_vie
   } else {
     spdlog::error("integrity failure in {} at chunk {}: {}", inode.path(), chunk, reason);
   }
+  audit_integrity(inode.path(), chunk, reason);
 }
 
 volume::FileContent& WardFs::content_of(Inode& inode) {

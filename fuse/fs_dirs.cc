@@ -34,6 +34,7 @@ void WardFs::opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     rc = names_.list(handle->fd.get(), dir_id, handle->entries, [&](std::string_view backing, std::string_view why) {
       counters_.integrity_failures++;
       spdlog::error("integrity failure in directory {}: entry {}: {}", dir.path(), backing, why);
+      audit_integrity(dir.path(), volume::kHeaderChunk, "entry " + std::string(backing) + ": " + std::string(why));
     });
   }
   if (rc != 0) {

@@ -103,6 +103,7 @@ void WardFs::mkdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode
     fuse_reply_err(req, -rc);
     return;
   }
+  audit_change(req, "mkdir", child_path(parent, name));
   fuse_reply_entry(req, &e);
 }
 
@@ -148,6 +149,7 @@ void WardFs::link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_ino, cons
     fuse_reply_err(req, -rc);
     return;
   }
+  audit_change(req, "link", child_path(parent, newname), {{"target", inode.path()}});
   fuse_reply_entry(req, &e);
 }
 
@@ -159,6 +161,7 @@ void WardFs::unlink(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
   if (rc == 0 && !r.exists) rc = -ENOENT;
   if (rc == 0 && ::unlinkat(parent.fd.get(), r.backing.c_str(), 0) != 0) rc = -errno;
   if (rc == 0) names_.remove_sidecar(parent.fd.get(), r);
+  if (rc == 0) audit_change(req, "unlink", child_path(parent, name));
   fuse_reply_err(req, -rc);
 }
 
@@ -221,6 +224,7 @@ void WardFs::rmdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
     }
   }
   if (rc == 0) names_.remove_sidecar(parent.fd.get(), r);
+  if (rc == 0) audit_change(req, "rmdir", child_path(parent, name));
   fuse_reply_err(req, -rc);
 }
 
@@ -270,6 +274,7 @@ void WardFs::rename(fuse_req_t req, fuse_ino_t parent_ino, const char* name, fus
     names_.remove_sidecar(parent.fd.get(), from);
     if (Inode* moved = inodes_.find(from.st.st_dev, from.st.st_ino)) moved->set_path(child_path(newparent, newname));
   }
+  if (rc == 0) audit_change(req, "rename", child_path(parent, name), {{"to", child_path(newparent, newname)}});
   fuse_reply_err(req, -rc);
 }
 
@@ -279,6 +284,10 @@ void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mod
     return;
   }
   Inode& parent = inode_of(parent_ino);
+  if (audit_blocks_access(req, child_path(parent, name))) {
+    fuse_reply_err(req, EACCES);
+    return;
+  }
   std::unique_lock lock(parent.entries_mutex);
   volume::ResolvedName r;
   int rc = resolve_in(parent, name, r);
@@ -307,6 +316,7 @@ void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mod
     }
     handle->append = (fi->flags & O_APPEND) != 0;
     fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
+    audit_open(req, inode, fi->flags, false);
     fuse_reply_create(req, &e, fi);
     return;
   }
@@ -339,6 +349,7 @@ void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mod
   handle->append = (fi->flags & O_APPEND) != 0;
   fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
   fi->keep_cache = 1;
+  audit_open(req, inode_of(e.ino), fi->flags, true);
   fuse_reply_create(req, &e, fi);
 }
 

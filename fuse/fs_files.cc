@@ -109,6 +109,10 @@ void WardFs::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fuse_reply_err(req, EROFS);
     return;
   }
+  if (audit_blocks_access(req, inode.path())) {
+    fuse_reply_err(req, EACCES);
+    return;
+  }
   auto handle = std::make_unique<FileHandle>();
   // Even write-only opens read: partial chunks are read, modified and re-sealed.
   int rc = open_backing(inode, options_.read_only ? O_RDONLY : O_RDWR, handle->fd);
@@ -123,6 +127,7 @@ void WardFs::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   handle->append = (fi->flags & O_APPEND) != 0;
   fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
   fi->keep_cache = 1;  // only this daemon changes the backing files
+  audit_open(req, inode, fi->flags, false);
   fuse_reply_open(req, fi);
 }
 

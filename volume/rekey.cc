@@ -248,6 +248,7 @@ int Rekeyer::rekey(RekeyProgress& progress, double rate_bytes_per_sec) {
     } else if (rc == 0 && S_ISREG(st.st_mode)) {
       rc = access_.with_file(dir_fd, e.backing, path, [&](FileContent& fc, int fd) { return fc.rekey(fd, throttle); });
       progress.files_done++;
+      if (progress.on_file_done) progress.on_file_done();
     }
     if (rc != 0) note_error(path, rc);
     return rc;

@@ -62,6 +62,8 @@ struct RekeyProgress {
   std::atomic<std::uint32_t> target_generation{0};
   std::mutex error_mutex;
   std::string last_error;
+  // Called by the rekeying thread after each file; set before the rekey starts.
+  std::function<void()> on_file_done;
 };
 
 class Rekeyer {

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "crypto/errors.h"
+#include "crypto/kdf.h"
 #include "volume/posix_io.h"
 
 namespace wardfs::volume {
@@ -32,8 +33,14 @@ void Volume::replace_config(crypto::VolumeConfig config) {
   config_ = std::move(config);
 }
 
-void init_volume(const fs::path& cipher_dir, const InitOptions& options,
-                 keystore::Keystore& keystore) {
+void Volume::set_audit_root(const crypto::SecretBytes& root) {
+  audit_mac_key_ = crypto::derive_audit_mac_key(root.view(), config_.volume_id);
+}
+
+std::string Volume::id_text() const { return crypto::base64url_encode(config_.volume_id); }
+
+crypto::SecretBytes init_volume(const fs::path& cipher_dir, const InitOptions& options,
+                                keystore::Keystore& keystore) {
   std::error_code ec;
   if (!fs::exists(cipher_dir, ec)) {
     if (!fs::create_directories(cipher_dir, ec)) {
@@ -42,8 +49,9 @@ void init_volume(const fs::path& cipher_dir, const InitOptions& options,
   } else if (!fs::is_directory(cipher_dir, ec)) {
     throw WardError(ErrorKind::usage, cipher_dir.string() + " is not a directory");
   } else if (!fs::is_empty(cipher_dir, ec)) {
-    throw WardError(ErrorKind::usage, cipher_dir.string() +
-                                          " is not empty; wardfs init needs an empty or new directory");
+    throw WardError(
+        ErrorKind::usage,
+        cipher_dir.string() + " is not empty; wardfs init needs an empty or new directory");
   }
   if (!crypto::valid_chunk_size(options.chunk_size)) {
     throw WardError(ErrorKind::usage, "chunk size must be a power of two from 4 KiB to 1 MiB");
@@ -59,34 +67,74 @@ void init_volume(const fs::path& cipher_dir, const InitOptions& options,
   cfg.active_generation = 1;
   const crypto::SecretBytes dek = crypto::SecretBytes::random(crypto::kDekSize);
   cfg.keys.push_back({1, keystore.wrap(dek.view(), cfg.wrap_ad(1)), crypto::utc_now_iso8601()});
+  const crypto::SecretBytes audit_root = crypto::SecretBytes::random(crypto::kDekSize);
+  cfg.audit_key = crypto::WrappedKey{0, keystore.wrap(audit_root.view(), cfg.audit_wrap_ad()),
+                                     crypto::utc_now_iso8601()};
 
   UniqueFd dir(::open(cipher_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir) throw WardError(ErrorKind::io, "cannot open " + cipher_dir.string() + ": " + std::strerror(errno));
+  if (!dir)
+    throw WardError(ErrorKind::io,
+                    "cannot open " + cipher_dir.string() + ": " + std::strerror(errno));
   if (const int rc = write_new_dir_id(dir.get()); rc != 0) {
-    throw WardError(ErrorKind::io, "cannot write the root directory id: " + std::string(std::strerror(-rc)));
+    throw WardError(ErrorKind::io,
+                    "cannot write the root directory id: " + std::string(std::strerror(-rc)));
   }
   crypto::save_config_atomic(cipher_dir, cfg);
+  return crypto::derive_audit_mac_key(audit_root.view(), cfg.volume_id);
 }
 
-std::unique_ptr<Volume> unlock_volume(const fs::path& cipher_dir, const crypto::VolumeConfig& config,
+std::unique_ptr<Volume> unlock_volume(const fs::path& cipher_dir,
+                                      const crypto::VolumeConfig& config,
                                       keystore::Keystore& keystore) {
   auto keys = std::make_unique<crypto::VolumeKeys>(config.cipher, config.volume_id);
   for (const auto& wrapped : config.keys) {
     auto dek = keystore.unwrap(wrapped.wrapped, config.wrap_ad(wrapped.generation));
     if (!dek) {
-      throw WardError(ErrorKind::wrong_key,
-                      "wrong passphrase or key for " + cipher_dir.string() +
-                          " (or the config's security fields were edited): cannot unwrap the key of generation " +
-                          std::to_string(wrapped.generation));
+      throw WardError(ErrorKind::wrong_key, "wrong passphrase or key for " + cipher_dir.string() +
+                                                " (or the config's security fields were edited): "
+                                                "cannot unwrap the key of generation " +
+                                                std::to_string(wrapped.generation));
     }
     keys->add_generation(wrapped.generation, std::move(*dek));
   }
   keys->set_active(config.active_generation);
-  return std::make_unique<Volume>(cipher_dir, config, std::move(keys), keystore.identity());
+  auto volume = std::make_unique<Volume>(cipher_dir, config, std::move(keys), keystore.identity());
+  if (config.audit_key) {
+    const auto root = keystore.unwrap(config.audit_key->wrapped, config.audit_wrap_ad());
+    if (!root) {
+      throw WardError(ErrorKind::corrupt_volume,
+                      "the audit key in " + cipher_dir.string() +
+                          "/wardfs.conf does not unwrap although the data keys do: "
+                          "its audit_key field was edited");
+    }
+    volume->set_audit_root(*root);
+  }
+  return volume;
+}
+
+void ensure_audit_key(Volume& volume, keystore::Keystore& keystore) {
+  if (!volume.audit_mac_key().empty()) return;
+  crypto::ConfigLock lock(volume.cipher_dir());
+  auto cfg = crypto::load_config(volume.cipher_dir());
+  crypto::SecretBytes root;
+  if (cfg.audit_key) {  // another process added it meanwhile
+    auto opened = keystore.unwrap(cfg.audit_key->wrapped, cfg.audit_wrap_ad());
+    if (!opened)
+      throw WardError(ErrorKind::corrupt_volume, "the config's audit key does not unwrap");
+    root = std::move(*opened);
+  } else {
+    root = crypto::SecretBytes::random(crypto::kDekSize);
+    cfg.audit_key = crypto::WrappedKey{0, keystore.wrap(root.view(), cfg.audit_wrap_ad()),
+                                       crypto::utc_now_iso8601()};
+    crypto::save_config_atomic(volume.cipher_dir(), cfg);
+  }
+  volume.set_audit_root(root);
+  volume.replace_config(std::move(cfg));
 }
 
 int read_dir_id(int dir_fd, crypto::DirId& out) {
-  UniqueFd fd(::openat(dir_fd, std::string(kDirIdFileName).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  UniqueFd fd(
+      ::openat(dir_fd, std::string(kDirIdFileName).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd) return -errno;
   const ssize_t n = pread_full(fd.get(), out.data(), out.size(), 0);
   if (n < 0) return static_cast<int>(n);

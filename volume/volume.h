@@ -38,6 +38,12 @@ class Volume {
   const crypto::ChunkLayout& layout() const { return layout_; }
   bool holes_allowed() const { return holes_ == crypto::HolesPolicy::allow; }
   const std::string& keystore_identity() const { return keystore_identity_; }
+  // HKDF-derived key of the audit log's HMAC chain; empty until the volume has an
+  // audit key (see ensure_audit_key).
+  const crypto::SecretBytes& audit_mac_key() const { return audit_mac_key_; }
+  void set_audit_root(const crypto::SecretBytes& root);
+  // The volume id as logs and paths show it (base64url).
+  std::string id_text() const;
 
  private:
   std::filesystem::path cipher_dir_;
@@ -47,21 +53,27 @@ class Volume {
   crypto::ChunkLayout layout_;
   crypto::HolesPolicy holes_;
   std::string keystore_identity_;
+  crypto::SecretBytes audit_mac_key_;
 };
 
-// Writes a new config with one generation, and the root's directory id.
-// The directory must be missing or empty.
-void init_volume(const std::filesystem::path& cipher_dir, const InitOptions& options,
-                 keystore::Keystore& keystore);
+// Writes a new config with one generation and an audit key, and the root's directory
+// id. The directory must be missing or empty. Returns the audit log's MAC key.
+crypto::SecretBytes init_volume(const std::filesystem::path& cipher_dir, const InitOptions& options,
+                                keystore::Keystore& keystore);
 
-// Throws WardError(wrong_key) when the keystore's KEK does not open the data keys.
+// Throws WardError(wrong_key) when the keystore's KEK does not open the data keys, and
+// WardError(corrupt_volume) when the data keys open but the audit key does not.
 std::unique_ptr<Volume> unlock_volume(const std::filesystem::path& cipher_dir,
                                       const crypto::VolumeConfig& config,
                                       keystore::Keystore& keystore);
 
+// Gives a volume made before the audit log its audit key (wrapped into the config under
+// the config lock). No-op when it has one.
+void ensure_audit_key(Volume& volume, keystore::Keystore& keystore);
+
 // Directory ids live in each backing directory; these read and create them.
-int read_dir_id(int dir_fd, crypto::DirId& out);  // 0 or -errno
-int write_new_dir_id(int dir_fd);                   // 0 or -errno
+int read_dir_id(int dir_fd, crypto::DirId& out);        // 0 or -errno
+int write_new_dir_id(int dir_fd);                       // 0 or -errno
 int write_dir_id(int dir_fd, const crypto::DirId& id);  // 0 or -errno
 
 }  // namespace wardfs::volume

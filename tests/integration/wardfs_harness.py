@@ -64,6 +64,12 @@ def _seed():
 SEED = _seed()
 
 
+# Audit logs of test volumes go to a private directory, not /var/log/wardfs.
+if not os.environ.get("WARDFS_AUDIT_DIR"):
+    os.environ["WARDFS_AUDIT_DIR"] = tempfile.mkdtemp(prefix="wardfs-test-audit-", dir="/tmp")
+    atexit.register(shutil.rmtree, os.environ["WARDFS_AUDIT_DIR"], True)
+
+
 class HarnessError(Exception):
     """The harness could not set up a volume: reported as a test error, with details."""
 

@@ -59,6 +59,12 @@ LONG_NAME_RE = re.compile(r"^L\.[A-Za-z0-9_-]{43}$")
 SIDECAR_RE = re.compile(r"^L\.[A-Za-z0-9_-]{43}\.n$")
 
 
+# Audit logs of test volumes go to a private directory, not /var/log/wardfs.
+if not os.environ.get("WARDFS_AUDIT_DIR"):
+    os.environ["WARDFS_AUDIT_DIR"] = tempfile.mkdtemp(prefix="wardfs-test-audit-", dir="/tmp")
+    atexit.register(shutil.rmtree, os.environ["WARDFS_AUDIT_DIR"], True)
+
+
 class HarnessError(Exception):
     pass
 

@@ -1,0 +1,201 @@
+// wardfs audit TARGET show|verify: read the audit log of a volume, mounted or not.
+#include <fnmatch.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <ctime>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "audit/files.h"
+#include "audit/verify.h"
+#include "cli/commands.h"
+#include "cli/offline.h"
+#include "crypto/errors.h"
+#include "daemon/control.h"
+#include "daemon/mount.h"
+
+namespace wardfs::cli {
+
+namespace {
+
+namespace stdfs = std::filesystem;
+using nlohmann::json;
+
+struct AuditArgs {
+  std::string target;
+  std::string log;  // explicit log file
+  std::string since;
+  std::vector<std::string> events;
+  std::string path_glob;
+  bool json_output = false;
+  OfflineCredentials creds;
+};
+
+bool is_mounted(const std::string& path) { return daemon::is_mount_point(stdfs::absolute(path)); }
+
+stdfs::path log_path_of(const AuditArgs& a) {
+  if (!a.log.empty()) return a.log;
+  if (is_mounted(a.target)) {
+    return daemon::control_request(stdfs::absolute(a.target), {{"op", "status"}})["audit"]["log"]
+        .get<std::string>();
+  }
+  const auto config = crypto::load_config(stdfs::absolute(a.target));
+  return audit::default_log_path(crypto::base64url_encode(config.volume_id));
+}
+
+// "2026-11-24T13:00", "2026-11-24 13:00:05" or a relative "90s", "15m", "2h", "7d".
+std::string since_bound(const std::string& text) {
+  if (text.empty()) return {};
+  const char unit = text.back();
+  const std::string number = text.substr(0, text.size() - 1);
+  if (std::string("smhd").find(unit) != std::string::npos && !number.empty() &&
+      number.find_first_not_of("0123456789") == std::string::npos) {
+    const long long factor = unit == 's' ? 1 : unit == 'm' ? 60 : unit == 'h' ? 3600 : 86400;
+    const std::time_t at = std::time(nullptr) - std::stoll(number) * factor;
+    std::tm tm{};
+    ::gmtime_r(&at, &tm);
+    std::ostringstream out;
+    out << std::put_time(&tm, "%Y-%m-%dT%H:%M:%S");
+    return out.str();
+  }
+  std::string bound = text;
+  if (bound.size() > 10 && bound[10] == ' ') bound[10] = 'T';
+  if (bound.size() < 10 || bound[4] != '-' || bound[7] != '-') {
+    throw WardError(
+        ErrorKind::usage,
+        "--since wants a UTC time like 2026-11-24T13:00 or a duration like 15m, 2h, 7d");
+  }
+  return bound;
+}
+
+bool wanted(const json& r, const AuditArgs& a, const std::string& since) {
+  if (!since.empty() && r.value("time", "") < since) return false;
+  if (!a.events.empty() &&
+      std::find(a.events.begin(), a.events.end(), r.value("event", "")) == a.events.end()) {
+    return false;
+  }
+  return a.path_glob.empty() || ::fnmatch(a.path_glob.c_str(), r.value("path", "").c_str(), 0) == 0;
+}
+
+std::string who(const json& r) {
+  const json p = r.value("principal", json::object());
+  return p.value("program", std::string("?")) + "[" + std::to_string(p.value("pid", 0)) + "] uid " +
+         std::to_string(p.value("uid", 0));
+}
+
+void print_row(const json& r) {
+  std::string time = r.value("time", "");
+  if (time.size() > 19) time = time.substr(0, 19) + "Z";
+  const std::string generation =
+      r.contains("generation") ? std::to_string(r["generation"].get<std::uint64_t>()) : "-";
+  std::string detail = r.contains("detail") ? r["detail"].dump() : "";
+  if (r.contains("keystore"))
+    detail = "keystore=" + r["keystore"].get<std::string>() + (detail.empty() ? "" : " ") + detail;
+  std::cout << std::left << std::setw(21) << time << std::right << std::setw(6) << r.value("seq", 0)
+            << "  " << std::left << std::setw(17) << r.value("event", "") << std::setw(9)
+            << r.value("result", "") << std::setw(24) << who(r) << std::setw(4) << generation
+            << r.value("path", "-") << "  " << detail << "\n";
+}
+
+int run_show(const AuditArgs& a) {
+  const stdfs::path log = log_path_of(a);
+  if (audit::log_segments(log).empty()) {
+    throw WardError(ErrorKind::usage, "no audit log at " + log.string() +
+                                          " (pass --audit-log FILE if it lives elsewhere)");
+  }
+  const std::string since = since_bound(a.since);
+  const auto read = audit::read_log(log);
+  if (!a.json_output) {
+    std::cout << std::left << std::setw(21) << "TIME (UTC)" << std::right << std::setw(6) << "SEQ"
+              << "  " << std::left << std::setw(17) << "EVENT" << std::setw(9) << "RESULT"
+              << std::setw(24) << "WHO" << std::setw(4) << "GEN"
+              << "PATH  DETAIL\n";
+  }
+  for (const auto& r : read.records) {
+    if (!wanted(r, a, since)) continue;
+    if (a.json_output) {
+      std::cout << r.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+    } else {
+      print_row(r);
+    }
+  }
+  if (read.malformed > 0) {
+    std::cerr << "wardfs: " << read.malformed << " lines of " << log
+              << " are not records; run 'wardfs audit " << a.target << " verify'\n";
+  }
+  return 0;
+}
+
+int run_verify(const AuditArgs& a) {
+  json report;
+  if (is_mounted(a.target) && a.log.empty()) {
+    report = daemon::control_request(stdfs::absolute(a.target), {{"op", "audit_verify"}});
+  } else {
+    OfflineVolume offline(stdfs::absolute(a.target), a.creds, false);
+    if (offline.volume().audit_mac_key().empty()) {
+      throw WardError(
+          ErrorKind::usage,
+          a.target + " has no audit key yet (made before the audit log); mount it once");
+    }
+    offline.audit_log().flush();  // our own unwraps belong in what we check
+    const stdfs::path log = log_path_of(a);
+    report = audit::verify_log(log, offline.volume().audit_mac_key().view()).to_json();
+    report["log"] = log.string();
+  }
+  if (a.json_output) {
+    std::cout << report.dump() << "\n";
+  } else if (report["ok"].get<bool>()) {
+    std::cout << "audit log " << report["log"].get<std::string>()
+              << " is intact: " << report["records"] << " records (" << report["first_seq"]
+              << " to " << report["last_seq"] << "), checkpoint at record "
+              << report["checkpoint_seq"] << "\n";
+    if (report.contains("note")) std::cout << "note: " << report["note"].get<std::string>() << "\n";
+  } else {
+    std::cerr << "wardfs: audit log " << report["log"].get<std::string>()
+              << " FAILED verification: " << report.value("problem", std::string("unknown problem"))
+              << "\n";
+  }
+  return report["ok"].get<bool>() ? 0 : static_cast<int>(ErrorKind::corrupt_volume);
+}
+
+}  // namespace
+
+void add_audit_command(CLI::App& app, Runner& run) {
+  auto a = std::make_shared<AuditArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "audit",
+      "Read a volume's tamper-evident audit log: 'wardfs audit TARGET show' lists records, "
+      "'wardfs audit TARGET verify' checks the HMAC chain and the signed checkpoint (exit 0 only "
+      "if intact).");
+  cmd->add_option("TARGET", a->target, "Mount point or backing directory of the volume")
+      ->required();
+  cmd->add_option("--audit-log", a->log, "The log file, when not the default for the volume");
+  cmd->require_subcommand(1);
+  CLI::App* show =
+      cmd->add_subcommand("show", "List audit records as a table, or JSON lines with --json");
+  show->add_option(
+      "--since", a->since,
+      "Only records from this UTC time (2026-11-24T13:00) or this long ago (15m, 2h, 7d)");
+  show->add_option("--event", a->events,
+                   "Only these events (repeat or comma-separate: rotate,unwrap)")
+      ->delimiter(',');
+  show->add_option("--path", a->path_glob,
+                   "Only records whose path matches this glob (e.g. '/data/*')");
+  show->add_flag("--json", a->json_output, "JSON lines, one record each, as stored");
+  show->callback([a, &run] { run = [a] { return run_show(*a); }; });
+  CLI::App* verify =
+      cmd->add_subcommand("verify",
+                          "Recompute the chain; name the first edited, deleted, inserted "
+                          "or reordered record, or a cut-off tail");
+  verify->add_flag("--json", a->json_output, "Machine-readable report");
+  auto* keyfile = verify->add_option("--keyfile", a->creds.keyfile,
+                                     "Key file (only when the volume is not mounted)");
+  verify
+      ->add_option("--passfile", a->creds.passfile, "Passphrase file or - (only when not mounted)")
+      ->excludes(keyfile);
+  verify->callback([a, &run] { run = [a] { return run_verify(*a); }; });
+}
+
+}  // namespace wardfs::cli

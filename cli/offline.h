@@ -1,0 +1,42 @@
+// A volume unlocked by the CLI itself (not mounted), with its keystore calls and the
+// command's own events on the audit log.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "audit/keystore_audit.h"
+#include "audit/log.h"
+#include "keystore/keystore.h"
+#include "volume/volume.h"
+
+namespace wardfs::cli {
+
+struct OfflineCredentials {
+  std::string keyfile;
+  std::string passfile;
+};
+
+class OfflineVolume {
+ public:
+  // Unlocks `cipher_dir`; gives an old volume its audit key when `writable`.
+  OfflineVolume(const std::filesystem::path& cipher_dir, const OfflineCredentials& creds,
+                bool writable);
+  ~OfflineVolume();  // writes the queued audit records
+
+  volume::Volume& volume() { return *volume_; }
+  keystore::Keystore& keystore() { return *keystore_; }
+  audit::AuditLog& audit_log() { return *log_; }
+  // Records an event by this command; path "/" and the keystore identity filled in.
+  void record(std::string event, std::optional<std::uint32_t> generation, std::string result,
+              nlohmann::json detail = nullptr);
+
+ private:
+  std::unique_ptr<audit::AuditLog> log_;
+  std::unique_ptr<keystore::Keystore> plain_keystore_;
+  std::unique_ptr<audit::AuditedKeystore> keystore_;
+  std::unique_ptr<volume::Volume> volume_;
+};
+
+}  // namespace wardfs::cli
