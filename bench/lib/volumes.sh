@@ -62,8 +62,9 @@ vol_mount() {
       "$wardfs_bin" mount "$cipher" "$VOL_MNT" --keyfile "$key" ${wardfs_mount_args:-} \
         >"$logdir/wardfs-$tag.log" 2>&1 || { echo "wardfs mount failed, see $logdir/wardfs-$tag.log" >&2; return 1; }
       # The mount command returns once the mount is live; the daemon is its forked child.
-      VOL_PID=$(pgrep -n -f "wardfs mount $cipher $VOL_MNT" || true)
-      [ -n "$VOL_PID" ] || { echo "cannot find the wardfs daemon" >&2; return 1; } ;;
+      VOL_PID=$(pgrep -n -f -- "mount $cipher $VOL_MNT" || true)
+      # Unmounted on exit even when its daemon cannot be found.
+      [ -n "$VOL_PID" ] || { VOL_ACTIVE+=("$VOL_MNT||wardfs"); echo "cannot find the wardfs daemon" >&2; return 1; } ;;
     *) echo "unknown system $sys" >&2; return 1 ;;
   esac
   VOL_ACTIVE+=("$VOL_MNT|$VOL_PID|$sys")
