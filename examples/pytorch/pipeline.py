@@ -125,7 +125,7 @@ class Pipeline:
         rec = dict(event=name, wall=wall or time.time(), **kw)
         with open(self.events_path, "a") as f:
             f.write(json.dumps(rec) + "\n")
-        log("[%s] %s %s" % (time.strftime("%H:%M:%S"), name,
+        log("[%s] %s %s" % (time.strftime("%H:%M:%S", time.localtime(rec["wall"])), name,
                             " ".join("%s=%s" % kv for kv in kw.items())))
         return rec
 
