@@ -51,11 +51,17 @@ class PyTorchPipeline(unittest.TestCase):
         cls.work = tempfile.mkdtemp(prefix="wardfs-ml-ci-", dir="/tmp")
         cmd = ["/usr/bin/python3", PIPELINE, "--size", "ci", "--gocryptfs", "no",
                "--workdir", cls.work, "--bin", BIN]
-        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, timeout=600)
-        sys.stderr.write(p.stdout[-6000:])
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+        try:
+            out, _ = p.communicate(timeout=540)  # under ctest's 600 s, to clean up first
+        except subprocess.TimeoutExpired:
+            p.terminate()  # SIGTERM: the pipeline kills its training and unmounts
+            out, _ = p.communicate(timeout=60)
+            raise AssertionError("pipeline ran over 540 s:\n" + out[-6000:])
+        sys.stderr.write(out[-6000:])
         if p.returncode != 0:
-            raise AssertionError("pipeline failed (rc=%d):\n%s" % (p.returncode, p.stdout[-6000:]))
+            raise AssertionError("pipeline failed (rc=%d):\n%s" % (p.returncode, out[-6000:]))
         with open(os.path.join(cls.work, "summary.json")) as f:
             cls.summary = json.load(f)
         cls.events = {e["event"]: e for e in read_jsonl(cls.summary["events"])}
