@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -103,6 +104,23 @@ class Waiter(threading.Thread):
     def run(self):
         self.output, _ = self.proc.communicate()
         self.ended = time.time()
+
+
+def daemon_cpu_seconds(cipher_dir):
+    """User+system CPU of the wardfs daemon serving cipher_dir (None if not found): the share
+    of the machine that encryption, FUSE and the rekey cost."""
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+            with open("/proc/%s/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if b"mount" in argv and cipher_dir.encode() in argv and os.path.basename(argv[0]) == b"wardfs":
+            return (int(fields[11]) + int(fields[12])) / tick
+    return None
 
 
 def last_step(path):
@@ -191,14 +209,17 @@ class Pipeline:
                                     % (p.returncode, step, what))
             time.sleep(0.05)
 
-    def simple_run(self, name, base):
+    def simple_run(self, name, base, cipher_dir=None):
         """Gen + uninterrupted training under `base` (a directory or a mount point)."""
         run_dir = os.path.join(self.work, name)
         os.makedirs(run_dir, exist_ok=True)
         gen_secs = self.gen(os.path.join(base, "data"), name)
+        cpu0 = daemon_cpu_seconds(cipher_dir) if cipher_dir else None
         self.wait_train(self.start_train(run_dir, base), run_dir)
-        self.summary["runs"][name] = dict(base=base, gen_seconds=gen_secs,
-                                          metrics=os.path.join(run_dir, "metrics.jsonl"))
+        info = dict(base=base, gen_seconds=gen_secs, metrics=os.path.join(run_dir, "metrics.jsonl"))
+        if cpu0 is not None:
+            info.update(daemon_cpu_gen=cpu0, daemon_cpu_train=daemon_cpu_seconds(cipher_dir) - cpu0)
+        self.summary["runs"][name] = info
 
     # ------------------------------------------------------------ wardfs
     def init_wardfs(self, run_dir):
@@ -243,9 +264,21 @@ class Pipeline:
     def audit_available(self):
         return audit_available(self.a.bin, self.env)
 
+    def check_fd_limit(self):
+        """The daemon holds an O_PATH fd per inode the kernel remembers (fuse/inode_table.h),
+        and every file of the dataset gets remembered: past RLIMIT_NOFILE's hard limit
+        (which the daemon raises its soft limit to), creating or opening files fails EMFILE."""
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        files = self.a.samples + self.a.shards + 16
+        if hard != resource.RLIM_INFINITY and files > hard - 64:
+            log("warning: %d files but the wardfs daemon may hold at most %d fds (ulimit -Hn); "
+                "expect EMFILE. Use --samples below %d or raise the hard limit."
+                % (files, hard, hard - 64 - self.a.shards - 16))
+
     def rotation_run(self):
         """The proof: train on wardfs through rotate, rekey, a crash + resume, and retire."""
         name = "wardfs"
+        self.check_fd_limit()
         run_dir = os.path.join(self.work, name)
         os.makedirs(run_dir, exist_ok=True)
         info = self.init_wardfs(run_dir)
@@ -255,6 +288,7 @@ class Pipeline:
         total = self.a.epochs * (self.a.samples // self.a.batch)
         rotate_at = max(2, total // 10)
         kill_at = max(rotate_at + 1, total * 45 // 100, self.a.ckpt_every + 2)
+        cpu0 = daemon_cpu_seconds(info["cipher_dir"])
         p = self.start_train(run_dir, mnt)
         self.event("train_start", pid=p.pid)
 
@@ -285,6 +319,9 @@ class Pipeline:
             raise PipelineError("wardfs retire %d failed:\n%s" % (old_gen, retire.stderr))
         self.wait_train(p, run_dir)
         self.event("train_end", step=last_step(metrics))
+        cpu1 = daemon_cpu_seconds(info["cipher_dir"])
+        if cpu0 is not None and cpu1 is not None:
+            info["daemon_cpu_train"] = cpu1 - cpu0
 
         info.update(metrics=metrics, old_generation=old_gen, rotate_at=rotate_at, kill_at=kill_at,
                     status=self.status_json(mnt), status_text=self.wardfs("status", mnt).stdout)
@@ -306,7 +343,7 @@ class Pipeline:
         self.wardfs("mount", cipher, mnt, "--keyfile", key, "--log-file",
                     os.path.join(run_dir, "wardfs.log"))
         self.mounts.append(("wardfs", mnt))
-        self.simple_run("wardfs-clean", mnt)
+        self.simple_run("wardfs-clean", mnt, cipher_dir=cipher)
 
     def gocryptfs_run(self):
         run_dir = os.path.join(self.work, "gocryptfs")
@@ -335,18 +372,22 @@ class Pipeline:
         rows = []
         for name, info in self.summary["runs"].items():
             info["timings"] = self.timings(info["metrics"])
-            rows.append((name, info["timings"], info["gen_seconds"]))
+            rows.append((name, info["timings"], info["gen_seconds"], info.get("daemon_cpu_train")))
         base = self.summary["runs"]["plain"]["timings"]
 
         def pct(v, b):
             return "%+.1f%%" % (100.0 * (v - b) / b) if b else "n/a"
 
-        lines = ["%-13s %9s %9s %9s %9s %8s %9s %8s" % ("run", "step med", "step mean", "io wait",
-                                                         "epoch", "epoch %", "step %", "gen s")]
-        for name, t, g in rows:
-            lines.append("%-13s %7.1fms %7.1fms %7.1fms %8.2fs %8s %9s %8.1f" % (
+        lines = ["%-13s %9s %9s %9s %9s %8s %9s %8s %8s" % (
+            "run", "step med", "step mean", "io wait", "epoch", "epoch %", "step %", "gen s",
+            "fs cpu s")]
+        for name, t, g, cpu in rows:
+            lines.append("%-13s %7.1fms %7.1fms %7.1fms %8.2fs %8s %9s %8.1f %8s" % (
                 name, t["median_step_ms"], t["mean_step_ms"], t["mean_io_wait_ms"], t["epoch_s"],
-                pct(t["epoch_s"], base["epoch_s"]), pct(t["median_step_ms"], base["median_step_ms"]), g))
+                pct(t["epoch_s"], base["epoch_s"]), pct(t["median_step_ms"], base["median_step_ms"]), g,
+                "-" if cpu is None else "%.1f" % cpu))
+        lines.append("io wait: time a step waited for its batch; fs cpu s: the wardfs daemon's CPU "
+                     "time while training ran (the rotation run's includes the rekey)")
         self.summary["table"] = "\n".join(lines)
         return self.summary["table"]
 
