@@ -1,9 +1,11 @@
 // wardfs: transparent encrypting filesystem. Entry point and exit-code policy.
 #include <sodium.h>
 
+#include <algorithm>
 #include <iostream>
 
 #include "cli/commands.h"
+#include "cli/mount_options.h"
 #include "crypto/errors.h"
 
 namespace {
@@ -29,7 +31,18 @@ int main(int argc, char** argv) {
   wardfs::cli::add_mount_commands(app, run);
   wardfs::cli::add_rewrap_command(app, run);
   try {
-    app.parse(argc, argv);
+    // Run as mount(8)'s helper (mount.fuse.wardfs links here): parse as `wardfs mount`.
+    if (auto helper = wardfs::cli::mount_helper_args(argc, argv)) {
+      if (helper->empty()) return 0;
+      std::reverse(helper->begin(), helper->end());  // CLI11 takes a vector back to front
+      helper->pop_back();                             // and without the program name
+      app.parse(*helper);
+    } else {
+      app.parse(argc, argv);
+    }
+  } catch (const wardfs::WardError& e) {
+    std::cerr << "wardfs: " << e.what() << "\n";
+    return e.exit_code();
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : static_cast<int>(wardfs::ErrorKind::usage);

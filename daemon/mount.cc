@@ -27,6 +27,9 @@
 
 #include "crypto/errors.h"
 #include "daemon/control.h"
+#include "daemon/monitor.h"
+#include "daemon/mount_credentials.h"
+#include "daemon/notify.h"
 #include "daemon/volume_service.h"
 #include "fuse/filesystem.h"
 #include "volume/posix_io.h"
@@ -111,6 +114,8 @@ void setup_logging(const MountRequest& req) {
   std::shared_ptr<spdlog::logger> logger;
   if (req.log_file) {
     logger = spdlog::basic_logger_mt("wardfs", req.log_file->string());
+  } else if (req.foreground && running_under_systemd()) {
+    logger = journal_logger(req.mount_point.string());
   } else if (req.foreground) {
     logger = spdlog::stderr_color_mt("wardfs");
   } else {
@@ -180,7 +185,8 @@ struct SessionDeleter {
 int serve(const MountRequest& req, ReadinessPipe& ready) {
   harden_process();
   const auto config = crypto::load_config(req.cipher_dir);
-  auto keystore = keystore::open_keystore(config.keystore, req.credentials);
+  auto keystore =
+      keystore::open_keystore(config.keystore, credentials_for_mount(req.credentials, req.expected_keystore, config));
   // The keystore stays open: online rotation wraps new data keys with it.
   const auto volume = volume::unlock_volume(req.cipher_dir, config, *keystore);
 
@@ -225,7 +231,12 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   ready.report(0, "ok");
   if (!req.foreground) detach_stdio();
 
+  MountMonitor monitor({req.mount_point, req.idle,
+                        "cipher " + std::string(crypto::cipher_name(config.cipher)) + ", keystore " +
+                            volume->keystore_identity()},
+                       filesystem.counters(), Notifier::from_environment());
   const int rc = run_worker_pool(session.get(), req.max_threads);
+  monitor.stopping();
   control.reset();
   fuse_session_unmount(session.get());
   fuse_remove_signal_handlers(session.get());

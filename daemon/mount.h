@@ -1,6 +1,7 @@
 // The mounted process: unlock the volume, mount it through FUSE, serve until unmounted.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -19,6 +20,9 @@ struct MountRequest {
   bool nonempty = false;
   std::optional<std::filesystem::path> log_file;
   unsigned max_threads = 16;
+  // Packaging and operations (mount helper, systemd): see daemon/monitor.h.
+  std::chrono::milliseconds idle{0};            // --idle / idle=: unmount when unused
+  std::optional<std::string> expected_keystore;  // keystore=SPEC mount option
 };
 
 // Returns the process exit code. Without `foreground` the caller's process returns

@@ -1,0 +1,171 @@
+#include "cli/mount_options.h"
+
+#include <filesystem>
+#include <sstream>
+
+#include "crypto/errors.h"
+#include "daemon/monitor.h"
+
+namespace wardfs::cli {
+
+namespace {
+
+// Options for mount(8), systemd or other fstab readers, never for the filesystem.
+bool is_fstab_only(const std::string& opt) {
+  static const char* const kIgnored[] = {"defaults", "auto",  "noauto", "nofail", "_netdev", "user",
+                                         "nouser",   "users", "owner",  "group",  "noowner"};
+  for (const char* name : kIgnored) {
+    if (opt == name) return true;
+  }
+  return opt.starts_with("x-") || opt.starts_with("comment=");
+}
+
+// Splits on commas; "\," keeps a comma inside a value (a keystore spec may hold one).
+std::vector<std::string> split_options(const std::string& group) {
+  std::vector<std::string> out(1);
+  for (std::size_t i = 0; i < group.size(); ++i) {
+    if (group[i] == '\\' && i + 1 < group.size() && group[i + 1] == ',') {
+      out.back() += ',';
+      ++i;
+    } else if (group[i] == ',') {
+      out.emplace_back();
+    } else {
+      out.back() += group[i];
+    }
+  }
+  return out;
+}
+
+std::string value_of(const std::string& opt, std::size_t prefix_len) {
+  std::string value = opt.substr(prefix_len);
+  if (value.empty()) throw WardError(ErrorKind::usage, "mount option '" + opt + "' needs a value");
+  return value;
+}
+
+void apply_one(const std::string& opt, daemon::MountRequest& req) {
+  if (opt.empty() || opt == "rw" || is_fstab_only(opt)) return;
+  if (opt == "ro") {
+    req.read_only = true;
+  } else if (opt == "allow_other") {
+    req.allow_other = true;
+  } else if (opt == "nonempty") {
+    req.nonempty = true;
+  } else if (opt.starts_with("keyfile=")) {
+    req.credentials.keyfile = value_of(opt, 8);
+  } else if (opt.starts_with("passfile=")) {
+    req.credentials.passfile = value_of(opt, 9);
+  } else if (opt.starts_with("pinfile=")) {
+    req.credentials.pin_file = value_of(opt, 8);
+  } else if (opt.starts_with("keystore=")) {
+    req.expected_keystore = value_of(opt, 9);
+  } else if (opt.starts_with("idle=")) {
+    const auto idle = daemon::parse_duration(value_of(opt, 5));
+    if (!idle)
+      throw WardError(ErrorKind::usage,
+                      "mount option '" + opt + "': expected a duration like 30s or 5m");
+    req.idle = *idle;
+  } else if (opt.starts_with("threads=")) {
+    const std::string n = value_of(opt, 8);
+    if (n.find_first_not_of("0123456789") != std::string::npos || n.size() > 3 ||
+        std::stoul(n) < 1 || std::stoul(n) > 256) {
+      throw WardError(ErrorKind::usage, "mount option '" + opt + "': expected 1 to 256");
+    }
+    req.max_threads = static_cast<unsigned>(std::stoul(n));
+  } else if (opt.starts_with("audit=")) {
+    throw WardError(ErrorKind::usage,
+                    "mount option '" + opt + "' is for fstab and mount -t; use --audit-level here");
+  } else {
+    throw WardError(ErrorKind::usage,
+                    "unknown mount option '" + opt + "' (see wardfs-mount-options(5))");
+  }
+  if (req.credentials.keyfile && req.credentials.passfile) {
+    throw WardError(ErrorKind::usage, "mount options keyfile= and passfile= exclude each other");
+  }
+}
+
+}  // namespace
+
+const std::vector<MountOptionInfo>& mount_option_table() {
+  static const std::vector<MountOptionInfo> table = {
+      {"ro", "mount read-only"},
+      {"rw", "mount read-write (the default)"},
+      {"allow_other", "let other users in (permissions are still checked)"},
+      {"nonempty", "allow a mount point that is not empty"},
+      {"keyfile=FILE", "unlock with this key file (mode 0600 or stricter)"},
+      {"passfile=FILE", "read the passphrase from this file"},
+      {"pinfile=FILE", "PKCS#11 user PIN file (mode 0600) for a pkcs11 keystore"},
+      {"keystore=SPEC",
+       "require the volume to use this keystore; approves a command or pkcs11 one "
+       "for this mount (write a comma in SPEC as \\,)"},
+      {"idle=DURATION", "unmount after DURATION (30s, 5m, 1h) with no requests and nothing open"},
+      {"threads=N", "maximum FUSE worker threads, 1 to 256 (default 16)"},
+      {"audit=LEVEL",
+       "audit log level keys, access or all (mount helper and fstab; the same as "
+       "--audit-level)"},
+      {"nofail,_netdev,noauto,auto,defaults,user,users,x-*,comment=*",
+       "for mount(8) and systemd; ignored by wardfs"},
+  };
+  return table;
+}
+
+std::string mount_options_help() {
+  std::string out = "Comma-separated mount options:";
+  for (const auto& o : mount_option_table()) out += "\n  " + o.name + "  " + o.help;
+  return out;
+}
+
+void apply_mount_options(const std::vector<std::string>& groups, daemon::MountRequest& req) {
+  for (const auto& group : groups) {
+    for (const auto& opt : split_options(group)) apply_one(opt, req);
+  }
+}
+
+std::optional<std::vector<std::string>> mount_helper_args(int argc, char** argv) {
+  if (argc < 1 || std::filesystem::path(argv[0]).filename() != kMountHelperName)
+    return std::nullopt;
+  std::vector<std::string> positional;
+  std::vector<std::string> options;
+  std::optional<std::string> audit;
+  bool fake = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if ((arg == "-o" || arg == "-t" || arg == "-N") && i + 1 >= argc) {
+      throw WardError(ErrorKind::usage,
+                      kMountHelperName + std::string(": ") + arg + " needs a value");
+    }
+    if (arg == "-o") {
+      for (auto& opt : split_options(argv[++i])) {
+        if (opt.starts_with("audit=")) {
+          audit = opt.substr(6);
+        } else if (!opt.empty()) {
+          // Re-escape commas so the mount subcommand splits the same way.
+          std::string escaped;
+          for (const char c : opt) escaped += c == ',' ? std::string("\\,") : std::string(1, c);
+          options.push_back(escaped);
+        }
+      }
+    } else if (arg == "-t" || arg == "-N") {
+      ++i;  // the type is ours by definition; namespaces are not supported by FUSE helpers here
+    } else if (arg.size() > 1 && arg[0] == '-' &&
+               arg.find_first_not_of("sfnv", 1) == std::string::npos) {
+      fake = fake || arg.find('f') != std::string::npos;  // -s sloppy, -n no mtab, -v verbose
+    } else {
+      positional.push_back(arg);
+    }
+  }
+  if (positional.size() != 2) {
+    throw WardError(ErrorKind::usage, std::string("usage: ") + kMountHelperName +
+                                          " CIPHERDIR MOUNTPOINT [-sfnv] [-o OPTIONS]");
+  }
+  if (fake) return std::vector<std::string>{};
+  std::vector<std::string> args = {"wardfs", "mount", positional[0], positional[1]};
+  if (!options.empty()) {
+    std::string joined;
+    for (const auto& o : options) joined += (joined.empty() ? "" : ",") + o;
+    args.insert(args.end(), {"-o", joined});
+  }
+  if (audit) args.insert(args.end(), {"--audit-level", *audit});
+  return args;
+}
+
+}  // namespace wardfs::cli

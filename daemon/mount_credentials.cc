@@ -1,0 +1,23 @@
+#include "daemon/mount_credentials.h"
+
+#include "crypto/errors.h"
+
+namespace wardfs::daemon {
+
+keystore::Credentials credentials_for_mount(const keystore::Credentials& given,
+                                            const std::optional<std::string>& expected,
+                                            const crypto::VolumeConfig& config) {
+  keystore::Credentials creds = given;
+  if (!expected) return creds;
+  const crypto::KeystoreSpec want = keystore::parse_keystore_arg(*expected);
+  if (want.type != config.keystore.type || want.location != config.keystore.location) {
+    throw WardError(ErrorKind::usage,
+                    "the volume's keystore is '" + config.keystore.type +
+                        (config.keystore.location.empty() ? "" : ":" + config.keystore.location) +
+                        "', not the keystore=" + *expected + " this mount asks for");
+  }
+  creds.trust_config_keystore = true;
+  return creds;
+}
+
+}  // namespace wardfs::daemon
