@@ -18,9 +18,16 @@ BIN = h.BIN
 MARKER = b"wardfs-packaging-plaintext-marker-"
 
 
+def mounted(path):
+    """Whether `path` (already absolute and free of symlinks) is a FUSE mount point, from
+    /proc/self/mountinfo alone: unlike h.is_fuse_mounted (realpath, which stats the
+    path) this sends the daemon no request, so polling with it does not reset --idle."""
+    return any(m["mountpoint"] == path and m["fstype"].startswith("fuse") for m in h.mounts())
+
+
 def init_volume(binary=None, root=None):
     """A fresh volume (cipher/, plain/, key) made with `binary init`; returns its paths."""
-    root = root or tempfile.mkdtemp(prefix="wardfs-pkg-", dir="/tmp")
+    root = os.path.realpath(root or tempfile.mkdtemp(prefix="wardfs-pkg-", dir="/tmp"))
     vol = {"root": root, "cipher": os.path.join(root, "cipher"), "plain": os.path.join(root, "plain"),
            "key": os.path.join(root, "key")}
     os.mkdir(vol["plain"])

@@ -5,7 +5,7 @@ import os
 import time
 import unittest
 
-from pkg_common import BIN, assert_round_trip, cleanup_volume, h, init_volume
+from pkg_common import BIN, assert_round_trip, cleanup_volume, h, init_volume, mounted
 
 
 class IdleTest(h.WardfsTestCase):
@@ -18,14 +18,14 @@ class IdleTest(h.WardfsTestCase):
         p = h.run([BIN, "mount", self.vol["cipher"], self.vol["plain"], "--keyfile", self.vol["key"],
                    "--log-file", os.path.join(self.vol["root"], "log"), *extra], via_files=True)
         self.assertEqual(p.returncode, 0, h.describe(p))
-        self.assertTrue(h.is_fuse_mounted(self.vol["plain"]))
+        self.assertTrue(mounted(self.vol["plain"]))
 
     def log(self):
         with open(os.path.join(self.vol["root"], "log")) as f:
             return f.read()
 
     def assert_unmounts_within(self, seconds):
-        gone = h.wait_for(lambda: not h.is_fuse_mounted(self.vol["plain"]), timeout=seconds)
+        gone = h.wait_for(lambda: not mounted(self.vol["plain"]), timeout=seconds)
         self.assertTrue(gone, "still mounted after %ss of idleness\n%s" % (seconds, self.log()))
         self.assertTrue(h.wait_for(lambda: not h.wardfs_pids(self.vol["root"]), timeout=10),
                         "the daemon did not exit after the idle unmount")
@@ -48,7 +48,7 @@ class IdleTest(h.WardfsTestCase):
         fd = os.open(os.path.join(self.vol["plain"], "data.bin"), os.O_RDONLY)
         try:
             time.sleep(6)  # three idle periods without a single request
-            self.assertTrue(h.is_fuse_mounted(self.vol["plain"]), "unmounted with a file open\n" + self.log())
+            self.assertTrue(mounted(self.vol["plain"]), "unmounted with a file open\n" + self.log())
             self.assertEqual(os.pread(fd, 4, 0), b"ward")
         finally:
             os.close(fd)
@@ -60,7 +60,7 @@ class IdleTest(h.WardfsTestCase):
         while time.monotonic() < deadline:
             os.listdir(self.vol["plain"])  # readdir always reaches the daemon
             time.sleep(0.3)
-        self.assertTrue(h.is_fuse_mounted(self.vol["plain"]), "unmounted while in use\n" + self.log())
+        self.assertTrue(mounted(self.vol["plain"]), "unmounted while in use\n" + self.log())
         self.assert_unmounts_within(8)
 
     def test_bad_duration_is_a_usage_error(self):
@@ -68,7 +68,7 @@ class IdleTest(h.WardfsTestCase):
             p = h.run([BIN, "mount", self.vol["cipher"], self.vol["plain"], "--keyfile", self.vol["key"], *args])
             self.assertEqual(p.returncode, 1, h.describe(p))
             self.assertIn("idle", p.stderr)
-            self.assertFalse(h.is_fuse_mounted(self.vol["plain"]))
+            self.assertFalse(mounted(self.vol["plain"]))
 
 
 if __name__ == "__main__":
