@@ -176,8 +176,9 @@ def zsh_completion(commands, per_command_help):
     cases = []
     for name, _ in commands:
         specs = []
-        for opt, desc in per_command_help[name]:
-            specs.append("'%s[%s]'" % (opt, zsh_quote(desc)))
+        for opt, desc, takes_value in per_command_help[name]:
+            value = ":value:_files" if takes_value else ""
+            specs.append("'%s[%s]%s'" % (opt, zsh_quote(desc), value))
         cases.append("    (%s) _arguments -s %s '*:file:_files' ;;" % (name, " ".join(specs)))
     return """#compdef wardfs
 # zsh completion for wardfs (generated from wardfs --help by packaging/gen_docs.py)
@@ -190,7 +191,10 @@ _wardfs() {
     _describe -t commands 'wardfs command' commands
     return
   fi
-  case $words[2] in
+  local cmd=$words[2]
+  shift words  # _arguments sees the subcommand's own words
+  (( CURRENT-- ))
+  case $cmd in
 %s
     (*) _files ;;
   esac
@@ -218,7 +222,9 @@ def main():
         sections.append(text)
         opts = [e for e in h.entries("Options") if e[0].startswith("-")]
         per_command[name] = [n for e in opts for n in option_names(e[0])]
-        per_command_help[name] = [(n, " ".join(e[1])[:100]) for e in opts for n in option_names(e[0])]
+        # "--keyfile TEXT ...": the option takes a value; "--json": a flag.
+        per_command_help[name] = [(n, " ".join(e[1])[:100], len(e[0].split()) > 1)
+                                  for e in opts for n in option_names(e[0])]
         if name == "mount":
             mount_help = h
     if mount_help is None:
