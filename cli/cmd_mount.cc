@@ -14,7 +14,6 @@
 #include "cli/key_commands.h"
 #include "cli/mount_options.h"
 #include "daemon/control.h"
-#include "daemon/monitor.h"
 #include "crypto/errors.h"
 #include "daemon/mount.h"
 
@@ -31,8 +30,31 @@ struct MountArgs {
   std::string log_file;
   bool foreground = false;
   unsigned threads = 16;
-  std::string idle;
 };
+
+void apply_mount_options(const std::vector<std::string>& raw, daemon::MountRequest& req) {
+  for (const auto& group : raw) {
+    std::stringstream list(group);
+    std::string opt;
+    while (std::getline(list, opt, ',')) {
+      if (opt.empty() || opt == "rw" || apply_extra_mount_option(opt, req)) continue;
+      if (opt == "ro") {
+        req.read_only = true;
+      } else if (opt == "allow_other") {
+        req.allow_other = true;
+      } else if (opt == "nonempty") {
+        req.nonempty = true;
+      } else if (opt.starts_with("keyfile=")) {
+        req.credentials.keyfile = opt.substr(8);
+      } else if (opt.starts_with("passfile=")) {
+        req.credentials.passfile = opt.substr(9);
+      } else {
+        throw WardError(ErrorKind::usage, "unknown mount option '" + opt +
+                                              "' (known: ro, rw, allow_other, nonempty, keyfile=F, passfile=F)");
+      }
+    }
+  }
+}
 
 int run_mount(const MountArgs& a) {
   daemon::MountRequest req;
@@ -44,11 +66,6 @@ int run_mount(const MountArgs& a) {
   if (!a.passfile.empty()) req.credentials.passfile = a.passfile;
   req.credentials.interactive = ::isatty(STDIN_FILENO) != 0;
   if (!a.log_file.empty()) req.log_file = std::filesystem::absolute(a.log_file);
-  if (!a.idle.empty()) {
-    const auto idle = daemon::parse_duration(a.idle);
-    if (!idle) throw WardError(ErrorKind::usage, "--idle: expected a duration like 30s, 5m or 1h");
-    req.idle = *idle;
-  }
   apply_mount_options(a.options, req);
   req.cipher_dir = std::filesystem::absolute(req.cipher_dir);
   req.mount_point = std::filesystem::absolute(req.mount_point);
@@ -151,14 +168,16 @@ void add_mount_commands(CLI::App& app, Runner& run) {
   mount->add_option("MOUNTPOINT", args->mount_point, "Empty directory to show the plaintext in")->required();
   mount->add_flag("-f,--foreground", args->foreground, "Stay in the foreground and log to stderr");
   mount->add_option("-o", args->options, mount_options_help());
+  // Defined after -o, whose values CLI11 assigns first: --idle D is the same as -o idle=D.
+  mount->add_option_function<std::string>(
+      "--idle", [args](const std::string& d) { args->options.push_back("idle=" + d); },
+      "Unmount after this long (30s, 5m, 1h) with no requests and no open files");
   auto* keyfile = mount->add_option("--keyfile", args->keyfile, "Key file that unlocks the volume");
   mount->add_option("--passfile", args->passfile, "Read the passphrase from this file ('-' for stdin)")
       ->excludes(keyfile);
   mount->add_option("--log-file", args->log_file, "Log here instead of syslog when running in the background");
   mount->add_option("--threads", args->threads, "Maximum FUSE worker threads (default 16)")
       ->check(CLI::Range(1U, 256U));
-  mount->add_option("--idle", args->idle,
-                    "Unmount after this long (30s, 5m, 1h) with no requests and no open files");
   mount->callback([args, &run] { run = [args] { return run_mount(*args); }; });
 
   auto mount_point = std::make_shared<std::string>();

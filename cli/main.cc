@@ -1,7 +1,6 @@
 // wardfs: transparent encrypting filesystem. Entry point and exit-code policy.
 #include <sodium.h>
 
-#include <algorithm>
 #include <iostream>
 
 #include "cli/commands.h"
@@ -20,6 +19,8 @@ constexpr const char* kExitCodes =
 }
 
 int main(int argc, char** argv) {
+  wardfs::cli::HelperArgs helper;  // mount(8) runs this binary as mount.fuse.wardfs
+  if (const auto rc = wardfs::cli::adopt_mount_helper_args(argc, argv, helper)) return *rc;
   CLI::App app{
       "wardfs: an encrypting overlay filesystem. Files written under the mount point are\n"
       "stored encrypted and authenticated in the backing directory (CIPHERDIR)."};
@@ -31,18 +32,7 @@ int main(int argc, char** argv) {
   wardfs::cli::add_mount_commands(app, run);
   wardfs::cli::add_rewrap_command(app, run);
   try {
-    // Run as mount(8)'s helper (mount.fuse.wardfs links here): parse as `wardfs mount`.
-    if (auto helper = wardfs::cli::mount_helper_args(argc, argv)) {
-      if (helper->empty()) return 0;
-      std::reverse(helper->begin(), helper->end());  // CLI11 takes a vector back to front
-      helper->pop_back();                             // and without the program name
-      app.parse(*helper);
-    } else {
-      app.parse(argc, argv);
-    }
-  } catch (const wardfs::WardError& e) {
-    std::cerr << "wardfs: " << e.what() << "\n";
-    return e.exit_code();
+    app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : static_cast<int>(wardfs::ErrorKind::usage);

@@ -1,6 +1,7 @@
 #include "cli/mount_options.h"
 
 #include <filesystem>
+#include <iostream>
 #include <sstream>
 
 #include "crypto/errors.h"
@@ -20,67 +21,20 @@ bool is_fstab_only(const std::string& opt) {
   return opt.starts_with("x-") || opt.starts_with("comment=");
 }
 
-// Splits on commas; "\," keeps a comma inside a value (a keystore spec may hold one).
-std::vector<std::string> split_options(const std::string& group) {
-  std::vector<std::string> out(1);
-  for (std::size_t i = 0; i < group.size(); ++i) {
-    if (group[i] == '\\' && i + 1 < group.size() && group[i + 1] == ',') {
-      out.back() += ',';
-      ++i;
-    } else if (group[i] == ',') {
-      out.emplace_back();
-    } else {
-      out.back() += group[i];
-    }
-  }
-  return out;
-}
-
 std::string value_of(const std::string& opt, std::size_t prefix_len) {
   std::string value = opt.substr(prefix_len);
   if (value.empty()) throw WardError(ErrorKind::usage, "mount option '" + opt + "' needs a value");
   return value;
 }
 
-void apply_one(const std::string& opt, daemon::MountRequest& req) {
-  if (opt.empty() || opt == "rw" || is_fstab_only(opt)) return;
-  if (opt == "ro") {
-    req.read_only = true;
-  } else if (opt == "allow_other") {
-    req.allow_other = true;
-  } else if (opt == "nonempty") {
-    req.nonempty = true;
-  } else if (opt.starts_with("keyfile=")) {
-    req.credentials.keyfile = value_of(opt, 8);
-  } else if (opt.starts_with("passfile=")) {
-    req.credentials.passfile = value_of(opt, 9);
-  } else if (opt.starts_with("pinfile=")) {
-    req.credentials.pin_file = value_of(opt, 8);
-  } else if (opt.starts_with("keystore=")) {
-    req.expected_keystore = value_of(opt, 9);
-  } else if (opt.starts_with("idle=")) {
-    const auto idle = daemon::parse_duration(value_of(opt, 5));
-    if (!idle)
-      throw WardError(ErrorKind::usage,
-                      "mount option '" + opt + "': expected a duration like 30s or 5m");
-    req.idle = *idle;
-  } else if (opt.starts_with("threads=")) {
-    const std::string n = value_of(opt, 8);
-    if (n.find_first_not_of("0123456789") != std::string::npos || n.size() > 3 ||
-        std::stoul(n) < 1 || std::stoul(n) > 256) {
-      throw WardError(ErrorKind::usage, "mount option '" + opt + "': expected 1 to 256");
-    }
-    req.max_threads = static_cast<unsigned>(std::stoul(n));
-  } else if (opt.starts_with("audit=")) {
-    throw WardError(ErrorKind::usage,
-                    "mount option '" + opt + "' is for fstab and mount -t; use --audit-level here");
-  } else {
-    throw WardError(ErrorKind::usage,
-                    "unknown mount option '" + opt + "' (see wardfs-mount-options(5))");
+std::vector<std::string> split_commas(const std::string& list) {
+  std::vector<std::string> out;
+  std::stringstream in(list);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    if (!item.empty()) out.push_back(item);
   }
-  if (req.credentials.keyfile && req.credentials.passfile) {
-    throw WardError(ErrorKind::usage, "mount options keyfile= and passfile= exclude each other");
-  }
+  return out;
 }
 
 }  // namespace
@@ -95,13 +49,11 @@ const std::vector<MountOptionInfo>& mount_option_table() {
       {"passfile=FILE", "read the passphrase from this file"},
       {"pinfile=FILE", "PKCS#11 user PIN file (mode 0600) for a pkcs11 keystore"},
       {"keystore=SPEC",
-       "require the volume to use this keystore; approves a command or pkcs11 one "
-       "for this mount (write a comma in SPEC as \\,)"},
+       "require the volume to use this keystore (no commas in SPEC); approves a "
+       "command or pkcs11 one for this mount"},
       {"idle=DURATION", "unmount after DURATION (30s, 5m, 1h) with no requests and nothing open"},
       {"threads=N", "maximum FUSE worker threads, 1 to 256 (default 16)"},
-      {"audit=LEVEL",
-       "audit log level keys, access or all (mount helper and fstab; the same as "
-       "--audit-level)"},
+      {"audit=LEVEL", "audit log level keys, access or all (the same as --audit-level)"},
       {"nofail,_netdev,noauto,auto,defaults,user,users,x-*,comment=*",
        "for mount(8) and systemd; ignored by wardfs"},
   };
@@ -114,15 +66,35 @@ std::string mount_options_help() {
   return out;
 }
 
-void apply_mount_options(const std::vector<std::string>& groups, daemon::MountRequest& req) {
-  for (const auto& group : groups) {
-    for (const auto& opt : split_options(group)) apply_one(opt, req);
+bool apply_extra_mount_option(const std::string& opt, daemon::MountRequest& req) {
+  if (is_fstab_only(opt)) return true;
+  if (opt.starts_with("pinfile=")) {
+    req.credentials.pin_file = value_of(opt, 8);
+  } else if (opt.starts_with("keystore=")) {
+    req.credentials.expected_keystore = value_of(opt, 9);
+  } else if (opt.starts_with("idle=")) {
+    const auto idle = daemon::parse_duration(value_of(opt, 5));
+    if (!idle)
+      throw WardError(ErrorKind::usage,
+                      "mount option '" + opt + "': expected a duration like 30s or 5m");
+    req.idle = *idle;
+  } else if (opt.starts_with("threads=")) {
+    const std::string n = value_of(opt, 8);
+    if (n.find_first_not_of("0123456789") != std::string::npos || n.size() > 3 ||
+        std::stoul(n) < 1 || std::stoul(n) > 256) {
+      throw WardError(ErrorKind::usage, "mount option '" + opt + "': expected 1 to 256");
+    }
+    req.max_threads = static_cast<unsigned>(std::stoul(n));
+  } else {
+    return false;
   }
+  return true;
 }
 
-std::optional<std::vector<std::string>> mount_helper_args(int argc, char** argv) {
-  if (argc < 1 || std::filesystem::path(argv[0]).filename() != kMountHelperName)
-    return std::nullopt;
+namespace {
+
+// mount(8)'s helper call -> `wardfs mount ...` arguments; empty for -f (fake mode).
+std::vector<std::string> helper_to_mount_args(int argc, char** argv) {
   std::vector<std::string> positional;
   std::vector<std::string> options;
   std::optional<std::string> audit;
@@ -134,18 +106,15 @@ std::optional<std::vector<std::string>> mount_helper_args(int argc, char** argv)
                       kMountHelperName + std::string(": ") + arg + " needs a value");
     }
     if (arg == "-o") {
-      for (auto& opt : split_options(argv[++i])) {
+      for (auto& opt : split_commas(argv[++i])) {
         if (opt.starts_with("audit=")) {
           audit = opt.substr(6);
-        } else if (!opt.empty()) {
-          // Re-escape commas so the mount subcommand splits the same way.
-          std::string escaped;
-          for (const char c : opt) escaped += c == ',' ? std::string("\\,") : std::string(1, c);
-          options.push_back(escaped);
+        } else {
+          options.push_back(opt);
         }
       }
     } else if (arg == "-t" || arg == "-N") {
-      ++i;  // the type is ours by definition; namespaces are not supported by FUSE helpers here
+      ++i;  // the type is ours by definition; FUSE helpers do not switch namespaces
     } else if (arg.size() > 1 && arg[0] == '-' &&
                arg.find_first_not_of("sfnv", 1) == std::string::npos) {
       fake = fake || arg.find('f') != std::string::npos;  // -s sloppy, -n no mtab, -v verbose
@@ -157,7 +126,7 @@ std::optional<std::vector<std::string>> mount_helper_args(int argc, char** argv)
     throw WardError(ErrorKind::usage, std::string("usage: ") + kMountHelperName +
                                           " CIPHERDIR MOUNTPOINT [-sfnv] [-o OPTIONS]");
   }
-  if (fake) return std::vector<std::string>{};
+  if (fake) return {};
   std::vector<std::string> args = {"wardfs", "mount", positional[0], positional[1]};
   if (!options.empty()) {
     std::string joined;
@@ -166,6 +135,26 @@ std::optional<std::vector<std::string>> mount_helper_args(int argc, char** argv)
   }
   if (audit) args.insert(args.end(), {"--audit-level", *audit});
   return args;
+}
+
+}  // namespace
+
+std::optional<int> adopt_mount_helper_args(int& argc, char**& argv, HelperArgs& storage) {
+  if (argc < 1 || std::filesystem::path(argv[0]).filename() != kMountHelperName)
+    return std::nullopt;
+  try {
+    storage.args = helper_to_mount_args(argc, argv);
+  } catch (const WardError& e) {
+    std::cerr << "wardfs: " << e.what() << "\n";
+    return e.exit_code();
+  }
+  if (storage.args.empty()) return 0;
+  storage.argv.clear();
+  for (auto& a : storage.args) storage.argv.push_back(a.data());
+  storage.argv.push_back(nullptr);
+  argc = static_cast<int>(storage.args.size());
+  argv = storage.argv.data();
+  return std::nullopt;
 }
 
 }  // namespace wardfs::cli

@@ -28,7 +28,6 @@
 #include "crypto/errors.h"
 #include "daemon/control.h"
 #include "daemon/monitor.h"
-#include "daemon/mount_credentials.h"
 #include "daemon/notify.h"
 #include "daemon/volume_service.h"
 #include "fuse/filesystem.h"
@@ -185,8 +184,7 @@ struct SessionDeleter {
 int serve(const MountRequest& req, ReadinessPipe& ready) {
   harden_process();
   const auto config = crypto::load_config(req.cipher_dir);
-  auto keystore =
-      keystore::open_keystore(config.keystore, credentials_for_mount(req.credentials, req.expected_keystore, config));
+  auto keystore = keystore::open_keystore(config.keystore, req.credentials);
   // The keystore stays open: online rotation wraps new data keys with it.
   const auto volume = volume::unlock_volume(req.cipher_dir, config, *keystore);
 
@@ -301,7 +299,10 @@ bool is_mount_point(const stdfs::path& path) {
   return false;
 }
 
-int run_mount(const MountRequest& request) {
+int run_mount(const MountRequest& original) {
+  MountRequest request = original;
+  // Under systemd the keystore line goes to the journal too, with the mount point.
+  if (request.foreground && running_under_systemd()) request.credentials.notify = log_keystore_identity;
   crypto::ensure_sodium();
   check_mount_point(request);
   ReadinessPipe ready;

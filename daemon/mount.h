@@ -1,7 +1,6 @@
 // The mounted process: unlock the volume, mount it through FUSE, serve until unmounted.
 #pragma once
 
-#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -14,15 +13,13 @@ struct MountRequest {
   std::filesystem::path cipher_dir;
   std::filesystem::path mount_point;
   keystore::Credentials credentials;
+  std::chrono::milliseconds idle{0};  // --idle / idle=: unmount when unused (daemon/monitor.h)
   bool foreground = false;
   bool read_only = false;
   bool allow_other = false;
   bool nonempty = false;
   std::optional<std::filesystem::path> log_file;
   unsigned max_threads = 16;
-  // Packaging and operations (mount helper, systemd): see daemon/monitor.h.
-  std::chrono::milliseconds idle{0};            // --idle / idle=: unmount when unused
-  std::optional<std::string> expected_keystore;  // keystore=SPEC mount option
 };
 
 // Returns the process exit code. Without `foreground` the caller's process returns

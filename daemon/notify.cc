@@ -2,6 +2,7 @@
 
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -78,5 +79,7 @@ std::shared_ptr<spdlog::logger> journal_logger(const std::string& mount_point) {
   logger->set_formatter(std::move(formatter));
   return logger;
 }
+
+void log_keystore_identity(const std::string& identity) { spdlog::info("keystore {}", identity); }
 
 }  // namespace wardfs::daemon

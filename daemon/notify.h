@@ -32,4 +32,7 @@ bool running_under_systemd();
 // journal holds the lines of every wardfs@ instance.
 std::shared_ptr<spdlog::logger> journal_logger(const std::string& mount_point);
 
+// A keystore::Credentials::notify that logs "keystore IDENTITY" instead of printing it.
+void log_keystore_identity(const std::string& identity);
+
 }  // namespace wardfs::daemon

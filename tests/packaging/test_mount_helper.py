@@ -89,14 +89,6 @@ class MountHelperTest(h.WardfsTestCase):
             self.assertEqual(p.returncode, 1, h.describe(p))
             self.assertIn("--audit-level", p.stderr)
 
-    def test_comma_in_value_is_escaped(self):
-        odd = os.path.join(self.vol["root"], "k,ey")
-        shutil.copy(self.vol["key"], odd)
-        os.chmod(odd, 0o600)
-        p = self.helper_run("keyfile=" + odd.replace(",", "\\,"))
-        self.assertEqual(p.returncode, 0, h.describe(p))
-        assert_round_trip(self, self.vol)
-
 
 if __name__ == "__main__":
     h.main()
