@@ -19,8 +19,9 @@ namespace {
 void require_expected(const crypto::KeystoreSpec& spec, const std::string& expected) {
   const crypto::KeystoreSpec want = parse_keystore_arg(expected);
   if (want.type != spec.type || want.location != spec.location) {
-    fail(ErrorKind::usage, "the volume's keystore is '" + spec.type + (spec.location.empty() ? "" : ":" + spec.location) +
-                               "', not the keystore=" + expected + " this mount asks for");
+    const std::string have = spec.type + (spec.location.empty() ? "" : ":" + spec.location);
+    fail(ErrorKind::usage,
+         "the volume's keystore is '" + have + "', not the keystore=" + expected + " this mount asks for");
   }
 }
 
