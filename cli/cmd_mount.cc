@@ -13,6 +13,7 @@
 
 #include "cli/commands.h"
 #include "cli/key_commands.h"
+#include "cli/mount_options.h"
 #include "crypto/errors.h"
 #include "daemon/control.h"
 #include "daemon/mount.h"
@@ -57,7 +58,7 @@ void apply_mount_options(const std::vector<std::string>& raw, daemon::MountReque
     std::stringstream list(group);
     std::string opt;
     while (std::getline(list, opt, ',')) {
-      if (opt.empty() || opt == "rw") continue;
+      if (opt.empty() || opt == "rw" || apply_extra_mount_option(opt, req)) continue;
       if (opt == "ro") {
         req.read_only = true;
       } else if (opt == "allow_other") {
@@ -239,10 +240,11 @@ void add_mount_commands(CLI::App& app, Runner& run) {
   mount->add_option("MOUNTPOINT", args->mount_point, "Empty directory to show the plaintext in")
       ->required();
   mount->add_flag("-f,--foreground", args->foreground, "Stay in the foreground and log to stderr");
-  mount->add_option(
-      "-o", args->options,
-      "Comma-separated options: ro, allow_other (other users may enter; permissions are "
-      "checked), nonempty (allow a non-empty mount point), keyfile=F, passfile=F");
+  mount->add_option("-o", args->options, mount_options_help());
+  // Defined after -o, whose values CLI11 assigns first: --idle D is the same as -o idle=D.
+  mount->add_option_function<std::string>(
+      "--idle", [args](const std::string& d) { args->options.push_back("idle=" + d); },
+      "Unmount after this long (30s, 5m, 1h) with no requests and no open files");
   auto* keyfile = mount->add_option("--keyfile", args->keyfile, "Key file that unlocks the volume");
   mount
       ->add_option("--passfile", args->passfile,

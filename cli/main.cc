@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "cli/mount_options.h"
 #include "crypto/errors.h"
 
 namespace {
@@ -18,6 +19,8 @@ constexpr const char* kExitCodes =
 }
 
 int main(int argc, char** argv) {
+  wardfs::cli::HelperArgs helper;  // mount(8) runs this binary as mount.fuse.wardfs
+  if (const auto rc = wardfs::cli::adopt_mount_helper_args(argc, argv, helper)) return *rc;
   CLI::App app{
       "wardfs: an encrypting overlay filesystem. Files written under the mount point are\n"
       "stored encrypted and authenticated in the backing directory (CIPHERDIR)."};

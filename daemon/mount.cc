@@ -30,6 +30,8 @@
 #include "audit/log.h"
 #include "crypto/errors.h"
 #include "daemon/control.h"
+#include "daemon/monitor.h"
+#include "daemon/notify.h"
 #include "daemon/volume_service.h"
 #include "fuse/filesystem.h"
 #include "volume/posix_io.h"
@@ -115,6 +117,8 @@ void setup_logging(const MountRequest& req) {
   std::shared_ptr<spdlog::logger> logger;
   if (req.log_file) {
     logger = spdlog::basic_logger_mt("wardfs", req.log_file->string());
+  } else if (req.foreground && running_under_systemd()) {
+    logger = journal_logger(req.mount_point.string());
   } else if (req.foreground) {
     logger = spdlog::stderr_color_mt("wardfs");
   } else {
@@ -296,7 +300,12 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   ready.report(0, "ok");
   if (!req.foreground) detach_stdio();
 
+  MountMonitor monitor({req.mount_point, req.idle,
+                        "cipher " + std::string(crypto::cipher_name(config.cipher)) + ", keystore " +
+                            volume->keystore_identity()},
+                       filesystem.counters(), Notifier::from_environment());
   const int rc = run_worker_pool(session.get(), req.max_threads);
+  monitor.stopping();
   control.reset();
   fuse_session_unmount(session.get());
   fuse_remove_signal_handlers(session.get());
@@ -364,7 +373,10 @@ bool is_mount_point(const stdfs::path& path) {
   return false;
 }
 
-int run_mount(const MountRequest& request) {
+int run_mount(const MountRequest& original) {
+  MountRequest request = original;
+  // Under systemd the keystore line goes to the journal too, with the mount point.
+  if (request.foreground && running_under_systemd()) request.credentials.notify = log_keystore_identity;
   crypto::ensure_sodium();
   check_mount_point(request);
   ReadinessPipe ready;

@@ -14,6 +14,7 @@ struct MountRequest {
   std::filesystem::path cipher_dir;
   std::filesystem::path mount_point;
   keystore::Credentials credentials;
+  std::chrono::milliseconds idle{0};  // --idle / idle=: unmount when unused (daemon/monitor.h)
   bool foreground = false;
   bool read_only = false;
   bool allow_other = false;

@@ -32,6 +32,10 @@ struct FsCounters {
   std::atomic<std::uint64_t> bytes_read{0};
   std::atomic<std::uint64_t> bytes_written{0};
   std::atomic<std::uint64_t> integrity_failures{0};
+  // For `wardfs mount --idle`: when the last request came (steady clock, ns) and how many
+  // files and directories the kernel holds open.
+  std::atomic<std::int64_t> last_request_ns{0};
+  std::atomic<std::int64_t> open_handles{0};
 };
 
 struct FileHandle {
@@ -51,6 +55,8 @@ class WardFs {
   int open_root();
   static const fuse_lowlevel_ops& operations();
   const FsCounters& counters() const { return counters_; }
+  void note_request();
+  void note_open(int delta) { counters_.open_handles.fetch_add(delta, std::memory_order_relaxed); }
   const volume::NameMapper& names() const { return names_; }
   // Lets whole-volume walks (rekey, scan) share this filesystem's inodes and locks.
   volume::TreeAccess& tree_access() { return tree_access_; }

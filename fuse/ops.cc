@@ -1,6 +1,8 @@
 // The fuse_lowlevel_ops table: plain functions that find the WardFs behind a request.
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+
 #include "fuse/filesystem.h"
 
 namespace wardfs::fs {
@@ -12,6 +14,7 @@ WardFs& fs_of(fuse_req_t req) { return *static_cast<WardFs*>(fuse_req_userdata(r
 // with EIO and the mount keeps serving.
 template <typename Body>
 void guarded(fuse_req_t req, Body&& body) {
+  fs_of(req).note_request();
   try {
     body();
   } catch (const std::exception& e) {
@@ -53,7 +56,12 @@ fuse_lowlevel_ops make_operations() {
   ops.link = [](fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
     guarded(req, [&] { fs_of(req).link(req, ino, newparent, newname); });
   };
-  ops.open = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { guarded(req, [&] { fs_of(req).open(req, ino, fi); }); };
+  // fi->fh is set only when a handle was made; the kernel releases exactly those.
+  ops.open = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    WardFs& fs = fs_of(req);
+    guarded(req, [&] { fs.open(req, ino, fi); });
+    if (fi->fh != 0) fs.note_open(1);
+  };
   ops.read = [](fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
     guarded(req, [&] { fs_of(req).read(req, ino, size, off, fi); });
   };
@@ -61,18 +69,28 @@ fuse_lowlevel_ops make_operations() {
     guarded(req, [&] { fs_of(req).write(req, ino, buf, size, off, fi); });
   };
   ops.flush = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { guarded(req, [&] { fs_of(req).flush(req, ino, fi); }); };
-  ops.release = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { guarded(req, [&] { fs_of(req).release(req, ino, fi); }); };
+  ops.release = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    fs_of(req).note_open(-1);
+    guarded(req, [&] { fs_of(req).release(req, ino, fi); });
+  };
   ops.fsync = [](fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
     guarded(req, [&] { fs_of(req).fsync(req, ino, datasync, fi); });
   };
-  ops.opendir = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { guarded(req, [&] { fs_of(req).opendir(req, ino, fi); }); };
+  ops.opendir = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    WardFs& fs = fs_of(req);
+    guarded(req, [&] { fs.opendir(req, ino, fi); });
+    if (fi->fh != 0) fs.note_open(1);
+  };
   ops.readdir = [](fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
     guarded(req, [&] { fs_of(req).readdir(req, ino, size, off, fi, false); });
   };
   ops.readdirplus = [](fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
     guarded(req, [&] { fs_of(req).readdir(req, ino, size, off, fi, true); });
   };
-  ops.releasedir = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { guarded(req, [&] { fs_of(req).releasedir(req, ino, fi); }); };
+  ops.releasedir = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    fs_of(req).note_open(-1);
+    guarded(req, [&] { fs_of(req).releasedir(req, ino, fi); });
+  };
   ops.fsyncdir = [](fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
     guarded(req, [&] { fs_of(req).fsyncdir(req, ino, datasync, fi); });
   };
@@ -86,7 +104,9 @@ fuse_lowlevel_ops make_operations() {
   ops.listxattr = [](fuse_req_t req, fuse_ino_t ino, size_t size) { guarded(req, [&] { fs_of(req).listxattr(req, ino, size); }); };
   ops.removexattr = [](fuse_req_t req, fuse_ino_t ino, const char* name) { guarded(req, [&] { fs_of(req).removexattr(req, ino, name); }); };
   ops.create = [](fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
-    guarded(req, [&] { fs_of(req).create(req, parent, name, mode, fi); });
+    WardFs& fs = fs_of(req);
+    guarded(req, [&] { fs.create(req, parent, name, mode, fi); });
+    if (fi->fh != 0) fs.note_open(1);
   };
   ops.fallocate = [](fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, fuse_file_info* fi) {
     guarded(req, [&] { fs_of(req).fallocate(req, ino, mode, off, len, fi); });
@@ -94,6 +114,12 @@ fuse_lowlevel_ops make_operations() {
   return ops;
 }
 }  // namespace
+
+void WardFs::note_request() {
+  const auto now = std::chrono::steady_clock::now().time_since_epoch();
+  counters_.last_request_ns.store(std::chrono::duration_cast<std::chrono::nanoseconds>(now).count(),
+                                  std::memory_order_relaxed);
+}
 
 const fuse_lowlevel_ops& WardFs::operations() {
   static const fuse_lowlevel_ops ops = make_operations();

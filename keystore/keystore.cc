@@ -16,8 +16,18 @@ namespace {
 
 [[noreturn]] void fail(ErrorKind kind, const std::string& msg) { throw WardError(kind, msg); }
 
+void require_expected(const crypto::KeystoreSpec& spec, const std::string& expected) {
+  const crypto::KeystoreSpec want = parse_keystore_arg(expected);
+  if (want.type != spec.type || want.location != spec.location) {
+    const std::string have = spec.type + (spec.location.empty() ? "" : ":" + spec.location);
+    fail(ErrorKind::usage,
+         "the volume's keystore is '" + have + "', not the keystore=" + expected + " this mount asks for");
+  }
+}
+
 std::unique_ptr<Keystore> open_unannounced(const crypto::KeystoreSpec& spec,
                                            const Credentials& creds) {
+  if (creds.expected_keystore) require_expected(spec, *creds.expected_keystore);
   if (creds.keyfile) {
     if (spec.type != "keyfile") {
       fail(ErrorKind::usage, "this volume uses the '" + spec.type + "' keystore, not a key file");
@@ -41,7 +51,7 @@ std::unique_ptr<Keystore> open_unannounced(const crypto::KeystoreSpec& spec,
     return make_local_keystore(read_key_file(spec.location), "keyfile:" + spec.location);
   }
   if (spec.type == "command" || spec.type == "pkcs11") {
-    if (!creds.trust_config_keystore) detail::require_trusted(spec);
+    if (!creds.trust_config_keystore && !creds.expected_keystore) detail::require_trusted(spec);
     if (spec.type == "command") return detail::open_command_keystore(spec.location, creds);
     return detail::open_pkcs11_keystore(spec.location, creds, false);
   }

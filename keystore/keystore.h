@@ -48,6 +48,10 @@ struct Credentials {
   // this machine (see keystore/trust.h), since configs live in the untrusted backing
   // directory; true skips that check (tests, callers that vetted the spec themselves).
   bool trust_config_keystore = false;
+  // The keystore=SPEC mount option, written by whoever owns the fstab line or unit: the
+  // config must name exactly this keystore (else a usage error), and a command or
+  // pkcs11 one then counts as approved, since an administrator vouched for it.
+  std::optional<std::string> expected_keystore;
   // Told which keystore open_keystore opened (identity only, never key material).
   std::function<void(const std::string&)> notify = notify_stderr;
 };

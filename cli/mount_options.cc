@@ -1,0 +1,162 @@
+#include "cli/mount_options.h"
+
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+
+#include "crypto/errors.h"
+#include "daemon/monitor.h"
+
+namespace wardfs::cli {
+
+namespace {
+
+// Options for mount(8), systemd or other fstab readers, never for the filesystem.
+bool is_fstab_only(const std::string& opt) {
+  static const char* const kIgnored[] = {"defaults", "auto",  "noauto", "nofail", "_netdev", "user",
+                                         "nouser",   "users", "owner",  "group",  "noowner"};
+  for (const char* name : kIgnored) {
+    if (opt == name) return true;
+  }
+  return opt.starts_with("x-") || opt.starts_with("comment=");
+}
+
+std::string value_of(const std::string& opt, std::size_t prefix_len) {
+  std::string value = opt.substr(prefix_len);
+  if (value.empty()) throw WardError(ErrorKind::usage, "mount option '" + opt + "' needs a value");
+  return value;
+}
+
+std::vector<std::string> split_commas(const std::string& list) {
+  std::vector<std::string> out;
+  std::stringstream in(list);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+}  // namespace
+
+const std::vector<MountOptionInfo>& mount_option_table() {
+  static const std::vector<MountOptionInfo> table = {
+      {"ro", "mount read-only"},
+      {"rw", "mount read-write (the default)"},
+      {"allow_other", "let other users in (permissions are still checked)"},
+      {"nonempty", "allow a mount point that is not empty"},
+      {"keyfile=FILE", "unlock with this key file (mode 0600 or stricter)"},
+      {"passfile=FILE", "read the passphrase from this file"},
+      {"pinfile=FILE", "PKCS#11 user PIN file (mode 0600) for a pkcs11 keystore"},
+      {"keystore=SPEC",
+       "require the volume to use this keystore (no commas in SPEC); approves a "
+       "command or pkcs11 one for this mount"},
+      {"idle=DURATION", "unmount after DURATION (30s, 5m, 1h) with no requests and nothing open"},
+      {"threads=N", "maximum FUSE worker threads, 1 to 256 (default 16)"},
+      {"audit=LEVEL", "audit log level keys, access or all (the same as --audit-level)"},
+      {"audit_log=FILE", "audit log file (the same as --audit-log)"},
+      {"audit_on_failure=POLICY", "fail-open or fail-closed when the audit log cannot be written"},
+      {"nofail,_netdev,noauto,auto,defaults,user,users,x-*,comment=*",
+       "for mount(8) and systemd; ignored by wardfs"},
+  };
+  return table;
+}
+
+std::string mount_options_help() {
+  std::string out = "Comma-separated mount options:";
+  for (const auto& o : mount_option_table()) out += "\n  " + o.name + "  " + o.help;
+  return out;
+}
+
+bool apply_extra_mount_option(const std::string& opt, daemon::MountRequest& req) {
+  if (is_fstab_only(opt)) return true;
+  if (opt.starts_with("pinfile=")) {
+    req.credentials.pin_file = value_of(opt, 8);
+  } else if (opt.starts_with("keystore=")) {
+    req.credentials.expected_keystore = value_of(opt, 9);
+  } else if (opt.starts_with("idle=")) {
+    const auto idle = daemon::parse_duration(value_of(opt, 5));
+    if (!idle)
+      throw WardError(ErrorKind::usage,
+                      "mount option '" + opt + "': expected a duration like 30s or 5m");
+    req.idle = *idle;
+  } else if (opt.starts_with("threads=")) {
+    const std::string n = value_of(opt, 8);
+    if (n.find_first_not_of("0123456789") != std::string::npos || n.size() > 3 ||
+        std::stoul(n) < 1 || std::stoul(n) > 256) {
+      throw WardError(ErrorKind::usage, "mount option '" + opt + "': expected 1 to 256");
+    }
+    req.max_threads = static_cast<unsigned>(std::stoul(n));
+  } else {
+    return false;
+  }
+  return true;
+}
+
+namespace {
+
+// mount(8)'s helper call -> `wardfs mount ...` arguments; empty for -f (fake mode).
+std::vector<std::string> helper_to_mount_args(int argc, char** argv) {
+  std::vector<std::string> positional;
+  std::vector<std::string> options;
+  std::optional<std::string> audit;
+  bool fake = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if ((arg == "-o" || arg == "-t" || arg == "-N") && i + 1 >= argc) {
+      throw WardError(ErrorKind::usage,
+                      kMountHelperName + std::string(": ") + arg + " needs a value");
+    }
+    if (arg == "-o") {
+      for (auto& opt : split_commas(argv[++i])) {
+        if (opt.starts_with("audit=")) {
+          audit = opt.substr(6);
+        } else {
+          options.push_back(opt);
+        }
+      }
+    } else if (arg == "-t" || arg == "-N") {
+      ++i;  // the type is ours by definition; FUSE helpers do not switch namespaces
+    } else if (arg.size() > 1 && arg[0] == '-' &&
+               arg.find_first_not_of("sfnv", 1) == std::string::npos) {
+      fake = fake || arg.find('f') != std::string::npos;  // -s sloppy, -n no mtab, -v verbose
+    } else {
+      positional.push_back(arg);
+    }
+  }
+  if (positional.size() != 2) {
+    throw WardError(ErrorKind::usage, std::string("usage: ") + kMountHelperName +
+                                          " CIPHERDIR MOUNTPOINT [-sfnv] [-o OPTIONS]");
+  }
+  if (fake) return {};
+  std::vector<std::string> args = {"wardfs", "mount", positional[0], positional[1]};
+  if (!options.empty()) {
+    std::string joined;
+    for (const auto& o : options) joined += (joined.empty() ? "" : ",") + o;
+    args.insert(args.end(), {"-o", joined});
+  }
+  if (audit) args.insert(args.end(), {"--audit-level", *audit});
+  return args;
+}
+
+}  // namespace
+
+std::optional<int> adopt_mount_helper_args(int& argc, char**& argv, HelperArgs& storage) {
+  if (argc < 1 || std::filesystem::path(argv[0]).filename() != kMountHelperName)
+    return std::nullopt;
+  try {
+    storage.args = helper_to_mount_args(argc, argv);
+  } catch (const WardError& e) {
+    std::cerr << "wardfs: " << e.what() << "\n";
+    return e.exit_code();
+  }
+  if (storage.args.empty()) return 0;
+  storage.argv.clear();
+  for (auto& a : storage.args) storage.argv.push_back(a.data());
+  storage.argv.push_back(nullptr);
+  argc = static_cast<int>(storage.args.size());
+  argv = storage.argv.data();
+  return std::nullopt;
+}
+
+}  // namespace wardfs::cli

@@ -1,0 +1,166 @@
+#include "daemon/monitor.h"
+
+#include <spawn.h>
+#include <spdlog/spdlog.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+
+extern char** environ;
+
+namespace wardfs::daemon {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+std::string human_bytes(std::uint64_t n) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(n);
+  int unit = 0;
+  while (value >= 1024 && unit < 4) {
+    value /= 1024;
+    ++unit;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, unit == 0 ? "%.0f %s" : "%.1f %s", value, units[unit]);
+  return buf;
+}
+
+int run_fusermount_unmount(const std::filesystem::path& mount_point) {
+  // posix_spawn, not fork: this process is multi-threaded.
+  const char* argv[] = {"fusermount3", "-u", mount_point.c_str(), nullptr};
+  pid_t pid = 0;
+  if (posix_spawnp(&pid, "fusermount3", nullptr, nullptr, const_cast<char**>(argv), environ) != 0) {
+    return ENOENT;
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : EBUSY;
+}
+
+}  // namespace
+
+int unmount_if_unused(const std::filesystem::path& mount_point) {
+  if (::geteuid() != 0) return run_fusermount_unmount(mount_point);
+  // No MNT_DETACH: a file opened since the last look makes this fail with EBUSY,
+  // which is exactly the "still in use" answer we want.
+  return ::umount2(mount_point.c_str(), 0) == 0 ? 0 : errno;
+}
+
+std::optional<std::chrono::milliseconds> parse_duration(const std::string& text) {
+  std::size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  const std::string unit = text.substr(used);
+  double ms_per_unit = 0;
+  if (unit.empty() || unit == "s") ms_per_unit = 1000;
+  if (unit == "ms") ms_per_unit = 1;
+  if (unit == "m" || unit == "min") ms_per_unit = 60'000;
+  if (unit == "h") ms_per_unit = 3'600'000;
+  if (ms_per_unit == 0 || value < 0 || !std::isfinite(value)) return std::nullopt;
+  return std::chrono::milliseconds(static_cast<std::int64_t>(value * ms_per_unit));
+}
+
+MountMonitor::MountMonitor(MonitorOptions options, const fs::FsCounters& counters,
+                           Notifier notifier)
+    : options_(std::move(options)), counters_(counters), notifier_(std::move(notifier)) {
+  thread_ = std::thread([this] { run(); });
+}
+
+MountMonitor::~MountMonitor() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void MountMonitor::stopping() {
+  notifier_.send("STOPPING=1\nSTATUS=Unmounted " + options_.mount_point.string());
+}
+
+bool MountMonitor::sleep_for(std::chrono::milliseconds duration) {
+  std::unique_lock lock(mutex_);
+  return !wake_.wait_for(lock, duration, [this] { return stop_; });
+}
+
+bool MountMonitor::wait_until_answering() {
+  // A stat of the mount point's root is a FUSE request: it returns only once the worker
+  // threads serve, which is what "ready" must mean to whoever waits on the service.
+  struct stat st {};
+  while (::stat(options_.mount_point.c_str(), &st) != 0) {
+    if (!sleep_for(std::chrono::milliseconds(50))) return false;
+  }
+  return true;
+}
+
+std::string MountMonitor::status_line() const {
+  const auto open = std::max<std::int64_t>(0, counters_.open_handles.load());
+  return "Serving " + options_.mount_point.string() + " (" + options_.description + "); read " +
+         human_bytes(counters_.bytes_read.load()) + ", wrote " +
+         human_bytes(counters_.bytes_written.load()) + ", " + std::to_string(open) + " open, " +
+         std::to_string(counters_.integrity_failures.load()) + " integrity failures";
+}
+
+bool MountMonitor::idle_expired() const {
+  if (options_.idle.count() == 0 || counters_.open_handles.load() > 0) return false;
+  const auto last = std::max(ready_ns_, counters_.last_request_ns.load());
+  const auto quiet = std::chrono::nanoseconds(now_ns() - last);
+  return quiet >= options_.idle;
+}
+
+void MountMonitor::try_idle_unmount() {
+  const int err = unmount_if_unused(options_.mount_point);
+  if (err == 0) {
+    spdlog::info("no requests for {} ms and nothing open: unmounted {}", options_.idle.count(),
+                 options_.mount_point.string());
+    return;
+  }
+  // Busy (a process's working directory, a racing open): try again after the next quiet spell.
+  if (!busy_logged_)
+    spdlog::info("idle, but {} is still in use ({})", options_.mount_point.string(),
+                 std::strerror(err));
+  busy_logged_ = true;
+}
+
+void MountMonitor::run() {
+  if (!wait_until_answering()) return;
+  notifier_.send("READY=1\nSTATUS=" + status_line());
+  spdlog::info("ready: {} answers requests", options_.mount_point.string());
+  ready_ns_ = now_ns();
+  const auto tick = options_.idle.count() > 0
+                        ? std::clamp(options_.idle / 4, std::chrono::milliseconds(100),
+                                     std::chrono::milliseconds(1000))
+                        : std::chrono::milliseconds(1000);
+  std::string last_status;
+  auto next_status = Clock::now();
+  while (sleep_for(tick)) {
+    if (idle_expired()) try_idle_unmount();
+    if (notifier_.enabled() && Clock::now() >= next_status) {
+      std::string line = status_line();
+      if (line != last_status) notifier_.send("STATUS=" + line);
+      last_status = std::move(line);
+      next_status = Clock::now() + std::chrono::seconds(5);
+    }
+  }
+}
+
+}  // namespace wardfs::daemon

@@ -1,0 +1,62 @@
+// What a live mount does beside serving requests: tells systemd when it is ready (only
+// once the mount point answers), keeps a STATUS= line current, says STOPPING=1, and with
+// `--idle` unmounts itself after a quiet spell with nothing open.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "daemon/notify.h"
+#include "fuse/filesystem.h"
+
+namespace wardfs::daemon {
+
+struct MonitorOptions {
+  std::filesystem::path mount_point;
+  std::chrono::milliseconds idle{0};  // 0: never unmount on idle
+  std::string description;            // "cipher ..., keystore ..." for STATUS=
+};
+
+class MountMonitor {
+ public:
+  // Starts the monitor thread; call it after the mount exists, before serving.
+  MountMonitor(MonitorOptions options, const fs::FsCounters& counters, Notifier notifier);
+  ~MountMonitor();  // stops the thread
+  MountMonitor(const MountMonitor&) = delete;
+  MountMonitor& operator=(const MountMonitor&) = delete;
+
+  // The request loop ended (unmount, signal or idle): STOPPING=1 to systemd.
+  void stopping();
+
+ private:
+  void run();
+  bool wait_until_answering();
+  bool idle_expired() const;
+  void try_idle_unmount();
+  std::string status_line() const;
+  bool sleep_for(std::chrono::milliseconds duration);  // false once asked to stop
+
+  MonitorOptions options_;
+  const fs::FsCounters& counters_;
+  Notifier notifier_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  bool busy_logged_ = false;
+  std::int64_t ready_ns_ = 0;  // idle time counts from here at the earliest
+  std::thread thread_;
+};
+
+// Unmounts `mount_point` without detaching it: fails (EBUSY) while anything is open or
+// in use there. umount2 as root, else fusermount3 -u. 0 or an errno value.
+int unmount_if_unused(const std::filesystem::path& mount_point);
+
+// "30s", "5m", "1h", "250ms", "90" (seconds) -> duration; nullopt when malformed.
+std::optional<std::chrono::milliseconds> parse_duration(const std::string& text);
+
+}  // namespace wardfs::daemon
