@@ -10,12 +10,14 @@
   unchanged, reads and other files keep working."""
 
 import errno
+import hashlib
+import json
 import os
-import subprocess
+import socket
 
 import reliability_env  # noqa: F401
-from wardfs_harness import (WardfsTestCase, backing_data_entries, config_matrix, main,
-                            pattern, read_file, read_uncached, run, write_file)
+from wardfs_harness import (BIN, WardfsTestCase, backing_data_entries, config_matrix, main,
+                            pattern, read_file, read_uncached, run, wait_for, write_file)
 
 MiB = 1 << 20
 
@@ -86,13 +88,21 @@ class FaultCases:
             write_file(self.vol.p("another"), pattern(MiB, 3), fsync=True)
         self.assertEqual(cm.exception.errno, errno.ENOSPC)
 
-        # what was there before is intact (read through the daemon, not the page cache)
-        self.assertBytesEqual(read_uncached(self.vol.p("keep")), keep, "fsynced file on a full disk")
-        self.assertEqual(read_uncached(self.vol.p("dir", "small")), b"small file")
-        got = read_uncached(self.vol.p("filler"))
-        self.assertGreaterEqual(len(got), synced, "the filler lost fsynced bytes")
-        whole = block * (len(got) // len(block) + 1)
-        self.assertBytesEqual(got, whole[:len(got)], "the filler reads as a prefix of what was written")
+        # what was there before is intact, through this daemon and after a remount (which
+        # sizes files from their backing files, so a write torn by ENOSPC must not leave an
+        # invalid backing size behind)
+        for when in ("on a full disk", "after a remount on the full disk"):
+            self.assertBytesEqual(read_uncached(self.vol.p("keep")), keep, "fsynced file " + when)
+            self.assertEqual(read_uncached(self.vol.p("dir", "small")), b"small file", when)
+            got = read_uncached(self.vol.p("filler"))
+            self.assertGreaterEqual(len(got), synced, "the filler lost fsynced bytes " + when)
+            whole = block * (len(got) // len(block) + 1)
+            self.assertBytesEqual(got, whole[:len(got)], "the filler is a prefix of what was written")
+            if os.path.exists(self.vol.p("another")):  # its creation may have failed already
+                another = read_uncached(self.vol.p("another"))
+                self.assertBytesEqual(another, pattern(MiB, 3)[:len(another)], "the file that hit ENOSPC")
+            if when.startswith("on"):
+                self.vol.remount()
 
         # free space: the mount works again
         os.unlink(self.vol.p("filler"))
@@ -184,8 +194,65 @@ class FaultCases:
         self.assertIn(cm.exception.errno, (errno.EROFS, errno.EIO, errno.EACCES), repr(cm.exception))
         self.assertBytesEqual(read_uncached(self.vol.p("victim")), data, "a failed write changes nothing")
         self.check_others(files)
-        subprocess.run(["umount", bpath], check=False)
-        self.assertBytesEqual(read_uncached(self.vol.p("victim")), data, "after the bind mount goes")
+        self.vol.unmount()
+        p = run(["umount", bpath])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.vol.mount()
+        self.assertBytesEqual(read_file(self.vol.p("victim")), data, "after the bind mount goes")
+        write_file(self.vol.p("victim"), b"writable again")
+        self.assertEqual(read_uncached(self.vol.p("victim")), b"writable again")
+
+
+    # ------------------------------------------------------------ a rekey that would take days
+    def test_unmount_stops_a_slow_rekey(self):
+        """`wardfs rekey --rate` throttles by sleeping; an unmount must not wait for it."""
+        self.start()
+        write_file(self.vol.p("f"), pattern(300_000, 5))
+        for cmd in (["rotate", self.vol.plain], ["rekey", self.vol.plain, "--rate", "0.000001", "--background"]):
+            p = run([BIN] + cmd, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(wait_for(lambda: "rekey started" in self.log_text(), 10))
+        p = run([BIN, "unmount", self.vol.plain], timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(wait_for(lambda: not self.vol.daemon_pids(), 15),
+                        "the daemon must exit after unmount even while a throttled rekey sleeps")
+        self.vol.mount()
+        self.assertEqual(read_file(self.vol.p("f")), pattern(300_000, 5))
+
+
+    # ------------------------------------------------------------ a hostile control client
+    def control_socket(self):
+        digest = hashlib.sha256(os.path.realpath(self.vol.plain).encode()).hexdigest()[:24]
+        return "/run/wardfs/%s.sock" % digest  # daemon/control.cc, for root
+
+    def test_control_socket_survives_malformed_requests(self):
+        """Whatever bytes a (permitted) client sends, the daemon answers one JSON line and
+        keeps serving: found by fuzz_control, a non-UTF-8 request used to kill the daemon."""
+        self.start()
+        write_file(self.vol.p("f"), b"still here")
+        requests = [b'{"op": "\xff"}\n', b"\xc3\x28 not json\n", b'{"op": "rekey", "rate": "fast"}\n',
+                    b'{"op": "retire", "generation": "x"}\n', b"[1, 2]\n", b"\n", b"x" * 60000,
+                    b'{"op": "status"']
+        for req in requests:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(10)
+                s.connect(self.control_socket())
+                s.sendall(req)
+                s.shutdown(socket.SHUT_WR)
+                reply = b""
+                while True:
+                    b = s.recv(65536)
+                    if not b:
+                        break
+                    reply += b
+            self.assertTrue(reply.endswith(b"\n"), "one reply line for %r: %r" % (req[:40], reply[:200]))
+            j = json.loads(reply)
+            self.assertIn("error", j, "%r is refused" % req[:40])
+            self.assertIn(j["code"], (1, 2, 3, 4, 5))
+            self.assertTrue(self.vol.alive(), "the daemon survives %r" % req[:40])
+        p = run([BIN, "status", self.vol.plain, "--json"], timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(read_file(self.vol.p("f")), b"still here")
 
 
 class Faults(FaultCases, WardfsTestCase):
