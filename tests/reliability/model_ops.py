@@ -8,6 +8,7 @@ on a slot that is not open is skipped on both sides, so any subsequence of a rec
 is again a valid sequence (what the shrinker needs)."""
 
 import errno
+import hashlib
 import mmap
 import os
 import random
@@ -244,7 +245,6 @@ class Generator:
 
 def snapshot(root):
     """relpath -> (type, mode, size, nlink, sha of content, xattrs) for every entry."""
-    import hashlib
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for n in dirnames + filenames:

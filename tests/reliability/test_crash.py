@@ -13,7 +13,6 @@ The writer's operations come from a seeded generator that this test replays to k
 what was written; the writer only reports how far it got."""
 
 import errno
-import json
 import os
 import random
 import signal
