@@ -9,6 +9,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <csignal>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -102,7 +104,8 @@ struct Fixture {
     std::size_t done = 0;
     while (done < size) {
       const ssize_t n = ::send(fd.get(), data + done, size - done, MSG_NOSIGNAL);
-      if (n <= 0) break;  // the server stops reading after the first line
+      if (n < 0 && errno == EINTR) continue;  // libFuzzer's -timeout ticks with SIGALRM
+      if (n <= 0) break;                      // the server stops reading after the first line
       done += static_cast<std::size_t>(n);
     }
     ::shutdown(fd.get(), SHUT_WR);
@@ -110,6 +113,7 @@ struct Fixture {
     char buf[4096];
     for (;;) {
       const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;
       reply.append(buf, static_cast<std::size_t>(n));
     }
@@ -152,7 +156,16 @@ void check_volume(const Fixture& f) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size > 70 * 1024) return 0;  // beyond the server's line limit: nothing new
   auto& f = fixture();
-  if (!f) f = std::make_unique<Fixture>();
+  if (!f) {
+    // As in the daemon, where libfuse ignores SIGPIPE: a client gone before its reply must
+    // not kill the server.
+    ::signal(SIGPIPE, SIG_IGN);
+    // Torn down before LeakSanitizer's exit check, so the server thread exits and OpenSSL
+    // frees its per-thread state instead of it being reported as a leak.
+    static const bool registered = std::atexit([] { fixture().reset(); }) == 0;
+    (void)registered;
+    f = std::make_unique<Fixture>();
+  }
   const std::string reply = f->request(data, size);
   if (size > 0) check_reply(reply);  // even a line without '\n' is answered at EOF
   check_volume(*f);
