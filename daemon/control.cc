@@ -144,7 +144,9 @@ void ControlServer::handle(int connection) {
   } catch (const std::exception& e) {
     reply = {{"error", e.what()}, {"code", static_cast<int>(ErrorKind::io)}};
   }
-  write_line(connection, reply.dump());
+  // An error message can quote the request's bytes, which need not be UTF-8: replace them
+  // rather than let dump() throw out of the server thread (std::terminate, a dead mount).
+  write_line(connection, reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 nlohmann::json control_request(const stdfs::path& mount_point, const nlohmann::json& request) {

@@ -116,7 +116,10 @@ void WardFs::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto handle = std::make_unique<FileHandle>();
   // Even write-only opens read: partial chunks are read, modified and re-sealed.
   int rc = open_backing(inode, options_.read_only ? O_RDONLY : O_RDWR, handle->fd);
-  if (rc == -EACCES && access == O_RDONLY) rc = open_backing(inode, O_RDONLY, handle->fd);
+  // A backing file we may only read (its mode, or a read-only mount over it) still
+  // serves read-only opens; opens for writing still get the error.
+  if ((rc == -EACCES || rc == -EROFS) && access == O_RDONLY)
+    rc = open_backing(inode, O_RDONLY, handle->fd);
   auto& content = content_of(inode);
   if (rc == 0) rc = content.load(handle->fd.get());
   if (rc == 0 && (fi->flags & O_TRUNC) != 0) rc = content.truncate(handle->fd.get(), 0);

@@ -1,5 +1,7 @@
 #include "volume/file_content.h"
 
+#include <fcntl.h>
+#include <linux/falloc.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
@@ -322,6 +324,32 @@ int FileContent::mark_has_holes(int fd) {
   return 0;
 }
 
+int FileContent::reserve_slots(int fd, std::uint64_t first, std::uint64_t last,
+                               std::uint64_t new_size) {
+  // A write that runs out of space part way leaves a chunk half new, half old: EIO. So the
+  // slots it will write are allocated up front (without changing the size; holes elsewhere
+  // stay sparse), and a full disk is ENOSPC before anything is written. Where the backing
+  // file system cannot preallocate, the write goes ahead as before.
+  const std::uint64_t from = layout_.slot_offset(first);
+  const std::uint64_t to = std::min(layout_.slot_offset(last + 1), layout_.backing_size(new_size));
+  if (to <= from) return 0;
+  if (::fallocate(fd, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(from),
+                  static_cast<off_t>(to - from)) == 0)
+    return 0;
+  return errno == ENOSPC || errno == EDQUOT ? -errno : 0;
+}
+
+int FileContent::cut_back_failed_extend(int fd, std::uint64_t old_size, int rc) {
+  // A write past the end that failed part way (ENOSPC, EIO) can leave some of its new slots
+  // on disk, and with them a backing size that is invalid or ends in an unflagged chunk: the
+  // whole file would read as EIO from its next open. Cutting the backing file back to the
+  // old size keeps it what it was (a chunk the write overwrote in place may still be lost).
+  const auto want = static_cast<off_t>(layout_.backing_size(old_size));
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && st.st_size > want) (void)::ftruncate(fd, want);
+  return rc;
+}
+
 int FileContent::fill_gap(int fd, std::uint64_t first, std::uint64_t end) {
   // Chunks [first, end) lie wholly inside a gap the caller is about to create.
   if (first >= end) return 0;
@@ -356,8 +384,14 @@ ssize_t FileContent::write_locked(int fd, ByteView data, std::uint64_t offset) {
   const std::uint64_t first = offset / cs;
   const std::uint64_t last = (end - 1) / cs;
 
+  // Blocks first, so a full disk fails the write before it has torn a chunk.
+  if (const int rc = reserve_slots(fd, first, last, new_size); rc != 0) return rc;
+  if (new_final > old_final && old_final < first) {  // the old tail is re-sealed in full
+    if (const int rc = reserve_slots(fd, old_final, old_final, new_size); rc != 0) return rc;
+  }
   // Holes are announced in the header before the gap exists (or filled, if not allowed).
-  if (const int rc = fill_gap(fd, old_final + 1, first); rc != 0) return rc;
+  if (const int rc = fill_gap(fd, old_final + 1, first); rc != 0)
+    return cut_back_failed_extend(fd, old_size, rc);
 
   // An append past the old final chunk re-seals it below. Its plaintext is usually in
   // the tail cache, which fill() is about to overwrite: keep it, and skip a pread and
@@ -390,7 +424,7 @@ ssize_t FileContent::write_locked(int fd, ByteView data, std::uint64_t offset) {
   int rc = seal_and_write(fd, first, static_cast<std::size_t>(last - first + 1), new_final, fill);
   if (rc != 0) {
     tail_index_.reset();
-    return rc;
+    return cut_back_failed_extend(fd, old_size, rc);
   }
   // fill() refreshed tail_plain_ when this write reached the final chunk.
   if (last == new_final) tail_index_ = new_final;

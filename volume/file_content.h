@@ -77,6 +77,8 @@ class FileContent {
   int seal_and_write(int fd, std::uint64_t first, std::size_t count, std::uint64_t final_index,
                      const std::function<ssize_t(std::uint64_t, std::span<std::uint8_t>)>& fill);
   int mark_has_holes(int fd);
+  int cut_back_failed_extend(int fd, std::uint64_t old_size, int rc);
+  int reserve_slots(int fd, std::uint64_t first, std::uint64_t last, std::uint64_t new_size);
   void report(std::uint64_t chunk, std::string_view reason) const;
   std::size_t chunk_plain_len(std::uint64_t index, std::uint64_t file_size) const;
 

@@ -223,9 +223,16 @@ int Rekeyer::rekey(RekeyProgress& progress, double rate_bytes_per_sec) {
   const auto started = std::chrono::steady_clock::now();
   auto throttle = [&](std::uint64_t bytes) {
     progress.bytes_done += bytes;
-    if (rate_bytes_per_sec <= 0) return;
-    const auto due = started + std::chrono::duration<double>(static_cast<double>(progress.bytes_done) / rate_bytes_per_sec);
-    std::this_thread::sleep_until(due);
+    if (!(rate_bytes_per_sec > 0)) return;
+    const double due = static_cast<double>(progress.bytes_done) / rate_bytes_per_sec;
+    // Short naps, not one long sleep: at a slow rate the wait can be days, and a cancel
+    // (unmount, daemon shutdown) must not wait it out.
+    for (;;) {
+      const double left =
+          due - std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      if (progress.cancel || !(left > 0)) return;
+      std::this_thread::sleep_for(std::chrono::duration<double>(std::min(left, 0.1)));
+    }
   };
   auto note_error = [&](const std::string& what, int rc) {
     progress.errors++;

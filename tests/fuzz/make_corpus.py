@@ -86,11 +86,29 @@ def chunks():
     write("fuzz_chunk", "zeros.bin", bytes(80))
 
 
+def control():
+    """Request lines for the control socket (fuzz_control)."""
+    lines = {
+        "status": {"op": "status"}, "scan": {"op": "scan"}, "rotate": {"op": "rotate"},
+        "rekey": {"op": "rekey", "rate": 1048576}, "rekey_slow": {"op": "rekey", "rate": 1e-9},
+        "retire": {"op": "retire", "generation": 1}, "retire_force": {"op": "retire", "generation": 1, "force": True},
+        "retire_bad": {"op": "retire", "generation": -1}, "unknown": {"op": "format-disk"},
+        "wrong_types": {"op": ["status"], "rate": "fast", "generation": "1"},
+    }
+    for name, req in lines.items():
+        write("fuzz_control", name + ".json", json.dumps(req) + "\n")
+    write("fuzz_control", "two_lines.json", '{"op": "rotate"}\n{"op": "rekey"}\n')
+    write("fuzz_control", "not_json.txt", "status please\n")
+    write("fuzz_control", "no_newline.json", '{"op": "status"}')
+    write("fuzz_control", "array.json", "[1, 2, 3]\n")
+
+
 if __name__ == "__main__":
     shutil.rmtree(HERE / "corpus", ignore_errors=True)
     configs()
     headers()
     names()
     chunks()
+    control()
     for d in sorted((HERE / "corpus").iterdir()):
         print(d.name, len(list(d.iterdir())), "files")
