@@ -1,7 +1,7 @@
 // wardfs mount / unmount / status.
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -122,9 +122,18 @@ pid_t daemon_pid_of(const std::filesystem::path& path) {
 
 // Scripts that unmount and then read the audit log or reuse the backing dir need the
 // daemon gone, its last records written; it exits right after the kernel lets go.
+bool process_running(pid_t pid) {
+  // A zombie has exited (its records are written); it lingers where nobody reaps it.
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const auto close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
+}
+
 void wait_for_exit(pid_t pid) {
   if (pid <= 0) return;
-  for (int i = 0; i < 200 && ::kill(pid, 0) == 0; ++i) ::usleep(50 * 1000);
+  for (int i = 0; i < 200 && process_running(pid); ++i) ::usleep(50 * 1000);
 }
 
 int detach(const std::filesystem::path& path);
