@@ -436,7 +436,8 @@ ssize_t FileContent::write_locked(int fd, ByteView data, std::uint64_t offset) {
                         [&](std::uint64_t index, std::span<std::uint8_t> plain) -> ssize_t {
                           const std::size_t old_len = chunk_plain_len(index, old_size);
                           if (old_tail_cached) {
-                            std::memcpy(plain.data(), old_tail.data(), old_len);
+                            // An empty cached tail has no storage: memcpy wants non-null even for 0.
+                            if (old_len > 0) std::memcpy(plain.data(), old_tail.data(), old_len);
                           } else if (old_len > 0) {
                             if (const int r = read_chunk(fd, index, old_size, plain); r != 0) return r;
                           }
