@@ -21,6 +21,7 @@ using volume::UniqueFd;
 
 namespace {
 constexpr auto kComplaintInterval = std::chrono::seconds(10);
+constexpr std::size_t kBatchRecords = 4096;
 
 Event internal_event(std::string name, nlohmann::json detail) {
   Event e;
@@ -56,6 +57,8 @@ void AuditLog::start(crypto::SecretBytes mac_key) {
 }
 
 void AuditLog::record(Event event) {
+  if (event.time.empty()) event.time = utc_time_micros();
+  bool wake = false;
   {
     std::lock_guard lock(mutex_);
     if (queue_.size() >= options_.queue_capacity) {
@@ -63,15 +66,18 @@ void AuditLog::record(Event event) {
     } else {
       queue_.push_back(std::move(event));
       enqueued_++;
+      // The writer only cares about the first record of a batch and a full batch.
+      wake = queue_.size() == 1 || queue_.size() >= kBatchRecords;
     }
   }
-  wake_.notify_one();
+  if (wake) wake_.notify_one();
 }
 
 bool AuditLog::flush(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);
   if (!started_) return false;
   const std::uint64_t target = enqueued_;
+  flush_requested_ = true;
   wake_.notify_one();
   const bool done =
       drained_.wait_for(lock, timeout, [&] { return settled_ >= target || !healthy_.load(); });
@@ -86,6 +92,11 @@ void AuditLog::run() {
       if (stopping_) return;
       continue;
     }
+    // Let the batch fill for one interval: every batch costs two fsyncs, and a busy
+    // mount must not turn each open into its own.
+    wake_.wait_for(lock, options_.flush_interval,
+                   [&] { return stopping_ || flush_requested_ || queue_.size() >= kBatchRecords; });
+    flush_requested_ = false;
     std::deque<Event> batch;
     batch.swap(queue_);
     const std::size_t n = batch.size();
@@ -242,7 +253,7 @@ bool AuditLog::append_locked(int log_fd, std::deque<Event>& batch, Head& head) {
   Head next = head;
   for (const auto& event : batch) {
     Mac mac{};
-    text += seal_record(event, next.seq + 1, time, volume_id_, next.mac, key_.view(), mac);
+    text += seal_record(event, next.seq + 1, volume_id_, next.mac, key_.view(), mac);
     text += '\n';
     next = {next.seq + 1, mac};
   }

@@ -86,6 +86,7 @@ class AuditLog {
   std::uint64_t enqueued_ = 0;  // under mutex_
   std::uint64_t settled_ = 0;   // written or given up, under mutex_
   bool started_ = false;
+  bool flush_requested_ = false;  // someone waits in flush(): write without delay
   bool stopping_ = false;
   std::atomic<bool> healthy_{true};
   std::atomic<std::uint64_t> dropped_{0};

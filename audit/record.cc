@@ -62,9 +62,9 @@ Mac chain_mac(crypto::ByteView key, const Mac& prev, std::string_view text) {
   return crypto::hmac_sha256(key, message);
 }
 
-std::string seal_record(const Event& event, std::uint64_t seq, std::string_view time,
-                        std::string_view volume_id, const Mac& prev, crypto::ByteView key,
-                        Mac& mac_out) {
+std::string seal_record(const Event& event, std::uint64_t seq, std::string_view volume_id,
+                        const Mac& prev, crypto::ByteView key, Mac& mac_out) {
+  const std::string time = event.time.empty() ? utc_time_micros() : event.time;
   nlohmann::json fields = {{"seq", seq},
                            {"time", time},
                            {"event", event.event},

@@ -44,6 +44,7 @@ struct Event {
   std::string keystore;  // keystore identity; empty when none applies
   std::string result = "ok";
   nlohmann::json detail;  // null when there is nothing more to say
+  std::string time;       // UTC; AuditLog::record stamps it when empty
 };
 
 using Mac = std::array<std::uint8_t, 32>;
@@ -54,9 +55,8 @@ Mac chain_mac(crypto::ByteView key, const Mac& prev, std::string_view text);
 
 // The record as one JSON line (no newline): the fields, serialised with sorted keys,
 // then "mac" appended last so the MACed text is exactly the line without it.
-std::string seal_record(const Event& event, std::uint64_t seq, std::string_view time,
-                        std::string_view volume_id, const Mac& prev, crypto::ByteView key,
-                        Mac& mac_out);
+std::string seal_record(const Event& event, std::uint64_t seq, std::string_view volume_id,
+                        const Mac& prev, crypto::ByteView key, Mac& mac_out);
 
 struct RecordLine {
   std::string text;  // what the MAC covers

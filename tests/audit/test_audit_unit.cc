@@ -33,7 +33,8 @@ crypto::SecretBytes test_key(std::uint8_t fill) {
   return crypto::SecretBytes::copy_of(bytes);
 }
 
-void write_events(const stdfs::path& log_path, int count, std::uint64_t rotate_bytes = 64ULL << 20) {
+void write_events(const stdfs::path& log_path, int count,
+                  std::uint64_t rotate_bytes = 64ULL << 20) {
   audit::LogOptions options;
   options.path = log_path;
   options.rotate_bytes = rotate_bytes;
@@ -70,13 +71,15 @@ TEST_CASE("a sealed record parses back and its MAC covers the line without the m
   e.event = "rotate";
   e.generation = 3;
   e.path = "/caf\xc3\xa9/\xff";  // not UTF-8 at the end: replaced, still verifiable
-  const std::string line = audit::seal_record(e, 9, "2026-11-24T00:00:00.000000Z", "vid", prev, key.view(), mac);
+  e.time = "2026-11-24T00:00:00.000000Z";
+  const std::string line = audit::seal_record(e, 9, "vid", prev, key.view(), mac);
   const auto parsed = audit::parse_record_line(line);
   REQUIRE(parsed);
   CHECK(parsed->seq == 9);
   CHECK(parsed->mac == mac);
   CHECK(parsed->fields["event"] == "rotate");
   CHECK(parsed->fields["generation"] == 3);
+  CHECK(parsed->fields["time"] == "2026-11-24T00:00:00.000000Z");
   CHECK(audit::chain_mac(key.view(), prev, parsed->text) == mac);
   CHECK_FALSE(audit::parse_record_line(line.substr(0, line.size() - 3)));
   CHECK_FALSE(audit::parse_record_line("{\"seq\":1}"));
@@ -91,12 +94,11 @@ TEST_CASE("an untouched log verifies; each kind of tampering is named") {
   REQUIRE(report.ok);
   CHECK(report.records == 10);
   CHECK(report.checkpoint_seq == 10);
-  CHECK((stdfs::status(log).permissions() & stdfs::perms::all) == (stdfs::perms::owner_read | stdfs::perms::owner_write));
+  CHECK((stdfs::status(log).permissions() & stdfs::perms::all) ==
+        (stdfs::perms::owner_read | stdfs::perms::owner_write));
 
   const auto clean = lines_of(log);
-  SECTION("wrong key") {
-    CHECK_FALSE(audit::verify_log(log, test_key(8).view()).ok);
-  }
+  SECTION("wrong key") { CHECK_FALSE(audit::verify_log(log, test_key(8).view()).ok); }
   SECTION("edited record") {
     auto lines = clean;
     lines[3].replace(lines[3].find("file-3"), 6, "file-X");
@@ -109,7 +111,8 @@ TEST_CASE("an untouched log verifies; each kind of tampering is named") {
     auto lines = clean;
     lines.erase(lines.begin() + 4);
     put_lines(log, lines);
-    CHECK_THAT(audit::verify_log(log, key.view()).problem, Catch::Contains("record 6 where record 5"));
+    CHECK_THAT(audit::verify_log(log, key.view()).problem,
+               Catch::Contains("record 6 where record 5"));
   }
   SECTION("cut-off tail") {
     auto lines = clean;

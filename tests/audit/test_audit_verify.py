@@ -5,6 +5,7 @@ forged without the key, and a cut-off tail. Segments of a rotated log keep the c
 import json
 import os
 import shutil
+import time
 
 from audit_harness import AuditTestCase, BIN, describe, main, run, write_file
 
@@ -107,6 +108,8 @@ class AuditVerify(AuditTestCase):
         self.mount_with(vol, "--audit-level", "all", "--audit-rotate-size", "4K")
         for i in range(120):
             write_file(vol.p("f%03d" % i), b"x", fsync=False)
+            if i % 10 == 9:
+                time.sleep(0.3)  # the writer batches per 200 ms; rotation is checked per batch
         vol.unmount()
         live = self.log_path(vol)
         segments = sorted(n for n in os.listdir(self.audit_dir) if n.startswith(os.path.basename(live) + ".0"))
