@@ -4,6 +4,7 @@
 // line, a JSON object, either {"error": string, "code": 1..5} or a success; the volume's
 // config still loads and its active key still unwraps afterwards; and nothing hangs (a
 // rekey left running must stop when the service is torn down).
+#include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -19,9 +20,9 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "audit/log.h"
 #include "crypto/config.h"
 #include "crypto/errors.h"
-#include "audit/log.h"
 #include "daemon/control.h"
 #include "daemon/volume_service.h"
 #include "fuse/filesystem.h"
@@ -66,7 +67,8 @@ struct Fixture {
     audit_options.path = dir / "audit.jsonl";
     audit_log = std::make_unique<wardfs::audit::AuditLog>(audit_options, "fuzz");
     audit_log->start(wardfs::crypto::SecretBytes::copy_of(volume->audit_mac_key().view()));
-    filesystem = std::make_unique<wardfs::fs::WardFs>(*volume, wardfs::fs::FsOptions{.audit = audit_log.get()});
+    filesystem = std::make_unique<wardfs::fs::WardFs>(
+        *volume, wardfs::fs::FsOptions{.audit = audit_log.get()});
     check(filesystem->open_root() == 0, "open_root");
     service = std::make_unique<wardfs::daemon::VolumeService>(*volume, *keystore, *filesystem,
                                                               dir / "mnt", *audit_log);
@@ -170,11 +172,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // As in the daemon, where libfuse ignores SIGPIPE: a client gone before its reply must
     // not kill the server.
     ::signal(SIGPIPE, SIG_IGN);
-    // Torn down before LeakSanitizer's exit check, so the server thread exits and OpenSSL
-    // frees its per-thread state instead of it being reported as a leak.
+    f = std::make_unique<Fixture>();
+    // Torn down at exit, before LeakSanitizer's check (so the server thread ends and OpenSSL
+    // frees its per-thread state) and before OpenSSL's own atexit cleanup: a rekey thread
+    // still running when libcrypto's locks are freed crashes. atexit handlers run in reverse
+    // order, so this one must be registered after the Fixture has initialised OpenSSL.
+    OPENSSL_init_crypto(0, nullptr);  // already done by the Fixture; says what we rely on
     static const bool registered = std::atexit([] { fixture().reset(); }) == 0;
     (void)registered;
-    f = std::make_unique<Fixture>();
   }
   const std::string reply = f->request(data, size);
   if (size > 0) check_reply(reply);  // even a line without '\n' is answered at EOF
