@@ -53,6 +53,11 @@ const std::vector<MountOptionInfo>& mount_option_table() {
        "command or pkcs11 one for this mount"},
       {"idle=DURATION", "unmount after DURATION (30s, 5m, 1h) with no requests and nothing open"},
       {"threads=N", "maximum FUSE worker threads, 1 to 256 (default 16)"},
+      {"writeback_cache=0|1",
+       "1: let the kernel batch writes in its page cache (faster small and random writes); "
+       "a full backing disk is then reported at fsync()/close() instead of write(), and "
+       "the unwritten tail reads as zeros until the kernel drops the file from its cache "
+       "(at the latest at unmount). Default 0"},
       {"audit=LEVEL", "audit log level keys, access or all (the same as --audit-level)"},
       {"audit_log=FILE", "audit log file (the same as --audit-log)"},
       {"audit_on_failure=POLICY", "fail-open or fail-closed when the audit log cannot be written"},
@@ -87,6 +92,10 @@ bool apply_extra_mount_option(const std::string& opt, daemon::MountRequest& req)
       throw WardError(ErrorKind::usage, "mount option '" + opt + "': expected 1 to 256");
     }
     req.max_threads = static_cast<unsigned>(std::stoul(n));
+  } else if (opt == "writeback_cache=0" || opt == "writeback_cache=1") {
+    req.writeback_cache = opt.back() == '1';
+  } else if (opt.starts_with("writeback_cache=")) {
+    throw WardError(ErrorKind::usage, "mount option '" + opt + "': expected 0 or 1");
   } else {
     return false;
   }

@@ -249,7 +249,9 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   audit::AuditedKeystore keystore(*plain_keystore, audit_log);
   const auto volume = unlock_audited(req, config, keystore, audit_log);
 
-  wardfs::fs::WardFs filesystem(*volume, {.read_only = req.read_only, .audit = &audit_log});
+  wardfs::fs::WardFs filesystem(
+      *volume,
+      {.read_only = req.read_only, .writeback_cache = req.writeback_cache, .audit = &audit_log});
   if (const int rc = filesystem.open_root(); rc != 0) {
     throw WardError(
         ErrorKind::corrupt_volume,
@@ -301,8 +303,8 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   if (!req.foreground) detach_stdio();
 
   MountMonitor monitor({req.mount_point, req.idle,
-                        "cipher " + std::string(crypto::cipher_name(config.cipher)) + ", keystore " +
-                            volume->keystore_identity()},
+                        "cipher " + std::string(crypto::cipher_name(config.cipher)) +
+                            ", keystore " + volume->keystore_identity()},
                        filesystem.counters(), Notifier::from_environment());
   const int rc = run_worker_pool(session.get(), req.max_threads);
   monitor.stopping();
@@ -376,7 +378,8 @@ bool is_mount_point(const stdfs::path& path) {
 int run_mount(const MountRequest& original) {
   MountRequest request = original;
   // Under systemd the keystore line goes to the journal too, with the mount point.
-  if (request.foreground && running_under_systemd()) request.credentials.notify = log_keystore_identity;
+  if (request.foreground && running_under_systemd())
+    request.credentials.notify = log_keystore_identity;
   crypto::ensure_sodium();
   check_mount_point(request);
   ReadinessPipe ready;

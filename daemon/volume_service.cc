@@ -123,6 +123,7 @@ nlohmann::json VolumeService::status() {
           {"cipher", std::string(crypto::cipher_name(config.cipher))},
           {"chunk_size", config.chunk_size},
           {"keystore", volume_.keystore_identity()},
+          {"writeback_cache", filesystem_.writeback_active()},
           {"active_generation", config.active_generation},
           {"generations", generations_to_json(config)},
           {"counters",

@@ -3,6 +3,7 @@
 #pragma once
 
 #define FUSE_USE_VERSION 35
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 
 #include <atomic>
@@ -25,6 +26,11 @@ struct FsOptions {
   bool read_only = false;
   double attr_timeout = 1.0;
   double entry_timeout = 1.0;
+  // Let the kernel cache writes and send them in batches (FUSE_CAP_WRITEBACK_CACHE). Off
+  // by default: a write the backing disk then refuses (ENOSPC) is reported only at the
+  // next fsync()/close(), and until the kernel drops the inode it keeps its own idea of
+  // the size, so the unwritten tail reads as zeros (docs/PERFORMANCE.md).
+  bool writeback_cache = false;
   audit::AuditLog* audit = nullptr;  // outlives the filesystem; null = no audit log
 };
 
@@ -55,6 +61,7 @@ class WardFs {
   int open_root();
   static const fuse_lowlevel_ops& operations();
   const FsCounters& counters() const { return counters_; }
+  bool writeback_active() const { return writeback_active_.load(std::memory_order_relaxed); }
   void note_request();
   void note_open(int delta) { counters_.open_handles.fetch_add(delta, std::memory_order_relaxed); }
   const volume::NameMapper& names() const { return names_; }
@@ -117,6 +124,11 @@ class WardFs {
   int xattr_find(Inode& inode, std::string_view name, std::string& backing_name);
   std::string proc_path(const Inode& inode) const;
   fuse_ino_t ino_of(Inode& inode);
+  // With the writeback cache the kernel resolves O_APPEND offsets itself and sends the
+  // real ones; honouring the flag here as well would move its writes to the end again.
+  bool engine_appends(int open_flags) const {
+    return (open_flags & O_APPEND) != 0 && !writeback_active_.load(std::memory_order_relaxed);
+  }
 
   // ---- audit hooks (fs_audit.cc) ----
   // True, with a log line and an access_denied record attempt, when the audit log is
@@ -150,6 +162,7 @@ class WardFs {
   // (pid, backing inode, access mode) already recorded at level `access`.
   std::set<std::tuple<pid_t, ino_t, int>> audit_seen_;
   std::atomic<std::int64_t> audit_last_refusal_{0};
+  std::atomic<bool> writeback_active_{false};  // set in init() when the kernel agreed
 };
 
 }  // namespace wardfs::fs

@@ -216,7 +216,14 @@ void WardFs::init(fuse_conn_info* conn) {
   conn->max_write = 1U << 20;
   conn->max_readahead = 1U << 20;
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
-  conn->want &= ~static_cast<unsigned>(FUSE_CAP_WRITEBACK_CACHE);
+  const bool writeback = options_.writeback_cache && !options_.read_only &&
+                         (conn->capable & FUSE_CAP_WRITEBACK_CACHE) != 0;
+  if (writeback) {
+    conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+  } else {
+    conn->want &= ~static_cast<unsigned>(FUSE_CAP_WRITEBACK_CACHE);
+  }
+  writeback_active_.store(writeback, std::memory_order_relaxed);
 }
 
 }  // namespace wardfs::fs

@@ -37,7 +37,8 @@ void WardFs::lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   }
 }
 
-void WardFs::mknod(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode, dev_t rdev) {
+void WardFs::mknod(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode,
+                   dev_t rdev) {
   Inode& parent = inode_of(parent_ino);
   std::lock_guard lock(parent.entries_mutex);
   volume::ResolvedName r;
@@ -46,8 +47,8 @@ void WardFs::mknod(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode
   if (rc == 0) rc = names_.write_sidecar(parent.fd.get(), r);
   if (rc == 0) {
     if (S_ISREG(mode)) {
-      volume::UniqueFd fd(::openat(parent.fd.get(), r.backing.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
-                                   mode & 07777));
+      volume::UniqueFd fd(::openat(parent.fd.get(), r.backing.c_str(),
+                                   O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode & 07777));
       rc = fd ? volume::FileContent(volume_).create(fd.get()) : -errno;
     } else if (::mknodat(parent.fd.get(), r.backing.c_str(), mode, rdev) != 0) {
       rc = -errno;
@@ -84,13 +85,15 @@ void WardFs::mkdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode
     return;
   }
   {
-    volume::UniqueFd dir(::openat(parent.fd.get(), temp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    volume::UniqueFd dir(
+        ::openat(parent.fd.get(), temp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     rc = dir ? volume::write_new_dir_id(dir.get()) : -errno;
   }
   if (rc == 0) rc = names_.write_sidecar(parent.fd.get(), r);
   if (rc == 0) {
     chown_to_caller(req, parent.fd.get(), temp);
-    if (::renameat2(parent.fd.get(), temp.c_str(), parent.fd.get(), r.backing.c_str(), RENAME_NOREPLACE) != 0) {
+    if (::renameat2(parent.fd.get(), temp.c_str(), parent.fd.get(), r.backing.c_str(),
+                    RENAME_NOREPLACE) != 0) {
       rc = -errno;
     }
   }
@@ -207,7 +210,8 @@ void WardFs::rmdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
     Inode* child = inodes_.find(r.st.st_dev, r.st.st_ino);
     std::unique_lock<std::mutex> child_lock;
     if (child != nullptr) child_lock = std::unique_lock(child->entries_mutex);
-    volume::UniqueFd dir(::openat(parent.fd.get(), r.backing.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    volume::UniqueFd dir(::openat(parent.fd.get(), r.backing.c_str(),
+                                  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     crypto::DirId saved_id{};
     rc = dir ? volume::read_dir_id(dir.get(), saved_id) : -errno;
     if (rc == 0) rc = remove_dir_metadata(dir.get());
@@ -228,8 +232,8 @@ void WardFs::rmdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
   fuse_reply_err(req, -rc);
 }
 
-void WardFs::rename(fuse_req_t req, fuse_ino_t parent_ino, const char* name, fuse_ino_t newparent_ino,
-                    const char* newname, unsigned int flags) {
+void WardFs::rename(fuse_req_t req, fuse_ino_t parent_ino, const char* name,
+                    fuse_ino_t newparent_ino, const char* newname, unsigned int flags) {
   Inode& parent = inode_of(parent_ino);
   Inode& newparent = inode_of(newparent_ino);
   std::unique_lock<std::mutex> a(parent.entries_mutex, std::defer_lock);
@@ -253,17 +257,20 @@ void WardFs::rename(fuse_req_t req, fuse_ino_t parent_ino, const char* name, fus
   // put the id back if the rename fails.
   volume::UniqueFd replaced_dir;
   crypto::DirId replaced_id{};
-  if (rc == 0 && to.exists && S_ISDIR(to.st.st_mode) && S_ISDIR(from.st.st_mode) && (flags & RENAME_EXCHANGE) == 0) {
-    replaced_dir.reset(::openat(newparent.fd.get(), to.backing.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (rc == 0 && to.exists && S_ISDIR(to.st.st_mode) && S_ISDIR(from.st.st_mode) &&
+      (flags & RENAME_EXCHANGE) == 0) {
+    replaced_dir.reset(::openat(newparent.fd.get(), to.backing.c_str(),
+                                O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     rc = replaced_dir ? volume::read_dir_id(replaced_dir.get(), replaced_id) : -errno;
     if (rc == 0) rc = remove_dir_metadata(replaced_dir.get());
     if (rc == 0) ::unlinkat(replaced_dir.get(), std::string(volume::kDirIdFileName).c_str(), 0);
   }
   if (rc == 0) rc = names_.write_sidecar(newparent.fd.get(), to);
   if (rc == 0) {
-    const int r = flags == 0 ? ::renameat(parent.fd.get(), from.backing.c_str(), newparent.fd.get(), to.backing.c_str())
-                             : ::renameat2(parent.fd.get(), from.backing.c_str(), newparent.fd.get(),
-                                           to.backing.c_str(), flags);
+    const int r = flags == 0 ? ::renameat(parent.fd.get(), from.backing.c_str(), newparent.fd.get(),
+                                          to.backing.c_str())
+                             : ::renameat2(parent.fd.get(), from.backing.c_str(),
+                                           newparent.fd.get(), to.backing.c_str(), flags);
     if (r != 0) {
       rc = -errno;
       if (!to.exists) names_.remove_sidecar(newparent.fd.get(), to);
@@ -272,13 +279,16 @@ void WardFs::rename(fuse_req_t req, fuse_ino_t parent_ino, const char* name, fus
   if (rc != 0 && replaced_dir) volume::write_dir_id(replaced_dir.get(), replaced_id);
   if (rc == 0 && (flags & RENAME_EXCHANGE) == 0) {
     names_.remove_sidecar(parent.fd.get(), from);
-    if (Inode* moved = inodes_.find(from.st.st_dev, from.st.st_ino)) moved->set_path(child_path(newparent, newname));
+    if (Inode* moved = inodes_.find(from.st.st_dev, from.st.st_ino))
+      moved->set_path(child_path(newparent, newname));
   }
-  if (rc == 0) audit_change(req, "rename", child_path(parent, name), {{"to", child_path(newparent, newname)}});
+  if (rc == 0)
+    audit_change(req, "rename", child_path(parent, name), {{"to", child_path(newparent, newname)}});
   fuse_reply_err(req, -rc);
 }
 
-void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode, fuse_file_info* fi) {
+void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode,
+                    fuse_file_info* fi) {
   if (options_.read_only) {
     fuse_reply_err(req, EROFS);
     return;
@@ -314,7 +324,7 @@ void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mod
       fuse_reply_err(req, -rc);
       return;
     }
-    handle->append = (fi->flags & O_APPEND) != 0;
+    handle->append = engine_appends(fi->flags);
     fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
     audit_open(req, inode, fi->flags, false);
     fuse_reply_create(req, &e, fi);
@@ -323,7 +333,8 @@ void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mod
   if (rc == 0) rc = names_.write_sidecar(parent.fd.get(), r);
   volume::UniqueFd fd;
   if (rc == 0) {
-    fd.reset(::openat(parent.fd.get(), r.backing.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode & 07777));
+    fd.reset(::openat(parent.fd.get(), r.backing.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+                      mode & 07777));
     if (!fd) rc = -errno;
   }
   fuse_entry_param e{};
@@ -346,7 +357,7 @@ void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mod
   }
   auto handle = std::make_unique<FileHandle>();
   handle->fd = std::move(fd);
-  handle->append = (fi->flags & O_APPEND) != 0;
+  handle->append = engine_appends(fi->flags);
   fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
   fi->keep_cache = 1;
   audit_open(req, inode_of(e.ino), fi->flags, true);

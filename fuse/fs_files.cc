@@ -31,7 +31,8 @@ void WardFs::getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   fuse_reply_attr(req, &st, options_.attr_timeout);
 }
 
-void WardFs::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
+void WardFs::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
+                     fuse_file_info* fi) {
   Inode& inode = inode_of(ino);
   int rc = 0;
   const std::string proc = proc_path(inode);
@@ -41,7 +42,8 @@ void WardFs::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_s
   if (rc == 0 && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
     const uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
     const gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
-    if (::fchownat(inode.fd.get(), "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) rc = -errno;
+    if (::fchownat(inode.fd.get(), "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+      rc = -errno;
   }
   if (rc == 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
     if (!S_ISREG(inode.type)) {
@@ -74,8 +76,9 @@ void WardFs::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_s
     } else if (to_set & FUSE_SET_ATTR_MTIME) {
       tv[1] = attr->st_mtim;
     }
-    const int r = S_ISLNK(inode.type) ? ::utimensat(inode.fd.get(), "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)
-                                      : ::utimensat(AT_FDCWD, proc.c_str(), tv, 0);
+    const int r = S_ISLNK(inode.type)
+                      ? ::utimensat(inode.fd.get(), "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)
+                      : ::utimensat(AT_FDCWD, proc.c_str(), tv, 0);
     if (r != 0) rc = -errno;
   }
   if (rc != 0) {
@@ -127,7 +130,7 @@ void WardFs::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fuse_reply_err(req, -rc);
     return;
   }
-  handle->append = (fi->flags & O_APPEND) != 0;
+  handle->append = engine_appends(fi->flags);
   fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
   fi->keep_cache = 1;  // only this daemon changes the backing files
   audit_open(req, inode, fi->flags, false);
@@ -137,8 +140,9 @@ void WardFs::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void WardFs::read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   auto& buf = reply_buffer();
   if (buf.size() < size) buf.resize(size);
-  const ssize_t n = content_of(inode_of(ino)).read(handle_of(fi).fd.get(), {buf.data(), size},
-                                                    static_cast<std::uint64_t>(off));
+  const ssize_t n =
+      content_of(inode_of(ino))
+          .read(handle_of(fi).fd.get(), {buf.data(), size}, static_cast<std::uint64_t>(off));
   if (n < 0) {
     fuse_reply_err(req, static_cast<int>(-n));
     return;
@@ -147,11 +151,14 @@ void WardFs::read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_f
   fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), static_cast<size_t>(n));
 }
 
-void WardFs::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
+void WardFs::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
+                   fuse_file_info* fi) {
   auto& content = content_of(inode_of(ino));
   FileHandle& handle = handle_of(fi);
-  const std::uint64_t offset = handle.append ? volume::kAppendOffset : static_cast<std::uint64_t>(off);
-  const ssize_t n = content.write(handle.fd.get(), {reinterpret_cast<const std::uint8_t*>(buf), size}, offset);
+  const std::uint64_t offset =
+      handle.append ? volume::kAppendOffset : static_cast<std::uint64_t>(off);
+  const ssize_t n =
+      content.write(handle.fd.get(), {reinterpret_cast<const std::uint8_t*>(buf), size}, offset);
   if (n < 0) {
     fuse_reply_err(req, static_cast<int>(-n));
     return;
@@ -161,7 +168,8 @@ void WardFs::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size,
 }
 
 void WardFs::flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
-  // Writes go through to the backing file at once; nothing is buffered here.
+  // Nothing is buffered here: the kernel has already written back its dirty pages (with
+  // the writeback cache) and every WRITE went straight to the backing file.
   fuse_reply_err(req, 0);
 }
 
@@ -176,7 +184,8 @@ void WardFs::fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi)
   fuse_reply_err(req, r == 0 ? 0 : errno);
 }
 
-void WardFs::fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, fuse_file_info* fi) {
+void WardFs::fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+                       fuse_file_info* fi) {
   if (mode != 0 && mode != FALLOC_FL_KEEP_SIZE) {
     fuse_reply_err(req, EOPNOTSUPP);
     return;

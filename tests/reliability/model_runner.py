@@ -13,6 +13,8 @@ from wardfs_harness import Volume
 
 STEPS_PER_SEQUENCE = int(os.environ.get("WARDFS_MODEL_STEPS", "150"))
 SHRINK_SECONDS = float(os.environ.get("WARDFS_MODEL_SHRINK_SECONDS", "150"))
+# e.g. "writeback_cache=1": the same sequences through a mount with other options
+MOUNT_OPTIONS = os.environ.get("WARDFS_MODEL_MOUNT_OPTIONS") or None
 
 
 class Mismatch(Exception):
@@ -44,7 +46,7 @@ class Session:
         self.cipher, self.chunk = cipher, chunk
         self.vol = Volume(cipher, chunk)
         self.vol.init()
-        self.vol.mount()
+        self.vol.mount(MOUNT_OPTIONS)
         self.count = 0
 
     def close(self):
@@ -72,7 +74,7 @@ class Session:
                 _compare_step(i, op, w, r)
             w.close_all()
             r.close_all()
-            self.vol.remount()  # what reached the daemon survives an unmount
+            self.vol.remount(MOUNT_OPTIONS)  # what reached the daemon survives an unmount
             diff = diff_snapshots(snapshot(w.root), snapshot(r.root))
             if diff:
                 raise Mismatch(len(ops), ("remount",), "trees differ after remount:\n    "
@@ -96,7 +98,7 @@ def replay(ops, cipher, chunk):
                 _compare_step(i, op, w, r)
             w.close_all()
             r.close_all()
-            s.vol.remount()
+            s.vol.remount(MOUNT_OPTIONS)
             diff = diff_snapshots(snapshot(w.root), snapshot(r.root))
             if diff:
                 return Mismatch(len(ops), ("remount",), "trees differ after remount: " + "; ".join(diff[:5]))
