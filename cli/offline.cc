@@ -5,8 +5,21 @@
 #include <iostream>
 
 #include "audit/files.h"
+#include "daemon/mount.h"
 
 namespace wardfs::cli {
+
+void add_offline_credentials(CLI::App& cmd, OfflineCredentials& creds) {
+  auto* keyfile =
+      cmd.add_option("--keyfile", creds.keyfile, "Key file (only when the volume is not mounted)");
+  cmd.add_option("--passfile", creds.passfile,
+                 "Passphrase file or - (only when the volume is not mounted)")
+      ->excludes(keyfile);
+}
+
+bool is_mounted(const std::string& target) {
+  return daemon::is_mount_point(std::filesystem::absolute(target));
+}
 
 OfflineVolume::OfflineVolume(const std::filesystem::path& cipher_dir,
                              const OfflineCredentials& creds, bool writable) {
