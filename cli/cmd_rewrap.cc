@@ -7,8 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "audit/files.h"
-#include "audit/log.h"
+#include "audit/append.h"
 #include "cli/commands.h"
 #include "crypto/config.h"
 #include "crypto/errors.h"
@@ -136,21 +135,13 @@ void record_rewrap(const crypto::VolumeConfig& cfg, const std::vector<Dek>& deks
       std::find_if(deks.begin(), deks.end(), [](const Dek& d) { return d.first == kAuditSlot; });
   if (root == deks.end())
     return;  // a volume from before the audit log; its first mount adds the key
-  const std::string id = crypto::base64url_encode(cfg.volume_id);
-  audit::LogOptions options;
-  options.path = audit::default_log_path(id);
-  audit::AuditLog log(options, id);
-  log.start(crypto::derive_audit_mac_key(root->second.view(), cfg.volume_id));
-  for (const std::string event : {"rewrap", "config_change"}) {
-    audit::Event e;
-    e.event = event;
-    e.path = "/";
-    e.keystore = to;
-    e.detail = {{"from_keystore", from}, {"to_keystore", to}, {"reason", "rewrap"}};
-    log.record(std::move(e));
-  }
-  if (!log.flush())
-    std::cerr << "wardfs: warning: could not write the audit log " << options.path << "\n";
+  const nlohmann::json detail = {
+      {"from_keystore", from}, {"to_keystore", to}, {"reason", "rewrap"}};
+  std::vector<audit::Event> events;
+  for (const std::string event : {"rewrap", "config_change"})
+    events.push_back(audit::volume_event(event, to, std::nullopt, "ok", detail));
+  audit::append_now(cfg.volume_id, crypto::derive_audit_mac_key(root->second.view(), cfg.volume_id),
+                    std::move(events));
 }
 
 int run_rewrap(const RewrapArgs& a) {
