@@ -13,6 +13,7 @@
 #include "crypto/errors.h"
 #include "crypto/kdf.h"
 #include "keystore/keystore.h"
+#include "volume/volume.h"
 
 namespace wardfs::cli {
 
@@ -36,10 +37,6 @@ struct RewrapArgs {
 // Generation 0 stands for the audit key: it moves to the new keystore with the DEKs.
 using Dek = std::pair<std::uint32_t, crypto::SecretBytes>;
 constexpr std::uint32_t kAuditSlot = 0;
-
-crypto::Bytes ad_for(const crypto::VolumeConfig& cfg, std::uint32_t generation) {
-  return generation == kAuditSlot ? cfg.audit_wrap_ad() : cfg.wrap_ad(generation);
-}
 
 keystore::Credentials current_credentials(const RewrapArgs& a) {
   keystore::Credentials creds;
@@ -94,7 +91,7 @@ std::vector<Dek> unwrap_all(const crypto::VolumeConfig& cfg, keystore::Keystore&
     deks.emplace_back(k.generation, std::move(*dek));
   }
   if (cfg.audit_key) {
-    auto root = ks.unwrap(cfg.audit_key->wrapped, cfg.audit_wrap_ad());
+    auto root = volume::open_audit_root(cfg, ks);
     if (!root) {
       throw WardError(ErrorKind::corrupt_volume,
                       "the audit key of " + cipher_dir +
@@ -106,25 +103,31 @@ std::vector<Dek> unwrap_all(const crypto::VolumeConfig& cfg, keystore::Keystore&
   return deks;
 }
 
-// Wraps every DEK under the new keystore and checks that each unwraps again before
-// anything is written: a keystore that cannot give back what it wrapped must not win.
+// Throws unless the new keystore gave back `key`: a keystore that cannot open what it
+// wrapped must not win.
+void check_round_trip(const crypto::SecretBytes& key,
+                      const std::optional<crypto::SecretBytes>& back) {
+  if (!back || back->size() != key.size() ||
+      !std::equal(key.view().begin(), key.view().end(), back->view().begin())) {
+    throw WardError(ErrorKind::io,
+                    "the new keystore did not give back the key it wrapped; "
+                    "the volume was left unchanged");
+  }
+}
+
+// Wraps every DEK and the audit root under the new keystore into `cfg`, which nothing
+// has saved yet, checking that each unwraps again before anything is written.
 void wrap_all(crypto::VolumeConfig& cfg, keystore::Keystore& ks, const std::vector<Dek>& deks) {
-  for (const auto& [generation, dek] : deks) {
-    const crypto::Bytes ad = ad_for(cfg, generation);
-    crypto::Bytes wrapped = ks.wrap(dek.view(), ad);
-    const auto back = ks.unwrap(wrapped, ad);
-    if (!back || back->size() != dek.size() ||
-        !std::equal(dek.view().begin(), dek.view().end(), back->view().begin())) {
-      throw WardError(ErrorKind::io,
-                      "the new keystore did not give back the key it wrapped; "
-                      "the volume was left unchanged");
-    }
+  for (const auto& [generation, key] : deks) {
     if (generation == kAuditSlot) {
-      cfg.audit_key->wrapped = std::move(wrapped);
+      cfg.audit_key->wrapped = volume::wrap_audit_root(cfg, ks, key.view());
+      check_round_trip(key, volume::open_audit_root(cfg, ks));
       continue;
     }
     for (auto& k : cfg.keys) {
-      if (k.generation == generation) k.wrapped = std::move(wrapped);
+      if (k.generation != generation) continue;
+      k.wrapped = ks.wrap(key.view(), cfg.wrap_ad(generation));
+      check_round_trip(key, ks.unwrap(k.wrapped, cfg.wrap_ad(generation)));
     }
   }
 }
