@@ -26,6 +26,15 @@ def read_file(path):
         return f.read()
 
 
+def patch_file(path, offset, data):
+    """Overwrites bytes in place, as tampering with a backing file does."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, data, offset)
+    finally:
+        os.close(fd)
+
+
 def drop_cache(path):
     """Flushes and evicts a file's pages so the next read goes to the daemon."""
     fd = os.open(path, os.O_RDONLY)
@@ -93,6 +102,37 @@ def walk_backing(top):
     for dirpath, dirnames, filenames in os.walk(top):
         for n in dirnames + filenames:
             yield os.path.join(dirpath, n)
+
+
+def scan_backing(top, needles):
+    """Every place in the backing tree where one of the byte strings in `needles` occurs:
+    names, file contents, symlink targets, xattr names and values."""
+    hits = []
+    for path in [top] + list(walk_backing(top)):
+        rel = os.path.relpath(path, top)
+        for nd in needles:
+            if nd in os.fsencode(rel):
+                hits.append("name %r contains %r" % (rel, nd))
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            t = os.fsencode(os.readlink(path))
+            hits += ["symlink target of %r contains %r" % (rel, nd) for nd in needles if nd in t]
+        elif stat.S_ISREG(st.st_mode):
+            data = read_file(path)
+            hits += ["content of %r contains %r" % (rel, nd) for nd in needles if nd in data]
+        try:
+            xnames = os.listxattr(path, follow_symlinks=False)
+        except OSError:
+            xnames = []
+        for xn in xnames:
+            hits += ["xattr name %r on %r contains %r" % (xn, rel, nd) for nd in needles
+                     if nd in os.fsencode(xn)]
+            try:
+                v = os.getxattr(path, xn, follow_symlinks=False)
+            except OSError:
+                continue
+            hits += ["xattr %r value on %r contains %r" % (xn, rel, nd) for nd in needles if nd in v]
+    return hits
 
 
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -40,8 +40,8 @@ from wardfs_proc import (BIN, HERE, REPO, HarnessError, describe, is_fuse_mounte
 from wardfs_volume import _LIVE_VOLUMES, KEEP, Volume  # noqa: F401
 from wardfs_files import (RENAME_EXCHANGE, RENAME_NOREPLACE, backing_data_entries,  # noqa: F401
                           backing_entries, build_sample_tree, drop_cache, drop_tree_cache,
-                          first_diff, header_flags, pattern, read_file, read_header,
-                          read_uncached, renameat2, sha256_file, snapshot_diff,
+                          first_diff, header_flags, patch_file, pattern, read_file, read_header,
+                          read_uncached, renameat2, scan_backing, sha256_file, snapshot_diff,
                           tree_snapshot, walk_backing, write_file)
 
 TEST_TIMEOUT = float(os.environ.get("WARDFS_IT_TEST_TIMEOUT", "300"))
@@ -109,6 +109,21 @@ class WardfsTestCase(unittest.TestCase):
                    chunk or getattr(self, "CHUNK", 4096), **kw)
         self.addCleanup(v.destroy)
         return v
+
+    def mounted_volume(self, cipher=None, chunk=None, **kw):
+        """A new volume of this test's own, initialised and mounted; destroyed after it."""
+        v = self.new_volume(cipher, chunk, **kw)
+        self._volumes_for_watchdog = (v,)
+        v.init()
+        v.mount()
+        return v
+
+    def kill_daemon(self, vol):
+        """SIGKILLs the volume's one daemon as a crash would, leaving its mount dead."""
+        pids = vol.daemon_pids()
+        self.assertEqual(len(pids), 1, "one daemon: %r" % pids)
+        os.kill(pids[0], signal.SIGKILL)
+        self.assertTrue(wait_for(lambda: not vol.daemon_pids(), 10))
 
 
 class MountedTestCase(WardfsTestCase):

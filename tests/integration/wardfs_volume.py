@@ -110,6 +110,14 @@ class Volume:
                                % (self.plain, describe(p)))
         return p
 
+    def log_text(self):
+        """The daemon's log file so far; empty when there is none yet."""
+        try:
+            with open(self.logfile, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
     def log_tail(self, n=30):
         try:
             with open(self.logfile, errors="replace") as f:
