@@ -38,25 +38,26 @@ struct RewrapArgs {
 using Dek = std::pair<std::uint32_t, crypto::SecretBytes>;
 constexpr std::uint32_t kAuditSlot = 0;
 
-keystore::Credentials current_credentials(const RewrapArgs& a) {
+// Either side's credentials; an empty string is an option not given. No notify: the
+// summary at the end names both keystores.
+keystore::Credentials credentials(const std::string& keyfile, const std::string& passfile,
+                                  const std::string& pin_file, double timeout_seconds) {
   keystore::Credentials creds;
-  if (!a.keyfile.empty()) creds.keyfile = a.keyfile;
-  if (!a.passfile.empty()) creds.passfile = a.passfile;
-  if (!a.pin_file.empty()) creds.pin_file = a.pin_file;
-  creds.command_timeout = command_timeout(a.command_timeout);
+  if (!keyfile.empty()) creds.keyfile = keyfile;
+  if (!passfile.empty()) creds.passfile = passfile;
+  if (!pin_file.empty()) creds.pin_file = pin_file;
+  creds.command_timeout = command_timeout(timeout_seconds);
   creds.interactive = ::isatty(STDIN_FILENO) != 0;
   creds.notify = nullptr;
   return creds;
 }
 
+keystore::Credentials current_credentials(const RewrapArgs& a) {
+  return credentials(a.keyfile, a.passfile, a.pin_file, a.command_timeout);
+}
+
 keystore::Credentials new_credentials(const RewrapArgs& a) {
-  keystore::Credentials creds;
-  if (!a.to_passfile.empty()) creds.passfile = a.to_passfile;
-  if (!a.to_pin_file.empty()) creds.pin_file = a.to_pin_file;
-  creds.command_timeout = command_timeout(a.command_timeout);
-  creds.interactive = ::isatty(STDIN_FILENO) != 0;
-  creds.notify = nullptr;
-  return creds;
+  return credentials("", a.to_passfile, a.to_pin_file, a.command_timeout);
 }
 
 keystore::NewKeystoreOptions new_options(const RewrapArgs& a, const crypto::KeystoreSpec& spec) {
