@@ -56,6 +56,18 @@ Principal Principal::of_process(uid_t uid, gid_t gid, pid_t pid) {
 
 Principal Principal::self() { return of_process(::getuid(), ::getgid(), ::getpid()); }
 
+Event volume_event(std::string event, std::string keystore, std::optional<std::uint32_t> generation,
+                   std::string result, nlohmann::json detail) {
+  Event e;
+  e.event = std::move(event);
+  e.path = "/";
+  e.generation = generation;
+  e.keystore = std::move(keystore);
+  e.result = std::move(result);
+  e.detail = std::move(detail);
+  return e;
+}
+
 Mac chain_mac(crypto::ByteView key, const Mac& prev, std::string_view text) {
   crypto::Bytes message(prev.begin(), prev.end());
   message.insert(message.end(), text.begin(), text.end());

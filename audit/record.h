@@ -47,6 +47,12 @@ struct Event {
   std::string time;       // UTC; AuditLog::record stamps it when empty
 };
 
+// An event about the volume as a whole (path "/"): init, mount, key operations. `keystore`
+// is the identity the volume was unlocked with, empty when none applies; the principal is
+// this process, which a daemon acting for a peer replaces.
+Event volume_event(std::string event, std::string keystore, std::optional<std::uint32_t> generation,
+                   std::string result, nlohmann::json detail);
+
 using Mac = std::array<std::uint8_t, 32>;
 
 // HMAC-SHA256(key, prev || text): the link that makes edits, deletions and reordering

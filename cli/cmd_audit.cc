@@ -14,7 +14,6 @@
 #include "cli/offline.h"
 #include "crypto/errors.h"
 #include "daemon/control.h"
-#include "daemon/mount.h"
 
 namespace wardfs::cli {
 
@@ -32,8 +31,6 @@ struct AuditArgs {
   bool json_output = false;
   OfflineCredentials creds;
 };
-
-bool is_mounted(const std::string& path) { return daemon::is_mount_point(stdfs::absolute(path)); }
 
 stdfs::path log_path_of(const AuditArgs& a) {
   if (!a.log.empty()) return a.log;
@@ -190,11 +187,7 @@ void add_audit_command(CLI::App& app, Runner& run) {
                           "Recompute the chain; name the first edited, deleted, inserted "
                           "or reordered record, or a cut-off tail");
   verify->add_flag("--json", a->json_output, "Machine-readable report");
-  auto* keyfile = verify->add_option("--keyfile", a->creds.keyfile,
-                                     "Key file (only when the volume is not mounted)");
-  verify
-      ->add_option("--passfile", a->creds.passfile, "Passphrase file or - (only when not mounted)")
-      ->excludes(keyfile);
+  add_offline_credentials(*verify, a->creds);
   verify->callback([a, &run] { run = [a] { return run_verify(*a); }; });
 }
 

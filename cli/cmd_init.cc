@@ -4,8 +4,7 @@
 #include <filesystem>
 #include <iostream>
 
-#include "audit/files.h"
-#include "audit/log.h"
+#include "audit/append.h"
 #include "cli/commands.h"
 #include "crypto/errors.h"
 #include "keystore/keystore.h"
@@ -84,24 +83,11 @@ std::unique_ptr<keystore::Keystore> new_keystore(const InitArgs& a, crypto::Keys
 void record_init(const std::string& cipher_dir, const volume::InitOptions& options,
                  const std::string& identity, crypto::SecretBytes audit_key) {
   const auto config = crypto::load_config(cipher_dir);
-  const std::string id = crypto::base64url_encode(config.volume_id);
-  audit::LogOptions log_options;
-  log_options.path = audit::default_log_path(id);
-  audit::AuditLog log(log_options, id);
-  log.start(std::move(audit_key));
-  audit::Event e;
-  e.event = "init";
-  e.path = "/";
-  e.generation = 1;
-  e.keystore = identity;
-  e.detail = {{"cipher_dir", std::filesystem::absolute(cipher_dir).string()},
-              {"cipher", crypto::cipher_name(options.cipher)},
-              {"chunk_size", options.chunk_size}};
-  log.record(std::move(e));
-  if (!log.flush()) {
-    std::cerr << "wardfs: warning: could not write the audit log " << log_options.path
-              << "; set WARDFS_AUDIT_DIR to a writable directory\n";
-  }
+  audit::append_now(config.volume_id, std::move(audit_key),
+                    {audit::volume_event("init", identity, 1, "ok",
+                                         {{"cipher_dir", fs::absolute(cipher_dir).string()},
+                                          {"cipher", crypto::cipher_name(options.cipher)},
+                                          {"chunk_size", options.chunk_size}})});
 }
 
 int run_init(const InitArgs& a) {

@@ -9,7 +9,6 @@
 #include "cli/offline.h"
 #include "crypto/errors.h"
 #include "daemon/control.h"
-#include "daemon/mount.h"
 #include "daemon/volume_service.h"
 #include "volume/rekey.h"
 #include "volume/rotation.h"
@@ -23,16 +22,12 @@ using nlohmann::json;
 
 struct Target {
   std::string path;
-  std::string keyfile;
-  std::string passfile;
+  OfflineCredentials creds;
 };
-
-bool is_mounted(const std::string& path) { return daemon::is_mount_point(stdfs::absolute(path)); }
 
 // Offline work needs the volume unlocked here, with the user's credentials.
 std::unique_ptr<OfflineVolume> unlock_offline(const Target& t) {
-  return std::make_unique<OfflineVolume>(stdfs::absolute(t.path),
-                                         OfflineCredentials{t.keyfile, t.passfile}, true);
+  return std::make_unique<OfflineVolume>(stdfs::absolute(t.path), t.creds, true);
 }
 
 int run_rotate(const Target& t) {
@@ -204,14 +199,6 @@ int run_retire(const Target& t, std::uint32_t generation, bool force, bool yes) 
   return 0;
 }
 
-void add_credentials(CLI::App* cmd, Target& t) {
-  auto* keyfile =
-      cmd->add_option("--keyfile", t.keyfile, "Key file (only when the volume is not mounted)");
-  cmd->add_option("--passfile", t.passfile,
-                  "Passphrase file or - (only when the volume is not mounted)")
-      ->excludes(keyfile);
-}
-
 }  // namespace
 
 void add_key_commands(CLI::App& app, Runner& run) {
@@ -221,7 +208,7 @@ void add_key_commands(CLI::App& app, Runner& run) {
       "Create a new data-key generation and make it active. Online on a MOUNTPOINT (no pause), "
       "offline on a CIPHERDIR.");
   rotate->add_option("TARGET", rotate_target->path, "Mount point or backing directory")->required();
-  add_credentials(rotate, *rotate_target);
+  add_offline_credentials(*rotate, rotate_target->creds);
   rotate->callback(
       [rotate_target, &run] { run = [rotate_target] { return run_rotate(*rotate_target); }; });
 
@@ -248,7 +235,7 @@ void add_key_commands(CLI::App& app, Runner& run) {
   rekey->add_flag("--background", rekey_args->background,
                   "Start it in the daemon and return at once");
   rekey->add_flag("--json", rekey_args->json, "Progress as JSON lines");
-  add_credentials(rekey, rekey_args->target);
+  add_offline_credentials(*rekey, rekey_args->target.creds);
   rekey->callback([rekey_args, &run] {
     run = [rekey_args] {
       return run_rekey(rekey_args->target, rekey_args->rate, rekey_args->background,
@@ -274,7 +261,7 @@ void add_key_commands(CLI::App& app, Runner& run) {
   retire->add_flag("--force", retire_args->force,
                    "Retire even if data still uses it: that data becomes unreadable");
   retire->add_flag("-y,--yes", retire_args->yes, "Do not ask for confirmation with --force");
-  add_credentials(retire, retire_args->target);
+  add_offline_credentials(*retire, retire_args->target.creds);
   retire->callback([retire_args, &run] {
     run = [retire_args] {
       return run_retire(retire_args->target, retire_args->generation, retire_args->force,

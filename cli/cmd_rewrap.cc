@@ -7,13 +7,13 @@
 #include <utility>
 #include <vector>
 
-#include "audit/files.h"
-#include "audit/log.h"
+#include "audit/append.h"
 #include "cli/commands.h"
 #include "crypto/config.h"
 #include "crypto/errors.h"
 #include "crypto/kdf.h"
 #include "keystore/keystore.h"
+#include "volume/volume.h"
 
 namespace wardfs::cli {
 
@@ -38,29 +38,26 @@ struct RewrapArgs {
 using Dek = std::pair<std::uint32_t, crypto::SecretBytes>;
 constexpr std::uint32_t kAuditSlot = 0;
 
-crypto::Bytes ad_for(const crypto::VolumeConfig& cfg, std::uint32_t generation) {
-  return generation == kAuditSlot ? cfg.audit_wrap_ad() : cfg.wrap_ad(generation);
+// Either side's credentials; an empty string is an option not given. No notify: the
+// summary at the end names both keystores.
+keystore::Credentials credentials(const std::string& keyfile, const std::string& passfile,
+                                  const std::string& pin_file, double timeout_seconds) {
+  keystore::Credentials creds;
+  if (!keyfile.empty()) creds.keyfile = keyfile;
+  if (!passfile.empty()) creds.passfile = passfile;
+  if (!pin_file.empty()) creds.pin_file = pin_file;
+  creds.command_timeout = command_timeout(timeout_seconds);
+  creds.interactive = ::isatty(STDIN_FILENO) != 0;
+  creds.notify = nullptr;
+  return creds;
 }
 
 keystore::Credentials current_credentials(const RewrapArgs& a) {
-  keystore::Credentials creds;
-  if (!a.keyfile.empty()) creds.keyfile = a.keyfile;
-  if (!a.passfile.empty()) creds.passfile = a.passfile;
-  if (!a.pin_file.empty()) creds.pin_file = a.pin_file;
-  creds.command_timeout = command_timeout(a.command_timeout);
-  creds.interactive = ::isatty(STDIN_FILENO) != 0;
-  creds.notify = nullptr;
-  return creds;
+  return credentials(a.keyfile, a.passfile, a.pin_file, a.command_timeout);
 }
 
 keystore::Credentials new_credentials(const RewrapArgs& a) {
-  keystore::Credentials creds;
-  if (!a.to_passfile.empty()) creds.passfile = a.to_passfile;
-  if (!a.to_pin_file.empty()) creds.pin_file = a.to_pin_file;
-  creds.command_timeout = command_timeout(a.command_timeout);
-  creds.interactive = ::isatty(STDIN_FILENO) != 0;
-  creds.notify = nullptr;
-  return creds;
+  return credentials("", a.to_passfile, a.to_pin_file, a.command_timeout);
 }
 
 keystore::NewKeystoreOptions new_options(const RewrapArgs& a, const crypto::KeystoreSpec& spec) {
@@ -95,7 +92,7 @@ std::vector<Dek> unwrap_all(const crypto::VolumeConfig& cfg, keystore::Keystore&
     deks.emplace_back(k.generation, std::move(*dek));
   }
   if (cfg.audit_key) {
-    auto root = ks.unwrap(cfg.audit_key->wrapped, cfg.audit_wrap_ad());
+    auto root = volume::open_audit_root(cfg, ks);
     if (!root) {
       throw WardError(ErrorKind::corrupt_volume,
                       "the audit key of " + cipher_dir +
@@ -107,25 +104,31 @@ std::vector<Dek> unwrap_all(const crypto::VolumeConfig& cfg, keystore::Keystore&
   return deks;
 }
 
-// Wraps every DEK under the new keystore and checks that each unwraps again before
-// anything is written: a keystore that cannot give back what it wrapped must not win.
+// Throws unless the new keystore gave back `key`: a keystore that cannot open what it
+// wrapped must not win.
+void check_round_trip(const crypto::SecretBytes& key,
+                      const std::optional<crypto::SecretBytes>& back) {
+  if (!back || back->size() != key.size() ||
+      !std::equal(key.view().begin(), key.view().end(), back->view().begin())) {
+    throw WardError(ErrorKind::io,
+                    "the new keystore did not give back the key it wrapped; "
+                    "the volume was left unchanged");
+  }
+}
+
+// Wraps every DEK and the audit root under the new keystore into `cfg`, which nothing
+// has saved yet, checking that each unwraps again before anything is written.
 void wrap_all(crypto::VolumeConfig& cfg, keystore::Keystore& ks, const std::vector<Dek>& deks) {
-  for (const auto& [generation, dek] : deks) {
-    const crypto::Bytes ad = ad_for(cfg, generation);
-    crypto::Bytes wrapped = ks.wrap(dek.view(), ad);
-    const auto back = ks.unwrap(wrapped, ad);
-    if (!back || back->size() != dek.size() ||
-        !std::equal(dek.view().begin(), dek.view().end(), back->view().begin())) {
-      throw WardError(ErrorKind::io,
-                      "the new keystore did not give back the key it wrapped; "
-                      "the volume was left unchanged");
-    }
+  for (const auto& [generation, key] : deks) {
     if (generation == kAuditSlot) {
-      cfg.audit_key->wrapped = std::move(wrapped);
+      cfg.audit_key->wrapped = volume::wrap_audit_root(cfg, ks, key.view());
+      check_round_trip(key, volume::open_audit_root(cfg, ks));
       continue;
     }
     for (auto& k : cfg.keys) {
-      if (k.generation == generation) k.wrapped = std::move(wrapped);
+      if (k.generation != generation) continue;
+      k.wrapped = ks.wrap(key.view(), cfg.wrap_ad(generation));
+      check_round_trip(key, ks.unwrap(k.wrapped, cfg.wrap_ad(generation)));
     }
   }
 }
@@ -136,21 +139,13 @@ void record_rewrap(const crypto::VolumeConfig& cfg, const std::vector<Dek>& deks
       std::find_if(deks.begin(), deks.end(), [](const Dek& d) { return d.first == kAuditSlot; });
   if (root == deks.end())
     return;  // a volume from before the audit log; its first mount adds the key
-  const std::string id = crypto::base64url_encode(cfg.volume_id);
-  audit::LogOptions options;
-  options.path = audit::default_log_path(id);
-  audit::AuditLog log(options, id);
-  log.start(crypto::derive_audit_mac_key(root->second.view(), cfg.volume_id));
-  for (const std::string event : {"rewrap", "config_change"}) {
-    audit::Event e;
-    e.event = event;
-    e.path = "/";
-    e.keystore = to;
-    e.detail = {{"from_keystore", from}, {"to_keystore", to}, {"reason", "rewrap"}};
-    log.record(std::move(e));
-  }
-  if (!log.flush())
-    std::cerr << "wardfs: warning: could not write the audit log " << options.path << "\n";
+  const nlohmann::json detail = {
+      {"from_keystore", from}, {"to_keystore", to}, {"reason", "rewrap"}};
+  std::vector<audit::Event> events;
+  for (const std::string event : {"rewrap", "config_change"})
+    events.push_back(audit::volume_event(event, to, std::nullopt, "ok", detail));
+  audit::append_now(cfg.volume_id, crypto::derive_audit_mac_key(root->second.view(), cfg.volume_id),
+                    std::move(events));
 }
 
 int run_rewrap(const RewrapArgs& a) {

@@ -1,7 +1,9 @@
 // A volume unlocked by the CLI itself (not mounted), with its keystore calls and the
-// command's own events on the audit log.
+// command's own events on the audit log; and what the commands that work online or
+// offline share to tell which case they are in.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -17,6 +19,13 @@ struct OfflineCredentials {
   std::string keyfile;
   std::string passfile;
 };
+
+// --keyfile / --passfile for a command that also works on a mounted volume, where the
+// daemon already holds the keys and the options are not needed.
+void add_offline_credentials(CLI::App& cmd, OfflineCredentials& creds);
+
+// Whether TARGET is a mount point (online: ask the daemon) rather than a backing directory.
+bool is_mounted(const std::string& target);
 
 class OfflineVolume {
  public:

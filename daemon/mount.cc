@@ -215,29 +215,22 @@ std::unique_ptr<volume::Volume> unlock_audited(const MountRequest& req,
 
 void record_mount(audit::AuditLog& log, const MountRequest& req, const volume::Volume& volume) {
   const auto config = volume.config();
-  audit::Event e;
-  e.event = "mount";
-  e.path = "/";
-  e.generation = config.active_generation;
-  e.keystore = volume.keystore_identity();
-  e.detail = {{"cipher_dir", stdfs::absolute(req.cipher_dir).string()},
-              {"mount_point", stdfs::absolute(req.mount_point).string()},
-              {"read_only", req.read_only},
-              {"audit_level", audit::level_name(req.audit_level)},
-              {"audit_on_failure", audit::on_failure_name(req.audit_on_failure)}};
-  log.record(std::move(e));
+  log.record(
+      audit::volume_event("mount", volume.keystore_identity(), config.active_generation, "ok",
+                          {{"cipher_dir", stdfs::absolute(req.cipher_dir).string()},
+                           {"mount_point", stdfs::absolute(req.mount_point).string()},
+                           {"read_only", req.read_only},
+                           {"audit_level", audit::level_name(req.audit_level)},
+                           {"audit_on_failure", audit::on_failure_name(req.audit_on_failure)}}));
 }
 
 void record_unmount(audit::AuditLog& log, const MountRequest& req, const fs::FsCounters& c) {
-  audit::Event e;
-  e.event = "unmount";
-  e.path = "/";
-  e.detail = {{"mount_point", stdfs::absolute(req.mount_point).string()},
-              {"bytes_read", c.bytes_read.load()},
-              {"bytes_written", c.bytes_written.load()},
-              {"integrity_failures", c.integrity_failures.load()},
-              {"audit_records_dropped", log.dropped()}};
-  log.record(std::move(e));
+  log.record(audit::volume_event("unmount", "", std::nullopt, "ok",
+                                 {{"mount_point", stdfs::absolute(req.mount_point).string()},
+                                  {"bytes_read", c.bytes_read.load()},
+                                  {"bytes_written", c.bytes_written.load()},
+                                  {"integrity_failures", c.integrity_failures.load()},
+                                  {"audit_records_dropped", log.dropped()}}));
 }
 
 int serve(const MountRequest& req, ReadinessPipe& ready) {

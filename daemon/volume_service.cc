@@ -51,14 +51,9 @@ VolumeService::VolumeService(volume::Volume& volume, keystore::Keystore& keystor
 void VolumeService::audit(std::string event, const audit::Principal& who,
                           std::optional<std::uint32_t> generation, std::string result,
                           nlohmann::json detail) {
-  audit::Event e;
-  e.event = std::move(event);
+  audit::Event e = audit::volume_event(std::move(event), volume_.keystore_identity(), generation,
+                                       std::move(result), std::move(detail));
   e.principal = who;
-  e.path = "/";
-  e.generation = generation;
-  e.keystore = volume_.keystore_identity();
-  e.result = std::move(result);
-  e.detail = std::move(detail);
   audit_.record(std::move(e));
 }
 

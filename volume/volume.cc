@@ -39,6 +39,27 @@ void Volume::set_audit_root(const crypto::SecretBytes& root) {
 
 std::string Volume::id_text() const { return crypto::base64url_encode(config_.volume_id); }
 
+crypto::Bytes wrap_audit_root(const crypto::VolumeConfig& config, keystore::Keystore& keystore,
+                              crypto::ByteView root) {
+  return keystore.wrap(root, config.audit_wrap_ad());
+}
+
+std::optional<crypto::SecretBytes> open_audit_root(const crypto::VolumeConfig& config,
+                                                   keystore::Keystore& keystore) {
+  if (!config.audit_key) return std::nullopt;
+  return keystore.unwrap(config.audit_key->wrapped, config.audit_wrap_ad());
+}
+
+namespace {
+// A fresh audit root, wrapped into `config`; returns it for the MAC key.
+crypto::SecretBytes add_audit_key(crypto::VolumeConfig& config, keystore::Keystore& keystore) {
+  crypto::SecretBytes root = crypto::SecretBytes::random(crypto::kDekSize);
+  config.audit_key = crypto::WrappedKey{0, wrap_audit_root(config, keystore, root.view()),
+                                        crypto::utc_now_iso8601()};
+  return root;
+}
+}  // namespace
+
 crypto::SecretBytes init_volume(const fs::path& cipher_dir, const InitOptions& options,
                                 keystore::Keystore& keystore) {
   std::error_code ec;
@@ -67,9 +88,7 @@ crypto::SecretBytes init_volume(const fs::path& cipher_dir, const InitOptions& o
   cfg.active_generation = 1;
   const crypto::SecretBytes dek = crypto::SecretBytes::random(crypto::kDekSize);
   cfg.keys.push_back({1, keystore.wrap(dek.view(), cfg.wrap_ad(1)), crypto::utc_now_iso8601()});
-  const crypto::SecretBytes audit_root = crypto::SecretBytes::random(crypto::kDekSize);
-  cfg.audit_key = crypto::WrappedKey{0, keystore.wrap(audit_root.view(), cfg.audit_wrap_ad()),
-                                     crypto::utc_now_iso8601()};
+  const crypto::SecretBytes audit_root = add_audit_key(cfg, keystore);
 
   UniqueFd dir(::open(cipher_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dir)
@@ -100,7 +119,7 @@ std::unique_ptr<Volume> unlock_volume(const fs::path& cipher_dir,
   keys->set_active(config.active_generation);
   auto volume = std::make_unique<Volume>(cipher_dir, config, std::move(keys), keystore.identity());
   if (config.audit_key) {
-    const auto root = keystore.unwrap(config.audit_key->wrapped, config.audit_wrap_ad());
+    const auto root = open_audit_root(config, keystore);
     if (!root) {
       throw WardError(ErrorKind::corrupt_volume,
                       "the audit key in " + cipher_dir.string() +
@@ -118,14 +137,12 @@ void ensure_audit_key(Volume& volume, keystore::Keystore& keystore) {
   auto cfg = crypto::load_config(volume.cipher_dir());
   crypto::SecretBytes root;
   if (cfg.audit_key) {  // another process added it meanwhile
-    auto opened = keystore.unwrap(cfg.audit_key->wrapped, cfg.audit_wrap_ad());
+    auto opened = open_audit_root(cfg, keystore);
     if (!opened)
       throw WardError(ErrorKind::corrupt_volume, "the config's audit key does not unwrap");
     root = std::move(*opened);
   } else {
-    root = crypto::SecretBytes::random(crypto::kDekSize);
-    cfg.audit_key = crypto::WrappedKey{0, keystore.wrap(root.view(), cfg.audit_wrap_ad()),
-                                       crypto::utc_now_iso8601()};
+    root = add_audit_key(cfg, keystore);
     crypto::save_config_atomic(volume.cipher_dir(), cfg);
   }
   volume.set_audit_root(root);

@@ -67,6 +67,16 @@ std::unique_ptr<Volume> unlock_volume(const std::filesystem::path& cipher_dir,
                                       const crypto::VolumeConfig& config,
                                       keystore::Keystore& keystore);
 
+// The audit log's root key as config.audit_key holds it, wrapped by `keystore` and bound
+// to this volume only: unlike a DEK's, its wrap outlives rotation and retirement, so
+// the log's chain does too.
+crypto::Bytes wrap_audit_root(const crypto::VolumeConfig& config, keystore::Keystore& keystore,
+                              crypto::ByteView root);
+// Unwraps config.audit_key. nullopt when there is none, or when `keystore` does not open
+// it: a wrong key, or an edited audit_key field if the data keys did open.
+std::optional<crypto::SecretBytes> open_audit_root(const crypto::VolumeConfig& config,
+                                                   keystore::Keystore& keystore);
+
 // Gives a volume made before the audit log its audit key (wrapped into the config under
 // the config lock). No-op when it has one.
 void ensure_audit_key(Volume& volume, keystore::Keystore& keystore);

@@ -1,5 +1,6 @@
 // The audit library without a mount: record lines, the writer thread, the chain and the
 // checkpoint, and what verify_log says about each kind of tampering.
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "audit/append.h"
 #include "audit/files.h"
 #include "audit/log.h"
 #include "audit/verify.h"
@@ -55,6 +57,12 @@ std::vector<std::string> lines_of(const stdfs::path& p) {
   for (std::string line; std::getline(in, line);) out.push_back(line);
   return out;
 }
+
+// Points the default log directory elsewhere for one test: append_now writes there.
+struct AuditDirEnv {
+  explicit AuditDirEnv(const stdfs::path& dir) { ::setenv("WARDFS_AUDIT_DIR", dir.c_str(), 1); }
+  ~AuditDirEnv() { ::unsetenv("WARDFS_AUDIT_DIR"); }
+};
 
 void put_lines(const stdfs::path& p, const std::vector<std::string>& lines) {
   std::ofstream out(p, std::ios::trunc);
@@ -170,4 +178,41 @@ TEST_CASE("rotation by size keeps one chain across segments") {
   report = audit::verify_log(log, test_key(7).view());
   CHECK(report.ok);
   CHECK_THAT(report.note, Catch::Contains("older segments"));
+}
+
+TEST_CASE("append_now puts volume events on the default log, chained and verifiable") {
+  TempDir dir;
+  const AuditDirEnv env(dir.path);
+  const crypto::Bytes volume_id(16, 0x42);
+  const auto options = audit::default_log_options(volume_id);
+  CHECK(options.path == dir.path / (crypto::base64url_encode(volume_id) + ".audit.jsonl"));
+  REQUIRE(
+      audit::append_now(volume_id, test_key(5),
+                        {audit::volume_event("rotate", "keyfile:/k", 2, "ok", {{"online", false}}),
+                         audit::volume_event("unmount", "", std::nullopt, "failed", nullptr)}));
+  REQUIRE(audit::verify_log(options.path, test_key(5).view()).ok);
+  const auto read = audit::read_log(options.path);
+  REQUIRE(read.records.size() == 2);
+  const auto& rotate = read.records[0];
+  CHECK(rotate["event"] == "rotate");
+  CHECK(rotate["path"] == "/");
+  CHECK(rotate["generation"] == 2);
+  CHECK(rotate["keystore"] == "keyfile:/k");
+  CHECK(rotate["result"] == "ok");
+  CHECK(rotate["detail"]["online"] == false);
+  CHECK(rotate["principal"]["pid"] == ::getpid());
+  const auto& unmount = read.records[1];
+  CHECK(unmount["result"] == "failed");
+  CHECK_FALSE(unmount.contains("generation"));
+  CHECK_FALSE(unmount.contains("keystore"));
+  CHECK_FALSE(unmount.contains("detail"));
+}
+
+TEST_CASE("append_now answers false when the log cannot be written") {
+  TempDir dir;
+  std::ofstream(dir.path / "a-file") << "not a directory";
+  const AuditDirEnv env(dir.path / "a-file" / "logs");
+  const crypto::Bytes volume_id(16, 0x43);
+  CHECK_FALSE(audit::append_now(volume_id, test_key(5),
+                                {audit::volume_event("init", "test", 1, "ok", nullptr)}));
 }

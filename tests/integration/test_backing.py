@@ -12,39 +12,8 @@ from wardfs_harness import (BACKING_META, B64URL_RE, CONFIG_NAME, DIRID_NAME, HE
                             LONG_NAME_RE, OVERHEAD, SIDECAR_RE,
                             WardfsTestCase, backing_data_entries, build_sample_tree, config_matrix,
                             drop_cache, main, parametrize, pattern, read_file, read_uncached,
-                            slot_offset, slot_size, snapshot_diff, tree_snapshot, walk_backing,
+                            scan_backing, slot_offset, slot_size, snapshot_diff, tree_snapshot, walk_backing,
                             write_file)
-
-
-def scan_backing(top, needles):
-    """Every place in the backing tree where one of the byte strings in `needles` occurs:
-    names, file contents, symlink targets, xattr names and values."""
-    hits = []
-    for path in [top] + list(walk_backing(top)):
-        rel = os.path.relpath(path, top)
-        for nd in needles:
-            if nd in os.fsencode(rel):
-                hits.append("name %r contains %r" % (rel, nd))
-        st = os.lstat(path)
-        if stat.S_ISLNK(st.st_mode):
-            t = os.fsencode(os.readlink(path))
-            hits += ["symlink target of %r contains %r" % (rel, nd) for nd in needles if nd in t]
-        elif stat.S_ISREG(st.st_mode):
-            data = read_file(path)
-            hits += ["content of %r contains %r" % (rel, nd) for nd in needles if nd in data]
-        try:
-            xnames = os.listxattr(path, follow_symlinks=False)
-        except OSError:
-            xnames = []
-        for xn in xnames:
-            hits += ["xattr name %r on %r contains %r" % (xn, rel, nd) for nd in needles
-                     if nd in os.fsencode(xn)]
-            try:
-                v = os.getxattr(path, xn, follow_symlinks=False)
-            except OSError:
-                continue
-            hits += ["xattr %r value on %r contains %r" % (xn, rel, nd) for nd in needles if nd in v]
-    return hits
 
 
 class Backing:
@@ -211,11 +180,7 @@ class Persistence(WardfsTestCase):
 
     def setUp(self):
         super().setUp()
-        cipher, chunk = config_matrix("one")[0]
-        self.vol = self.new_volume(cipher, chunk)
-        self._volumes_for_watchdog = (self.vol,)
-        self.vol.init()
-        self.vol.mount()
+        self.vol = self.mounted_volume(*config_matrix("one")[0])
 
     def build(self):
         top = self.vol.p("tree")

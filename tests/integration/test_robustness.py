@@ -5,13 +5,12 @@ and permission checks for other users on an allow_other mount."""
 import errno
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 
 from wardfs_harness import (BIN, WardfsTestCase, config_matrix, describe, is_fuse_mounted, main,
-                            pattern, read_file, run, wait_for, write_file)
+                            pattern, read_file, run, write_file)
 
 NOBODY = 65534
 
@@ -53,23 +52,13 @@ def crash_stream(i, off, n):
 class Robustness(WardfsTestCase):
     def setUp(self):
         super().setUp()
-        cipher, chunk = config_matrix("one")[0]
-        self.vol = self.new_volume(cipher, chunk)
-        self._volumes_for_watchdog = (self.vol,)
-        self.vol.init()
-        self.vol.mount()
-
-    def kill_daemon(self):
-        pids = self.vol.daemon_pids()
-        self.assertEqual(len(pids), 1, "one daemon: %r" % pids)
-        os.kill(pids[0], signal.SIGKILL)
-        self.assertTrue(wait_for(lambda: not self.vol.daemon_pids(), 10))
+        self.vol = self.mounted_volume(*config_matrix("one")[0])
 
     def test_recover_after_daemon_killed(self):
         data = pattern(5 * self.vol.chunk + 3, 1)
         write_file(self.vol.p("synced"), data, fsync=True)
         os.mkdir(self.vol.p("dir"))
-        self.kill_daemon()
+        self.kill_daemon(self.vol)
         with self.assertRaises(OSError) as cm:
             os.listdir(self.vol.plain)
         # ENOTCONN, or ECONNABORTED when the kernel counts the connection as aborted.
@@ -82,7 +71,7 @@ class Robustness(WardfsTestCase):
         self.assertTrue(os.path.isdir(self.vol.p("dir")))
 
     def test_mount_over_dead_mount_point(self):
-        self.kill_daemon()
+        self.kill_daemon(self.vol)
         p = run(self.vol.mount_args(), timeout=60, via_files=True)
         # either refuse clearly (4) or recover the mount point; never hang or stack silently
         if p.returncode == 0:
@@ -103,7 +92,7 @@ class Robustness(WardfsTestCase):
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             self.assertEqual(w.stdout.readline().strip(), b"started")
             time.sleep(0.3 + 0.4 * rnd)
-            self.kill_daemon()
+            self.kill_daemon(self.vol)
             out, err = w.communicate(timeout=60)
             synced, written = json.loads(out.decode().strip().splitlines()[-1])
             self.vol.unmount()

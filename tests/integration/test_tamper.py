@@ -7,7 +7,7 @@ import errno
 import os
 
 from wardfs_harness import (HEADER_SIZE, OVERHEAD, WardfsTestCase, backing_data_entries,
-                            config_matrix, main, pattern, read_file, short_cipher,
+                            config_matrix, main, patch_file, pattern, read_file, short_cipher,
                             chunk_label, slot_offset, slot_size, write_file)
 
 
@@ -18,10 +18,7 @@ class TamperCases:
 
     def setUp(self):
         super().setUp()
-        self.vol = self.new_volume(self.CIPHER, self.CHUNK, holes=self.HOLES)
-        self._volumes_for_watchdog = (self.vol,)
-        self.vol.init()
-        self.vol.mount()
+        self.vol = self.mounted_volume(self.CIPHER, self.CHUNK, holes=self.HOLES)
         self.c = self.CHUNK
         self.files = {}
 
@@ -73,13 +70,6 @@ class TamperCases:
         self.assertReads(path, data, "an untouched file must still read fine")
         self.assertTrue(self.vol.alive(), "the daemon must survive tampered data")
 
-    def patch(self, bpath, offset, data):
-        fd = os.open(bpath, os.O_WRONLY)
-        try:
-            os.pwrite(fd, data, offset)
-        finally:
-            os.close(fd)
-
     # ------------------------------------------------------------ the cases
     def test_flipped_byte_in_middle_chunk(self):
         c = self.c
@@ -90,7 +80,7 @@ class TamperCases:
         def flip():
             raw = bytearray(read_file(bpath))
             raw[off] ^= 0x01
-            self.patch(bpath, off, bytes(raw[off:off + 1]))
+            patch_file(bpath, off, bytes(raw[off:off + 1]))
         self.tamper(flip)
         self.assertReads(path, data[:c], "chunk 0 is intact", 0, c)
         self.assertEIO(path, "the chunk with the flipped byte", c, c)
@@ -102,7 +92,7 @@ class TamperCases:
         c = self.c
         path, bpath, data = self.make("victim", pattern(2 * c + 100, 2))
         self.control()
-        self.tamper(lambda: self.patch(bpath, os.stat(bpath).st_size - 1,
+        self.tamper(lambda: patch_file(bpath, os.stat(bpath).st_size - 1,
                                        bytes([read_file(bpath)[-1] ^ 0x80])))
         self.assertReads(path, data[:c], "chunk 0 is intact", 0, c)
         self.assertEIO(path, "the last chunk with a flipped tag byte", 2 * c, 100)
@@ -143,7 +133,7 @@ class TamperCases:
         c = self.c
         path, bpath, data = self.make("victim", pattern(3 * c, 7))
         self.control()
-        self.tamper(lambda: self.patch(bpath, slot_offset(1, c, self.CIPHER),
+        self.tamper(lambda: patch_file(bpath, slot_offset(1, c, self.CIPHER),
                                        b"\0" * slot_size(c, self.CIPHER)))
         self.assertReads(path, data[:c], "chunk 0 is intact", 0, c)
         self.assertEIO(path, "an all-zero slot in a file without holes", c, c)
@@ -159,8 +149,8 @@ class TamperCases:
             raw = read_file(bpath)
             s0 = raw[slot_offset(0, c, self.CIPHER):slot_offset(0, c, self.CIPHER) + ss]
             s1 = raw[slot_offset(1, c, self.CIPHER):slot_offset(1, c, self.CIPHER) + ss]
-            self.patch(bpath, slot_offset(0, c, self.CIPHER), s1)
-            self.patch(bpath, slot_offset(1, c, self.CIPHER), s0)
+            patch_file(bpath, slot_offset(0, c, self.CIPHER), s1)
+            patch_file(bpath, slot_offset(1, c, self.CIPHER), s0)
         self.tamper(swap)
         self.assertEIO(path, "chunk 0 holding chunk 1's slot", 0, c)
         self.assertEIO(path, "chunk 1 holding chunk 0's slot", c, c)
@@ -176,7 +166,7 @@ class TamperCases:
 
         def transplant():
             s1 = read_file(bother)[slot_offset(1, c, self.CIPHER):slot_offset(1, c, self.CIPHER) + ss]
-            self.patch(bpath, slot_offset(1, c, self.CIPHER), s1)
+            patch_file(bpath, slot_offset(1, c, self.CIPHER), s1)
         self.tamper(transplant)
         self.assertEIO(path, "a slot copied from the same position of another file", c, c)
         self.assertReads(self.files["donor"][0], self.files["donor"][2], "the donor file is fine")
@@ -204,9 +194,9 @@ class TamperCases:
 
         def edit():
             raw = read_file(bpath)
-            self.patch(bpath, 10, bytes([raw[10] ^ 0x04]))        # file id
-            self.patch(bpath2, 6, bytes([read_file(bpath2)[6] ^ 0x01]))  # has-holes flag
-            self.patch(bpath3, 40, bytes([read_file(bpath3)[40] ^ 0x20]))  # header tag
+            patch_file(bpath, 10, bytes([raw[10] ^ 0x04]))        # file id
+            patch_file(bpath2, 6, bytes([read_file(bpath2)[6] ^ 0x01]))  # has-holes flag
+            patch_file(bpath3, 40, bytes([read_file(bpath3)[40] ^ 0x20]))  # header tag
         self.tamper(edit)
         self.assertEIO(path, "an edited file id")
         self.assertEIO(path2, "a flipped has-holes flag")
@@ -247,7 +237,7 @@ class TamperCases:
         path, bpath, data = self.make("victim", pattern(3 * c, 15))
         off = slot_offset(1, c, self.CIPHER) + 30
         raw = read_file(bpath)
-        self.patch(bpath, off, bytes([raw[off] ^ 0xFF]))
+        patch_file(bpath, off, bytes([raw[off] ^ 0xFF]))
         fd = os.open(path, os.O_RDONLY)
         try:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)

@@ -15,13 +15,12 @@ what was written; the writer only reports how far it got."""
 import errno
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
 
 import reliability_env
-from wardfs_harness import SEED, WardfsTestCase, chunk_label, config_matrix, main, short_cipher, wait_for
+from wardfs_harness import SEED, WardfsTestCase, chunk_label, config_matrix, main, short_cipher
 
 NFILES = 4
 
@@ -134,16 +133,7 @@ class FileModel:
 class CrashCases:
     def setUp(self):
         super().setUp()
-        self.vol = self.new_volume(self.CIPHER, self.CHUNK)
-        self._volumes_for_watchdog = (self.vol,)
-        self.vol.init()
-        self.vol.mount()
-
-    def kill_daemon(self):
-        pids = self.vol.daemon_pids()
-        self.assertEqual(len(pids), 1, "one daemon: %r" % pids)
-        os.kill(pids[0], signal.SIGKILL)
-        self.assertTrue(wait_for(lambda: not self.vol.daemon_pids(), 10))
+        self.vol = self.mounted_volume(self.CIPHER, self.CHUNK)
 
     def run_round(self, rnd, seed):
         top = self.vol.p("round%d" % rnd)
@@ -152,7 +142,7 @@ class CrashCases:
                               str(self.CHUNK)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.assertEqual(w.stdout.readline().strip(), b"started", w.stderr.read() if w.poll() else "")
         time.sleep(random.Random(seed).uniform(0.05, 1.5))
-        self.kill_daemon()
+        self.kill_daemon(self.vol)
         out, err = w.communicate(timeout=60)
         self.assertIn("stopped", out.decode(), "the writer must see the mount die: %r" % err[-500:])
         last = int(out.decode().split("stopped")[1].split()[0])

@@ -33,13 +33,6 @@ class FaultCases:
         self.vol.init()
         self.vol.mount()
 
-    def log_text(self):
-        try:
-            with open(self.vol.logfile, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
     # ------------------------------------------------------------ full disk
     def mount_tmpfs(self, path, size="8m"):
         os.makedirs(path, exist_ok=True)
@@ -152,7 +145,7 @@ class FaultCases:
         os.truncate(files["victim"][1], 10)
         self.vol.mount()
         self.assertEIO(lambda: read_file(self.vol.p("victim")), "a backing file with a 10-byte header")
-        self.assertIn("victim", self.log_text(), "the daemon logs the damaged file's path")
+        self.assertIn("victim", self.vol.log_text(), "the daemon logs the damaged file's path")
         self.check_others(files)
 
     def test_backing_file_replaced_by_directory(self):
@@ -211,7 +204,7 @@ class FaultCases:
         for cmd in (["rotate", self.vol.plain], ["rekey", self.vol.plain, "--rate", "0.000001", "--background"]):
             p = run([BIN] + cmd, timeout=60)
             self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertTrue(wait_for(lambda: "rekey started" in self.log_text(), 10))
+        self.assertTrue(wait_for(lambda: "rekey started" in self.vol.log_text(), 10))
         p = run([BIN, "unmount", self.vol.plain], timeout=60)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertTrue(wait_for(lambda: not self.vol.daemon_pids(), 15),

@@ -8,8 +8,8 @@ import json
 import time
 
 import reliability_env  # noqa: F401
-from test_backing import scan_backing
-from wardfs_harness import BIN, WardfsTestCase, config_matrix, main, pattern, read_file, run, write_file
+from wardfs_harness import (BIN, WardfsTestCase, config_matrix, main, pattern, read_file, run,
+                            scan_backing, write_file)
 
 
 def key_forms(key):
@@ -32,11 +32,7 @@ def plaintext_forms(marker, blob):
 class Leaks(WardfsTestCase):
     def setUp(self):
         super().setUp()
-        cipher, chunk = config_matrix("one")[0]
-        self.vol = self.new_volume(cipher, chunk)
-        self._volumes_for_watchdog = (self.vol,)
-        self.vol.init()
-        self.vol.mount()
+        self.vol = self.mounted_volume(*config_matrix("one")[0])
 
     def session(self, marker, blob):
         v, m = self.vol, marker.decode()

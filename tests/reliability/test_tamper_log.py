@@ -10,18 +10,15 @@ import json
 import os
 
 import reliability_env  # noqa: F401
-from wardfs_harness import (BIN, WardfsTestCase, backing_data_entries, config_matrix, main, pattern,
-                            read_file, run, short_cipher, chunk_label, slot_offset, slot_size,
-                            wait_for, write_file)
+from wardfs_harness import (BIN, WardfsTestCase, backing_data_entries, config_matrix, main, patch_file,
+                            pattern, read_file, run, short_cipher, chunk_label, slot_offset,
+                            slot_size, wait_for, write_file)
 
 
 class TamperLogCases:
     def setUp(self):
         super().setUp()
-        self.vol = self.new_volume(self.CIPHER, self.CHUNK)
-        self._volumes_for_watchdog = (self.vol,)
-        self.vol.init()
-        self.vol.mount()
+        self.vol = self.mounted_volume(self.CIPHER, self.CHUNK)
         self.c = self.CHUNK
         self.ss = slot_size(self.c, self.CIPHER)
         self._dirs = {}
@@ -54,27 +51,13 @@ class TamperLogCases:
             f.seek(slot_offset(i, self.c, self.CIPHER))
             return f.read(self.ss)
 
-    def put(self, bpath, offset, data):
-        fd = os.open(bpath, os.O_WRONLY)
-        try:
-            os.pwrite(fd, data, offset)
-        finally:
-            os.close(fd)
-
     def offline(self, fn):
         self.vol.unmount()
         fn()
         self.vol.mount()
 
-    def log(self):
-        try:
-            with open(self.vol.logfile, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
     def assertLogged(self, *needles):
-        ok = wait_for(lambda: all(n in self.log() for n in needles), timeout=5)
+        ok = wait_for(lambda: all(n in self.vol.log_text() for n in needles), timeout=5)
         self.assertTrue(ok, "daemon log lacks a line with %r\n%s" % (needles, self.vol.log_tail(10)))
 
     def integrity_failures(self):
@@ -110,8 +93,8 @@ class TamperLogCases:
 
         def swap():
             sa1, sb2 = self.slot(ba, 1), self.slot(bb, 2)
-            self.put(ba, slot_offset(1, self.c, self.CIPHER), sb2)
-            self.put(bb, slot_offset(2, self.c, self.CIPHER), sa1)
+            patch_file(ba, slot_offset(1, self.c, self.CIPHER), sb2)
+            patch_file(bb, slot_offset(2, self.c, self.CIPHER), sa1)
         self.offline(swap)  # the new daemon's counters start at 0
         self.assertChunkEIO("a", 1, a)
         self.assertChunkEIO("b", 2, b)
@@ -126,8 +109,8 @@ class TamperLogCases:
 
         def swap():
             s0, s3 = self.slot(ba, 0), self.slot(ba, 3)
-            self.put(ba, slot_offset(0, self.c, self.CIPHER), s3)
-            self.put(ba, slot_offset(3, self.c, self.CIPHER), s0)
+            patch_file(ba, slot_offset(0, self.c, self.CIPHER), s3)
+            patch_file(ba, slot_offset(3, self.c, self.CIPHER), s0)
         self.offline(swap)
         self.assertChunkEIO("a", 0, a)
         self.assertChunkEIO("a", 3, a)
@@ -137,7 +120,7 @@ class TamperLogCases:
     def test_zeroed_last_chunk(self):
         a = pattern(2 * self.c + 77, 5)
         ba = self.make("a", a)
-        self.offline(lambda: self.put(ba, slot_offset(2, self.c, self.CIPHER),
+        self.offline(lambda: patch_file(ba, slot_offset(2, self.c, self.CIPHER),
                                       bytes(os.path.getsize(ba) - slot_offset(2, self.c, self.CIPHER))))
         self.assertChunkEIO("a", 2, a)
         self.assertLogged("integrity failure in /a at chunk 2")
@@ -146,7 +129,7 @@ class TamperLogCases:
         a = pattern(3 * self.c, 6)
         ba = self.make("a", a)
         off = slot_offset(1, self.c, self.CIPHER) + 50
-        self.offline(lambda: self.put(ba, off, bytes([self.slot(ba, 1)[50] ^ 0x10])))
+        self.offline(lambda: patch_file(ba, off, bytes([self.slot(ba, 1)[50] ^ 0x10])))
         self.assertChunkEIO("a", 1, a)
         self.assertLogged("integrity failure in /a at chunk 1")
         self.assertGreaterEqual(self.integrity_failures(), 1)

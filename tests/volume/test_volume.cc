@@ -1,9 +1,11 @@
 // Volume setup: init_volume, unlock_volume with right and wrong keys, config edits that
 // must stop the unlock, and file contents across key generations.
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
 #include "crypto/errors.h"
+#include "crypto/kdf.h"
 #include "crypto/volume_keys.h"
 #include "volume_test_util.h"
 
@@ -214,4 +216,33 @@ TEST_CASE("File contents across key generations", "[volume][content]") {
     REQUIRE(read_range(fc, fd.get(), 0, 10).first == -EIO);
     REQUIRE(reports.has(0));
   }
+}
+
+TEST_CASE("the audit root opens only with the keystore that wrapped it, for its volume",
+          "[volume]") {
+  TestVolume tv(CipherId::aes256gcm, 4096);
+  const crypto::VolumeConfig cfg = crypto::load_config(tv.dir);
+  REQUIRE(cfg.audit_key);
+  const auto root = volume::open_audit_root(cfg, *tv.ks);
+  REQUIRE(root);
+  const auto mac_key = crypto::derive_audit_mac_key(root->view(), cfg.volume_id);
+  CHECK(std::equal(mac_key.view().begin(), mac_key.view().end(),
+                   tv.vol->audit_mac_key().view().begin(), tv.vol->audit_mac_key().view().end()));
+
+  auto other = keystore::make_local_keystore(crypto::SecretBytes::random(32), "other");
+  crypto::VolumeConfig moved = cfg;
+  moved.audit_key->wrapped = volume::wrap_audit_root(moved, *other, root->view());
+  const auto reopened = volume::open_audit_root(moved, *other);
+  REQUIRE(reopened);
+  CHECK(std::equal(root->view().begin(), root->view().end(), reopened->view().begin(),
+                   reopened->view().end()));
+  CHECK_FALSE(volume::open_audit_root(moved, *tv.ks));
+
+  crypto::VolumeConfig elsewhere = moved;
+  elsewhere.volume_id[0] ^= 1;
+  CHECK_FALSE(volume::open_audit_root(elsewhere, *other));
+
+  crypto::VolumeConfig before_audit = cfg;
+  before_audit.audit_key.reset();
+  CHECK_FALSE(volume::open_audit_root(before_audit, *tv.ks));
 }

@@ -1,0 +1,114 @@
+"""Processes and the mount table, for the wardfs integration harness (wardfs_harness
+re-exports all of it): running the CLI, reading /proc/self/mountinfo, finding a volume's
+daemons by the temp path on their command line, polling.
+
+Environment knobs: WARDFS_BIN (see wardfs_harness).
+"""
+
+import os
+import re
+import subprocess
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+BIN = os.environ.get("WARDFS_BIN") or os.path.join(REPO, "build", "cli", "wardfs")
+
+
+class HarnessError(Exception):
+    """The harness could not set up a volume: reported as a test error, with details."""
+
+
+def run(args, input=None, timeout=120, env=None, via_files=False):
+    """Runs a command, returns CompletedProcess with text stdout/stderr. via_files=True
+    captures output through temp files, so a daemon child that keeps stdout open cannot
+    make us wait (test_cli_errors checks that separately)."""
+    args = [str(a) for a in args]
+    if isinstance(input, str):
+        input = input.encode()
+    stdin = None if input is not None else subprocess.DEVNULL
+    try:
+        if via_files:
+            with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+                p = subprocess.run(args, input=input, stdout=out, stderr=err, timeout=timeout,
+                                   env=env, stdin=stdin)
+                out.seek(0)
+                err.seek(0)
+                p.stdout, p.stderr = out.read(), err.read()
+        else:
+            p = subprocess.run(args, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               timeout=timeout, env=env, stdin=stdin)
+    except subprocess.TimeoutExpired as e:
+        raise HarnessError("command timed out after %ss: %s" % (timeout, " ".join(args))) from e
+    p.stdout = p.stdout.decode(errors="replace")
+    p.stderr = p.stderr.decode(errors="replace")
+    return p
+
+
+def describe(p):
+    return "rc=%s\n$ %s\nstdout: %s\nstderr: %s" % (
+        p.returncode, " ".join(p.args), p.stdout.strip()[-2000:], p.stderr.strip()[-2000:])
+
+
+def _unescape_mount_field(s):
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s)
+
+
+def mounts():
+    """Entries of /proc/self/mountinfo as dicts: mountpoint, fstype, source, majmin, options."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            lf, rf = left.split(), right.split()
+            out.append({"majmin": lf[2], "mountpoint": _unescape_mount_field(lf[4]),
+                        "options": lf[5], "fstype": rf[0],
+                        "source": _unescape_mount_field(rf[1]) if len(rf) > 1 else "",
+                        "superopts": rf[2] if len(rf) > 2 else ""})
+    return out
+
+
+def mount_entry(path):
+    path = os.path.realpath(path)
+    found = [m for m in mounts() if m["mountpoint"] == path]
+    return found[-1] if found else None
+
+
+def is_fuse_mounted(path):
+    m = mount_entry(path)
+    return m is not None and m["fstype"].startswith("fuse")
+
+
+def proc_mounts_text():
+    with open("/proc/mounts") as f:
+        return f.read()
+
+
+def wardfs_pids(tag):
+    """PIDs of wardfs processes whose command line mentions `tag` (a unique temp path)."""
+    real_bin = os.path.realpath(BIN)
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                cmd = f.read()
+            exe = os.readlink("/proc/%s/exe" % d)
+        except OSError:
+            continue
+        if tag.encode() in cmd and (os.path.basename(exe.replace(" (deleted)", "")) ==
+                                     os.path.basename(real_bin)):
+            pids.append(int(d))
+    return pids
+
+
+def wait_for(pred, timeout=10.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        if pred():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
