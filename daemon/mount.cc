@@ -99,18 +99,37 @@ void check_mount_point(const MountRequest& req) {
   }
 }
 
+// The kernel's per-process ceiling on open files (fs.nr_open); 0 if unreadable.
+rlim_t kernel_open_file_ceiling() {
+  std::ifstream in("/proc/sys/fs/nr_open");
+  unsigned long long value = 0;
+  return (in >> value) ? static_cast<rlim_t>(value) : 0;
+}
+
+void raise_open_file_limit() {
+  // Every inode the kernel remembers holds an O_PATH fd, as in passthrough_hp, so a tree
+  // of more files than RLIMIT_NOFILE would fail with EMFILE. Root may lift the hard limit
+  // up to the kernel's ceiling; anyone may lift the soft limit to the hard one.
+  struct rlimit files {};
+  if (::getrlimit(RLIMIT_NOFILE, &files) != 0) return;
+  const rlim_t ceiling = ::geteuid() == 0 ? kernel_open_file_ceiling() : 0;
+  if (ceiling > files.rlim_max) {
+    const struct rlimit lifted { ceiling, ceiling };
+    if (::setrlimit(RLIMIT_NOFILE, &lifted) == 0) return;
+  }
+  if (files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &files);
+  }
+}
+
 void harden_process() {
   // Keys live in this process: no core dumps, no ptrace by other users, exact modes.
   ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   const struct rlimit no_core { 0, 0 };
   ::setrlimit(RLIMIT_CORE, &no_core);
   ::umask(0);
-  // Every inode the kernel remembers holds an O_PATH fd, as in passthrough_hp.
-  struct rlimit files {};
-  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
-    files.rlim_cur = files.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &files);
-  }
+  raise_open_file_limit();
 }
 
 void setup_logging(const MountRequest& req) {

@@ -79,6 +79,31 @@ class Robustness(WardfsTestCase):
         else:
             self.assertEqual(p.returncode, 4, describe(p))
 
+    def test_more_files_than_the_callers_fd_limit(self):
+        # Every inode the kernel remembers costs the daemon an O_PATH fd. Started with a
+        # small soft RLIMIT_NOFILE, the daemon must lift it (to the kernel's ceiling where
+        # root may, else to the hard limit) rather than fail with EMFILE once the kernel
+        # remembers more files than that.
+        self.vol.unmount()
+        p = run(["prlimit", "--nofile=256:4096"] + self.vol.mount_args(), timeout=60, via_files=True)
+        self.assertEqual(p.returncode, 0, describe(p))
+        pid = self.vol.daemon_pids()[0]
+        with open("/proc/%d/limits" % pid) as f:
+            line = next(l for l in f if l.startswith("Max open files"))
+        soft, hard = (int(v) for v in line.split()[3:5])
+        with open("/proc/sys/fs/nr_open") as f:
+            ceiling = int(f.read())
+        # Root in a container without CAP_SYS_RESOURCE may not raise a hard limit.
+        may_raise = run(["prlimit", "--nofile=256:4096", "sh", "-c",
+                         "ulimit -Hn %d" % ceiling]).returncode == 0
+        self.assertEqual((soft, hard), (ceiling, ceiling) if may_raise else (4096, 4096), line)
+        os.mkdir(self.vol.p("many"))
+        for i in range(1500):
+            write_file(self.vol.p("many", "f%d" % i), b"%d" % i, fsync=False)
+        for i in range(1500):  # all still remembered by the kernel: 1,500 O_PATH fds
+            self.assertEqual(read_file(self.vol.p("many", "f%d" % i)), b"%d" % i)
+        self.assertGreater(len(os.listdir("/proc/%d/fd" % pid)), 1500)
+
     def test_appends_in_flight_when_daemon_dies(self):
         """After SIGKILL mid-append, a file keeps all it had fsynced and past that holds only
         bytes that were written there (or zeros: unsynced data may be lost, as on any file
