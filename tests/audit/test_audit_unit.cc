@@ -157,6 +157,27 @@ TEST_CASE("a torn last line is dropped, on record, and the chain goes on") {
   CHECK(audit::verify_log(log, test_key(7).view()).ok);
 }
 
+// Spotted writing fuzz_audit: fields of an unexpected type in a line nobody authenticated yet
+// made verify_log throw a JSON type error instead of reporting the damage.
+TEST_CASE("a first record with fields of the wrong type is reported, not thrown") {
+  TempDir dir;
+  const stdfs::path log = dir.path / "v.audit.jsonl";
+  write_events(log, 2);
+  const std::string mac = ",\"mac\":\"" + std::string(64, 'a') + "\"}";
+  const auto first =
+      GENERATE_COPY("{\"seq\":2,\"event\":5" + mac,
+                    "{\"seq\":2,\"event\":\"log_continued\",\"detail\":{\"prev_mac\":1}" + mac,
+                    "{\"seq\":2,\"event\":\"log_continued\",\"detail\":[\"prev_mac\"]" + mac);
+  CAPTURE(first);
+  auto lines = lines_of(log);
+  lines[0] = first;
+  put_lines(log, lines);
+  audit::VerifyReport report;
+  REQUIRE_NOTHROW(report = audit::verify_log(log, test_key(7).view()));
+  CHECK_FALSE(report.ok);
+  CHECK_THAT(report.problem, Catch::Contains("records 1 to 1 are missing"));
+}
+
 TEST_CASE("rotation by size keeps one chain across segments") {
   TempDir dir;
   const stdfs::path log = dir.path / "v.audit.jsonl";
