@@ -38,7 +38,7 @@ std::optional<Checkpoint> open_checkpoint(std::string_view text, crypto::ByteVie
                                           std::string& why);
 
 struct Tail {
-  std::string last_line;      // the last complete line, without its newline; empty if none
+  std::string last_line;      // the last complete non-empty line, without its newline
   std::uint64_t torn_at = 0;  // offset just past the last newline
   bool torn = false;          // bytes follow the last newline (a write cut short)
 };

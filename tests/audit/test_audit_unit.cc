@@ -178,6 +178,23 @@ TEST_CASE("a first record with fields of the wrong type is reported, not thrown"
   CHECK_THAT(report.problem, Catch::Contains("records 1 to 1 are missing"));
 }
 
+// Found by fuzz_audit: verify skips empty lines, but the writer took a trailing one for
+// the end of the chain and restarted at record 1, so the log no longer verified.
+TEST_CASE("blank lines at the end of the log do not break the chain") {
+  TempDir dir;
+  const stdfs::path log = dir.path / "v.audit.jsonl";
+  write_events(log, 3);
+  {
+    std::ofstream out(log, std::ios::app);
+    out << "\n\n";
+  }
+  REQUIRE(audit::verify_log(log, test_key(7).view()).ok);
+  write_events(log, 2);
+  const auto report = audit::verify_log(log, test_key(7).view());
+  CHECK(report.ok);
+  CHECK(report.last_seq == 5);
+}
+
 TEST_CASE("rotation by size keeps one chain across segments") {
   TempDir dir;
   const stdfs::path log = dir.path / "v.audit.jsonl";
