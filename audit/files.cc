@@ -143,10 +143,12 @@ int read_tail(int fd, Tail& out) {
   if (last_nl == std::string::npos) {
     out.torn_at = start;
     out.torn = !buf.empty();
+    out.fragment = buf;
     return 0;
   }
   out.torn_at = start + last_nl + 1;
   out.torn = last_nl + 1 != buf.size();
+  out.fragment = buf.substr(last_nl + 1);
   // Empty lines are skipped, as verify skips them: the last line is the last non-empty
   // one. Taking a trailing blank line for the end of the chain made the writer restart
   // at record 1 under a "cut off" complaint, failing a log that verified.

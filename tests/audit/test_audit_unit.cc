@@ -195,6 +195,23 @@ TEST_CASE("blank lines at the end of the log do not break the chain") {
   CHECK(report.last_seq == 5);
 }
 
+// Found by fuzz_audit: the writer dropped such a record as torn, then found the log
+// ending before the checkpoint and recorded it as cut off.
+TEST_CASE("a last record without its newline is kept, not dropped as torn") {
+  TempDir dir;
+  const stdfs::path log = dir.path / "v.audit.jsonl";
+  write_events(log, 3);
+  stdfs::resize_file(log, stdfs::file_size(log) - 1);
+  REQUIRE(audit::verify_log(log, test_key(7).view()).ok);
+  write_events(log, 1);
+  const auto lines = lines_of(log);
+  REQUIRE(lines.size() == 5);
+  CHECK_THAT(lines[3], Catch::Contains("log_repaired") && Catch::Contains("added_newline"));
+  const auto report = audit::verify_log(log, test_key(7).view());
+  CHECK(report.ok);
+  CHECK(report.last_seq == 5);
+}
+
 TEST_CASE("rotation by size keeps one chain across segments") {
   TempDir dir;
   const stdfs::path log = dir.path / "v.audit.jsonl";
