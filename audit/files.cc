@@ -143,13 +143,20 @@ int read_tail(int fd, Tail& out) {
   if (last_nl == std::string::npos) {
     out.torn_at = start;
     out.torn = !buf.empty();
+    out.fragment = buf;
     return 0;
   }
   out.torn_at = start + last_nl + 1;
   out.torn = last_nl + 1 != buf.size();
-  const auto prev_nl = last_nl == 0 ? std::string::npos : buf.rfind('\n', last_nl - 1);
+  out.fragment = buf.substr(last_nl + 1);
+  // Empty lines are skipped, as verify skips them: the last line is the last non-empty
+  // one. Taking a trailing blank line for the end of the chain made the writer restart
+  // at record 1 under a "cut off" complaint, failing a log that verified.
+  const auto line_end = buf.find_last_not_of('\n', last_nl);
+  if (line_end == std::string::npos) return 0;
+  const auto prev_nl = buf.rfind('\n', line_end);
   const std::size_t line_start = prev_nl == std::string::npos ? 0 : prev_nl + 1;
-  out.last_line = buf.substr(line_start, last_nl - line_start);
+  out.last_line = buf.substr(line_start, line_end + 1 - line_start);
   return 0;
 }
 

@@ -38,9 +38,10 @@ std::optional<Checkpoint> open_checkpoint(std::string_view text, crypto::ByteVie
                                           std::string& why);
 
 struct Tail {
-  std::string last_line;      // the last complete line, without its newline; empty if none
+  std::string last_line;      // the last complete non-empty line, without its newline
   std::uint64_t torn_at = 0;  // offset just past the last newline
   bool torn = false;          // bytes follow the last newline (a write cut short)
+  std::string fragment;       // those bytes, when torn
 };
 // Reads the end of an open log file. 0 or -errno.
 int read_tail(int fd, Tail& out);

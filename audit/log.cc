@@ -166,13 +166,7 @@ AuditLog::Head AuditLog::chain_head(int log_fd, std::deque<Event>& batch) {
     return known_.head;
   }
   Tail tail;
-  if (read_tail(log_fd, tail) == 0 && tail.torn) {
-    // A write cut short by a crash or a full disk: drop the fragment, and say so.
-    const auto discarded = static_cast<std::uint64_t>(st.st_size) - tail.torn_at;
-    if (::ftruncate(log_fd, static_cast<off_t>(tail.torn_at)) == 0) {
-      batch.push_front(internal_event("log_repaired", {{"discarded_bytes", discarded}}));
-    }
-  }
+  if (read_tail(log_fd, tail) == 0 && tail.torn) repair_torn_tail(log_fd, tail, batch);
   if (tail.last_line.empty()) {
     // A fresh live file: the chain continues from the newest rotated segment.
     const auto segments = log_segments(options_.path);
@@ -219,6 +213,22 @@ AuditLog::Head AuditLog::chain_head(int log_fd, std::deque<Event>& batch) {
          {"log_last_seq", head.seq}}));
   }
   return head;
+}
+
+void AuditLog::repair_torn_tail(int log_fd, Tail& tail, std::deque<Event>& batch) {
+  // A whole record that only lacks its newline is kept: verify accepts it and the
+  // checkpoint may pin it, so dropping it would cut the chain and make the writer itself
+  // report the log as cut off (found by fuzz_audit).
+  if (parse_record_line(tail.fragment) && ::write(log_fd, "\n", 1) == 1) {
+    tail.last_line = std::move(tail.fragment);
+    batch.push_front(internal_event("log_repaired", {{"added_newline", true}}));
+    return;
+  }
+  // A write cut short by a crash or a full disk: drop the fragment, and say so.
+  const std::uint64_t discarded = tail.fragment.size();
+  if (::ftruncate(log_fd, static_cast<off_t>(tail.torn_at)) == 0) {
+    batch.push_front(internal_event("log_repaired", {{"discarded_bytes", discarded}}));
+  }
 }
 
 bool AuditLog::rotate_if_large(int& log_fd, Head& head) {

@@ -19,6 +19,8 @@
 
 namespace wardfs::audit {
 
+struct Tail;
+
 struct LogOptions {
   std::filesystem::path path;  // the live file
   Level level = Level::keys;
@@ -65,6 +67,7 @@ class AuditLog {
   bool append_locked(int log_fd, std::deque<Event>& batch, Head& head);
   bool rotate_if_large(int& log_fd, Head& head);
   Head chain_head(int log_fd, std::deque<Event>& batch);
+  void repair_torn_tail(int log_fd, Tail& tail, std::deque<Event>& batch);
   void complain(const std::string& what);
 
   // Where the live file ended after our last append, and the chain head there, so the

@@ -19,12 +19,20 @@ bool same_mac(const Mac& a, const Mac& b) {
   return sodium_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
+// A string member, or "" when it is missing or not a string. The fields are read before
+// the MAC is checked, so their types are the writer's only if nobody edited the line:
+// json::value() and get() throw on a wrong type, which made `wardfs audit verify` fail
+// with a JSON error (exit 5) instead of naming the tampered record (exit 3).
+std::string string_field(const nlohmann::json& object, const char* key) {
+  const auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 std::optional<Mac> continued_from(const RecordLine& rec) {
-  if (rec.fields.value("event", "") != "log_continued") return std::nullopt;
+  if (string_field(rec.fields, "event") != "log_continued") return std::nullopt;
   const auto detail = rec.fields.find("detail");
-  if (detail == rec.fields.end() || !detail->is_object() || !detail->contains("prev_mac"))
-    return std::nullopt;
-  const auto hex = (*detail)["prev_mac"].get<std::string>();
+  if (detail == rec.fields.end() || !detail->is_object()) return std::nullopt;
+  const std::string hex = string_field(*detail, "prev_mac");
   Mac mac{};
   std::size_t len = 0;
   if (sodium_hex2bin(mac.data(), mac.size(), hex.data(), hex.size(), nullptr, &len, nullptr) != 0 ||
@@ -63,7 +71,7 @@ class ChainChecker {
     if (checkpoint_ && rec->seq == checkpoint_->seq && !same_mac(rec->mac, checkpoint_->mac)) {
       return fail(record + " is not the record the checkpoint pinned: the log was rewritten");
     }
-    const std::string event = rec->fields.value("event", "");
+    const std::string event = string_field(rec->fields, "event");
     if (event == "log_tampered" || event == "log_damaged") {
       return fail(record + ": a writer found the log tampered with before appending: " +
                   rec->fields.value("detail", nlohmann::json::object()).dump());

@@ -67,33 +67,45 @@ std::string since_bound(const std::string& text) {
   return bound;
 }
 
+// A field as table text: a string as it is, any other JSON value as JSON, `missing` when
+// absent. `show` lists records nobody has verified yet, so a field may hold any type:
+// json::value() and get() threw on an unexpected one, and one odd record ended the
+// listing with a JSON type error (exit 5).
+std::string field_text(const json& object, const char* key, const std::string& missing = "") {
+  const auto it = object.find(key);
+  if (it == object.end()) return missing;
+  return it->is_string() ? it->get<std::string>()
+                         : it->dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 bool wanted(const json& r, const AuditArgs& a, const std::string& since) {
-  if (!since.empty() && r.value("time", "") < since) return false;
+  if (!since.empty() && field_text(r, "time") < since) return false;
   if (!a.events.empty() &&
-      std::find(a.events.begin(), a.events.end(), r.value("event", "")) == a.events.end()) {
+      std::find(a.events.begin(), a.events.end(), field_text(r, "event")) == a.events.end()) {
     return false;
   }
-  return a.path_glob.empty() || ::fnmatch(a.path_glob.c_str(), r.value("path", "").c_str(), 0) == 0;
+  return a.path_glob.empty() ||
+         ::fnmatch(a.path_glob.c_str(), field_text(r, "path").c_str(), 0) == 0;
 }
 
 std::string who(const json& r) {
-  const json p = r.value("principal", json::object());
-  return p.value("program", std::string("?")) + "[" + std::to_string(p.value("pid", 0)) + "] uid " +
-         std::to_string(p.value("uid", 0));
+  const auto it = r.find("principal");
+  const json p = it != r.end() && it->is_object() ? *it : json::object();
+  return field_text(p, "program", "?") + "[" + field_text(p, "pid", "0") + "] uid " +
+         field_text(p, "uid", "0");
 }
 
 void print_row(const json& r) {
-  std::string time = r.value("time", "");
+  std::string time = field_text(r, "time");
   if (time.size() > 19) time = time.substr(0, 19) + "Z";
-  const std::string generation =
-      r.contains("generation") ? std::to_string(r["generation"].get<std::uint64_t>()) : "-";
-  std::string detail = r.contains("detail") ? r["detail"].dump() : "";
+  std::string detail = field_text(r, "detail");
   if (r.contains("keystore"))
-    detail = "keystore=" + r["keystore"].get<std::string>() + (detail.empty() ? "" : " ") + detail;
-  std::cout << std::left << std::setw(21) << time << std::right << std::setw(6) << r.value("seq", 0)
-            << "  " << std::left << std::setw(17) << r.value("event", "") << std::setw(9)
-            << r.value("result", "") << std::setw(24) << who(r) << std::setw(4) << generation
-            << r.value("path", "-") << "  " << detail << "\n";
+    detail = "keystore=" + field_text(r, "keystore") + (detail.empty() ? "" : " ") + detail;
+  std::cout << std::left << std::setw(21) << time << std::right << std::setw(6)
+            << field_text(r, "seq", "0") << "  " << std::left << std::setw(17)
+            << field_text(r, "event") << std::setw(9) << field_text(r, "result") << std::setw(24)
+            << who(r) << std::setw(4) << field_text(r, "generation", "-")
+            << field_text(r, "path", "-") << "  " << detail << "\n";
 }
 
 int run_show(const AuditArgs& a) {

@@ -165,6 +165,61 @@ TEST_CASE("a torn last line is dropped, on record, and the chain goes on") {
   CHECK(audit::verify_log(log, test_key(7).view()).ok);
 }
 
+// Spotted writing fuzz_audit: fields of an unexpected type in a line nobody authenticated yet
+// made verify_log throw a JSON type error instead of reporting the damage.
+TEST_CASE("a first record with fields of the wrong type is reported, not thrown") {
+  TempDir dir;
+  const stdfs::path log = dir.path / "v.audit.jsonl";
+  write_events(log, 2);
+  const std::string mac = ",\"mac\":\"" + std::string(64, 'a') + "\"}";
+  const auto first =
+      GENERATE_COPY("{\"seq\":2,\"event\":5" + mac,
+                    "{\"seq\":2,\"event\":\"log_continued\",\"detail\":{\"prev_mac\":1}" + mac,
+                    "{\"seq\":2,\"event\":\"log_continued\",\"detail\":[\"prev_mac\"]" + mac);
+  CAPTURE(first);
+  auto lines = lines_of(log);
+  lines[0] = first;
+  put_lines(log, lines);
+  audit::VerifyReport report;
+  REQUIRE_NOTHROW(report = audit::verify_log(log, test_key(7).view()));
+  CHECK_FALSE(report.ok);
+  CHECK_THAT(report.problem, Catch::Contains("records 1 to 1 are missing"));
+}
+
+// Found by fuzz_audit: verify skips empty lines, but the writer took a trailing one for
+// the end of the chain and restarted at record 1, so the log no longer verified.
+TEST_CASE("blank lines at the end of the log do not break the chain") {
+  TempDir dir;
+  const stdfs::path log = dir.path / "v.audit.jsonl";
+  write_events(log, 3);
+  {
+    std::ofstream out(log, std::ios::app);
+    out << "\n\n";
+  }
+  REQUIRE(audit::verify_log(log, test_key(7).view()).ok);
+  write_events(log, 2);
+  const auto report = audit::verify_log(log, test_key(7).view());
+  CHECK(report.ok);
+  CHECK(report.last_seq == 5);
+}
+
+// Found by fuzz_audit: the writer dropped such a record as torn, then found the log
+// ending before the checkpoint and recorded it as cut off.
+TEST_CASE("a last record without its newline is kept, not dropped as torn") {
+  TempDir dir;
+  const stdfs::path log = dir.path / "v.audit.jsonl";
+  write_events(log, 3);
+  stdfs::resize_file(log, stdfs::file_size(log) - 1);
+  REQUIRE(audit::verify_log(log, test_key(7).view()).ok);
+  write_events(log, 1);
+  const auto lines = lines_of(log);
+  REQUIRE(lines.size() == 5);
+  CHECK_THAT(lines[3], Catch::Contains("log_repaired") && Catch::Contains("added_newline"));
+  const auto report = audit::verify_log(log, test_key(7).view());
+  CHECK(report.ok);
+  CHECK(report.last_seq == 5);
+}
+
 TEST_CASE("rotation by size keeps one chain across segments") {
   TempDir dir;
   const stdfs::path log = dir.path / "v.audit.jsonl";

@@ -7,6 +7,8 @@ fixed keys, so these seeds reach the "accepted" paths and mutations start next t
     python3 tests/fuzz/make_corpus.py
 """
 import base64
+import hashlib
+import hmac
 import json
 import shutil
 import struct
@@ -103,6 +105,70 @@ def control():
     write("fuzz_control", "array.json", "[1, 2, 3]\n")
 
 
+AUDIT_KEY = bytes(range(0x40, 0x60))  # fuzz_audit's audit_key()
+
+
+def audit_line(fields, prev=bytes(32), mac_hex=None):
+    """A record as seal_record writes it: sorted keys, no spaces, then the MAC member."""
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    mac = hmac.new(AUDIT_KEY, prev + text.encode(), hashlib.sha256).hexdigest()
+    return text[:-1] + ',"mac":"' + (mac_hex or mac) + '"}'
+
+
+def audit():
+    """fuzz_audit: mode byte, then a record line (0), an event (1) or a log damage (2, 3)."""
+    who = {"gid": 1000, "pid": 4242, "program": "trainer", "uid": 1000}
+    base = {"event": "open", "principal": who, "result": "ok", "seq": 2,
+            "time": "2026-01-01T00:00:02.000000Z", "volume": "fuzz-volume"}
+    lines = {
+        "open": audit_line(dict(base, path="/data/caf\u00e9.bin", detail={"mode": "read", "created": False})),
+        "unwrap": audit_line(dict(base, event="unwrap", seq=1, generation=1, keystore="keyfile:/k")),
+        "continued": audit_line(dict(base, event="log_continued", seq=5, detail={
+            "previous_segment": "audit.jsonl.000001", "prev_mac": "ab" * 32})),
+        "upper_mac": audit_line(base, mac_hex="AB" * 32),
+        "spaced": '{"seq": 1, "event": "x" ,"mac":"' + "00" * 32 + '"}',
+        "duplicate_keys": '{"seq":1,"mac":"zz","seq":2,"mac":"' + "11" * 32 + '"}',
+        "not_json": '{"seq":1,,"mac":"' + "22" * 32 + '"}',
+        "negative_seq": '{"seq":-1,"mac":"' + "33" * 32 + '"}',
+        "short_mac": '{"seq":1,"mac":"abcd"}',
+    }
+    for name, line in lines.items():
+        write("fuzz_audit", f"parse_{name}.bin", b"\x00" + line.encode())
+
+    def event(seq, flags, strings):
+        head = struct.pack("<QBIIIIB", seq, flags, 1000, 1000, 4242, 2, 7)
+        return b"\x01" + head + b"\x00".join(strings)
+
+    write("fuzz_audit", "seal_open.bin", event(3, 0, [b"open", b"/data/a", b"", b"ok", b"python3",
+                                                       b"vol", b"", b'{"mode":"read"}']))
+    write("fuzz_audit", "seal_key_event.bin", event(2**64 - 1, 1, [b"rotate", b"", b"kms:arn",
+                                                               b"denied", b"wardfs", b"vol",
+                                                               b"2026-01-01T00:00:00.000000Z"]))
+    write("fuzz_audit", "seal_bad_utf8.bin", event(1, 0, [b"op\xff", b"/\xc3(\n\"", b"", b"",
+                                                          b"\xfe", b"v\x80", b"t", b"\xffnot json"]))
+
+    # (records, split, target, op, offset, payload): target 0 segment, 1 live, 2 checkpoint;
+    # op 0 overwrite, 1 insert, 2 replace, 3 truncate, 4 append, 5 erase, 6 remove.
+    damages = {
+        "intact": (4, 0, 1, 5, 0, b""), "intact_split": (6, 3, 1, 5, 0, b""),
+        "flip": (4, 0, 1, 0, 40, b"X"), "cut_tail": (5, 0, 1, 3, 400, b""),
+        "cut_newline": (3, 0, 1, 5, 65535, b"\n"), "no_checkpoint": (3, 0, 2, 6, 0, b""),
+        "no_first_segment": (6, 3, 0, 6, 0, b""), "blank_line": (4, 0, 1, 4, 0, b"\n"),
+        "torn_fragment": (4, 0, 1, 4, 0, b'{"seq":9'), "inserted": (4, 2, 1, 1, 0, b'{}\n'),
+        "forged_checkpoint": (2, 0, 2, 2, 0, b'{"seq":1,"mac":"' + b"00" * 32 +
+                              b'","time":"t","checkpoint_mac":"' + b"00" * 32 + b'"}'),
+        "extra_segment": (2, 0, 0, 2, 0, audit_line(base).encode() + b"\n"),
+        "empty_first_segment": (6, 2, 0, 2, 0, b""),
+        "forged_continued": (1, 0, 1, 2, 0, lines["continued"].encode() + b"\n"),
+    }
+    for name, (records, split, target, op, offset, payload) in damages.items():
+        head = struct.pack("<BBBH", records - 1, split, target + 3 * op, offset)
+        write("fuzz_audit", f"verify_{name}.bin", b"\x02" + head + payload)
+        write("fuzz_audit", f"resume_{name}.bin", b"\x03" + head + payload)
+    rotating = struct.pack("<BBBH", 3, 0, 1 + 3 * 5 + 21, 0)  # intact, small rotation
+    write("fuzz_audit", "resume_rotating.bin", b"\x03" + rotating)
+
+
 if __name__ == "__main__":
     shutil.rmtree(HERE / "corpus", ignore_errors=True)
     configs()
@@ -110,5 +176,6 @@ if __name__ == "__main__":
     names()
     chunks()
     control()
+    audit()
     for d in sorted((HERE / "corpus").iterdir()):
         print(d.name, len(list(d.iterdir())), "files")
