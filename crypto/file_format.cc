@@ -26,7 +26,9 @@ std::array<std::uint8_t, kChunkAdSize> chunk_ad(ChunkPosition pos, std::uint32_t
 
 FileId random_file_id() {
   FileId id{};
-  random_fill(id);
+  // Public like a nonce (it is stored in the clear), so it may come from the same
+  // buffered CSPRNG output: one getrandom() per 4 KiB instead of one per file.
+  random_nonce(id);
   return id;
 }
 
@@ -57,7 +59,8 @@ HeaderStatus parse_header(ByteView raw, FileHeader& out) {
   if (get_le16(raw.data() + 4) != kFormatVersion) return HeaderStatus::unsupported_version;
   if (get_le32(raw.data() + 28) != 0) return HeaderStatus::bad_reserved;
   out.flags = get_le16(raw.data() + 6);
-  if ((out.flags & ~static_cast<std::uint16_t>(kHeaderHasHoles)) != 0) return HeaderStatus::unsupported_version;
+  if ((out.flags & ~static_cast<std::uint16_t>(kHeaderHasHoles)) != 0)
+    return HeaderStatus::unsupported_version;
   std::memcpy(out.file_id.data(), raw.data() + 8, kFileIdSize);
   out.generation = get_le32(raw.data() + 24);
   return HeaderStatus::ok;
@@ -96,8 +99,8 @@ std::uint64_t ChunkLayout::backing_size(std::uint64_t plaintext_size) const {
 void seal_chunk_with_nonce(const ChunkLayout& layout, const Aead& aead, std::uint32_t generation,
                            ChunkPosition pos, ByteView plaintext, ByteView nonce,
                            std::span<std::uint8_t> out) {
-  if (out.size() != layout.overhead() + plaintext.size() || plaintext.size() > layout.chunk_size() ||
-      nonce.size() != layout.nonce_size()) {
+  if (out.size() != layout.overhead() + plaintext.size() ||
+      plaintext.size() > layout.chunk_size() || nonce.size() != layout.nonce_size()) {
     throw std::invalid_argument("seal_chunk: bad buffer sizes");
   }
   put_le32(out.data(), generation);

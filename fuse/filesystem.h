@@ -87,7 +87,6 @@ class WardFs {
   void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
   void write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
              fuse_file_info* fi);
-  void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
   void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
@@ -114,10 +113,15 @@ class WardFs {
   int lookup_entry(Inode& parent, std::string_view name, fuse_entry_param& e);
   int finish_new_entry(Inode& parent, std::string_view name, const volume::ResolvedName& resolved,
                        fuse_entry_param& e);
+  // Takes `fd` (the entry's O_PATH fd, or a dup of one just created) into the inode table.
+  int entry_from_fd(Inode& parent, std::string_view name, volume::UniqueFd fd, fuse_entry_param& e);
   int resolve_in(Inode& parent, std::string_view name, volume::ResolvedName& out);
   volume::FileContent& content_of(Inode& inode);
   int open_backing(Inode& inode, int flags, volume::UniqueFd& out);
-  void chown_to_caller(fuse_req_t req, int dir_fd, const std::string& backing);
+  // A root daemon makes entries as root: hand a new one (fd, lstat st) to the caller, as
+  // a local filesystem would, changing only what differs. Updates st.
+  void give_to_caller(fuse_req_t req, Inode& parent, int fd, struct stat& st);
+  void create_existing(fuse_req_t req, Inode& parent, const char* name, fuse_file_info* fi);
   std::string child_path(Inode& parent, std::string_view name);
   void report_integrity(Inode& inode, std::uint64_t chunk, std::string_view reason);
   int remove_dir_metadata(int dir_fd);

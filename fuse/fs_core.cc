@@ -127,11 +127,11 @@ int WardFs::resolve_in(Inode& parent, std::string_view name, volume::ResolvedNam
 
 int WardFs::lookup_entry(Inode& parent, std::string_view name, fuse_entry_param& e) {
   auto attempt = [&]() -> int {
-    std::memset(&e, 0, sizeof e);
-    volume::ResolvedName resolved;
-    if (const int rc = resolve_in(parent, name, resolved); rc != 0) return rc;
-    if (!resolved.exists) return -ENOENT;
-    return finish_new_entry(parent, name, resolved, e);
+    crypto::DirId dir_id{};
+    if (const int rc = dir_id_of(parent, dir_id); rc != 0) return rc;
+    volume::UniqueFd fd;
+    if (const int rc = names_.open_entry(parent.fd.get(), dir_id, name, fd); rc != 0) return rc;
+    return entry_from_fd(parent, name, std::move(fd), e);
   };
   const int rc = attempt();
   if (rc != -ENOENT || volume_.keys().generations_for_lookup().size() < 2) return rc;
@@ -144,12 +144,17 @@ int WardFs::lookup_entry(Inode& parent, std::string_view name, fuse_entry_param&
 
 int WardFs::finish_new_entry(Inode& parent, std::string_view name,
                              const volume::ResolvedName& resolved, fuse_entry_param& e) {
-  std::memset(&e, 0, sizeof e);
   volume::UniqueFd fd(
       ::openat(parent.fd.get(), resolved.backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
   if (!fd) return -errno;
+  return entry_from_fd(parent, name, std::move(fd), e);
+}
+
+int WardFs::entry_from_fd(Inode& parent, std::string_view name, volume::UniqueFd fd,
+                          fuse_entry_param& e) {
+  std::memset(&e, 0, sizeof e);
   struct stat st {};
-  if (::fstatat(fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return -errno;
+  if (::fstat(fd.get(), &st) != 0) return -errno;
   Inode& inode = inodes_.acquire(std::move(fd), st, child_path(parent, name));
   if (const int rc = plain_stat(inode, st); rc != 0) {
     inodes_.forget(inode, 1);
@@ -162,12 +167,31 @@ int WardFs::finish_new_entry(Inode& parent, std::string_view name,
   return 0;
 }
 
-void WardFs::chown_to_caller(fuse_req_t req, int dir_fd, const std::string& backing) {
+void WardFs::give_to_caller(fuse_req_t req, Inode& parent, int fd, struct stat& st) {
   if (!running_as_root_) return;
   const fuse_ctx* ctx = fuse_req_ctx(req);
-  if (::fchownat(dir_fd, backing.c_str(), ctx->uid, ctx->gid, AT_SYMLINK_NOFOLLOW) != 0) {
-    spdlog::warn("cannot give a new entry to uid {}: {}", ctx->uid, std::strerror(errno));
+  const uid_t uid = st.st_uid == ctx->uid ? static_cast<uid_t>(-1) : ctx->uid;
+  gid_t gid = st.st_gid == ctx->gid ? static_cast<gid_t>(-1) : ctx->gid;
+  if (gid != static_cast<gid_t>(-1)) {
+    // In a setgid directory the backing filesystem has already given the entry the
+    // directory's group, which is what a local filesystem does; the caller's group
+    // would be wrong there.
+    struct stat dir {};
+    if (::fstat(parent.fd.get(), &dir) == 0 && (dir.st_mode & S_ISGID) != 0 &&
+        dir.st_gid == st.st_gid) {
+      gid = static_cast<gid_t>(-1);
+    }
   }
+  if (uid == static_cast<uid_t>(-1) && gid == static_cast<gid_t>(-1)) return;
+  if (::fchownat(fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+    spdlog::warn("cannot give {} to uid {}: {}", child_path(parent, ""), ctx->uid,
+                 std::strerror(errno));
+    return;
+  }
+  // chown may clear setuid/setgid bits; the plaintext size stays what it was.
+  const off_t plain_size = st.st_size;
+  if (::fstat(fd, &st) != 0) spdlog::warn("cannot stat a new entry: {}", std::strerror(errno));
+  st.st_size = plain_size;
 }
 
 int WardFs::open_backing(Inode& inode, int flags, volume::UniqueFd& out) {

@@ -55,15 +55,13 @@ void WardFs::mknod(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode
     }
   }
   fuse_entry_param e{};
-  if (rc == 0) {
-    chown_to_caller(req, parent.fd.get(), r.backing);
-    rc = finish_new_entry(parent, name, r, e);
-  }
+  if (rc == 0) rc = finish_new_entry(parent, name, r, e);
   if (rc != 0) {
     if (rc != -EEXIST) names_.remove_sidecar(parent.fd.get(), r);
     fuse_reply_err(req, -rc);
     return;
   }
+  give_to_caller(req, parent, inode_of(e.ino).fd.get(), e.attr);
   fuse_reply_entry(req, &e);
 }
 
@@ -88,10 +86,13 @@ void WardFs::mkdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode
     volume::UniqueFd dir(
         ::openat(parent.fd.get(), temp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     rc = dir ? volume::write_new_dir_id(dir.get()) : -errno;
+    struct stat st {};
+    if (rc == 0 && ::fstat(dir.get(), &st) != 0) rc = -errno;
+    // Before the rename, so the directory appears with its owner.
+    if (rc == 0) give_to_caller(req, parent, dir.get(), st);
   }
   if (rc == 0) rc = names_.write_sidecar(parent.fd.get(), r);
   if (rc == 0) {
-    chown_to_caller(req, parent.fd.get(), temp);
     if (::renameat2(parent.fd.get(), temp.c_str(), parent.fd.get(), r.backing.c_str(),
                     RENAME_NOREPLACE) != 0) {
       rc = -errno;
@@ -121,15 +122,13 @@ void WardFs::symlink(fuse_req_t req, const char* target, fuse_ino_t parent_ino, 
   if (rc == 0) rc = names_.write_sidecar(parent.fd.get(), r);
   if (rc == 0 && ::symlinkat(sealed.c_str(), parent.fd.get(), r.backing.c_str()) != 0) rc = -errno;
   fuse_entry_param e{};
-  if (rc == 0) {
-    chown_to_caller(req, parent.fd.get(), r.backing);
-    rc = finish_new_entry(parent, name, r, e);
-  }
+  if (rc == 0) rc = finish_new_entry(parent, name, r, e);
   if (rc != 0) {
     if (rc != -EEXIST) names_.remove_sidecar(parent.fd.get(), r);
     fuse_reply_err(req, -rc);
     return;
   }
+  give_to_caller(req, parent, inode_of(e.ino).fd.get(), e.attr);
   fuse_reply_entry(req, &e);
 }
 
@@ -299,48 +298,36 @@ void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mod
     return;
   }
   std::unique_lock lock(parent.entries_mutex);
+  crypto::DirId dir_id{};
+  int rc = dir_id_of(parent, dir_id);
   volume::ResolvedName r;
-  int rc = resolve_in(parent, name, r);
+  // With one key generation, O_EXCL alone tells whether the name exists: no probe first.
+  if (rc == 0 && !names_.encode_for_create(dir_id, name, r)) {
+    rc = names_.resolve(parent.fd.get(), dir_id, name, r);
+  }
+  volume::UniqueFd fd;
+  if (rc == 0 && !r.exists) {
+    rc = names_.write_sidecar(parent.fd.get(), r);
+    if (rc == 0) {
+      fd.reset(::openat(parent.fd.get(), r.backing.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+                        mode & 07777));
+      if (!fd) rc = -errno;
+    }
+    if (rc == -EEXIST && !r.is_long()) {
+      r.exists = true;
+      rc = 0;
+    }
+  }
   if (rc == 0 && r.exists) {
     lock.unlock();
-    if (fi->flags & O_EXCL) {
-      fuse_reply_err(req, EEXIST);
-      return;
-    }
-    // Lost a race with another creator: open what is there.
-    fuse_entry_param e{};
-    rc = lookup_entry(parent, name, e);
-    if (rc != 0) {
-      fuse_reply_err(req, -rc);
-      return;
-    }
-    fi->flags &= ~(O_CREAT | O_EXCL);
-    Inode& inode = inode_of(e.ino);
-    auto handle = std::make_unique<FileHandle>();
-    rc = open_backing(inode, options_.read_only ? O_RDONLY : O_RDWR, handle->fd);
-    if (rc == 0) rc = content_of(inode).load(handle->fd.get());
-    if (rc != 0) {
-      forget(e.ino, 1);
-      fuse_reply_err(req, -rc);
-      return;
-    }
-    handle->append = engine_appends(fi->flags);
-    fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
-    audit_open(req, inode, fi->flags, false);
-    fuse_reply_create(req, &e, fi);
+    create_existing(req, parent, name, fi);
     return;
-  }
-  if (rc == 0) rc = names_.write_sidecar(parent.fd.get(), r);
-  volume::UniqueFd fd;
-  if (rc == 0) {
-    fd.reset(::openat(parent.fd.get(), r.backing.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
-                      mode & 07777));
-    if (!fd) rc = -errno;
   }
   fuse_entry_param e{};
   if (rc == 0) {
-    chown_to_caller(req, parent.fd.get(), r.backing);
-    rc = finish_new_entry(parent, name, r, e);
+    // The inode keeps a dup of the new fd: no second lookup of the name.
+    volume::UniqueFd inode_fd(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
+    rc = inode_fd ? entry_from_fd(parent, name, std::move(inode_fd), e) : -errno;
   }
   if (rc == 0) {
     Inode& inode = inode_of(e.ino);
@@ -355,12 +342,44 @@ void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mod
     fuse_reply_err(req, -rc);
     return;
   }
+  give_to_caller(req, parent, fd.get(), e.attr);
   auto handle = std::make_unique<FileHandle>();
   handle->fd = std::move(fd);
   handle->append = engine_appends(fi->flags);
   fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
   fi->keep_cache = 1;
   audit_open(req, inode_of(e.ino), fi->flags, true);
+  fuse_reply_create(req, &e, fi);
+}
+
+// CREATE of a name that exists (a race with another creator, or O_CREAT without
+// O_EXCL that the kernel sent without a LOOKUP first): open what is there.
+void WardFs::create_existing(fuse_req_t req, Inode& parent, const char* name, fuse_file_info* fi) {
+  if (fi->flags & O_EXCL) {
+    fuse_reply_err(req, EEXIST);
+    return;
+  }
+  fuse_entry_param e{};
+  int rc = lookup_entry(parent, name, e);
+  if (rc != 0) {
+    fuse_reply_err(req, -rc);
+    return;
+  }
+  fi->flags &= ~(O_CREAT | O_EXCL);
+  Inode& inode = inode_of(e.ino);
+  auto handle = std::make_unique<FileHandle>();
+  rc = open_backing(inode, options_.read_only ? O_RDONLY : O_RDWR, handle->fd);
+  auto& content = content_of(inode);
+  if (rc == 0) rc = content.load(handle->fd.get());
+  if (rc == 0 && (fi->flags & O_TRUNC) != 0) rc = content.truncate(handle->fd.get(), 0);
+  if (rc != 0) {
+    forget(e.ino, 1);
+    fuse_reply_err(req, -rc);
+    return;
+  }
+  handle->append = engine_appends(fi->flags);
+  fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
+  audit_open(req, inode, fi->flags, false);
   fuse_reply_create(req, &e, fi);
 }
 

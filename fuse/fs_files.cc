@@ -167,12 +167,6 @@ void WardFs::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size,
   fuse_reply_write(req, static_cast<size_t>(n));
 }
 
-void WardFs::flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
-  // Nothing is buffered here: the kernel has already written back its dirty pages (with
-  // the writeback cache) and every WRITE went straight to the backing file.
-  fuse_reply_err(req, 0);
-}
-
 void WardFs::release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   delete reinterpret_cast<FileHandle*>(fi->fh);
   fuse_reply_err(req, 0);

@@ -25,8 +25,12 @@ void guarded(fuse_req_t req, Body&& body) {
 
 fuse_lowlevel_ops make_operations() {
   fuse_lowlevel_ops ops{};
-  ops.init = [](void* userdata, fuse_conn_info* conn) { static_cast<WardFs*>(userdata)->init(conn); };
-  ops.lookup = [](fuse_req_t req, fuse_ino_t parent, const char* name) { guarded(req, [&] { fs_of(req).lookup(req, parent, name); }); };
+  ops.init = [](void* userdata, fuse_conn_info* conn) {
+    static_cast<WardFs*>(userdata)->init(conn);
+  };
+  ops.lookup = [](fuse_req_t req, fuse_ino_t parent, const char* name) {
+    guarded(req, [&] { fs_of(req).lookup(req, parent, name); });
+  };
   ops.forget = [](fuse_req_t req, fuse_ino_t ino, uint64_t n) {
     fs_of(req).forget(ino, n);
     fuse_reply_none(req);
@@ -35,24 +39,35 @@ fuse_lowlevel_ops make_operations() {
     for (size_t i = 0; i < count; ++i) fs_of(req).forget(forgets[i].ino, forgets[i].nlookup);
     fuse_reply_none(req);
   };
-  ops.getattr = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { guarded(req, [&] { fs_of(req).getattr(req, ino, fi); }); };
-  ops.setattr = [](fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
+  ops.getattr = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    guarded(req, [&] { fs_of(req).getattr(req, ino, fi); });
+  };
+  ops.setattr = [](fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
+                   fuse_file_info* fi) {
     guarded(req, [&] { fs_of(req).setattr(req, ino, attr, to_set, fi); });
   };
-  ops.readlink = [](fuse_req_t req, fuse_ino_t ino) { guarded(req, [&] { fs_of(req).readlink(req, ino); }); };
+  ops.readlink = [](fuse_req_t req, fuse_ino_t ino) {
+    guarded(req, [&] { fs_of(req).readlink(req, ino); });
+  };
   ops.mknod = [](fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
     guarded(req, [&] { fs_of(req).mknod(req, parent, name, mode, rdev); });
   };
   ops.mkdir = [](fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
     guarded(req, [&] { fs_of(req).mkdir(req, parent, name, mode); });
   };
-  ops.unlink = [](fuse_req_t req, fuse_ino_t parent, const char* name) { guarded(req, [&] { fs_of(req).unlink(req, parent, name); }); };
-  ops.rmdir = [](fuse_req_t req, fuse_ino_t parent, const char* name) { guarded(req, [&] { fs_of(req).rmdir(req, parent, name); }); };
+  ops.unlink = [](fuse_req_t req, fuse_ino_t parent, const char* name) {
+    guarded(req, [&] { fs_of(req).unlink(req, parent, name); });
+  };
+  ops.rmdir = [](fuse_req_t req, fuse_ino_t parent, const char* name) {
+    guarded(req, [&] { fs_of(req).rmdir(req, parent, name); });
+  };
   ops.symlink = [](fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
     guarded(req, [&] { fs_of(req).symlink(req, link, parent, name); });
   };
-  ops.rename = [](fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent, const char* newname,
-                  unsigned int flags) { guarded(req, [&] { fs_of(req).rename(req, parent, name, newparent, newname, flags); }); };
+  ops.rename = [](fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+                  const char* newname, unsigned int flags) {
+    guarded(req, [&] { fs_of(req).rename(req, parent, name, newparent, newname, flags); });
+  };
   ops.link = [](fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
     guarded(req, [&] { fs_of(req).link(req, ino, newparent, newname); });
   };
@@ -65,10 +80,13 @@ fuse_lowlevel_ops make_operations() {
   ops.read = [](fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
     guarded(req, [&] { fs_of(req).read(req, ino, size, off, fi); });
   };
-  ops.write = [](fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
+  ops.write = [](fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
+                 fuse_file_info* fi) {
     guarded(req, [&] { fs_of(req).write(req, ino, buf, size, off, fi); });
   };
-  ops.flush = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { guarded(req, [&] { fs_of(req).flush(req, ino, fi); }); };
+  // No flush handler: nothing is buffered here (every WRITE goes straight to the backing
+  // file), and the ENOSYS libfuse replies makes the kernel stop sending FLUSH on every
+  // close(). With the writeback cache the kernel still writes dirty pages back first.
   ops.release = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fs_of(req).note_open(-1);
     guarded(req, [&] { fs_of(req).release(req, ino, fi); });
@@ -94,21 +112,30 @@ fuse_lowlevel_ops make_operations() {
   ops.fsyncdir = [](fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
     guarded(req, [&] { fs_of(req).fsyncdir(req, ino, datasync, fi); });
   };
-  ops.statfs = [](fuse_req_t req, fuse_ino_t ino) { guarded(req, [&] { fs_of(req).statfs(req, ino); }); };
-  ops.setxattr = [](fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
+  ops.statfs = [](fuse_req_t req, fuse_ino_t ino) {
+    guarded(req, [&] { fs_of(req).statfs(req, ino); });
+  };
+  ops.setxattr = [](fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
+                    size_t size, int flags) {
     guarded(req, [&] { fs_of(req).setxattr(req, ino, name, value, size, flags); });
   };
   ops.getxattr = [](fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
     guarded(req, [&] { fs_of(req).getxattr(req, ino, name, size); });
   };
-  ops.listxattr = [](fuse_req_t req, fuse_ino_t ino, size_t size) { guarded(req, [&] { fs_of(req).listxattr(req, ino, size); }); };
-  ops.removexattr = [](fuse_req_t req, fuse_ino_t ino, const char* name) { guarded(req, [&] { fs_of(req).removexattr(req, ino, name); }); };
-  ops.create = [](fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
+  ops.listxattr = [](fuse_req_t req, fuse_ino_t ino, size_t size) {
+    guarded(req, [&] { fs_of(req).listxattr(req, ino, size); });
+  };
+  ops.removexattr = [](fuse_req_t req, fuse_ino_t ino, const char* name) {
+    guarded(req, [&] { fs_of(req).removexattr(req, ino, name); });
+  };
+  ops.create = [](fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+                  fuse_file_info* fi) {
     WardFs& fs = fs_of(req);
     guarded(req, [&] { fs.create(req, parent, name, mode, fi); });
     if (fi->fh != 0) fs.note_open(1);
   };
-  ops.fallocate = [](fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, fuse_file_info* fi) {
+  ops.fallocate = [](fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+                     fuse_file_info* fi) {
     guarded(req, [&] { fs_of(req).fallocate(req, ino, mode, off, len, fi); });
   };
   return ops;

@@ -37,17 +37,29 @@ bool is_metadata_entry(std::string_view backing_name) {
   return backing_name.find('.') != std::string_view::npos && !crypto::is_long_name(backing_name);
 }
 
-int NameMapper::resolve(int dir_fd, const crypto::DirId& dir_id, std::string_view name,
-                        ResolvedName& out) const {
+namespace {
+int check_plain_name(std::string_view name) {
   if (name.empty() || name.find('/') != std::string_view::npos) return -EINVAL;
   if (name.size() > kMaxPlainNameLength) return -ENAMETOOLONG;
+  return 0;
+}
+
+ResolvedName encode_with(const crypto::GenerationKeys& gen, const crypto::DirId& dir_id,
+                         std::string_view name) {
+  ResolvedName out;
+  out.encoded = gen.names->encrypt(dir_id, name);
+  out.backing =
+      crypto::needs_long_name(out.encoded) ? crypto::long_name_for(out.encoded) : out.encoded;
+  return out;
+}
+}  // namespace
+
+int NameMapper::resolve(int dir_fd, const crypto::DirId& dir_id, std::string_view name,
+                        ResolvedName& out) const {
+  if (const int rc = check_plain_name(name); rc != 0) return rc;
   bool first = true;
   for (const auto& gen : volume_.keys().generations_for_lookup()) {
-    ResolvedName candidate;
-    candidate.encoded = gen->names->encrypt(dir_id, name);
-    candidate.backing = crypto::needs_long_name(candidate.encoded)
-                            ? crypto::long_name_for(candidate.encoded)
-                            : candidate.encoded;
+    ResolvedName candidate = encode_with(*gen, dir_id, name);
     if (::fstatat(dir_fd, candidate.backing.c_str(), &candidate.st, AT_SYMLINK_NOFOLLOW) == 0) {
       candidate.exists = true;
       out = std::move(candidate);
@@ -60,12 +72,36 @@ int NameMapper::resolve(int dir_fd, const crypto::DirId& dir_id, std::string_vie
   return 0;
 }
 
+int NameMapper::open_entry(int dir_fd, const crypto::DirId& dir_id, std::string_view name,
+                           UniqueFd& out) const {
+  if (const int rc = check_plain_name(name); rc != 0) return rc;
+  for (const auto& gen : volume_.keys().generations_for_lookup()) {
+    const ResolvedName candidate = encode_with(*gen, dir_id, name);
+    out.reset(::openat(dir_fd, candidate.backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (out) return 0;
+    if (errno != ENOENT) return -errno;
+  }
+  return -ENOENT;
+}
+
+bool NameMapper::encode_for_create(const crypto::DirId& dir_id, std::string_view name,
+                                   ResolvedName& out) const {
+  if (check_plain_name(name) != 0) return false;
+  const auto generations = volume_.keys().generations_for_lookup();
+  if (generations.size() != 1) return false;
+  ResolvedName candidate = encode_with(*generations.front(), dir_id, name);
+  if (candidate.is_long()) return false;
+  out = std::move(candidate);
+  return true;
+}
+
 int NameMapper::write_sidecar(int dir_fd, const ResolvedName& name) const {
   if (!name.is_long()) return 0;
   const std::string path = sidecar_name(name.backing);
   // An orphan sidecar from a crash may be there, possibly read-only: replace it.
   ::unlinkat(dir_fd, path.c_str(), 0);
-  UniqueFd fd(::openat(dir_fd, path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  UniqueFd fd(
+      ::openat(dir_fd, path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd) return -errno;
   const ssize_t n = pwrite_full(fd.get(), name.encoded.data(), name.encoded.size(), 0);
   return n < 0 ? static_cast<int>(n) : 0;
@@ -76,7 +112,8 @@ void NameMapper::remove_sidecar(int dir_fd, const ResolvedName& name) const {
 }
 
 std::optional<std::string> NameMapper::decrypt_entry(int dir_fd, const crypto::DirId& dir_id,
-                                                     std::string_view backing, std::uint32_t* generation) const {
+                                                     std::string_view backing,
+                                                     std::uint32_t* generation) const {
   std::string encoded(backing);
   if (crypto::is_long_name(backing)) {
     UniqueFd fd(::openat(dir_fd, sidecar_name(backing).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
@@ -86,7 +123,8 @@ std::optional<std::string> NameMapper::decrypt_entry(int dir_fd, const crypto::D
     if (n <= 0) return std::nullopt;
     encoded.resize(static_cast<std::size_t>(n));
     // The sidecar must hash to the entry's name, or it belongs to another entry.
-    if (!crypto::needs_long_name(encoded) || crypto::long_name_for(encoded) != backing) return std::nullopt;
+    if (!crypto::needs_long_name(encoded) || crypto::long_name_for(encoded) != backing)
+      return std::nullopt;
   }
   for (const auto& gen : volume_.keys().generations_for_lookup()) {
     if (auto name = gen->names->decrypt(dir_id, encoded)) {
@@ -114,7 +152,9 @@ int NameMapper::list(int dir_fd, const crypto::DirId& dir_id, std::vector<DirEnt
     std::uint32_t generation = 0;
     auto name = decrypt_entry(dir_fd, dir_id, backing, &generation);
     if (!name) {
-      if (reporter) reporter(backing, "entry name failed authentication (edited, or moved from another directory)");
+      if (reporter)
+        reporter(backing,
+                 "entry name failed authentication (edited, or moved from another directory)");
       continue;
     }
     out.push_back({std::move(*name), std::string(backing), d->d_ino, d->d_type, generation});
@@ -124,8 +164,8 @@ int NameMapper::list(int dir_fd, const crypto::DirId& dir_id, std::vector<DirEnt
 
 std::string NameMapper::seal_symlink(std::string_view target) const {
   const auto gen = volume_.keys().active();
-  return crypto::base64url_encode(
-      crypto::seal_blob(*gen->symlinks, gen->generation, crypto::as_bytes(kSymlinkAd), crypto::as_bytes(target)));
+  return crypto::base64url_encode(crypto::seal_blob(
+      *gen->symlinks, gen->generation, crypto::as_bytes(kSymlinkAd), crypto::as_bytes(target)));
 }
 
 std::optional<std::string> NameMapper::open_symlink(std::string_view backing_target) const {
@@ -138,12 +178,14 @@ std::optional<std::string> NameMapper::open_symlink(std::string_view backing_tar
   return std::string(plain->begin(), plain->end());
 }
 
-std::string NameMapper::xattr_backing_name(std::string_view plain_name, std::uint32_t generation) const {
+std::string NameMapper::xattr_backing_name(std::string_view plain_name,
+                                           std::uint32_t generation) const {
   const auto gen = volume_.keys().generation(generation);
   // "user." alone names nothing; SIV cannot seal an empty string anyway.
-  if (!gen || !plain_name.starts_with(kUserPrefix) || plain_name.size() == kUserPrefix.size()) return {};
-  const auto sealed = gen->names->seal_deterministic(crypto::as_bytes(kXattrNameAd),
-                                                     crypto::as_bytes(plain_name.substr(kUserPrefix.size())));
+  if (!gen || !plain_name.starts_with(kUserPrefix) || plain_name.size() == kUserPrefix.size())
+    return {};
+  const auto sealed = gen->names->seal_deterministic(
+      crypto::as_bytes(kXattrNameAd), crypto::as_bytes(plain_name.substr(kUserPrefix.size())));
   return std::string(kUserPrefix) + crypto::base64url_encode(sealed);
 }
 
@@ -159,7 +201,8 @@ std::optional<std::string> NameMapper::xattr_plain_name(std::string_view backing
   return std::nullopt;
 }
 
-crypto::Bytes NameMapper::seal_xattr_value(std::string_view plain_name, crypto::ByteView value) const {
+crypto::Bytes NameMapper::seal_xattr_value(std::string_view plain_name,
+                                           crypto::ByteView value) const {
   const auto gen = volume_.keys().active();
   return crypto::seal_blob(*gen->xattrs, gen->generation, xattr_value_ad(plain_name), value);
 }

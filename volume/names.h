@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "crypto/name_codec.h"
+#include "volume/posix_io.h"
 #include "volume/volume.h"
 
 namespace wardfs::volume {
@@ -18,18 +19,18 @@ namespace wardfs::volume {
 inline constexpr std::size_t kMaxPlainNameLength = 255;
 
 struct ResolvedName {
-  std::string backing;   // the entry's name in the backing directory
-  std::string encoded;   // full encoding (differs from backing for long names)
-  bool exists = false;   // an entry under some live generation is there
-  struct stat st {};     // its lstat when it exists
+  std::string backing;  // the entry's name in the backing directory
+  std::string encoded;  // full encoding (differs from backing for long names)
+  bool exists = false;  // an entry under some live generation is there
+  struct stat st {};    // its lstat when it exists
   bool is_long() const { return backing != encoded; }
 };
 
 struct DirEntry {
-  std::string name;      // plaintext
+  std::string name;  // plaintext
   std::string backing;
   ino_t ino = 0;
-  unsigned char type = 0;  // DT_*
+  unsigned char type = 0;        // DT_*
   std::uint32_t generation = 0;  // the key generation that sealed the name
 };
 
@@ -41,7 +42,20 @@ class NameMapper {
 
   // Finds `name` in the directory under any live generation (active first); when
   // absent, fills in the active generation's encoding for creating it. 0 or -errno.
-  int resolve(int dir_fd, const crypto::DirId& dir_id, std::string_view name, ResolvedName& out) const;
+  int resolve(int dir_fd, const crypto::DirId& dir_id, std::string_view name,
+              ResolvedName& out) const;
+  // Opens `name` as an O_PATH fd (symlinks not followed), trying the generations in
+  // resolve()'s order: one openat per generation tried, where resolve() then an open
+  // would cost a stat probe more. 0, -ENOENT or another -errno.
+  int open_entry(int dir_fd, const crypto::DirId& dir_id, std::string_view name,
+                 UniqueFd& out) const;
+  // The active generation's encoding of `name` without probing the directory, for a
+  // create that relies on O_EXCL to find an existing entry. Only sound while no older
+  // generation can hold the name under another encoding, and only for short names (a
+  // long one needs its sidecar first): returns false otherwise, and the caller must
+  // resolve() instead.
+  bool encode_for_create(const crypto::DirId& dir_id, std::string_view name,
+                         ResolvedName& out) const;
   // Long names need their sidecar before the entry appears, so a crash leaves at worst
   // an orphan sidecar, never an entry without a name.
   int write_sidecar(int dir_fd, const ResolvedName& name) const;
@@ -51,7 +65,8 @@ class NameMapper {
            const NameReporter& reporter) const;
   // The plaintext name and the generation that sealed it.
   std::optional<std::string> decrypt_entry(int dir_fd, const crypto::DirId& dir_id,
-                                           std::string_view backing, std::uint32_t* generation = nullptr) const;
+                                           std::string_view backing,
+                                           std::uint32_t* generation = nullptr) const;
 
   std::string seal_symlink(std::string_view target) const;
   std::optional<std::string> open_symlink(std::string_view backing_target) const;
@@ -60,7 +75,8 @@ class NameMapper {
   std::string xattr_backing_name(std::string_view plain_name, std::uint32_t generation) const;
   std::optional<std::string> xattr_plain_name(std::string_view backing_name) const;
   crypto::Bytes seal_xattr_value(std::string_view plain_name, crypto::ByteView value) const;
-  std::optional<crypto::Bytes> open_xattr_value(std::string_view plain_name, crypto::ByteView blob) const;
+  std::optional<crypto::Bytes> open_xattr_value(std::string_view plain_name,
+                                                crypto::ByteView blob) const;
 
  private:
   const Volume& volume_;

@@ -1,12 +1,15 @@
 """Life outside the happy path: a daemon killed with SIGKILL (recovery with `wardfs unmount`,
 fsynced data intact, appends in flight leave readable files), unmount while files are open,
-and permission checks for other users on an allow_other mount."""
+permission checks for other users on an allow_other mount, and who owns what they create."""
 
 import errno
 import json
 import os
+import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 
 from wardfs_harness import (BIN, WardfsTestCase, config_matrix, describe, is_fuse_mounted, main,
@@ -217,6 +220,55 @@ print(attempt(lambda: os.unlink(os.path.join(p, "public"))))
                            "    import errno; print(errno.errorcode[e.errno])" % self.vol.p("public"))
         self.assertEqual(r.stdout.decode().strip(), "EACCES",
                          "without allow_other, other users must not see into the mount")
+
+    def test_new_entries_belong_to_their_creator(self):
+        """Owner, group and setgid bit of new entries as a local filesystem sets them: the
+        creator's uid and gid, except in a setgid directory, whose group new entries take
+        (and new subdirectories its setgid bit), for root and other users alike."""
+        self.vol.remount(options="allow_other")
+        os.chmod(self.vol.root, 0o755)
+        os.chmod(self.vol.plain, 0o777)
+        reference = tempfile.mkdtemp(prefix="wardfs-owner-ref-", dir="/var/tmp")
+        self.addCleanup(shutil.rmtree, reference, True)
+        os.chmod(reference, 0o777)
+        for top in (self.vol.plain, reference):
+            for sub, mode, gid in (("open", 0o777, 0), ("shared", 0o2777, 4242)):
+                os.mkdir(os.path.join(top, sub))
+                os.chown(os.path.join(top, sub), 0, gid)
+                os.chmod(os.path.join(top, sub), mode)
+        maker = r"""
+import os, sys
+who = sys.argv[1]
+for top in sys.argv[2:]:
+    for sub in ("open", "shared"):
+        d = os.path.join(top, sub)
+        open(os.path.join(d, who + "-file"), "wb").close()
+        os.mkdir(os.path.join(d, who + "-dir"))
+        os.symlink("x", os.path.join(d, who + "-link"))
+        os.mkfifo(os.path.join(d, who + "-fifo"))
+"""
+        for who, uid in (("nobody", NOBODY), ("root", 0)):
+            r = subprocess.run([sys.executable, "-c", maker, who, self.vol.plain, reference],
+                               user=uid, group=uid, extra_groups=[], cwd="/", timeout=30,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            self.assertEqual(r.returncode, 0, r.stderr.decode())
+
+        def owners(top):
+            out = {}
+            for sub in ("open", "shared"):
+                for name in sorted(os.listdir(os.path.join(top, sub))):
+                    st = os.lstat(os.path.join(top, sub, name))
+                    out[sub + "/" + name] = (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode) & 0o2000)
+            return out
+
+        want = owners(reference)
+        self.assertEqual(len(want), 16)
+        self.assertEqual(want["shared/nobody-dir"], (NOBODY, 4242, 0o2000))
+        self.assertEqual(want["shared/root-file"], (0, 4242, 0))
+        self.assertEqual(owners(self.vol.plain), want, "owners as the kernel was told them")
+        # What the backing entries hold is what a fresh mount will report.
+        self.vol.remount(options="allow_other")
+        self.assertEqual(owners(self.vol.plain), want, "owners after a remount")
 
 
 if __name__ == "__main__":
