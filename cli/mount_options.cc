@@ -58,6 +58,10 @@ const std::vector<MountOptionInfo>& mount_option_table() {
        "a full backing disk is then reported at fsync()/close() instead of write(), and "
        "the unwritten tail reads as zeros until the kernel drops the file from its cache "
        "(at the latest at unmount). Default 0"},
+      {"max_inodes=N",
+       "most files and directories the kernel may hold at once, 64 to 100000000 (each "
+       "costs the daemon an fd); past it the daemon asks the kernel to forget the least "
+       "recently used. Default and upper bound: half the daemon's RLIMIT_NOFILE"},
       {"audit=LEVEL", "audit log level keys, access or all (the same as --audit-level)"},
       {"audit_log=FILE", "audit log file (the same as --audit-log)"},
       {"audit_on_failure=POLICY", "fail-open or fail-closed when the audit log cannot be written"},
@@ -92,6 +96,13 @@ bool apply_extra_mount_option(const std::string& opt, daemon::MountRequest& req)
       throw WardError(ErrorKind::usage, "mount option '" + opt + "': expected 1 to 256");
     }
     req.max_threads = static_cast<unsigned>(std::stoul(n));
+  } else if (opt.starts_with("max_inodes=")) {
+    const std::string n = value_of(opt, 11);
+    if (n.find_first_not_of("0123456789") != std::string::npos || n.size() > 9 ||
+        std::stoul(n) < 64) {
+      throw WardError(ErrorKind::usage, "mount option '" + opt + "': expected 64 to 100000000");
+    }
+    req.max_inodes = std::stoul(n);
   } else if (opt == "writeback_cache=0" || opt == "writeback_cache=1") {
     req.writeback_cache = opt.back() == '1';
   } else if (opt.starts_with("writeback_cache=")) {

@@ -19,8 +19,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -123,6 +125,34 @@ void raise_open_file_limit() {
   }
 }
 
+// How many inodes the kernel may hold before the daemon asks it to forget some: each
+// pins an fd, and open files (including closed ones whose RELEASE is still queued in the
+// kernel), directory handles, the audit log and the control socket need the rest of
+// RLIMIT_NOFILE, as does the overshoot while the kernel forgets.
+std::size_t inode_budget(std::size_t asked) {
+  struct rlimit files {};
+  std::size_t budget = 1U << 20;
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY)
+    budget = std::max<std::size_t>(64, files.rlim_cur / 2);
+  return asked == 0 ? budget : std::min(asked, budget);
+}
+
+// Stops the inode limit's thread before the session it notifies is destroyed.
+class InodeLimit {
+ public:
+  InodeLimit(fs::WardFs& filesystem, fuse_session* session, std::size_t max_inodes)
+      : filesystem_(filesystem) {
+    filesystem_.start_inode_limit(session, max_inodes);
+    spdlog::debug("the kernel may hold up to {} inodes", max_inodes);
+  }
+  ~InodeLimit() { filesystem_.stop_inode_limit(); }
+  InodeLimit(const InodeLimit&) = delete;
+  InodeLimit& operator=(const InodeLimit&) = delete;
+
+ private:
+  fs::WardFs& filesystem_;
+};
+
 void harden_process() {
   // Keys live in this process: no core dumps, no ptrace by other users, exact modes.
   ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -161,7 +191,8 @@ void detach_stdio() {
 // A fixed pool of workers, each reading requests from /dev/fuse. libfuse 3.14's own
 // multi-threaded loop started and ended a thread per request under a sequential load
 // (8 clone() per small file created), which dominated the cost of small-file work.
-int run_worker_pool(fuse_session* session, unsigned threads) {
+int run_worker_pool(fuse_session* session, unsigned threads,
+                    const std::function<void()>& before_unmount) {
   std::mutex mutex;
   std::condition_variable stopped;
   bool any_stopped = false;
@@ -195,6 +226,7 @@ int run_worker_pool(fuse_session* session, unsigned threads) {
   // One worker saw a signal or the unmount; the others still block in read(), which
   // unmounting turns into ENODEV.
   fuse_session_exit(session);
+  before_unmount();
   fuse_session_unmount(session);
   for (auto& t : pool) t.join();
   return result;
@@ -298,6 +330,8 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
                crypto::cipher_name(config.cipher), config.chunk_size, volume->keystore_identity(),
                audit_log.options().path.string());
   record_mount(audit_log, req, *volume);
+  std::optional<InodeLimit> inode_limit(std::in_place, filesystem, session.get(),
+                                        inode_budget(req.max_inodes));
   VolumeService service(*volume, keystore, filesystem, req.mount_point, audit_log);
   std::optional<ControlServer> control;
   try {
@@ -318,9 +352,11 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
                         "cipher " + std::string(crypto::cipher_name(config.cipher)) +
                             ", keystore " + volume->keystore_identity()},
                        filesystem.counters(), Notifier::from_environment());
-  const int rc = run_worker_pool(session.get(), req.max_threads);
+  const int rc = run_worker_pool(session.get(), req.max_threads,
+                                 [&filesystem] { filesystem.quiesce_inode_limit(); });
   monitor.stopping();
   control.reset();
+  inode_limit.reset();
   fuse_session_unmount(session.get());
   fuse_remove_signal_handlers(session.get());
   const auto& c = filesystem.counters();

@@ -22,6 +22,7 @@ struct MountRequest {
   std::optional<std::filesystem::path> log_file;
   unsigned max_threads = 16;
   bool writeback_cache = false;  // -o writeback_cache=1 (fuse/filesystem.h says why not)
+  std::size_t max_inodes = 0;    // -o max_inodes=N; 0: as many as RLIMIT_NOFILE allows
   std::optional<std::filesystem::path> audit_log;  // default: audit::default_log_path
   audit::Level audit_level = audit::Level::keys;
   audit::OnFailure audit_on_failure = audit::OnFailure::fail_open;

@@ -7,10 +7,13 @@
 #include <fuse_lowlevel.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <mutex>
 #include <set>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -42,6 +45,8 @@ struct FsCounters {
   // files and directories the kernel holds open.
   std::atomic<std::int64_t> last_request_ns{0};
   std::atomic<std::int64_t> open_handles{0};
+  // Kernel entries the daemon asked the kernel to forget, to stay within its fd budget.
+  std::atomic<std::uint64_t> entries_released{0};
 };
 
 struct FileHandle {
@@ -57,9 +62,22 @@ struct DirHandle {
 class WardFs {
  public:
   WardFs(const volume::Volume& volume, FsOptions options);
+  ~WardFs() { stop_inode_limit(); }
+  WardFs(const WardFs&) = delete;
+  WardFs& operator=(const WardFs&) = delete;
   // Opens the backing root and reads its directory id. 0 or -errno.
   int open_root();
   static const fuse_lowlevel_ops& operations();
+  // Every inode the kernel holds costs the daemon an fd. Past `max_inodes`, a thread asks
+  // the kernel (through `session`) to forget the least recently looked-up entries, as
+  // memory pressure would, so a tree of any size fits in RLIMIT_NOFILE. Entries in use
+  // (open files, working directories) stay; the kernel simply looks the others up again.
+  void start_inode_limit(fuse_session* session, std::size_t max_inodes);
+  // Sends nothing more to the session (waits up to 2 s for a notification in flight):
+  // call before its fd closes, i.e. before fuse_session_unmount().
+  void quiesce_inode_limit();
+  void stop_inode_limit();  // quiesce, then end the thread
+  std::size_t inodes_held() { return inodes_.size(); }
   const FsCounters& counters() const { return counters_; }
   bool writeback_active() const { return writeback_active_.load(std::memory_order_relaxed); }
   void note_request();
@@ -128,6 +146,9 @@ class WardFs {
   int xattr_find(Inode& inode, std::string_view name, std::string& backing_name);
   std::string proc_path(const Inode& inode) const;
   fuse_ino_t ino_of(Inode& inode);
+  fuse_ino_t ino_of_address(const Inode* inode);
+  void note_inode_count();  // wakes the pruner when over the limit
+  void prune_loop();
   // With the writeback cache the kernel resolves O_APPEND offsets itself and sends the
   // real ones; honouring the flag here as well would move its writes to the end again.
   bool engine_appends(int open_flags) const {
@@ -167,6 +188,17 @@ class WardFs {
   std::set<std::tuple<pid_t, ino_t, int>> audit_seen_;
   std::atomic<std::int64_t> audit_last_refusal_{0};
   std::atomic<bool> writeback_active_{false};  // set in init() when the kernel agreed
+
+  // The inode limit (fs_prune.cc).
+  std::mutex prune_mutex_;
+  std::condition_variable prune_cv_;
+  bool prune_stop_ = false;
+  std::atomic<bool> stopping_{false};
+  std::shared_timed_mutex notify_mutex_;  // held (shared) while a notification is sent
+  fuse_session* prune_session_ = nullptr;
+  std::atomic<std::size_t> prune_high_{SIZE_MAX};
+  std::size_t prune_low_ = 0;
+  std::thread pruner_;
 };
 
 }  // namespace wardfs::fs

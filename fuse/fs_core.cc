@@ -155,7 +155,8 @@ int WardFs::entry_from_fd(Inode& parent, std::string_view name, volume::UniqueFd
   std::memset(&e, 0, sizeof e);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return -errno;
-  Inode& inode = inodes_.acquire(std::move(fd), st, child_path(parent, name));
+  Inode& inode = inodes_.acquire(std::move(fd), st, child_path(parent, name), &parent, name);
+  note_inode_count();
   if (const int rc = plain_stat(inode, st); rc != 0) {
     inodes_.forget(inode, 1);
     return rc;

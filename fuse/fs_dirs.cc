@@ -31,11 +31,14 @@ void WardFs::opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   // it, and a listing taken half before and half after would miss or repeat names.
   std::lock_guard entries_lock(dir.entries_mutex);
   if (rc == 0) {
-    rc = names_.list(handle->fd.get(), dir_id, handle->entries, [&](std::string_view backing, std::string_view why) {
-      counters_.integrity_failures++;
-      spdlog::error("integrity failure in directory {}: entry {}: {}", dir.path(), backing, why);
-      audit_integrity(dir.path(), volume::kHeaderChunk, "entry " + std::string(backing) + ": " + std::string(why));
-    });
+    rc = names_.list(handle->fd.get(), dir_id, handle->entries,
+                     [&](std::string_view backing, std::string_view why) {
+                       counters_.integrity_failures++;
+                       spdlog::error("integrity failure in directory {}: entry {}: {}", dir.path(),
+                                     backing, why);
+                       audit_integrity(dir.path(), volume::kHeaderChunk,
+                                       "entry " + std::string(backing) + ": " + std::string(why));
+                     });
   }
   if (rc != 0) {
     fuse_reply_err(req, -rc);
@@ -45,7 +48,8 @@ void WardFs::opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   fuse_reply_open(req, fi);
 }
 
-void WardFs::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi, bool plus) {
+void WardFs::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
+                     bool plus) {
   DirHandle& handle = dir_handle_of(fi);
   Inode& dir = inode_of(ino);
   std::vector<char> buf(size);
@@ -104,7 +108,8 @@ void WardFs::statfs(fuse_req_t req, fuse_ino_t) {
     return;
   }
   // Report what fits as plaintext: each chunk costs a slot on disk.
-  const double ratio = static_cast<double>(volume_.layout().chunk_size()) / volume_.layout().slot_size();
+  const double ratio =
+      static_cast<double>(volume_.layout().chunk_size()) / volume_.layout().slot_size();
   st.f_blocks = static_cast<fsblkcnt_t>(static_cast<double>(st.f_blocks) * ratio);
   st.f_bfree = static_cast<fsblkcnt_t>(static_cast<double>(st.f_bfree) * ratio);
   st.f_bavail = static_cast<fsblkcnt_t>(static_cast<double>(st.f_bavail) * ratio);
@@ -126,7 +131,8 @@ int WardFs::xattr_find(Inode& inode, std::string_view name, std::string& backing
   return -ENODATA;
 }
 
-void WardFs::setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
+void WardFs::setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
+                      size_t size, int flags) {
   Inode& inode = inode_of(ino);
   if (!std::string_view(name).starts_with(kUserPrefix) || S_ISLNK(inode.type)) {
     fuse_reply_err(req, ENOTSUP);
@@ -148,7 +154,8 @@ void WardFs::setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const ch
   }
   const std::string proc = proc_path(inode);
   const std::string backing = names_.xattr_backing_name(name, volume_.keys().active_generation());
-  const auto sealed = names_.seal_xattr_value(name, {reinterpret_cast<const std::uint8_t*>(value), size});
+  const auto sealed =
+      names_.seal_xattr_value(name, {reinterpret_cast<const std::uint8_t*>(value), size});
   if (::setxattr(proc.c_str(), backing.c_str(), sealed.data(), sealed.size(), 0) != 0) {
     // ext4 keeps all xattrs of an inode in one block: a large value may not fit twice.
     // Then the old copy (under an older generation's name) goes first.
@@ -183,7 +190,8 @@ void WardFs::getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t s
   }
   const auto value = names_.open_xattr_value(name, {blob.data(), static_cast<std::size_t>(n)});
   if (!value) {
-    report_integrity(inode, volume::kHeaderChunk, std::string("xattr ") + name + " failed authentication");
+    report_integrity(inode, volume::kHeaderChunk,
+                     std::string("xattr ") + name + " failed authentication");
     fuse_reply_err(req, EIO);
   } else if (size == 0) {
     fuse_reply_xattr(req, value->size());

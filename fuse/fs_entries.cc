@@ -278,8 +278,10 @@ void WardFs::rename(fuse_req_t req, fuse_ino_t parent_ino, const char* name,
   if (rc != 0 && replaced_dir) volume::write_dir_id(replaced_dir.get(), replaced_id);
   if (rc == 0 && (flags & RENAME_EXCHANGE) == 0) {
     names_.remove_sidecar(parent.fd.get(), from);
-    if (Inode* moved = inodes_.find(from.st.st_dev, from.st.st_ino))
+    if (Inode* moved = inodes_.find(from.st.st_dev, from.st.st_ino)) {
       moved->set_path(child_path(newparent, newname));
+      inodes_.relocate(*moved, &newparent, newname);
+    }
   }
   if (rc == 0)
     audit_change(req, "rename", child_path(parent, name), {{"to", child_path(newparent, newname)}});

@@ -6,11 +6,15 @@
 
 #include <atomic>
 #include <cstdint>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "crypto/name_codec.h"
 #include "volume/file_content.h"
@@ -34,6 +38,15 @@ struct Inode {
   // of it), so an rmdir never races a create inside it.
   std::mutex entries_mutex;
 
+  // Where the kernel last found this inode (directory and plaintext name), so the daemon
+  // can ask it to forget the entry when fds run short. The parent pointer is an address
+  // only, never followed: the kernel ignores or harmlessly misapplies a stale one.
+  // Guarded by the table's mutex.
+  const Inode* parent = nullptr;
+  std::string name;
+  std::list<Inode*>::iterator lru_pos;
+  bool in_lru = false;
+
   std::string path() {
     std::lock_guard lock(state_mutex);
     return display_path;
@@ -48,7 +61,16 @@ class InodeTable {
  public:
   // Returns the inode for (st_dev, st_ino), creating it around `fd` (taking ownership)
   // when new, and adds one lookup. A known inode keeps its fd; `fd` is closed.
-  Inode& acquire(volume::UniqueFd fd, const struct stat& st, const std::string& display_path);
+  // `parent` and `name` say where the kernel looked it up (null for the daemon's own
+  // walks); they make it the most recently used.
+  Inode& acquire(volume::UniqueFd fd, const struct stat& st, const std::string& display_path,
+                 const Inode* parent = nullptr, std::string_view name = {});
+  // The entry the kernel now knows under another name (rename).
+  void relocate(Inode& inode, const Inode* parent, std::string_view name);
+  std::size_t size();
+  // (parent, name) of up to n least recently looked-up inodes, which become the most
+  // recent ones so the next call offers others.
+  std::vector<std::pair<const Inode*, std::string>> coldest(std::size_t n);
   Inode* find(dev_t dev, ino_t ino);
   // Drops n lookups; frees the inode when none remain (never the root).
   void forget(Inode& inode, std::uint64_t n);
@@ -57,7 +79,10 @@ class InodeTable {
 
  private:
   std::mutex mutex_;
+  void touch(Inode& inode, const Inode* parent, std::string_view name);  // mutex_ held
+
   std::map<std::pair<dev_t, ino_t>, std::unique_ptr<Inode>> inodes_;
+  std::list<Inode*> lru_;  // least recently looked up first
   std::unique_ptr<Inode> root_;
 };
 

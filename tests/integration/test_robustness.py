@@ -107,6 +107,62 @@ class Robustness(WardfsTestCase):
             self.assertEqual(read_file(self.vol.p("many", "f%d" % i)), b"%d" % i)
         self.assertGreater(len(os.listdir("/proc/%d/fd" % pid)), 1500)
 
+    def counters(self):
+        p = run([BIN, "status", "--json", self.vol.plain])
+        self.assertEqual(p.returncode, 0, describe(p))
+        return json.loads(p.stdout)["counters"]
+
+    def test_tree_larger_than_the_fd_limit(self):
+        # With a hard RLIMIT_NOFILE it may not raise (no CAP_SYS_RESOURCE), the daemon
+        # asks the kernel to forget cold entries instead of failing with EMFILE.
+        self.vol.unmount()
+        p = run(["prlimit", "--nofile=256:256"] + self.vol.mount_args(), timeout=60, via_files=True)
+        self.assertEqual(p.returncode, 0, describe(p))
+        for d in range(3):
+            os.mkdir(self.vol.p("d%d" % d))
+            for i in range(600):
+                write_file(self.vol.p("d%d" % d, "f%d" % i), b"%d/%d" % (d, i), fsync=False)
+        for d in range(3):
+            for i in range(600):
+                self.assertEqual(read_file(self.vol.p("d%d" % d, "f%d" % i)), b"%d/%d" % (d, i))
+
+    def test_inode_limit_keeps_open_files_working(self):
+        """-o max_inodes=N: past N the kernel is asked to forget the least recently used
+        entries; files held open, and the directory they are in, keep working, and every
+        file reads back what was written, looked up afresh."""
+        self.vol.remount(options="max_inodes=200")
+        os.mkdir(self.vol.p("keep"))
+        held = []
+        for i in range(20):
+            fd = os.open(self.vol.p("keep", "open%d" % i), os.O_RDWR | os.O_CREAT, 0o644)
+            self.addCleanup(os.close, fd)
+            os.write(fd, b"before %d;" % i)
+            held.append(fd)
+        for d in range(4):
+            os.mkdir(self.vol.p("d%d" % d))
+            for i in range(500):
+                write_file(self.vol.p("d%d" % d, "f%d" % i), pattern(i + 1, seed=d), fsync=False)
+        for d in range(4):
+            for i in range(0, 500, 7):
+                os.stat(self.vol.p("d%d" % d, "f%d" % i))
+        for d in range(4):
+            for i in range(500):
+                self.assertEqual(read_file(self.vol.p("d%d" % d, "f%d" % i)), pattern(i + 1, seed=d),
+                                 "d%d/f%d" % (d, i))
+        for i, fd in enumerate(held):
+            os.write(fd, b"after;")
+            self.assertEqual(os.pread(fd, 100, 0), b"before %d;after;" % i)
+            self.assertEqual(os.fstat(fd).st_size, len(b"before %d;after;" % i))
+        self.assertEqual(sorted(os.listdir(self.vol.p("keep"))), sorted("open%d" % i for i in range(20)))
+        deadline = time.time() + 10
+        while True:
+            c = self.counters()
+            if c["inodes_held"] <= 200 or time.time() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertGreater(c["entries_released"], 0, c)
+        self.assertLessEqual(c["inodes_held"], 200, c)
+
     def test_appends_in_flight_when_daemon_dies(self):
         """After SIGKILL mid-append, a file keeps all it had fsynced and past that holds only
         bytes that were written there (or zeros: unsynced data may be lost, as on any file
