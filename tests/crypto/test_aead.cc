@@ -269,6 +269,15 @@ TEST_CASE("hex_encode and is_all_zero", "[bytes]") {
   Bytes b(100, 0);
   b[99] = 1;
   CHECK_FALSE(is_all_zero(b));
+  for (const std::size_t at : {0, 1, 50, 98}) {
+    Bytes c(100, 0);
+    c[at] = 0x80;
+    CHECK_FALSE(is_all_zero(c));
+  }
+  CHECK(is_all_zero({}));
+  CHECK(is_all_zero(Bytes(1, 0)));
+  CHECK_FALSE(is_all_zero(Bytes(1, 7)));
+  CHECK(is_all_zero(Bytes(65536 + 32, 0)));
 }
 
 TEST_CASE("random_fill fills, and differs between calls", "[bytes]") {
@@ -350,8 +359,7 @@ TEST_CASE("HKDF-SHA256 matches RFC 5869", "[kdf][kat]") {
 }
 
 // RFC 5869: an empty salt acts as HashLen zero bytes.
-TEST_CASE("HKDF-SHA256 with an empty salt matches RFC 5869 test case 3",
-          "[kdf][kat]") {
+TEST_CASE("HKDF-SHA256 with an empty salt matches RFC 5869 test case 3", "[kdf][kat]") {
   const Bytes ikm(22, 0x0b);
   const auto okm = hkdf_sha256(ikm, {}, "", 42);
   CHECK(to_bytes(okm.view()) ==
