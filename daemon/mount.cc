@@ -33,6 +33,7 @@
 #include "crypto/errors.h"
 #include "daemon/control.h"
 #include "daemon/monitor.h"
+#include "daemon/mount_table.h"
 #include "daemon/notify.h"
 #include "daemon/volume_service.h"
 #include "fuse/filesystem.h"
@@ -57,19 +58,6 @@ class ReadinessPipe {
   volume::UniqueFd read_end_;
   volume::UniqueFd write_end_;
 };
-
-std::string unescape_mountinfo(std::string_view field) {
-  std::string out;
-  for (std::size_t i = 0; i < field.size(); ++i) {
-    if (field[i] == '\\' && i + 3 < field.size()) {
-      out += static_cast<char>(std::stoi(std::string(field.substr(i + 1, 3)), nullptr, 8));
-      i += 3;
-    } else {
-      out += field[i];
-    }
-  }
-  return out;
-}
 
 std::string escape_option(const std::string& value) {
   std::string out;
@@ -320,6 +308,7 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   // Resolved before mounting: afterwards any stat of the mount point would wait on
   // this very process, which is not serving requests yet.
   const stdfs::path socket_path = control_socket_path(req.mount_point);
+  const stdfs::path canonical_mount_point = stdfs::weakly_canonical(req.mount_point);
   if (fuse_session_mount(session.get(), stdfs::absolute(req.mount_point).c_str()) != 0) {
     fuse_remove_signal_handlers(session.get());
     throw WardError(ErrorKind::mount_failure, "cannot mount on " + req.mount_point.string() +
@@ -329,6 +318,9 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
                req.cipher_dir.string(), req.mount_point.string(),
                crypto::cipher_name(config.cipher), config.chunk_size, volume->keystore_identity(),
                audit_log.options().path.string());
+  if (!widen_readahead(canonical_mount_point, 1024)) {
+    spdlog::debug("readahead of {} left at the kernel's default", req.mount_point.string());
+  }
   record_mount(audit_log, req, *volume);
   std::optional<InodeLimit> inode_limit(std::in_place, filesystem, session.get(),
                                         inode_budget(req.max_inodes));
@@ -404,24 +396,6 @@ int wait_for_child(ReadinessPipe& ready, pid_t child) {
 }
 
 }  // namespace
-
-bool is_mount_point(const stdfs::path& path) {
-  // A dead FUSE mount fails every stat (ENOTCONN), so fall back to the lexical path.
-  std::error_code ec;
-  stdfs::path canonical = stdfs::weakly_canonical(path, ec);
-  if (ec || canonical.empty()) canonical = stdfs::absolute(path).lexically_normal();
-  std::ifstream info("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(info, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, devs, root, mount_point;
-    fields >> id >> parent >> devs >> root >> mount_point;
-    const std::string listed = unescape_mountinfo(mount_point);
-    if (listed == canonical.string() || listed == stdfs::absolute(path).lexically_normal().string())
-      return true;
-  }
-  return false;
-}
 
 int run_mount(const MountRequest& original) {
   MountRequest request = original;

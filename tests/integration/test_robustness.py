@@ -12,8 +12,8 @@ import sys
 import tempfile
 import time
 
-from wardfs_harness import (BIN, WardfsTestCase, config_matrix, describe, is_fuse_mounted, main,
-                            pattern, read_file, run, write_file)
+from wardfs_harness import (BIN, WardfsTestCase, config_matrix, describe, drop_cache, is_fuse_mounted,
+                            main, pattern, read_file, run, write_file)
 
 NOBODY = 65534
 
@@ -162,6 +162,21 @@ class Robustness(WardfsTestCase):
             time.sleep(0.1)
         self.assertGreater(c["entries_released"], 0, c)
         self.assertLessEqual(c["inodes_held"], 200, c)
+
+    def test_readahead_widened(self):
+        # The kernel caps a FUSE mount's readahead at 128 KiB whatever INIT asks; the daemon
+        # raises its read_ahead_kb to 1 MiB, so sequential reads arrive as 1 MiB requests.
+        # Only possible with a writable /sys (a container may mount it read-only).
+        st = os.stat(self.vol.plain)
+        knob = "/sys/class/bdi/%d:%d/read_ahead_kb" % (os.major(st.st_dev), os.minor(st.st_dev))
+        with open(knob) as f:
+            kib = int(f.read())
+        if os.access(knob, os.W_OK):
+            self.assertGreaterEqual(kib, 1024, knob)
+        data = pattern(3 << 20, seed=7)
+        write_file(self.vol.p("seq"), data)
+        drop_cache(self.vol.p("seq"))
+        self.assertEqual(read_file(self.vol.p("seq")), data)
 
     def test_appends_in_flight_when_daemon_dies(self):
         """After SIGKILL mid-append, a file keeps all it had fsynced and past that holds only

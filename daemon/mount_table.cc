@@ -1,0 +1,75 @@
+#include "daemon/mount_table.h"
+
+#include <fstream>
+#include <sstream>
+#include <string_view>
+
+#include "daemon/mount.h"
+
+namespace wardfs::daemon {
+
+namespace stdfs = std::filesystem;
+
+namespace {
+
+// mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string unescape_mountinfo(std::string_view field) {
+  std::string out;
+  for (std::size_t i = 0; i < field.size(); ++i) {
+    if (field[i] == '\\' && i + 3 < field.size()) {
+      out += static_cast<char>(std::stoi(std::string(field.substr(i + 1, 3)), nullptr, 8));
+      i += 3;
+    } else {
+      out += field[i];
+    }
+  }
+  return out;
+}
+
+// The device of the last mount listed at one of `paths`, compared as strings.
+std::optional<std::string> device_listed_at(const std::string& first, const std::string& second) {
+  std::ifstream info("/proc/self/mountinfo");
+  std::string line;
+  std::optional<std::string> device;
+  while (std::getline(info, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, devs, root, mount_point;
+    fields >> id >> parent >> devs >> root >> mount_point;
+    const std::string listed = unescape_mountinfo(mount_point);
+    // The last match is the one on top when several are stacked.
+    if (listed == first || listed == second) device = devs;
+  }
+  return device;
+}
+
+}  // namespace
+
+std::optional<std::string> mounted_device(const stdfs::path& path) {
+  // A dead FUSE mount fails every stat (ENOTCONN), so fall back to the lexical path.
+  std::error_code ec;
+  stdfs::path canonical = stdfs::weakly_canonical(path, ec);
+  const std::string lexical = stdfs::absolute(path).lexically_normal().string();
+  if (ec || canonical.empty()) canonical = lexical;
+  return device_listed_at(canonical.string(), lexical);
+}
+
+bool is_mount_point(const stdfs::path& path) { return mounted_device(path).has_value(); }
+
+bool widen_readahead(const stdfs::path& canonical_path, unsigned kib) {
+  const std::string listed = canonical_path.string();
+  const auto device = device_listed_at(listed, listed);
+  if (!device) return false;
+  const std::string knob = "/sys/class/bdi/" + *device + "/read_ahead_kb";
+  unsigned current = 0;
+  {
+    std::ifstream in(knob);
+    if (!(in >> current)) return false;
+  }
+  if (current >= kib) return true;
+  std::ofstream out(knob);
+  out << kib << '\n';
+  out.flush();
+  return static_cast<bool>(out);
+}
+
+}  // namespace wardfs::daemon

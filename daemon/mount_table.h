@@ -1,0 +1,23 @@
+// What the kernel's mount table (/proc/self/mountinfo) says about a mount point, read
+// without touching the mounted filesystem: a dead or not yet serving FUSE mount would
+// block or fail a stat.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+namespace wardfs::daemon {
+
+// The "major:minor" device of the filesystem mounted at `path`, if one is. Resolves
+// symlinks in `path` first, which stats it: not for our own mount before it serves.
+std::optional<std::string> mounted_device(const std::filesystem::path& path);
+
+// Lets the kernel read ahead `kib` KiB on the FUSE mount at `canonical_path` (resolved
+// before mounting: a stat of it now would wait on this very daemon) when its backing
+// device info's read_ahead_kb is lower. The kernel caps a FUSE mount's readahead at
+// 128 KiB whatever the daemon asks for in INIT, so sequential reads arrive as 128 KiB
+// requests; larger ones halve the requests per byte. Needs root; false if not done.
+bool widen_readahead(const std::filesystem::path& canonical_path, unsigned kib);
+
+}  // namespace wardfs::daemon
