@@ -61,7 +61,7 @@ const std::vector<MountOptionInfo>& mount_option_table() {
       {"max_inodes=N",
        "most files and directories the kernel may hold at once, 64 to 100000000 (each "
        "costs the daemon an fd); past it the daemon asks the kernel to forget the least "
-       "recently used. Default and upper bound: half the daemon's RLIMIT_NOFILE"},
+       "recently used. Default and upper bound: 3/4 of the daemon's RLIMIT_NOFILE (half when that is under 4096)"},
       {"audit=LEVEL", "audit log level keys, access or all (the same as --audit-level)"},
       {"audit_log=FILE", "audit log file (the same as --audit-log)"},
       {"audit_on_failure=POLICY", "fail-open or fail-closed when the audit log cannot be written"},
