@@ -13,8 +13,10 @@ import json
 import statistics
 import sys
 
-SYSTEMS = ["raw", "gocryptfs", "securefs", "wardfs"]
-FUSE = ["gocryptfs", "securefs", "wardfs"]
+SYSTEMS = ["raw", "passthrough", "gocryptfs", "securefs", "wardfs"]
+# passthrough: libfuse's passthrough_ll example, FUSE without encryption (the floor any
+# FUSE design pays on this kernel).
+FUSE = ["passthrough", "gocryptfs", "securefs", "wardfs"]
 
 
 def metric_defs(m):
@@ -113,7 +115,7 @@ def main():
     out = {"meta": meta, "metrics": [], "systems": systems}
     for key, label, better, applies, workload, target in defs:
         row = {"key": key, "label": label, "better": better, "workload": workload, "target_x_gocryptfs": target,
-               "values": {}, "samples": {}, "x_gocryptfs": {}, "x_raw": {}}
+               "values": {}, "samples": {}, "x_gocryptfs": {}, "x_raw": {}, "x_passthrough": {}}
         for s in systems:
             if s not in applies:
                 continue
@@ -121,6 +123,7 @@ def main():
             row["samples"][s] = samples.get(s, {}).get(key, [])
             row["x_gocryptfs"][s] = ratio(med[(s, key)], med.get(("gocryptfs", key)), better)
             row["x_raw"][s] = ratio(med[(s, key)], med.get(("raw", key)), better) if "raw" in applies else None
+            row["x_passthrough"][s] = ratio(med[(s, key)], med.get(("passthrough", key)), better)
         out["metrics"].append(row)
     with open(out_path, "w") as f:
         json.dump(out, f, indent=1)
@@ -131,6 +134,8 @@ def main():
         ratio_cols += [("x_gocryptfs", s, "%s vs gocryptfs" % s) for s in systems if s in ("securefs", "wardfs")]
     if "raw" in systems and "wardfs" in systems:
         ratio_cols.append(("x_raw", "wardfs", "wardfs vs raw"))
+    if "passthrough" in systems and "wardfs" in systems:
+        ratio_cols.append(("x_passthrough", "wardfs", "wardfs vs passthrough"))
     hdr += [c[2] for c in ratio_cols]
     with_target = "gocryptfs" in systems and "wardfs" in systems
     if with_target:

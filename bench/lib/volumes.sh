@@ -1,6 +1,7 @@
 # Sourced by bench/run and bench/lib/profile: fresh volumes of each system, mounted and torn down.
 #
-# Callers set: wardfs_bin, wardfs_init_args, wardfs_mount_args (for wardfs), logdir.
+# Callers set: wardfs_bin, wardfs_init_args, wardfs_mount_args (for wardfs), passthrough_bin
+# (for passthrough), logdir.
 # vol_mount SYSTEM BASE TAG   creates a fresh volume under BASE and mounts it; sets
 #                             VOL_MNT (where to work) and VOL_PID (the daemon, "" for raw)
 # vol_unmount                 unmounts what vol_mount mounted last and waits for its daemon
@@ -38,6 +39,11 @@ vol_mount() {
       VOL_MNT=$base/plain
       mkdir -p "$VOL_MNT"
       return 0 ;;
+    passthrough)
+      # Mirrors base/plain: FUSE with nothing in between, the cost any FUSE design pays.
+      mkdir -p "$base/plain" "$VOL_MNT"
+      "$passthrough_bin" -f -o source="$base/plain" "$VOL_MNT" >"$logdir/passthrough-$tag.log" 2>&1 &
+      VOL_PID=$! ;;
     gocryptfs)
       mkdir -p "$cipher" "$VOL_MNT"
       head -c 24 /dev/urandom | base64 >"$key"
