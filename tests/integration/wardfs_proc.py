@@ -46,9 +46,11 @@ def run(args, input=None, timeout=120, env=None, via_files=False):
     return p
 
 
-def describe(p):
+def describe(p, tail=2000):
+    """A failed command for an assertion message: its rc, argv and the last `tail`
+    characters of stdout and stderr."""
     return "rc=%s\n$ %s\nstdout: %s\nstderr: %s" % (
-        p.returncode, " ".join(p.args), p.stdout.strip()[-2000:], p.stderr.strip()[-2000:])
+        p.returncode, " ".join(p.args), p.stdout.strip()[-tail:], p.stderr.strip()[-tail:])
 
 
 def _unescape_mount_field(s):

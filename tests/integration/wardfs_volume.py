@@ -47,29 +47,37 @@ signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 class Volume:
-    """A temp dir with cipher/ (backing), plain/ (mount point) and a key or pass file."""
+    """A temp dir with cipher/ (backing), plain/ (mount point) and a key or pass file.
+
+    Subclasses (tests/rotation's) may set the class attributes: root_prefix names the temp
+    dir, write_key=False leaves the key file to `wardfs init --create-keyfile`, and
+    log_tail_lines is how much of the daemon log a failure shows."""
+
+    root_prefix = "wardfs-it-"
+    write_key = True
+    log_tail_lines = 30
 
     def __init__(self, cipher="aes-256-gcm", chunk=4096, holes=None, passphrase=None):
         self.cipher = cipher
         self.chunk = chunk
         self.holes = holes
         self.passphrase = passphrase
-        self.root = tempfile.mkdtemp(prefix="wardfs-it-", dir="/tmp")
+        self.root = tempfile.mkdtemp(prefix=self.root_prefix, dir="/tmp")
         self.cipher_dir = os.path.join(self.root, "cipher")
         self.plain = os.path.join(self.root, "plain")
         self.keyfile = os.path.join(self.root, "key")
         self.passfile = os.path.join(self.root, "pass")
         self.logfile = os.path.join(self.root, "wardfs.log")
         os.mkdir(self.plain)
-        if passphrase is None:
+        self.key = None
+        if passphrase is not None:
+            fd = os.open(self.passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, (passphrase + "\n").encode())
+            os.close(fd)
+        elif self.write_key:
             self.key = os.urandom(32)
             fd = os.open(self.keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             os.write(fd, (self.key.hex() + "\n").encode())
-            os.close(fd)
-        else:
-            self.key = None
-            fd = os.open(self.passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            os.write(fd, (passphrase + "\n").encode())
             os.close(fd)
         _LIVE_VOLUMES.add(self)
 
@@ -118,7 +126,8 @@ class Volume:
         except OSError:
             return ""
 
-    def log_tail(self, n=30):
+    def log_tail(self, n=None):
+        n = self.log_tail_lines if n is None else n
         try:
             with open(self.logfile, errors="replace") as f:
                 lines = f.readlines()[-n:]

@@ -5,6 +5,12 @@ the built CLI. Only the Python standard library is used. Every volume lives in a
 directory under /tmp; mounts are torn down on failure, at exit and on SIGTERM
 (`wardfs unmount`, then `fusermount3 -uz`, then killing the volume's own daemon by pid).
 
+The process, mount-table, file and volume helpers are tests/integration's (wardfs_proc,
+wardfs_files, wardfs_volume, wardfs_format), imported from there rather than copied; this
+module re-exports the names its callers (tests/rotation, tests/audit, tests/examples) use,
+and keeps what is the rotation tests' own: the backing-dir generation scanner, the test
+case base and the Volume behaviour below that differs from the integration one.
+
 Environment knobs:
   WARDFS_BIN              the wardfs binary (default: <repo>/build-rot/cli/wardfs, then build/)
   WARDFS_ROT_SEED         seed for the randomized parts (default: random, printed)
@@ -12,7 +18,6 @@ Environment knobs:
   WARDFS_ROT_KEEP=1       keep the temporary directories
 """
 
-import atexit
 import base64
 import errno
 import hashlib
@@ -24,15 +29,15 @@ import shutil
 import signal
 import stat
 import struct
-import subprocess
 import sys
-import tempfile
 import threading
-import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+INTEGRATION = os.path.join(os.path.dirname(HERE), "integration")
+if INTEGRATION not in sys.path:
+    sys.path.insert(0, INTEGRATION)
 
 
 def _default_bin():
@@ -43,7 +48,21 @@ def _default_bin():
     return os.path.join(REPO, "build", "cli", "wardfs")
 
 
-BIN = os.environ.get("WARDFS_BIN") or _default_bin()
+# The shared modules read WARDFS_BIN when imported; give them this suite's default first.
+if not os.environ.get("WARDFS_BIN"):
+    os.environ["WARDFS_BIN"] = _default_bin()
+
+# Importing wardfs_volume also points WARDFS_AUDIT_DIR at a private temp dir (unless set)
+# and installs the at-exit and SIGTERM cleanup of every live volume.
+import wardfs_files  # noqa: E402
+import wardfs_proc  # noqa: E402
+import wardfs_volume  # noqa: E402
+from wardfs_files import first_diff, read_file, sha256_file, write_file  # noqa: E402,F401
+from wardfs_format import (CONFIG_NAME, HEADER_SIZE, LONG_NAME_RE, OVERHEAD,  # noqa: E402,F401
+                           SIDECAR_RE, expected_backing_size)
+from wardfs_proc import BIN, HarnessError, is_fuse_mounted, wait_for, wardfs_pids  # noqa: E402,F401
+from wardfs_volume import _LIVE_VOLUMES  # noqa: E402
+
 TEST_TIMEOUT = float(os.environ.get("WARDFS_ROT_TIMEOUT", "300"))
 KEEP = os.environ.get("WARDFS_ROT_KEEP") == "1"
 SEED = int(os.environ.get("WARDFS_ROT_SEED") or random.SystemRandom().randrange(1 << 31))
@@ -51,22 +70,7 @@ SEED = int(os.environ.get("WARDFS_ROT_SEED") or random.SystemRandom().randrange(
 # Exit codes of the CLI.
 EXIT_OK, EXIT_USAGE, EXIT_WRONG_KEY, EXIT_CORRUPT, EXIT_MOUNT, EXIT_IO = 0, 1, 2, 3, 4, 5
 
-# Format facts (docs/FORMAT.md).
-HEADER_SIZE = 64
-OVERHEAD = {"aes-256-gcm": 32, "xchacha20-poly1305": 44}
-CONFIG_NAME = "wardfs.conf"
-LONG_NAME_RE = re.compile(r"^L\.[A-Za-z0-9_-]{43}$")
-SIDECAR_RE = re.compile(r"^L\.[A-Za-z0-9_-]{43}\.n$")
-
-
-# Audit logs of test volumes go to a private directory, not /var/log/wardfs.
-if not os.environ.get("WARDFS_AUDIT_DIR"):
-    os.environ["WARDFS_AUDIT_DIR"] = tempfile.mkdtemp(prefix="wardfs-test-audit-", dir="/tmp")
-    atexit.register(shutil.rmtree, os.environ["WARDFS_AUDIT_DIR"], True)
-
-
-class HarnessError(Exception):
-    pass
+pids_with_tag = wardfs_pids  # rot_harness's name for it, kept for callers
 
 
 def log(msg):
@@ -79,143 +83,36 @@ def log(msg):
 def run(args, timeout=120, input=None):
     """Runs a command with output captured through temp files (a daemonizing child may
     keep pipes open). Returns a CompletedProcess with text stdout/stderr."""
-    args = [str(a) for a in args]
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        try:
-            p = subprocess.run(args, stdout=out, stderr=err, timeout=timeout,
-                               stdin=subprocess.DEVNULL if input is None else None,
-                               input=input)
-        except subprocess.TimeoutExpired as e:
-            raise HarnessError("timed out after %ss: %s" % (timeout, " ".join(args))) from e
-        out.seek(0)
-        err.seek(0)
-        p.stdout = out.read().decode(errors="replace")
-        p.stderr = err.read().decode(errors="replace")
-    return p
+    return wardfs_proc.run(args, input=input, timeout=timeout, via_files=True)
 
 
 def describe(p):
-    return "rc=%s\n$ %s\nstdout: %s\nstderr: %s" % (
-        p.returncode, " ".join(p.args), p.stdout.strip()[-3000:], p.stderr.strip()[-3000:])
-
-
-def is_fuse_mounted(path):
-    path = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            mp = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), left.split()[4])
-            if mp == path and right.split()[0].startswith("fuse"):
-                return True
-    return False
-
-
-def pids_with_tag(tag):
-    """PIDs of wardfs processes whose command line contains `tag` (a unique temp path)."""
-    real = os.path.basename(os.path.realpath(BIN))
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit() or int(d) == os.getpid():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % d, "rb") as f:
-                cmd = f.read()
-            exe = os.path.basename(os.readlink("/proc/%s/exe" % d).replace(" (deleted)", ""))
-        except OSError:
-            continue
-        if tag.encode() in cmd and exe == real:
-            out.append(int(d))
-    return out
-
-
-def wait_for(pred, timeout=10.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        if pred():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
-
-
-_LIVE = set()
-
-
-def _cleanup_all():
-    for v in list(_LIVE):
-        try:
-            v.destroy()
-        except Exception as e:  # noqa: BLE001 - best effort
-            log("rot harness: cleanup of %s failed: %s" % (v.root, e))
-
-
-atexit.register(_cleanup_all)
-
-
-def _on_sigterm(signum, frame):
-    _cleanup_all()
-    os._exit(128 + signum)
-
-
-signal.signal(signal.SIGTERM, _on_sigterm)
+    return wardfs_proc.describe(p, tail=3000)
 
 
 # ---------------------------------------------------------------- volumes
 
-class Volume:
-    """/tmp/wardfs-rot-XXXX/{cipher,plain,key,wardfs.log}."""
+class Volume(wardfs_volume.Volume):
+    """/tmp/wardfs-rot-XXXX/{cipher,plain,key,wardfs.log}; `wardfs init --create-keyfile`
+    writes the key. Mounting, the log and the daemon lookup are the integration Volume's;
+    unmount, kill_daemons and destroy are this suite's own: no `umount -l`, a 15 s wait for
+    the daemon, and kill_daemons(sig) sends one signal, returns the pids and leaves a dead
+    mount in place (test_rekey_crash checks that mount, then lazy_unmount()s it)."""
+
+    root_prefix = "wardfs-rot-"
+    write_key = False
+    log_tail_lines = 40
 
     def __init__(self, cipher="aes-256-gcm", chunk=4096):
-        self.cipher = cipher
-        self.chunk = chunk
+        super().__init__(cipher, chunk)
         self.overhead = OVERHEAD[cipher]
-        self.root = tempfile.mkdtemp(prefix="wardfs-rot-", dir="/tmp")
-        self.cipher_dir = os.path.join(self.root, "cipher")
-        self.plain = os.path.join(self.root, "plain")
-        self.keyfile = os.path.join(self.root, "key")
-        self.logfile = os.path.join(self.root, "wardfs.log")
-        os.mkdir(self.plain)
-        _LIVE.add(self)
+
+    def init_args(self):
+        return super().init_args() + ["--create-keyfile"]
 
     def init(self):
-        p = run([BIN, "init", self.cipher_dir, "--keyfile", self.keyfile, "--create-keyfile",
-                 "--cipher", self.cipher, "--chunk-size", "%dK" % (self.chunk // 1024)])
-        if p.returncode != 0:
-            raise HarnessError("wardfs init failed\n" + describe(p))
+        super().init()
         return self
-
-    def mount(self):
-        p = run([BIN, "mount", self.cipher_dir, self.plain, "--keyfile", self.keyfile,
-                 "--log-file", self.logfile], timeout=60)
-        if p.returncode != 0:
-            raise HarnessError("wardfs mount failed\n" + describe(p) + self.log_tail())
-        if not is_fuse_mounted(self.plain):
-            raise HarnessError("mount returned 0 but %s is not a FUSE mount" % self.plain)
-        return p
-
-    def log_tail(self, n=40):
-        try:
-            with open(self.logfile, errors="replace") as f:
-                return "\n--- wardfs log tail ---\n" + "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
-
-    def log_text(self):
-        try:
-            with open(self.logfile, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def daemon_pids(self):
-        return pids_with_tag(self.root)
-
-    def _try(self, args, timeout=30):
-        try:
-            return run(args, timeout=timeout)
-        except HarnessError as e:
-            log("rot harness: %s" % e)
-            return None
 
     def unmount(self):
         """`wardfs unmount`, then `fusermount3 -uz` if still mounted; waits for the daemon,
@@ -223,10 +120,7 @@ class Volume:
         p = None
         if is_fuse_mounted(self.plain):
             p = self._try([BIN, "unmount", self.plain], 60)
-            for _ in range(3):
-                if not is_fuse_mounted(self.plain):
-                    break
-                self._try(["fusermount3", "-uz", self.plain])
+            self.lazy_unmount()
         if not wait_for(lambda: not self.daemon_pids(), timeout=15):
             self.kill_daemons(signal.SIGKILL)
         return p
@@ -245,17 +139,11 @@ class Volume:
         for _ in range(3):
             if not is_fuse_mounted(self.plain):
                 return True
-            self._try(["fusermount3", "-uz", self.plain])
+            self._try(["fusermount3", "-uz", self.plain], 30)
         return not is_fuse_mounted(self.plain)
 
-    def remount(self):
-        self.unmount()
-        if is_fuse_mounted(self.plain):
-            raise HarnessError("could not unmount " + self.plain)
-        return self.mount()
-
     def destroy(self):
-        _LIVE.discard(self)
+        _LIVE_VOLUMES.discard(self)
         self.unmount()
         if is_fuse_mounted(self.plain):
             self.kill_daemons()
@@ -266,10 +154,7 @@ class Volume:
         if not KEEP:
             shutil.rmtree(self.root, ignore_errors=True)
 
-    # -- paths and CLI
-    def p(self, *parts):
-        return os.path.join(self.plain, *parts)
-
+    # -- CLI
     def wardfs(self, *args, timeout=180):
         return run([BIN] + list(args), timeout=timeout)
 
@@ -288,10 +173,7 @@ class Volume:
         return sorted(k["generation"] for k in c["keys"]), c["active_generation"]
 
     def expected_backing_size(self, plain_size):
-        if plain_size == 0:
-            return HEADER_SIZE + self.overhead
-        full, rest = divmod(plain_size, self.chunk)
-        return HEADER_SIZE + full * (self.chunk + self.overhead) + (rest + self.overhead if rest else 0)
+        return expected_backing_size(plain_size, self.chunk, self.cipher)
 
     # -- backing scan
     def scan(self):
@@ -432,54 +314,19 @@ def top_level_names(vol):
 
 # ---------------------------------------------------------------- file helpers
 
-def write_file(path, data, fsync=True):
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        if fsync:
-            os.fsync(f.fileno())
-
-
-def read_file(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
 def drop_cache(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
+    """Evicts a file's pages, without the fsync the integration helper sends first: the
+    rotation tests' readers run alongside writers and a rekey, and were written without
+    it, so they keep exactly what they had."""
+    wardfs_files.drop_cache(path, fsync=False)
 
 
 def read_uncached(path):
-    drop_cache(path)
-    return read_file(path)
+    return wardfs_files.read_uncached(path, fsync=False)
 
 
 def sha256(data):
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(1 << 20)
-            if not b:
-                return h.hexdigest()
-            h.update(b)
-
-
-def first_diff(a, b):
-    n = min(len(a), len(b))
-    for i in range(0, n, 4096):
-        if a[i:i + 4096] != b[i:i + 4096]:
-            for j in range(i, min(i + 4096, n)):
-                if a[j] != b[j]:
-                    return j
-    return n
 
 
 def find_generation_in(text):
@@ -507,7 +354,7 @@ class RotationTestCase(unittest.TestCase):
     def _fire(self):
         self._fired = True
         log("\nwatchdog: %s ran over %ss, killing its wardfs daemons" % (self.id(), TEST_TIMEOUT))
-        for v in list(_LIVE):
+        for v in list(_LIVE_VOLUMES):
             v.kill_daemons(signal.SIGKILL)
 
     def new_volume(self, cipher="aes-256-gcm", chunk=4096, mount=True):
