@@ -158,9 +158,15 @@ void WardFs::link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_ino, cons
 void WardFs::unlink(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
   Inode& parent = inode_of(parent_ino);
   std::lock_guard lock(parent.entries_mutex);
+  crypto::DirId dir_id{};
+  int rc = dir_id_of(parent, dir_id);
   volume::ResolvedName r;
-  int rc = resolve_in(parent, name, r);
-  if (rc == 0 && !r.exists) rc = -ENOENT;
+  // With one key generation the name has one encoding: unlinkat() itself reports a
+  // missing entry (ENOENT) or a directory (EISDIR), no probe first.
+  if (rc == 0 && !names_.encode_for_create(dir_id, name, r)) {
+    rc = names_.resolve(parent.fd.get(), dir_id, name, r);
+    if (rc == 0 && !r.exists) rc = -ENOENT;
+  }
   if (rc == 0 && ::unlinkat(parent.fd.get(), r.backing.c_str(), 0) != 0) rc = -errno;
   if (rc == 0) names_.remove_sidecar(parent.fd.get(), r);
   if (rc == 0) audit_change(req, "unlink", child_path(parent, name));

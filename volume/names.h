@@ -50,7 +50,8 @@ class NameMapper {
   int open_entry(int dir_fd, const crypto::DirId& dir_id, std::string_view name,
                  UniqueFd& out) const;
   // The active generation's encoding of `name` without probing the directory, for a
-  // create that relies on O_EXCL to find an existing entry. Only sound while no older
+  // create that relies on O_EXCL to find an existing entry (or an unlink on unlinkat's
+  // ENOENT). Only sound while no older
   // generation can hold the name under another encoding, and only for short names (a
   // long one needs its sidecar first): returns false otherwise, and the caller must
   // resolve() instead.
