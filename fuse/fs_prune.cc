@@ -56,11 +56,12 @@ void WardFs::prune_loop() {
   using namespace std::chrono_literals;
   bool reported = false;
   std::unique_lock lock(prune_mutex_);
-  while (!prune_stop_) {
+  for (;;) {
     const std::size_t high = prune_high_.load(std::memory_order_relaxed);
     prune_cv_.wait_for(lock, 1s, [&] { return prune_stop_ || inodes_.size() > high; });
+    if (prune_stop_) break;
     const std::size_t held = inodes_.size();
-    if (prune_stop_ || held <= high) continue;
+    if (held <= high) continue;
     const auto victims = inodes_.coldest(held - prune_low_);
     if (!reported) {
       spdlog::info(
