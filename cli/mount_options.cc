@@ -45,6 +45,9 @@ const std::vector<MountOptionInfo>& mount_option_table() {
       {"rw", "mount read-write (the default)"},
       {"allow_other", "let other users in (permissions are still checked)"},
       {"nonempty", "allow a mount point that is not empty"},
+      {"private_backing",
+       "with allow_other, refuse to mount (instead of warning) when other users can reach "
+       "or write the backing directory"},
       {"keyfile=FILE", "unlock with this key file (mode 0600 or stricter)"},
       {"passfile=FILE", "read the passphrase from this file"},
       {"pinfile=FILE", "PKCS#11 user PIN file (mode 0600) for a pkcs11 keystore"},
@@ -61,7 +64,8 @@ const std::vector<MountOptionInfo>& mount_option_table() {
       {"max_inodes=N",
        "most files and directories the kernel may hold at once, 64 to 100000000 (each "
        "costs the daemon an fd); past it the daemon asks the kernel to forget the least "
-       "recently used. Default and upper bound: 3/4 of the daemon's RLIMIT_NOFILE (half when that is under 4096)"},
+       "recently used. Default and upper bound: 3/4 of the daemon's RLIMIT_NOFILE (half when that "
+       "is under 4096)"},
       {"audit=LEVEL", "audit log level keys, access or all (the same as --audit-level)"},
       {"audit_log=FILE", "audit log file (the same as --audit-log)"},
       {"audit_on_failure=POLICY", "fail-open or fail-closed when the audit log cannot be written"},
@@ -103,6 +107,8 @@ bool apply_extra_mount_option(const std::string& opt, daemon::MountRequest& req)
       throw WardError(ErrorKind::usage, "mount option '" + opt + "': expected 64 to 100000000");
     }
     req.max_inodes = std::stoul(n);
+  } else if (opt == "private_backing") {
+    req.require_private_backing = true;
   } else if (opt == "writeback_cache=0" || opt == "writeback_cache=1") {
     req.writeback_cache = opt.back() == '1';
   } else if (opt.starts_with("writeback_cache=")) {

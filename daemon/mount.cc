@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -69,6 +70,34 @@ std::string escape_option(const std::string& value) {
   return out;
 }
 
+// Why other users could change the backing tree under an allow_other mount, or nullopt.
+// There the daemon hands each user their own backing entries, so a backing root others
+// may enter lets them plant symlinks and swap entries while the daemon works on them.
+std::optional<std::string> backing_open_to_others(const stdfs::path& cipher_dir) {
+  struct stat st {};
+  if (::stat(cipher_dir.c_str(), &st) != 0) return std::nullopt;  // reported later
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
+  if (st.st_uid != ::geteuid())
+    return "it belongs to uid " + std::to_string(st.st_uid) + ", not to the mounting user";
+  if ((st.st_mode & 077) != 0)
+    return std::string("its mode ") + mode + " lets other users into the backing tree";
+  return std::nullopt;
+}
+
+void check_backing_privacy(const MountRequest& req) {
+  if (!req.allow_other) return;
+  const auto why = backing_open_to_others(req.cipher_dir);
+  if (!why) return;
+  const std::string message = "backing directory " + req.cipher_dir.string() + " is not private (" +
+                              *why +
+                              "): with allow_other, other users could swap backing entries "
+                              "under the daemon; fix with: chmod 700 " +
+                              req.cipher_dir.string();
+  if (req.require_private_backing) throw WardError(ErrorKind::mount_failure, message);
+  std::cerr << "wardfs: warning: " << message << "\n";
+}
+
 void check_mount_point(const MountRequest& req) {
   std::error_code ec;
   if (!stdfs::is_directory(req.cipher_dir, ec)) {
@@ -88,6 +117,7 @@ void check_mount_point(const MountRequest& req) {
     throw WardError(ErrorKind::mount_failure, "mount point " + req.mount_point.string() +
                                                   " is not empty; empty it or pass -o nonempty");
   }
+  check_backing_privacy(req);
 }
 
 // The kernel's per-process ceiling on open files (fs.nr_open); 0 if unreadable.

@@ -19,6 +19,9 @@ struct MountRequest {
   bool read_only = false;
   bool allow_other = false;
   bool nonempty = false;
+  // -o private_backing: with allow_other, a backing directory other users can reach is
+  // refused instead of warned about.
+  bool require_private_backing = false;
   std::optional<std::filesystem::path> log_file;
   unsigned max_threads = 16;
   bool writeback_cache = false;  // -o writeback_cache=1 (fuse/filesystem.h says why not)

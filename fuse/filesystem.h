@@ -19,6 +19,7 @@
 
 #include "audit/log.h"
 #include "fuse/inode_table.h"
+#include "volume/backing_tree.h"
 #include "volume/names.h"
 #include "volume/rekey.h"
 #include "volume/volume.h"
@@ -129,8 +130,6 @@ class WardFs {
   int stat_inode(Inode& inode, struct stat& st);
   int dir_id_of(Inode& dir, crypto::DirId& out);
   int lookup_entry(Inode& parent, std::string_view name, fuse_entry_param& e);
-  int finish_new_entry(Inode& parent, std::string_view name, const volume::ResolvedName& resolved,
-                       fuse_entry_param& e);
   // Takes `fd` (the entry's O_PATH fd, or a dup of one just created) into the inode table.
   int entry_from_fd(Inode& parent, std::string_view name, volume::UniqueFd fd, fuse_entry_param& e);
   int resolve_in(Inode& parent, std::string_view name, volume::ResolvedName& out);
@@ -138,11 +137,17 @@ class WardFs {
   int open_backing(Inode& inode, int flags, volume::UniqueFd& out);
   // A root daemon makes entries as root: hand a new one (fd, lstat st) to the caller, as
   // a local filesystem would, changing only what differs. Updates st.
-  void give_to_caller(fuse_req_t req, Inode& parent, int fd, struct stat& st);
+  void hand_to_caller(fuse_req_t req, Inode& parent, int fd, struct stat& st);
+  // Who a new entry in `parent` belongs to; `made`, the new entry's stat if it exists,
+  // saves a stat of the parent when the group already matches.
+  volume::Owner owner_for(fuse_req_t req, Inode& parent, const struct stat* made = nullptr);
+  // entry_from_fd for an entry just made (fd from its creation or open_fresh_entry),
+  // then handed to the caller.
+  int publish_new_entry(fuse_req_t req, Inode& parent, std::string_view name, volume::UniqueFd fd,
+                        fuse_entry_param& e);
   void create_existing(fuse_req_t req, Inode& parent, const char* name, fuse_file_info* fi);
   std::string child_path(Inode& parent, std::string_view name);
   void report_integrity(Inode& inode, std::uint64_t chunk, std::string_view reason);
-  int remove_dir_metadata(int dir_fd);
   int xattr_find(Inode& inode, std::string_view name, std::string& backing_name);
   std::string proc_path(const Inode& inode) const;
   fuse_ino_t ino_of(Inode& inode);

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "fuse/filesystem.h"
+#include "volume/backing_tree.h"
 
 namespace wardfs::fs {
 
@@ -142,14 +143,6 @@ int WardFs::lookup_entry(Inode& parent, std::string_view name, fuse_entry_param&
   return attempt();
 }
 
-int WardFs::finish_new_entry(Inode& parent, std::string_view name,
-                             const volume::ResolvedName& resolved, fuse_entry_param& e) {
-  volume::UniqueFd fd(
-      ::openat(parent.fd.get(), resolved.backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd) return -errno;
-  return entry_from_fd(parent, name, std::move(fd), e);
-}
-
 int WardFs::entry_from_fd(Inode& parent, std::string_view name, volume::UniqueFd fd,
                           fuse_entry_param& e) {
   std::memset(&e, 0, sizeof e);
@@ -168,31 +161,34 @@ int WardFs::entry_from_fd(Inode& parent, std::string_view name, volume::UniqueFd
   return 0;
 }
 
-void WardFs::give_to_caller(fuse_req_t req, Inode& parent, int fd, struct stat& st) {
-  if (!running_as_root_) return;
+int WardFs::publish_new_entry(fuse_req_t req, Inode& parent, std::string_view name,
+                              volume::UniqueFd fd, fuse_entry_param& e) {
+  if (const int rc = entry_from_fd(parent, name, std::move(fd), e); rc != 0) return rc;
+  hand_to_caller(req, parent, inode_of(e.ino).fd.get(), e.attr);
+  return 0;
+}
+
+volume::Owner WardFs::owner_for(fuse_req_t req, Inode& parent, const struct stat* made) {
+  if (!running_as_root_) return {};
   const fuse_ctx* ctx = fuse_req_ctx(req);
-  const uid_t uid = st.st_uid == ctx->uid ? static_cast<uid_t>(-1) : ctx->uid;
-  gid_t gid = st.st_gid == ctx->gid ? static_cast<gid_t>(-1) : ctx->gid;
-  if (gid != static_cast<gid_t>(-1)) {
-    // In a setgid directory the backing filesystem has already given the entry the
-    // directory's group, which is what a local filesystem does; the caller's group
-    // would be wrong there.
-    struct stat dir {};
-    if (::fstat(parent.fd.get(), &dir) == 0 && (dir.st_mode & S_ISGID) != 0 &&
-        dir.st_gid == st.st_gid) {
-      gid = static_cast<gid_t>(-1);
-    }
+  volume::Owner owner{ctx->uid, ctx->gid};
+  if (made != nullptr && made->st_gid == ctx->gid) return owner;
+  // In a setgid directory the backing filesystem gives new entries the directory's
+  // group, which is what a local filesystem does; the caller's group would be wrong.
+  struct stat dir {};
+  if (::fstat(parent.fd.get(), &dir) == 0 && (dir.st_mode & S_ISGID) != 0) {
+    owner.gid = static_cast<gid_t>(-1);
   }
-  if (uid == static_cast<uid_t>(-1) && gid == static_cast<gid_t>(-1)) return;
-  if (::fchownat(fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
-    spdlog::warn("cannot give {} to uid {}: {}", child_path(parent, ""), ctx->uid,
-                 std::strerror(errno));
-    return;
+  return owner;
+}
+
+void WardFs::hand_to_caller(fuse_req_t req, Inode& parent, int fd, struct stat& st) {
+  if (!running_as_root_) return;
+  const volume::Owner owner = owner_for(req, parent, &st);
+  if (const int rc = volume::hand_over(fd, owner, st); rc != 0) {
+    spdlog::warn("cannot give a new entry in {} to uid {}: {}", parent.path(), owner.uid,
+                 std::strerror(-rc));
   }
-  // chown may clear setuid/setgid bits; the plaintext size stays what it was.
-  const off_t plain_size = st.st_size;
-  if (::fstat(fd, &st) != 0) spdlog::warn("cannot stat a new entry: {}", std::strerror(errno));
-  st.st_size = plain_size;
 }
 
 int WardFs::open_backing(Inode& inode, int flags, volume::UniqueFd& out) {

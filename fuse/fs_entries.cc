@@ -11,16 +11,9 @@
 #include <mutex>
 
 #include "fuse/filesystem.h"
+#include "volume/backing_tree.h"
 
 namespace wardfs::fs {
-
-namespace {
-std::string temp_entry_name() {
-  std::array<std::uint8_t, 12> rnd{};
-  crypto::random_fill(rnd);
-  return std::string(volume::kTempPrefix) + crypto::hex_encode(rnd);
-}
-}  // namespace
 
 void WardFs::lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   fuse_entry_param e{};
@@ -45,23 +38,25 @@ void WardFs::mknod(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode
   int rc = resolve_in(parent, name, r);
   if (rc == 0 && r.exists) rc = -EEXIST;
   if (rc == 0) rc = names_.write_sidecar(parent.fd.get(), r);
-  if (rc == 0) {
-    if (S_ISREG(mode)) {
-      volume::UniqueFd fd(::openat(parent.fd.get(), r.backing.c_str(),
-                                   O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode & 07777));
-      rc = fd ? volume::FileContent(volume_).create(fd.get()) : -errno;
-    } else if (::mknodat(parent.fd.get(), r.backing.c_str(), mode, rdev) != 0) {
-      rc = -errno;
-    }
+  // The new entry's fd comes from its creation (O_EXCL) or is checked to be the entry
+  // just made: never a name someone may have swapped meanwhile.
+  volume::UniqueFd fd;
+  if (rc == 0 && S_ISREG(mode)) {
+    fd.reset(::openat(parent.fd.get(), r.backing.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+                      mode & 07777));
+    rc = fd ? volume::FileContent(volume_).create(fd.get()) : -errno;
+  } else if (rc == 0) {
+    rc = ::mknodat(parent.fd.get(), r.backing.c_str(), mode, rdev) == 0
+             ? volume::open_fresh_entry(parent.fd.get(), r.backing, mode & S_IFMT, fd)
+             : -errno;
   }
   fuse_entry_param e{};
-  if (rc == 0) rc = finish_new_entry(parent, name, r, e);
+  if (rc == 0) rc = publish_new_entry(req, parent, name, std::move(fd), e);
   if (rc != 0) {
     if (rc != -EEXIST) names_.remove_sidecar(parent.fd.get(), r);
     fuse_reply_err(req, -rc);
     return;
   }
-  give_to_caller(req, parent, inode_of(e.ino).fd.get(), e.attr);
   fuse_reply_entry(req, &e);
 }
 
@@ -71,38 +66,13 @@ void WardFs::mkdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode
   volume::ResolvedName r;
   int rc = resolve_in(parent, name, r);
   if (rc == 0 && r.exists) rc = -EEXIST;
-  if (rc != 0) {
-    fuse_reply_err(req, -rc);
-    return;
-  }
-  // Build the directory, id included, under a temporary name and rename it into place,
-  // so no crash can leave a directory without its id.
-  const std::string temp = temp_entry_name();
-  if (::mkdirat(parent.fd.get(), temp.c_str(), mode & 07777) != 0) {
-    fuse_reply_err(req, errno);
-    return;
-  }
-  {
-    volume::UniqueFd dir(
-        ::openat(parent.fd.get(), temp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    rc = dir ? volume::write_new_dir_id(dir.get()) : -errno;
-    struct stat st {};
-    if (rc == 0 && ::fstat(dir.get(), &st) != 0) rc = -errno;
-    // Before the rename, so the directory appears with its owner.
-    if (rc == 0) give_to_caller(req, parent, dir.get(), st);
-  }
   if (rc == 0) rc = names_.write_sidecar(parent.fd.get(), r);
-  if (rc == 0) {
-    if (::renameat2(parent.fd.get(), temp.c_str(), parent.fd.get(), r.backing.c_str(),
-                    RENAME_NOREPLACE) != 0) {
-      rc = -errno;
-    }
-  }
+  volume::UniqueFd fd;
+  if (rc == 0)
+    rc = volume::make_directory(parent.fd.get(), r.backing, mode, owner_for(req, parent), fd);
   fuse_entry_param e{};
-  if (rc == 0) rc = finish_new_entry(parent, name, r, e);
+  if (rc == 0) rc = entry_from_fd(parent, name, std::move(fd), e);
   if (rc != 0) {
-    ::unlinkat(parent.fd.get(), (temp + "/" + std::string(volume::kDirIdFileName)).c_str(), 0);
-    ::unlinkat(parent.fd.get(), temp.c_str(), AT_REMOVEDIR);
     if (rc != -EEXIST) names_.remove_sidecar(parent.fd.get(), r);
     fuse_reply_err(req, -rc);
     return;
@@ -120,15 +90,19 @@ void WardFs::symlink(fuse_req_t req, const char* target, fuse_ino_t parent_ino, 
   const std::string sealed = rc == 0 ? names_.seal_symlink(target) : std::string();
   if (rc == 0 && sealed.size() >= PATH_MAX) rc = -ENAMETOOLONG;
   if (rc == 0) rc = names_.write_sidecar(parent.fd.get(), r);
-  if (rc == 0 && ::symlinkat(sealed.c_str(), parent.fd.get(), r.backing.c_str()) != 0) rc = -errno;
+  volume::UniqueFd fd;
+  if (rc == 0) {
+    rc = ::symlinkat(sealed.c_str(), parent.fd.get(), r.backing.c_str()) == 0
+             ? volume::open_fresh_entry(parent.fd.get(), r.backing, S_IFLNK, fd)
+             : -errno;
+  }
   fuse_entry_param e{};
-  if (rc == 0) rc = finish_new_entry(parent, name, r, e);
+  if (rc == 0) rc = publish_new_entry(req, parent, name, std::move(fd), e);
   if (rc != 0) {
     if (rc != -EEXIST) names_.remove_sidecar(parent.fd.get(), r);
     fuse_reply_err(req, -rc);
     return;
   }
-  give_to_caller(req, parent, inode_of(e.ino).fd.get(), e.attr);
   fuse_reply_entry(req, &e);
 }
 
@@ -144,8 +118,15 @@ void WardFs::link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_ino, cons
                           AT_SYMLINK_FOLLOW) != 0) {
     rc = -errno;
   }
+  // The new name is another name of `inode`: its fd serves, no lookup of a name that
+  // someone may have swapped meanwhile.
+  volume::UniqueFd fd;
+  if (rc == 0) {
+    fd.reset(::fcntl(inode.fd.get(), F_DUPFD_CLOEXEC, 0));
+    if (!fd) rc = -errno;
+  }
   fuse_entry_param e{};
-  if (rc == 0) rc = finish_new_entry(parent, newname, r, e);
+  if (rc == 0) rc = entry_from_fd(parent, newname, std::move(fd), e);
   if (rc != 0) {
     if (rc != -EEXIST) names_.remove_sidecar(parent.fd.get(), r);
     fuse_reply_err(req, -rc);
@@ -173,37 +154,6 @@ void WardFs::unlink(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
   fuse_reply_err(req, -rc);
 }
 
-int WardFs::remove_dir_metadata(int dir_fd) {
-  // An encrypted directory is empty when only wardfs metadata remains in it. The
-  // directory id goes last, by the caller, once nothing else can fail.
-  volume::UniqueFd fd(::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd) return -errno;
-  DIR* dir = ::fdopendir(fd.get());
-  if (dir == nullptr) return -errno;
-  fd.release();
-  std::vector<std::string> metadata;
-  int rc = 0;
-  while (const dirent* d = ::readdir(dir)) {
-    const std::string_view n = d->d_name;
-    if (n == "." || n == ".." || n == volume::kDirIdFileName) continue;
-    if (!volume::is_metadata_entry(n) || crypto::is_long_name(n)) {
-      rc = -ENOTEMPTY;
-      break;
-    }
-    metadata.emplace_back(n);
-  }
-  const int dfd = ::dirfd(dir);
-  for (const auto& m : rc == 0 ? metadata : std::vector<std::string>{}) {
-    if (::unlinkat(dfd, m.c_str(), 0) != 0 && errno == EISDIR) {
-      // A directory a crashed mkdir left behind: it holds at most its own id.
-      ::unlinkat(dfd, (m + "/" + std::string(volume::kDirIdFileName)).c_str(), 0);
-      ::unlinkat(dfd, m.c_str(), AT_REMOVEDIR);
-    }
-  }
-  ::closedir(dir);
-  return rc;
-}
-
 void WardFs::rmdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
   Inode& parent = inode_of(parent_ino);
   std::lock_guard lock(parent.entries_mutex);
@@ -219,7 +169,7 @@ void WardFs::rmdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
                                   O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     crypto::DirId saved_id{};
     rc = dir ? volume::read_dir_id(dir.get(), saved_id) : -errno;
-    if (rc == 0) rc = remove_dir_metadata(dir.get());
+    if (rc == 0) rc = volume::remove_dir_metadata(dir.get());
     if (rc == 0) {
       ::unlinkat(dir.get(), std::string(volume::kDirIdFileName).c_str(), 0);
       if (::unlinkat(parent.fd.get(), r.backing.c_str(), AT_REMOVEDIR) != 0) {
@@ -267,7 +217,7 @@ void WardFs::rename(fuse_req_t req, fuse_ino_t parent_ino, const char* name,
     replaced_dir.reset(::openat(newparent.fd.get(), to.backing.c_str(),
                                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     rc = replaced_dir ? volume::read_dir_id(replaced_dir.get(), replaced_id) : -errno;
-    if (rc == 0) rc = remove_dir_metadata(replaced_dir.get());
+    if (rc == 0) rc = volume::remove_dir_metadata(replaced_dir.get());
     if (rc == 0) ::unlinkat(replaced_dir.get(), std::string(volume::kDirIdFileName).c_str(), 0);
   }
   if (rc == 0) rc = names_.write_sidecar(newparent.fd.get(), to);
@@ -350,7 +300,7 @@ void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mod
     fuse_reply_err(req, -rc);
     return;
   }
-  give_to_caller(req, parent, fd.get(), e.attr);
+  hand_to_caller(req, parent, fd.get(), e.attr);
   auto handle = std::make_unique<FileHandle>();
   handle->fd = std::move(fd);
   handle->append = engine_appends(fi->flags);

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "volume/backing_tree.h"
 #include "volume/posix_io.h"
 
 namespace wardfs::volume {
@@ -30,12 +31,6 @@ std::string entry_proc_path(int dir_fd, const std::string& backing) {
 std::optional<std::uint32_t> blob_generation_of(crypto::ByteView blob) {
   if (blob.size() < crypto::kGenerationSize) return std::nullopt;
   return crypto::get_le32(blob.data());
-}
-
-std::string temp_name() {
-  std::array<std::uint8_t, 12> rnd{};
-  crypto::random_fill(rnd);
-  return std::string(kTempPrefix) + crypto::hex_encode(rnd);
 }
 
 // Calls fn(backing_name, sealed_value) for each user.* xattr of an entry.
@@ -172,14 +167,21 @@ int Rekeyer::rekey_symlink(int dir_fd, const std::string& backing, RekeyProgress
   if (!target) return -EIO;
   struct stat st {};
   if (::fstatat(dir_fd, backing.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return -errno;
-  // Build the re-sealed link beside the old one and rename it over: atomic.
-  const std::string temp = temp_name();
+  // Build the re-sealed link beside the old one and rename it over: atomic. It gets the
+  // old link's owner through an fd checked to be the link just made.
+  const std::string temp = temp_entry_name();
   if (::symlinkat(names_.seal_symlink(*target).c_str(), dir_fd, temp.c_str()) != 0) return -errno;
-  ::fchownat(dir_fd, temp.c_str(), st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW);
-  if (::renameat(dir_fd, temp.c_str(), dir_fd, backing.c_str()) != 0) {
-    const int err = errno;
+  UniqueFd link;
+  struct stat made {};
+  int rc = open_fresh_entry(dir_fd, temp, S_IFLNK, link, &made);
+  if (rc == 0) {
+    if (const int err = hand_over(link.get(), {st.st_uid, st.st_gid}, made); err != 0)
+      spdlog::warn("rekey: cannot keep the owner of a symlink: {}", std::strerror(-err));
+  }
+  if (rc == 0 && ::renameat(dir_fd, temp.c_str(), dir_fd, backing.c_str()) != 0) rc = -errno;
+  if (rc != 0) {
     ::unlinkat(dir_fd, temp.c_str(), 0);
-    return -err;
+    return rc;
   }
   progress.names_done++;
   return 0;

@@ -77,6 +77,11 @@ crypto::SecretBytes init_volume(const fs::path& cipher_dir, const InitOptions& o
   if (!crypto::valid_chunk_size(options.chunk_size)) {
     throw WardError(ErrorKind::usage, "chunk size must be a power of two from 4 KiB to 1 MiB");
   }
+  // Private: no other user may enter the backing tree, where under allow_other the
+  // daemon hands users their own entries (and they could swap them under it).
+  fs::permissions(cipher_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+  if (ec)
+    throw WardError(ErrorKind::io, "cannot chmod 700 " + cipher_dir.string() + ": " + ec.message());
   crypto::VolumeConfig cfg;
   cfg.version = crypto::kFormatVersion;
   cfg.volume_id.resize(crypto::kVolumeIdSize);

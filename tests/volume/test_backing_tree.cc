@@ -1,0 +1,146 @@
+// The backing-tree rules (volume/backing_tree.h) against entries swapped under them, as a
+// user who owns a backing directory could: no rule may follow a planted symlink or hand
+// over an entry it did not make.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <string>
+
+#include "volume/backing_tree.h"
+#include "volume/volume.h"
+#include "volume_test_util.h"
+
+namespace wardfs::vtest {
+namespace {
+
+struct Tree {
+  TempDir tmp;
+  std::filesystem::path backing = tmp.path() / "backing";
+  std::filesystem::path outside = tmp.path() / "outside";
+  UniqueFd dir;
+  Tree() {
+    std::filesystem::create_directory(backing);
+    std::filesystem::create_directory(outside);
+    dir.reset(::open(backing.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    REQUIRE(dir);
+  }
+  struct stat lstat_of(const std::filesystem::path& p) const {
+    struct stat st {};
+    REQUIRE(::lstat(p.c_str(), &st) == 0);
+    return st;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("make_directory builds the directory with its id, mode and no temp left", "[backing]") {
+  Tree t;
+  UniqueFd made;
+  REQUIRE(volume::make_directory(t.dir.get(), "d", 0751, {}, made) == 0);
+  const auto st = t.lstat_of(t.backing / "d");
+  CHECK(S_ISDIR(st.st_mode));
+  CHECK((st.st_mode & 07777) == 0751);
+  crypto::DirId id{};
+  UniqueFd d(::open((t.backing / "d").c_str(), O_RDONLY | O_DIRECTORY));
+  CHECK(volume::read_dir_id(d.get(), id) == 0);
+  struct stat via_fd {};
+  REQUIRE(::fstat(made.get(), &via_fd) == 0);
+  CHECK(via_fd.st_ino == st.st_ino);
+  for (const auto& e : std::filesystem::directory_iterator(t.backing))
+    CHECK(e.path().filename() == "d");
+
+  SECTION("an existing name is not replaced") {
+    CHECK(volume::make_directory(t.dir.get(), "d", 0755, {}, made) == -EEXIST);
+    std::size_t entries = 0;
+    for (const auto& e : std::filesystem::directory_iterator(t.backing)) {
+      (void)e;
+      ++entries;
+    }
+    CHECK(entries == 1);
+  }
+}
+
+TEST_CASE("open_fresh_entry refuses an entry swapped for a symlink or a hard link", "[backing]") {
+  Tree t;
+  const auto victim = t.outside / "victim";
+  { UniqueFd f(::open(victim.c_str(), O_WRONLY | O_CREAT, 0600)); }
+  UniqueFd fd;
+
+  SECTION("the symlink just made is accepted") {
+    REQUIRE(::symlinkat("x", t.dir.get(), "link") == 0);
+    CHECK(volume::open_fresh_entry(t.dir.get(), "link", S_IFLNK, fd) == 0);
+    CHECK(fd);
+  }
+  SECTION("a symlink in place of a FIFO") {
+    REQUIRE(::symlinkat(victim.c_str(), t.dir.get(), "fifo") == 0);
+    CHECK(volume::open_fresh_entry(t.dir.get(), "fifo", S_IFIFO, fd) == -EIO);
+    CHECK(!fd);
+  }
+  SECTION("a hard link to a file elsewhere in place of a FIFO") {
+    const auto fifo = t.outside / "fifo";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    REQUIRE(::linkat(AT_FDCWD, fifo.c_str(), t.dir.get(), "fifo", 0) == 0);
+    CHECK(volume::open_fresh_entry(t.dir.get(), "fifo", S_IFIFO, fd) == -EIO);
+  }
+  SECTION("a directory not in the private build mode") {
+    REQUIRE(::mkdirat(t.dir.get(), "d", 0755) == 0);
+    CHECK(volume::open_fresh_entry(t.dir.get(), "d", S_IFDIR, fd) == -EIO);
+  }
+  SECTION("nothing there any more") {
+    CHECK(volume::open_fresh_entry(t.dir.get(), "gone", S_IFLNK, fd) == -EIO);
+  }
+}
+
+TEST_CASE("hand_over changes only entries this process owns", "[backing]") {
+  Tree t;
+  const auto file = t.backing / "f";
+  UniqueFd f(::open(file.c_str(), O_WRONLY | O_CREAT, 0600));
+  struct stat st = t.lstat_of(file);
+  // Nothing to change: no call at all.
+  CHECK(volume::hand_over(f.get(), {st.st_uid, st.st_gid}, st) == 0);
+  // An entry that is not ours (as if swapped in) is left alone.
+  struct stat foreign = st;
+  foreign.st_uid = ::geteuid() + 1;
+  CHECK(volume::hand_over(f.get(), {::geteuid() + 2, st.st_gid}, foreign) == 0);
+  CHECK(t.lstat_of(file).st_uid == st.st_uid);
+  if (::geteuid() == 0) {
+    CHECK(volume::hand_over(f.get(), {4242, 4343}, st) == 0);
+    CHECK(st.st_uid == 4242);
+    CHECK(t.lstat_of(file).st_gid == 4343);
+  }
+}
+
+TEST_CASE("remove_dir_metadata never follows a planted symlink", "[backing]") {
+  Tree t;
+  // A directory id outside the tree, reachable through a symlink named like a leftover
+  // temp directory: the old code unlinked "<temp>/wardfs.dirid" through it.
+  const auto outside_id = t.outside / std::string(volume::kDirIdFileName);
+  { UniqueFd f(::open(outside_id.c_str(), O_WRONLY | O_CREAT, 0400)); }
+  const std::string temp = volume::temp_entry_name();
+  REQUIRE(::symlinkat(t.outside.c_str(), t.dir.get(), temp.c_str()) == 0);
+  // A real leftover temp directory holding its id, and a long-name sidecar.
+  const std::string leftover = volume::temp_entry_name();
+  REQUIRE(::mkdirat(t.dir.get(), leftover.c_str(), 0700) == 0);
+  UniqueFd lf(::openat(t.dir.get(), leftover.c_str(), O_RDONLY | O_DIRECTORY));
+  REQUIRE(volume::write_new_dir_id(lf.get()) == 0);
+  REQUIRE(volume::write_new_dir_id(t.dir.get()) == 0);
+
+  CHECK(volume::remove_dir_metadata(t.dir.get()) == 0);
+  CHECK(std::filesystem::exists(outside_id));
+  CHECK(!std::filesystem::exists(std::filesystem::symlink_status(t.backing / temp)));
+  CHECK(!std::filesystem::exists(t.backing / leftover));
+  CHECK(std::filesystem::exists(t.backing / std::string(volume::kDirIdFileName)));
+}
+
+TEST_CASE("remove_dir_metadata leaves a directory with real entries untouched", "[backing]") {
+  Tree t;
+  const std::string temp = volume::temp_entry_name();
+  REQUIRE(::mkdirat(t.dir.get(), temp.c_str(), 0700) == 0);
+  { UniqueFd f(::openat(t.dir.get(), "AAAAAAAAAAAAAAAAAAAAAAAA", O_WRONLY | O_CREAT, 0600)); }
+  CHECK(volume::remove_dir_metadata(t.dir.get()) == -ENOTEMPTY);
+  CHECK(std::filesystem::exists(t.backing / temp));
+}
+
+}  // namespace wardfs::vtest

@@ -1,0 +1,143 @@
+#include "volume/backing_tree.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <string_view>
+#include <vector>
+
+#include "crypto/name_codec.h"
+#include "volume/names.h"
+#include "volume/volume.h"
+
+namespace wardfs::volume {
+
+namespace {
+// A directory is built in this mode: no one else may enter it or rename it away (moving
+// a directory needs write permission on it), so the fd opened after mkdirat() is ours.
+constexpr mode_t kBuildDirMode = 0700;
+
+int report_swapped(const std::string& name) {
+  spdlog::error(
+      "backing entry {} changed while wardfs was creating it: someone else writes to the "
+      "backing directory (make it private: chmod 700 on the backing root)",
+      name);
+  return -EIO;
+}
+}  // namespace
+
+std::string temp_entry_name() {
+  std::array<std::uint8_t, 12> rnd{};
+  crypto::random_fill(rnd);
+  return std::string(kTempPrefix) + crypto::hex_encode(rnd);
+}
+
+bool is_fresh_entry(const struct stat& st, mode_t type) {
+  if ((st.st_mode & S_IFMT) != type) return false;
+  if (type == S_IFDIR) return (st.st_mode & 0777) == kBuildDirMode;
+  // A hard link planted in place of the new entry has at least two names.
+  return st.st_nlink == 1;
+}
+
+int open_fresh_entry(int dir_fd, const std::string& name, mode_t type, UniqueFd& out,
+                     struct stat* st) {
+  out.reset(::openat(dir_fd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!out) return errno == ENOENT ? report_swapped(name) : -errno;
+  struct stat made {};
+  if (::fstatat(out.get(), "", &made, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return -errno;
+  if (!is_fresh_entry(made, type)) {
+    out.reset();
+    return report_swapped(name);
+  }
+  if (st != nullptr) *st = made;
+  return 0;
+}
+
+int hand_over(int fd, const Owner& owner, struct stat& st) {
+  const uid_t uid = owner.uid == st.st_uid ? static_cast<uid_t>(-1) : owner.uid;
+  const gid_t gid = owner.gid == st.st_gid ? static_cast<gid_t>(-1) : owner.gid;
+  if (uid == static_cast<uid_t>(-1) && gid == static_cast<gid_t>(-1)) return 0;
+  // Only what this process owns is given away: an entry someone else owns was not made
+  // here (or the backing store maps our ids, e.g. NFS root_squash), and is left as it is.
+  if (st.st_uid != ::geteuid()) return 0;
+  if (::fchownat(fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return -errno;
+  struct stat after {};
+  if (::fstatat(fd, "", &after, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return -errno;
+  st.st_uid = after.st_uid;
+  st.st_gid = after.st_gid;
+  st.st_mode = after.st_mode;
+  return 0;
+}
+
+int make_directory(int parent_fd, const std::string& name, mode_t mode, const Owner& owner,
+                   UniqueFd& out) {
+  const std::string temp = temp_entry_name();
+  if (::mkdirat(parent_fd, temp.c_str(), kBuildDirMode) != 0) return -errno;
+  UniqueFd dir(::openat(parent_fd, temp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  int rc = dir ? 0 : report_swapped(temp);
+  struct stat st {};
+  if (rc == 0 && ::fstat(dir.get(), &st) != 0) rc = -errno;
+  if (rc == 0 && !is_fresh_entry(st, S_IFDIR)) rc = report_swapped(temp);
+  if (rc == 0) rc = write_new_dir_id(dir.get());
+  // The backing file system set S_ISGID if the parent has it, as a local one would.
+  if (rc == 0 && ::fchmod(dir.get(), (mode & 01777) | (st.st_mode & S_ISGID)) != 0) rc = -errno;
+  // Before the rename, so the directory appears with its owner.
+  if (rc == 0) {
+    if (const int err = hand_over(dir.get(), owner, st); err != 0) {
+      spdlog::warn("cannot give new directory {} to uid {}: {}", name, owner.uid,
+                   std::strerror(-err));
+    }
+  }
+  if (rc == 0 &&
+      ::renameat2(parent_fd, temp.c_str(), parent_fd, name.c_str(), RENAME_NOREPLACE) != 0)
+    rc = -errno;
+  if (rc == 0) out.reset(::openat(dir.get(), ".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (rc == 0 && !out) rc = -errno;
+  if (rc != 0) {
+    if (dir) ::unlinkat(dir.get(), std::string(kDirIdFileName).c_str(), 0);
+    ::unlinkat(parent_fd, temp.c_str(), AT_REMOVEDIR);
+  }
+  return rc;
+}
+
+void remove_leftover_dir(int parent_fd, const std::string& name) {
+  UniqueFd dir(::openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (dir) ::unlinkat(dir.get(), std::string(kDirIdFileName).c_str(), 0);
+  ::unlinkat(parent_fd, name.c_str(), AT_REMOVEDIR);
+}
+
+int remove_dir_metadata(int dir_fd) {
+  // An encrypted directory is empty when only wardfs metadata remains in it. The
+  // directory id goes last, by the caller, once nothing else can fail.
+  UniqueFd fd(::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) return -errno;
+  DIR* dir = ::fdopendir(fd.get());
+  if (dir == nullptr) return -errno;
+  fd.release();
+  std::vector<std::string> metadata;
+  int rc = 0;
+  while (const dirent* d = ::readdir(dir)) {
+    const std::string_view n = d->d_name;
+    if (n == "." || n == ".." || n == kDirIdFileName) continue;
+    if (!is_metadata_entry(n) || crypto::is_long_name(n)) {
+      rc = -ENOTEMPTY;
+      break;
+    }
+    metadata.emplace_back(n);
+  }
+  const int dfd = ::dirfd(dir);
+  for (const auto& m : rc == 0 ? metadata : std::vector<std::string>{}) {
+    // A directory here is one a crashed mkdir left behind.
+    if (::unlinkat(dfd, m.c_str(), 0) != 0 && errno == EISDIR) remove_leftover_dir(dfd, m);
+  }
+  ::closedir(dir);
+  return rc;
+}
+
+}  // namespace wardfs::volume
