@@ -326,6 +326,21 @@ class Cli(WardfsTestCase):
                                                  os.path.exists("/proc/%d/exe" % x) for x in pids), 5),
                         "the daemon exits after unmount")
 
+    def test_unmount_refuses_what_is_not_wardfs(self):
+        v = self.vol()
+        other = os.path.join(v.root, "tmpfs")
+        os.mkdir(other)
+        p = run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", other])
+        self.assertExit(p, 0, "mount a tmpfs to try unmounting")
+        self.addCleanup(lambda: mount_entry(other) and run(["umount", other]))
+        write_file(os.path.join(other, "kept"), b"tmpfs data")
+        p = run([BIN, "unmount", other])
+        self.assertExit(p, 4, "wardfs unmount of a tmpfs")
+        self.assertIn("not a wardfs", self.message(p))
+        entry = mount_entry(other)
+        self.assertTrue(entry and entry["fstype"] == "tmpfs", "the tmpfs must stay mounted")
+        self.assertEqual(read_file(os.path.join(other, "kept")), b"tmpfs data")
+
     def test_two_volumes_at_once(self):
         a, b = self.vol(), self.vol()
         for v in (a, b):
