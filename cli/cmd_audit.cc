@@ -142,7 +142,7 @@ int run_verify(const AuditArgs& a) {
   if (is_mounted(a.target) && a.log.empty()) {
     report = daemon::control_request(stdfs::absolute(a.target), {{"op", "audit_verify"}});
   } else {
-    OfflineVolume offline(stdfs::absolute(a.target), a.creds, false);
+    OfflineVolume offline(stdfs::absolute(a.target), a.creds, std::nullopt);
     if (offline.volume().audit_mac_key().empty()) {
       throw WardError(
           ErrorKind::usage,

@@ -25,9 +25,10 @@ struct Target {
   OfflineCredentials creds;
 };
 
-// Offline work needs the volume unlocked here, with the user's credentials.
-std::unique_ptr<OfflineVolume> unlock_offline(const Target& t) {
-  return std::make_unique<OfflineVolume>(stdfs::absolute(t.path), t.creds, true);
+// Offline work needs the volume unlocked here, with the user's credentials, and the
+// volume's lease: refused while a daemon serves it, anywhere.
+std::unique_ptr<OfflineVolume> unlock_offline(const Target& t, const std::string& command) {
+  return std::make_unique<OfflineVolume>(stdfs::absolute(t.path), t.creds, command);
 }
 
 int run_rotate(const Target& t) {
@@ -36,7 +37,7 @@ int run_rotate(const Target& t) {
     generation = daemon::control_request(stdfs::absolute(t.path), {{"op", "rotate"}})["generation"]
                      .get<std::uint32_t>();
   } else {
-    const auto offline = unlock_offline(t);
+    const auto offline = unlock_offline(t, "rotate");
     try {
       generation = volume::rotate_generation(offline->volume(), offline->keystore());
     } catch (const std::exception& e) {
@@ -102,7 +103,7 @@ void print_progress(const json& rekey, double seconds, bool tty, bool json_lines
 int run_rekey(const Target& t, double rate_mb, bool background, bool json_lines) {
   const double rate = rate_mb * 1e6;
   if (!is_mounted(t.path)) {
-    const auto offline = unlock_offline(t);
+    const auto offline = unlock_offline(t, "rekey");
     volume::Volume& vol = offline->volume();
     volume::OfflineTreeAccess access(vol);
     volume::NameMapper names(vol);
@@ -174,13 +175,16 @@ int run_retire(const Target& t, std::uint32_t generation, bool force, bool yes) 
                    {{"op", "retire"}, {"generation", generation}, {"force", force}})["shredded"]
                    .get<std::uint64_t>();
   } else {
-    const auto offline = unlock_offline(t);
+    const auto offline = unlock_offline(t, "retire");
     volume::Volume& vol = offline->volume();
     volume::OfflineTreeAccess access(vol);
     volume::NameMapper names(vol);
-    volume::VolumeUsage usage;
-    volume::Rekeyer(vol, access, names).scan(usage);
-    shredded = usage.uses(generation);
+    try {
+      shredded = volume::Rekeyer(vol, access, names).uses_before_retire(generation, force);
+    } catch (const WardError& e) {
+      offline->record("retire", generation, "failed", {{"error", e.what()}});
+      throw;
+    }
     if (shredded > 0 && !force) {
       offline->record("retire", generation, "refused", {{"still_in_use", shredded}});
       throw WardError(ErrorKind::usage, "generation " + std::to_string(generation) +
@@ -206,7 +210,7 @@ void add_key_commands(CLI::App& app, Runner& run) {
   CLI::App* rotate = app.add_subcommand(
       "rotate",
       "Create a new data-key generation and make it active. Online on a MOUNTPOINT (no pause), "
-      "offline on a CIPHERDIR.");
+      "offline on a CIPHERDIR that no daemon serves.");
   rotate->add_option("TARGET", rotate_target->path, "Mount point or backing directory")->required();
   add_offline_credentials(*rotate, rotate_target->creds);
   rotate->callback(

@@ -17,6 +17,7 @@
 #include "crypto/errors.h"
 #include "daemon/control.h"
 #include "daemon/mount.h"
+#include "daemon/mount_table.h"
 
 namespace wardfs::cli {
 
@@ -140,8 +141,13 @@ int detach(const std::filesystem::path& path);
 
 int run_unmount(const std::string& mount_point) {
   const auto path = std::filesystem::absolute(mount_point);
-  if (!daemon::is_mount_point(path)) {
-    throw WardError(ErrorKind::mount_failure, path.string() + " is not mounted");
+  const auto fstype = daemon::mounted_fstype(path);
+  if (!fstype) throw WardError(ErrorKind::mount_failure, path.string() + " is not mounted");
+  if (*fstype != daemon::kWardfsFsType) {
+    // As root, umount2 would take down whatever is there; only wardfs mounts are ours.
+    throw WardError(ErrorKind::mount_failure,
+                    path.string() + " is a " + *fstype +
+                        " mount, not a wardfs one: left mounted (use umount(8) for it)");
   }
   const pid_t daemon_pid = daemon_pid_of(path);
   const int rc = detach(path);
@@ -286,8 +292,8 @@ void add_mount_commands(CLI::App& app, Runner& run) {
   mount->callback([args, &run] { run = [args] { return run_mount(*args); }; });
 
   auto mount_point = std::make_shared<std::string>();
-  CLI::App* unmount =
-      app.add_subcommand("unmount", "Unmount a wardfs mount point; the daemon then exits.");
+  CLI::App* unmount = app.add_subcommand(
+      "unmount", "Unmount a wardfs mount point (nothing else); the daemon then exits.");
   unmount->alias("umount");
   unmount->add_option("MOUNTPOINT", *mount_point, "Where the volume is mounted")->required();
   unmount->callback(

@@ -20,8 +20,11 @@ bool is_mounted(const std::string& target) {
 }
 
 OfflineVolume::OfflineVolume(const std::filesystem::path& cipher_dir,
-                             const OfflineCredentials& creds, bool writable) {
+                             const OfflineCredentials& creds,
+                             const std::optional<std::string>& changing) {
+  const bool writable = changing.has_value();
   const auto config = crypto::load_config(cipher_dir);
+  if (writable) lease_.emplace(cipher_dir, volume::LeaseUse::offline_change, *changing);
   log_ = std::make_unique<audit::AuditLog>(audit::default_log_options(config.volume_id),
                                            crypto::base64url_encode(config.volume_id));
   keystore::Credentials credentials;

@@ -6,11 +6,13 @@
 #include <CLI/CLI.hpp>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "audit/keystore_audit.h"
 #include "audit/log.h"
 #include "keystore/keystore.h"
+#include "volume/lease.h"
 #include "volume/volume.h"
 
 namespace wardfs::cli {
@@ -29,9 +31,12 @@ bool is_mounted(const std::string& target);
 
 class OfflineVolume {
  public:
-  // Unlocks `cipher_dir`; gives an old volume its audit key when `writable`.
+  // Unlocks `cipher_dir` to read it. With `changing`, the name of the command that will
+  // change it ("rotate"): first takes the volume's lease for the command's whole life,
+  // refused while a daemon serves the volume anywhere, then gives an old volume its
+  // audit key.
   OfflineVolume(const std::filesystem::path& cipher_dir, const OfflineCredentials& creds,
-                bool writable);
+                const std::optional<std::string>& changing);
   ~OfflineVolume();  // writes the queued audit records
 
   volume::Volume& volume() { return *volume_; }
@@ -42,6 +47,7 @@ class OfflineVolume {
               nlohmann::json detail = nullptr);
 
  private:
+  std::optional<volume::VolumeLease> lease_;  // released last
   std::unique_ptr<audit::AuditLog> log_;
   std::unique_ptr<keystore::Keystore> plain_keystore_;
   std::unique_ptr<audit::AuditedKeystore> keystore_;

@@ -39,6 +39,7 @@
 #include "daemon/notify.h"
 #include "daemon/volume_service.h"
 #include "fuse/filesystem.h"
+#include "volume/lease.h"
 #include "volume/posix_io.h"
 #include "volume/volume.h"
 
@@ -317,6 +318,16 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   harden_process();
   tune_allocator();
   const auto config = crypto::load_config(req.cipher_dir);
+  // Taken once the config proves this a volume, held until this process ends: no second
+  // read-write daemon and no offline key command on this volume meanwhile, wherever
+  // they run.
+  const volume::VolumeLease lease(
+      req.cipher_dir,
+      req.read_only ? volume::LeaseUse::read_only_mount : volume::LeaseUse::read_write_mount,
+      stdfs::absolute(req.mount_point).string());
+  if (!lease.held())
+    spdlog::warn("{} has no {} and cannot get one: mounted read-only without a lease",
+                 req.cipher_dir.string(), volume::kLeaseFileName);
   audit::AuditLog audit_log(audit_options(req, config), crypto::base64url_encode(config.volume_id));
   auto plain_keystore = keystore::open_keystore(config.keystore, req.credentials);
   // The keystore stays open: online rotation wraps new data keys with it.

@@ -26,40 +26,61 @@ std::string unescape_mountinfo(std::string_view field) {
   return out;
 }
 
-// The device of the last mount listed at one of `paths`, compared as strings.
-std::optional<std::string> device_listed_at(const std::string& first, const std::string& second) {
+struct MountEntry {
+  std::string device;  // major:minor
+  std::string fstype;  // "fuse.wardfs" for ours
+};
+
+// The last mount listed at one of `paths`, compared as strings.
+std::optional<MountEntry> entry_listed_at(const std::string& first, const std::string& second) {
   std::ifstream info("/proc/self/mountinfo");
   std::string line;
-  std::optional<std::string> device;
+  std::optional<MountEntry> entry;
   while (std::getline(info, line)) {
     std::istringstream fields(line);
-    std::string id, parent, devs, root, mount_point;
+    std::string id, parent, devs, root, mount_point, field;
     fields >> id >> parent >> devs >> root >> mount_point;
     const std::string listed = unescape_mountinfo(mount_point);
     // The last match is the one on top when several are stacked.
-    if (listed == first || listed == second) device = devs;
+    if (listed != first && listed != second) continue;
+    // Optional fields up to a lone "-", then the filesystem type.
+    while (fields >> field && field != "-") {
+    }
+    std::string fstype;
+    fields >> fstype;
+    entry = MountEntry{devs, fstype};
   }
-  return device;
+  return entry;
 }
 
-}  // namespace
-
-std::optional<std::string> mounted_device(const stdfs::path& path) {
+std::optional<MountEntry> entry_at(const stdfs::path& path) {
   // A dead FUSE mount fails every stat (ENOTCONN), so fall back to the lexical path.
   std::error_code ec;
   stdfs::path canonical = stdfs::weakly_canonical(path, ec);
   const std::string lexical = stdfs::absolute(path).lexically_normal().string();
   if (ec || canonical.empty()) canonical = lexical;
-  return device_listed_at(canonical.string(), lexical);
+  return entry_listed_at(canonical.string(), lexical);
 }
 
-bool is_mount_point(const stdfs::path& path) { return mounted_device(path).has_value(); }
+}  // namespace
+
+std::optional<std::string> mounted_device(const stdfs::path& path) {
+  const auto entry = entry_at(path);
+  return entry ? std::optional<std::string>(entry->device) : std::nullopt;
+}
+
+std::optional<std::string> mounted_fstype(const stdfs::path& path) {
+  const auto entry = entry_at(path);
+  return entry ? std::optional<std::string>(entry->fstype) : std::nullopt;
+}
+
+bool is_mount_point(const stdfs::path& path) { return entry_at(path).has_value(); }
 
 bool widen_readahead(const stdfs::path& canonical_path, unsigned kib) {
   const std::string listed = canonical_path.string();
-  const auto device = device_listed_at(listed, listed);
-  if (!device) return false;
-  const std::string knob = "/sys/class/bdi/" + *device + "/read_ahead_kb";
+  const auto entry = entry_listed_at(listed, listed);
+  if (!entry) return false;
+  const std::string knob = "/sys/class/bdi/" + entry->device + "/read_ahead_kb";
   unsigned current = 0;
   {
     std::ifstream in(knob);

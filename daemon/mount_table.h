@@ -6,12 +6,20 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace wardfs::daemon {
 
 // The "major:minor" device of the filesystem mounted at `path`, if one is. Resolves
 // symlinks in `path` first, which stats it: not for our own mount before it serves.
 std::optional<std::string> mounted_device(const std::filesystem::path& path);
+
+// The type of the filesystem on top at `path` ("fuse.wardfs" for a wardfs mount), if
+// something is mounted there; symlinks resolved as by mounted_device.
+std::optional<std::string> mounted_fstype(const std::filesystem::path& path);
+
+// What mounted_fstype says of a wardfs mount.
+inline constexpr std::string_view kWardfsFsType = "fuse.wardfs";
 
 // Lets the kernel read ahead `kib` KiB on the FUSE mount at `canonical_path` (resolved
 // before mounting: a stat of it now would wait on this very daemon) when its backing

@@ -205,10 +205,14 @@ nlohmann::json VolumeService::retire(std::uint32_t generation, bool force,
   std::lock_guard lock(rotation_mutex_);
   if (progress_.running)
     throw WardError(ErrorKind::usage, "a rekey is running; wait for it to finish");
-  volume::VolumeUsage usage;
   volume::Rekeyer rekeyer(volume_, filesystem_.tree_access(), filesystem_.names());
-  rekeyer.scan(usage);
-  const std::uint64_t uses = usage.uses(generation);
+  std::uint64_t uses = 0;
+  try {
+    uses = rekeyer.uses_before_retire(generation, force);
+  } catch (const WardError& e) {
+    audit("retire", peer, generation, "failed", {{"error", e.what()}});
+    throw;
+  }
   if (uses > 0 && !force) {
     audit("retire", peer, generation, "refused", {{"still_in_use", uses}});
     throw WardError(

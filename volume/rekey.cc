@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "crypto/errors.h"
 #include "volume/backing_tree.h"
 #include "volume/posix_io.h"
 
@@ -24,9 +25,12 @@ std::string child_path(const std::string& parent, const std::string& name) {
   return parent == "/" ? "/" + name : parent + "/" + name;
 }
 
+// backing "." is the directory itself: the root has no parent entry to reach it by.
 std::string entry_proc_path(int dir_fd, const std::string& backing) {
   return "/proc/self/fd/" + std::to_string(dir_fd) + "/" + backing;
 }
+
+constexpr const char* kSelf = ".";
 
 std::optional<std::uint32_t> blob_generation_of(crypto::ByteView blob) {
   if (blob.size() < crypto::kGenerationSize) return std::nullopt;
@@ -34,7 +38,8 @@ std::optional<std::uint32_t> blob_generation_of(crypto::ByteView blob) {
 }
 
 // Calls fn(backing_name, sealed_value) for each user.* xattr of an entry.
-int for_each_user_xattr(const std::string& proc, const std::function<void(const std::string&, crypto::ByteView)>& fn) {
+int for_each_user_xattr(const std::string& proc,
+                        const std::function<void(const std::string&, crypto::ByteView)>& fn) {
   std::vector<char> names(XATTR_LIST_MAX);
   const ssize_t n = ::llistxattr(proc.c_str(), names.data(), names.size());
   if (n < 0) return errno == ENOTSUP ? 0 : -errno;
@@ -56,7 +61,8 @@ std::uint64_t VolumeUsage::uses(std::uint32_t generation) const {
     const auto it = m.find(generation);
     return it == m.end() ? std::uint64_t{0} : it->second;
   };
-  return count(content.chunks) + count(content.headers) + count(names) + count(symlinks) + count(xattrs);
+  return count(content.chunks) + count(content.headers) + count(names) + count(symlinks) +
+         count(xattrs);
 }
 
 int OfflineTreeAccess::with_file(int dir_fd, const std::string& backing, const std::string&,
@@ -70,7 +76,8 @@ int OfflineTreeAccess::with_file(int dir_fd, const std::string& backing, const s
 
 struct Rekeyer::Visitor {
   std::function<int(int dir_fd, const crypto::DirId& id, const std::string& path)> on_dir;
-  std::function<int(int dir_fd, const DirEntry& e, const struct stat& st, const std::string& path)> on_entry;
+  std::function<int(int dir_fd, const DirEntry& e, const struct stat& st, const std::string& path)>
+      on_entry;
   std::uint64_t unreadable = 0;
 };
 
@@ -82,17 +89,21 @@ int Rekeyer::walk(int dir_fd, const std::string& path, Visitor& v) {
   }
   int result = v.on_dir ? v.on_dir(dir_fd, id, path) : 0;
   std::vector<DirEntry> entries;
-  if (const int rc = names_.list(dir_fd, id, entries, [&](std::string_view, std::string_view) { v.unreadable++; });
+  if (const int rc = names_.list(dir_fd, id, entries,
+                                 [&](std::string_view, std::string_view) { v.unreadable++; });
       rc != 0) {
     return rc;
   }
   for (const auto& e : entries) {
     struct stat st {};
-    if (::fstatat(dir_fd, e.backing.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone meanwhile
+    if (::fstatat(dir_fd, e.backing.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+      continue;  // gone meanwhile
     const std::string path_of_entry = child_path(path, e.name);
-    if (const int rc = v.on_entry(dir_fd, e, st, path_of_entry); rc != 0 && result == 0) result = rc;
+    if (const int rc = v.on_entry(dir_fd, e, st, path_of_entry); rc != 0 && result == 0)
+      result = rc;
     if (S_ISDIR(st.st_mode)) {
-      UniqueFd sub(::openat(dir_fd, e.backing.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      UniqueFd sub(
+          ::openat(dir_fd, e.backing.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       const int rc = sub ? walk(sub.get(), path_of_entry, v) : -errno;
       if (rc != 0 && result == 0) result = rc;
     }
@@ -102,7 +113,8 @@ int Rekeyer::walk(int dir_fd, const std::string& path, Visitor& v) {
 
 int Rekeyer::scan(VolumeUsage& out) {
   Visitor v;
-  v.on_entry = [&](int dir_fd, const DirEntry& e, const struct stat& st, const std::string& path) -> int {
+  v.on_entry = [&](int dir_fd, const DirEntry& e, const struct stat& st,
+                   const std::string& path) -> int {
     out.names[e.generation]++;
     const std::string proc = entry_proc_path(dir_fd, e.backing);
     for_each_user_xattr(proc, [&](const std::string&, crypto::ByteView blob) {
@@ -111,25 +123,48 @@ int Rekeyer::scan(VolumeUsage& out) {
     if (S_ISLNK(st.st_mode)) {
       char buf[PATH_MAX];
       const ssize_t n = ::readlinkat(dir_fd, e.backing.c_str(), buf, sizeof buf);
-      const auto blob = n > 0 ? crypto::base64url_decode(std::string_view(buf, static_cast<std::size_t>(n))) : std::nullopt;
+      const auto blob =
+          n > 0 ? crypto::base64url_decode(std::string_view(buf, static_cast<std::size_t>(n)))
+                : std::nullopt;
       if (auto g = blob ? blob_generation_of(*blob) : std::nullopt) out.symlinks[*g]++;
       return 0;
     }
     if (!S_ISREG(st.st_mode)) return 0;
     out.files++;
     out.backing_bytes += static_cast<std::uint64_t>(st.st_size);
-    const int rc = access_.with_file(dir_fd, e.backing, path, [&](FileContent& fc, int fd) { return fc.scan(fd, out.content); });
+    const int rc = access_.with_file(
+        dir_fd, e.backing, path, [&](FileContent& fc, int fd) { return fc.scan(fd, out.content); });
     if (rc != 0) out.unreadable++;
     return 0;
   };
   UniqueFd root(::open(volume_.cipher_dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root) return -errno;
+  const int root_rc = for_each_user_xattr(entry_proc_path(root.get(), kSelf),
+                                          [&](const std::string&, crypto::ByteView blob) {
+                                            if (auto g = blob_generation_of(blob)) out.xattrs[*g]++;
+                                          });
   const int rc = walk(root.get(), "/", v);
   out.unreadable += v.unreadable;
-  return rc;
+  return rc != 0 ? rc : root_rc;
 }
 
-int Rekeyer::rekey_names(int dir_fd, const crypto::DirId& dir_id, const std::string& path, RekeyProgress& progress) {
+std::uint64_t Rekeyer::uses_before_retire(std::uint32_t generation, bool force) {
+  VolumeUsage usage;
+  const int rc = scan(usage);
+  // Entries that fail authentication are not a reason to stop: those sealed under a
+  // generation already retired stay so for good, and would block every later retire.
+  if (rc == 0 || force) return usage.uses(generation);
+  throw WardError(ErrorKind::io,
+                  "cannot retire generation " + std::to_string(generation) + ": the scan of " +
+                      volume_.cipher_dir().string() + " could not walk the whole tree (" +
+                      std::strerror(-rc) +
+                      ", see the log), so it may still seal data the scan missed. Repair the "
+                      "directory named in the log and retry, or retire with --force to shred "
+                      "whatever it still seals");
+}
+
+int Rekeyer::rekey_names(int dir_fd, const crypto::DirId& dir_id, const std::string& path,
+                         RekeyProgress& progress) {
   return access_.with_dir(dir_fd, path, [&]() -> int {
     std::vector<DirEntry> entries;
     if (const int rc = names_.list(dir_fd, dir_id, entries, nullptr); rc != 0) return rc;
@@ -138,12 +173,15 @@ int Rekeyer::rekey_names(int dir_fd, const crypto::DirId& dir_id, const std::str
       if (e.generation == active->generation) continue;
       ResolvedName to;
       to.encoded = active->names->encrypt(dir_id, e.name);
-      to.backing = crypto::needs_long_name(to.encoded) ? crypto::long_name_for(to.encoded) : to.encoded;
+      to.backing =
+          crypto::needs_long_name(to.encoded) ? crypto::long_name_for(to.encoded) : to.encoded;
       ResolvedName from;
       from.backing = e.backing;
-      from.encoded = crypto::is_long_name(e.backing) ? std::string() : e.backing;  // only is_long() matters
+      from.encoded =
+          crypto::is_long_name(e.backing) ? std::string() : e.backing;  // only is_long() matters
       if (const int rc = names_.write_sidecar(dir_fd, to); rc != 0) return rc;
-      if (::renameat2(dir_fd, e.backing.c_str(), dir_fd, to.backing.c_str(), RENAME_NOREPLACE) != 0) {
+      if (::renameat2(dir_fd, e.backing.c_str(), dir_fd, to.backing.c_str(), RENAME_NOREPLACE) !=
+          0) {
         const int err = errno;
         names_.remove_sidecar(dir_fd, to);
         return -err;
@@ -206,7 +244,8 @@ int Rekeyer::rekey_xattrs(int dir_fd, const std::string& backing, RekeyProgress&
       // Not enough room for both copies (ext4: one block per inode): old one first.
       const bool retry = (errno == ENOSPC || errno == E2BIG) && new_name != name &&
                          ::lremovexattr(proc.c_str(), name.c_str()) == 0;
-      if (!retry || ::lsetxattr(proc.c_str(), new_name.c_str(), sealed.data(), sealed.size(), 0) != 0) {
+      if (!retry ||
+          ::lsetxattr(proc.c_str(), new_name.c_str(), sealed.data(), sealed.size(), 0) != 0) {
         result = -errno;
         return;
       }
@@ -249,13 +288,16 @@ int Rekeyer::rekey(RekeyProgress& progress, double rate_bytes_per_sec) {
     if (rc != 0) note_error("names in " + path, rc);
     return rc;
   };
-  v.on_entry = [&](int dir_fd, const DirEntry& e, const struct stat& st, const std::string& path) -> int {
+  v.on_entry = [&](int dir_fd, const DirEntry& e, const struct stat& st,
+                   const std::string& path) -> int {
     if (progress.cancel) return -ECANCELED;
     int rc = rekey_xattrs(dir_fd, e.backing, progress);
     if (rc == 0 && S_ISLNK(st.st_mode)) {
-      rc = access_.with_dir(dir_fd, path, [&] { return rekey_symlink(dir_fd, e.backing, progress); });
+      rc = access_.with_dir(dir_fd, path,
+                            [&] { return rekey_symlink(dir_fd, e.backing, progress); });
     } else if (rc == 0 && S_ISREG(st.st_mode)) {
-      rc = access_.with_file(dir_fd, e.backing, path, [&](FileContent& fc, int fd) { return fc.rekey(fd, throttle); });
+      rc = access_.with_file(dir_fd, e.backing, path,
+                             [&](FileContent& fc, int fd) { return fc.rekey(fd, throttle); });
       progress.files_done++;
       if (progress.on_file_done) progress.on_file_done();
     }
@@ -264,7 +306,14 @@ int Rekeyer::rekey(RekeyProgress& progress, double rate_bytes_per_sec) {
   };
   UniqueFd root(::open(volume_.cipher_dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root) return -errno;
-  return walk(root.get(), "/", v);
+  const int root_rc = rekey_xattrs(root.get(), kSelf, progress);
+  if (root_rc != 0) note_error("xattrs of /", root_rc);
+  const int rc = walk(root.get(), "/", v);
+  // A directory the walk could not enter (no readable id, not listable) is logged by
+  // walk only: count it, or an online rekey would report success having skipped it.
+  if (rc != 0 && rc != -ECANCELED && progress.errors == 0)
+    note_error("part of the tree (see the log for the directory)", rc);
+  return rc != 0 ? rc : root_rc;
 }
 
 }  // namespace wardfs::volume

@@ -70,15 +70,22 @@ class Rekeyer {
  public:
   Rekeyer(Volume& volume, TreeAccess& access, const NameMapper& names)
       : volume_(volume), access_(access), names_(names) {}
+  // Counts what every generation seals, the root directory's own xattrs included.
+  // 0, or -errno when part of the tree could not be walked (the counts are then short).
   int scan(VolumeUsage& out);
   // Re-seals every chunk, header, name, symlink target and xattr under an older
   // generation. rate_bytes_per_sec 0 = unthrottled. Safe to interrupt and rerun.
   int rekey(RekeyProgress& progress, double rate_bytes_per_sec);
+  // What retiring `generation` would shred, from a full scan. Unless `force`, throws
+  // WardError when the scan could not walk the whole tree: a short count could miss data
+  // the generation still seals, which retiring would destroy.
+  std::uint64_t uses_before_retire(std::uint32_t generation, bool force);
 
  private:
   struct Visitor;
   int walk(int dir_fd, const std::string& path, Visitor& visitor);
-  int rekey_names(int dir_fd, const crypto::DirId& dir_id, const std::string& path, RekeyProgress& progress);
+  int rekey_names(int dir_fd, const crypto::DirId& dir_id, const std::string& path,
+                  RekeyProgress& progress);
   int rekey_symlink(int dir_fd, const std::string& backing, RekeyProgress& progress);
   int rekey_xattrs(int dir_fd, const std::string& backing, RekeyProgress& progress);
 

@@ -8,7 +8,7 @@ import signal
 import stat
 import subprocess
 
-from wardfs_harness import (BIN, CONFIG_NAME, DIRID_NAME, WardfsTestCase, describe, expected_backing_size,
+from wardfs_harness import (BACKING_META, BIN, CONFIG_NAME, DIRID_NAME, WardfsTestCase, describe, expected_backing_size,
                             is_fuse_mounted, main, mount_entry, proc_mounts_text, read_file, run,
                             wait_for, write_file)
 
@@ -73,7 +73,7 @@ class Cli(WardfsTestCase):
             v.mount()
             write_file(v.p("f"), b"x" * (chunk + 1))
             v.unmount()
-            data_files = [n for n in os.listdir(v.cipher_dir) if n not in (CONFIG_NAME, DIRID_NAME)]
+            data_files = [n for n in os.listdir(v.cipher_dir) if n not in BACKING_META]
             self.assertEqual(len(data_files), 1)
             self.assertEqual(os.stat(v.b(data_files[0])).st_size,
                              expected_backing_size(chunk + 1, chunk, cipher))
@@ -326,6 +326,21 @@ class Cli(WardfsTestCase):
                                                  os.path.exists("/proc/%d/exe" % x) for x in pids), 5),
                         "the daemon exits after unmount")
 
+    def test_unmount_refuses_what_is_not_wardfs(self):
+        v = self.vol()
+        other = os.path.join(v.root, "tmpfs")
+        os.mkdir(other)
+        p = run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", other])
+        self.assertExit(p, 0, "mount a tmpfs to try unmounting")
+        self.addCleanup(lambda: mount_entry(other) and run(["umount", other]))
+        write_file(os.path.join(other, "kept"), b"tmpfs data")
+        p = run([BIN, "unmount", other])
+        self.assertExit(p, 4, "wardfs unmount of a tmpfs")
+        self.assertIn("not a wardfs", self.message(p))
+        entry = mount_entry(other)
+        self.assertTrue(entry and entry["fstype"] == "tmpfs", "the tmpfs must stay mounted")
+        self.assertEqual(read_file(os.path.join(other, "kept")), b"tmpfs data")
+
     def test_two_volumes_at_once(self):
         a, b = self.vol(), self.vol()
         for v in (a, b):
@@ -342,7 +357,9 @@ class Cli(WardfsTestCase):
         x = os.path.join(a.root, "x")
         os.mkdir(x)
         self.addCleanup(lambda: is_fuse_mounted(x) and run(["fusermount3", "-uz", x]))
-        p = run([BIN, "mount", b.cipher_dir, x, "--keyfile", a.keyfile], timeout=60, via_files=True)
+        # Read-only: a second read-write mount of b would be refused before any key is tried.
+        p = run([BIN, "mount", b.cipher_dir, x, "--keyfile", a.keyfile, "-o", "ro"], timeout=60,
+                via_files=True)
         self.assertExit(p, 2, "volume b with volume a's key")
         self.assertFalse(is_fuse_mounted(x))
 
