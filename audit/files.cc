@@ -46,13 +46,14 @@ Mac checkpoint_mac(crypto::ByteView key, std::uint64_t seq, const Mac& mac) {
   return crypto::hmac_sha256(key, message);
 }
 
-bool hex_to_mac(const std::string& hex, Mac& out) {
+}  // namespace
+
+bool hex_to_mac(std::string_view hex, Mac& out) {
   std::size_t len = 0;
   return sodium_hex2bin(out.data(), out.size(), hex.data(), hex.size(), nullptr, &len, nullptr) ==
              0 &&
          len == out.size();
 }
-}  // namespace
 
 stdfs::path default_log_path(std::string_view volume_id) {
   return state_dir() / (std::string(volume_id) + ".audit.jsonl");

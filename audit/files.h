@@ -37,6 +37,9 @@ std::string seal_checkpoint(const Checkpoint& checkpoint, crypto::ByteView key);
 std::optional<Checkpoint> open_checkpoint(std::string_view text, crypto::ByteView key,
                                           std::string& why);
 
+// A MAC written as 64 hex digits; false when `hex` is anything else.
+bool hex_to_mac(std::string_view hex, Mac& out);
+
 struct Tail {
   std::string last_line;      // the last complete non-empty line, without its newline
   std::uint64_t torn_at = 0;  // offset just past the last newline

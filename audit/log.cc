@@ -35,12 +35,18 @@ AuditLog::AuditLog(LogOptions options, std::string volume_id)
     : options_(std::move(options)), volume_id_(std::move(volume_id)) {}
 
 AuditLog::~AuditLog() {
+  if (anchor_ && flush()) {
+    // The last checkpoint (the unmount) is the one a cut-back would remove first.
+    anchor_->finish();
+    flush();  // a failure of that hand-over, on record
+  }
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
   }
   wake_.notify_all();
   if (writer_.joinable()) writer_.join();
+  anchor_.reset();
   if (!queue_.empty()) {
     spdlog::error(
         "audit log {}: {} records were never written (no audit key: the volume was not unlocked)",
@@ -53,6 +59,18 @@ void AuditLog::start(crypto::SecretBytes mac_key) {
   if (started_) return;
   key_ = std::move(mac_key);
   started_ = true;
+  if (!options_.anchor.argv.empty()) {
+    anchor_ = std::make_unique<CheckpointAnchor>(
+        options_.anchor, volume_id_,
+        CheckpointAnchor::Hooks{[this](const Checkpoint& c, const std::string& error, bool first) {
+                                  anchor_failed(c, error, first);
+                                },
+                                [this](const Checkpoint& c) {
+                                  spdlog::warn(
+                                      "audit log {}: the anchor command took checkpoint {} again",
+                                      options_.path.string(), c.seq);
+                                }});
+  }
   writer_ = std::thread([this] { run(); });
 }
 
@@ -132,6 +150,20 @@ void AuditLog::complain(const std::string& what) {
       options_.path.string(), what, on_failure_name(options_.on_failure),
       options_.on_failure == OnFailure::fail_closed ? "new opens are refused"
                                                     : "serving on, counting dropped records");
+}
+
+void AuditLog::anchor_failed(const Checkpoint& checkpoint, const std::string& error, bool first) {
+  spdlog::critical(
+      "AUDIT CHECKPOINT {} OF {} WAS NOT ANCHORED: {}; policy {}: {} (fix the command given to "
+      "--audit-anchor-cmd; it is retried)",
+      checkpoint.seq, options_.path.string(), error, on_failure_name(options_.on_failure),
+      options_.on_failure == OnFailure::fail_closed ? "new opens are refused"
+                                                    : "serving on, the log's tail is unanchored");
+  // Once per outage: the record makes a checkpoint of its own, which fails again.
+  if (!first) return;
+  Event e = internal_event("anchor_failed", {{"checkpoint_seq", checkpoint.seq}, {"error", error}});
+  e.result = "failed";
+  record(std::move(e));
 }
 
 bool AuditLog::write_batch(std::deque<Event>& batch) {
@@ -283,6 +315,8 @@ bool AuditLog::append_locked(int log_fd, std::deque<Event>& batch, Head& head) {
   } catch (const WardError& e) {
     complain(e.what());
   }
+  // The records are on disk: they may be anchored even if the local checkpoint is not.
+  if (anchor_) anchor_->offer({head.seq, head.mac, time});
   written_ += batch.size();
   batch.clear();
   return true;

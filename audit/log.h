@@ -10,10 +10,12 @@
 #include <cstdint>
 #include <deque>
 #include <filesystem>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 
+#include "audit/anchor.h"
 #include "audit/record.h"
 #include "crypto/secret.h"
 
@@ -28,12 +30,13 @@ struct LogOptions {
   std::uint64_t rotate_bytes = 64ULL << 20;
   std::size_t queue_capacity = 1U << 16;
   std::chrono::milliseconds flush_interval{200};
+  AnchorOptions anchor;  // hands each new checkpoint to an external command
 };
 
 class AuditLog {
  public:
   AuditLog(LogOptions options, std::string volume_id);
-  ~AuditLog();  // writes what is queued, then stops
+  ~AuditLog();  // writes what is queued, anchors the last checkpoint, then stops
   AuditLog(const AuditLog&) = delete;
   AuditLog& operator=(const AuditLog&) = delete;
 
@@ -49,11 +52,14 @@ class AuditLog {
   bool wants(Level level) const {
     return static_cast<int>(options_.level) >= static_cast<int>(level);
   }
-  // False when fail-closed and the last write failed: new opens must be refused.
+  // False when fail-closed and the last write, or the last hand-over to the anchor
+  // command, failed: new opens must be refused.
   bool allows_access() const {
-    return options_.on_failure == OnFailure::fail_open || healthy_.load();
+    return options_.on_failure == OnFailure::fail_open || (healthy_.load() && anchor_healthy());
   }
   bool healthy() const { return healthy_.load(); }
+  bool anchor_healthy() const { return !anchor_ || anchor_->healthy(); }
+  std::uint64_t anchored_seq() const { return anchor_ ? anchor_->anchored_seq() : 0; }
   std::uint64_t dropped() const { return dropped_.load(); }
   std::uint64_t written() const { return written_.load(); }
 
@@ -69,6 +75,7 @@ class AuditLog {
   Head chain_head(int log_fd, std::deque<Event>& batch);
   void repair_torn_tail(int log_fd, Tail& tail, std::deque<Event>& batch);
   void complain(const std::string& what);
+  void anchor_failed(const Checkpoint& checkpoint, const std::string& error, bool first);
 
   // Where the live file ended after our last append, and the chain head there, so the
   // next batch need not re-read it. Only the writer thread touches it.
@@ -96,6 +103,7 @@ class AuditLog {
   std::atomic<std::uint64_t> written_{0};
   std::chrono::steady_clock::time_point last_complaint_{};
   KnownTail known_;
+  std::unique_ptr<CheckpointAnchor> anchor_;  // set in start(), before the writer runs
   std::thread writer_;
 };
 

@@ -8,6 +8,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "audit/anchor.h"
 #include "audit/files.h"
 #include "audit/verify.h"
 #include "cli/commands.h"
@@ -29,6 +30,7 @@ struct AuditArgs {
   std::vector<std::string> events;
   std::string path_glob;
   bool json_output = false;
+  std::string anchor_file;  // verify --anchor
   OfflineCredentials creds;
 };
 
@@ -137,10 +139,26 @@ int run_show(const AuditArgs& a) {
   return 0;
 }
 
+// The local chain cannot see a log cut back to an earlier checkpoint, or deleted and
+// started again; the checkpoints anchored elsewhere can. Only after the chain verified.
+void check_anchored(const AuditArgs& a, const std::string& volume_id, json& report) {
+  if (a.anchor_file.empty() || !report["ok"].get<bool>()) return;
+  const auto anchored = audit::check_anchors(report["log"].get<std::string>(), volume_id,
+                                             stdfs::absolute(a.anchor_file));
+  report["anchor"] = anchored.to_json();
+  if (anchored.ok) return;
+  report["ok"] = false;
+  report["problem"] = "checked against the anchor " + a.anchor_file + ": " + anchored.problem;
+}
+
 int run_verify(const AuditArgs& a) {
   json report;
+  std::string volume_id;
   if (is_mounted(a.target) && a.log.empty()) {
-    report = daemon::control_request(stdfs::absolute(a.target), {{"op", "audit_verify"}});
+    const auto mount_point = stdfs::absolute(a.target);
+    report = daemon::control_request(mount_point, {{"op", "audit_verify"}});
+    if (!a.anchor_file.empty())
+      volume_id = daemon::control_request(mount_point, {{"op", "status"}})["volume_id"];
   } else {
     OfflineVolume offline(stdfs::absolute(a.target), a.creds, std::nullopt);
     if (offline.volume().audit_mac_key().empty()) {
@@ -152,7 +170,9 @@ int run_verify(const AuditArgs& a) {
     const stdfs::path log = log_path_of(a);
     report = audit::verify_log(log, offline.volume().audit_mac_key().view()).to_json();
     report["log"] = log.string();
+    volume_id = offline.volume().id_text();
   }
+  check_anchored(a, volume_id, report);
   if (a.json_output) {
     std::cout << report.dump() << "\n";
   } else if (report["ok"].get<bool>()) {
@@ -161,6 +181,14 @@ int run_verify(const AuditArgs& a) {
               << " to " << report["last_seq"] << "), checkpoint at record "
               << report["checkpoint_seq"] << "\n";
     if (report.contains("note")) std::cout << "note: " << report["note"].get<std::string>() << "\n";
+    if (report.contains("anchor")) {
+      const auto& anchor = report["anchor"];
+      std::cout << "anchor " << a.anchor_file << ": " << anchor["checked"]
+                << " anchored checkpoints match the log (latest: record " << anchor["latest_seq"]
+                << ")\n";
+      if (anchor.contains("note"))
+        std::cout << "note: " << anchor["note"].get<std::string>() << "\n";
+    }
   } else {
     std::cerr << "wardfs: audit log " << report["log"].get<std::string>()
               << " FAILED verification: " << report.value("problem", std::string("unknown problem"))
@@ -199,6 +227,10 @@ void add_audit_command(CLI::App& app, Runner& run) {
                           "Recompute the chain; name the first edited, deleted, inserted "
                           "or reordered record, or a cut-off tail");
   verify->add_flag("--json", a->json_output, "Machine-readable report");
+  verify->add_option("--anchor", a->anchor_file,
+                     "Also check the log against the checkpoints anchored in FILE (JSON lines, "
+                     "as --audit-anchor-cmd received them): finds a log cut back to an earlier "
+                     "checkpoint, or deleted and started again");
   add_offline_credentials(*verify, a->creds);
   verify->callback([a, &run] { run = [a] { return run_verify(*a); }; });
 }

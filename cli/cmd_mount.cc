@@ -18,6 +18,7 @@
 #include "daemon/control.h"
 #include "daemon/mount.h"
 #include "daemon/mount_table.h"
+#include "keystore/command_runner.h"
 
 namespace wardfs::cli {
 
@@ -36,6 +37,8 @@ struct MountArgs {
   std::string audit_level;
   std::string audit_on_failure;
   std::string audit_rotate_size;
+  std::string audit_key_missing;
+  std::string audit_anchor_cmd;
 };
 
 void set_audit_level(const std::string& name, daemon::MountRequest& req) {
@@ -52,6 +55,28 @@ void set_audit_on_failure(const std::string& name, daemon::MountRequest& req) {
     throw WardError(ErrorKind::usage,
                     "audit failure policy must be fail-open or fail-closed, not '" + name + "'");
   req.audit_on_failure = *policy;
+}
+
+void set_audit_key_missing(const std::string& name, daemon::MountRequest& req) {
+  const auto policy = audit::missing_key_from_name(name);
+  if (!policy)
+    throw WardError(ErrorKind::usage,
+                    "--audit-key-missing must be refuse or recreate, not '" + name + "'");
+  req.audit_key_missing = *policy;
+}
+
+// The daemon runs it from / after detaching: a relative program path is made absolute
+// now, and a missing one is a usage error now rather than a failed anchor later.
+void set_audit_anchor_cmd(const std::string& line, daemon::MountRequest& req) {
+  auto argv = keystore::command_argv(line);
+  if (argv[0].find('/') != std::string::npos) {
+    argv[0] = std::filesystem::absolute(argv[0]).string();
+    if (::access(argv[0].c_str(), X_OK) != 0) {
+      throw WardError(ErrorKind::usage,
+                      "--audit-anchor-cmd: cannot run " + argv[0] + ": " + std::strerror(errno));
+    }
+  }
+  req.audit_anchor_argv = std::move(argv);
 }
 
 void apply_mount_options(const std::vector<std::string>& raw, daemon::MountRequest& req) {
@@ -76,11 +101,16 @@ void apply_mount_options(const std::vector<std::string>& raw, daemon::MountReque
         req.audit_log = std::filesystem::absolute(opt.substr(10));
       } else if (opt.starts_with("audit_on_failure=")) {
         set_audit_on_failure(opt.substr(17), req);
+      } else if (opt.starts_with("audit_key_missing=")) {
+        set_audit_key_missing(opt.substr(18), req);
+      } else if (opt.starts_with("audit_anchor_cmd=")) {
+        set_audit_anchor_cmd(opt.substr(17), req);
       } else {
         throw WardError(ErrorKind::usage,
                         "unknown mount option '" + opt +
                             "' (known: ro, rw, allow_other, nonempty, keyfile=F, passfile=F, "
-                            "audit=LEVEL, audit_log=F, audit_on_failure=POLICY)");
+                            "audit=LEVEL, audit_log=F, audit_on_failure=POLICY, "
+                            "audit_key_missing=POLICY, audit_anchor_cmd=CMD)");
       }
     }
   }
@@ -106,6 +136,8 @@ int run_mount(const MountArgs& a) {
                       "--audit-rotate-size must be a size of at least 4K (e.g. 64M)");
     req.audit_rotate_bytes = *size;
   }
+  if (!a.audit_key_missing.empty()) set_audit_key_missing(a.audit_key_missing, req);
+  if (!a.audit_anchor_cmd.empty()) set_audit_anchor_cmd(a.audit_anchor_cmd, req);
   apply_mount_options(a.options, req);
   req.cipher_dir = std::filesystem::absolute(req.cipher_dir);
   req.mount_point = std::filesystem::absolute(req.mount_point);
@@ -289,6 +321,18 @@ void add_mount_commands(CLI::App& app, Runner& run) {
       "--audit-rotate-size", args->audit_rotate_size,
       "Start a new audit log file beyond this size (default 64M); the HMAC chain continues "
       "across files, and older files can be shipped away and deleted");
+  mount
+      ->add_option("--audit-key-missing", args->audit_key_missing,
+                   "When wardfs.conf has no audit key but the volume's audit log exists (the "
+                   "key was removed or an old config restored): refuse (default: no mount) or "
+                   "recreate (move the old log aside, start a new key and log, on record)")
+      ->check(CLI::IsMember({"refuse", "recreate"}));
+  mount->add_option(
+      "--audit-anchor-cmd", args->audit_anchor_cmd,
+      "Hand each new audit checkpoint to this command (split into words without a shell; "
+      "'sh:LINE' runs /bin/sh -c LINE) as one JSON line on stdin: volume, seq, mac, time, no "
+      "secrets. Keep what it gets out of reach of the log's directory; check with 'wardfs audit "
+      "TARGET verify --anchor FILE'");
   mount->callback([args, &run] { run = [args] { return run_mount(*args); }; });
 
   auto mount_point = std::make_shared<std::string>();

@@ -69,6 +69,11 @@ const std::vector<MountOptionInfo>& mount_option_table() {
       {"audit=LEVEL", "audit log level keys, access or all (the same as --audit-level)"},
       {"audit_log=FILE", "audit log file (the same as --audit-log)"},
       {"audit_on_failure=POLICY", "fail-open or fail-closed when the audit log cannot be written"},
+      {"audit_key_missing=POLICY",
+       "refuse or recreate when the audit key is gone but the log exists (the same as "
+       "--audit-key-missing)"},
+      {"audit_anchor_cmd=CMD",
+       "external anchor command, no commas (the same as --audit-anchor-cmd)"},
       {"nofail,_netdev,noauto,auto,defaults,user,users,x-*,comment=*",
        "for mount(8) and systemd; ignored by wardfs"},
   };

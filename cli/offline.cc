@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "audit/append.h"
+#include "audit/key_loss.h"
 #include "daemon/mount.h"
 
 namespace wardfs::cli {
@@ -27,6 +28,11 @@ OfflineVolume::OfflineVolume(const std::filesystem::path& cipher_dir,
   if (writable) lease_.emplace(cipher_dir, volume::LeaseUse::offline_change, *changing);
   log_ = std::make_unique<audit::AuditLog>(audit::default_log_options(config.volume_id),
                                            crypto::base64url_encode(config.volume_id));
+  if (!config.audit_key && audit::has_history(log_->options().path)) {
+    audit::refuse_lost_key(cipher_dir, log_->options().path,
+                           "to start a new audit key on purpose, mount the volume once with "
+                           "--audit-key-missing=recreate (the old log is kept aside)");
+  }
   keystore::Credentials credentials;
   if (!creds.keyfile.empty()) credentials.keyfile = creds.keyfile;
   if (!creds.passfile.empty()) credentials.passfile = creds.passfile;

@@ -273,7 +273,47 @@ audit::LogOptions audit_options(const MountRequest& req, const crypto::VolumeCon
   o.level = req.audit_level;
   o.on_failure = req.audit_on_failure;
   o.rotate_bytes = req.audit_rotate_bytes;
+  o.anchor.argv = req.audit_anchor_argv;
   return o;
+}
+
+// wardfs.conf has no audit key: an old volume (fine), or one whose key was removed while
+// its log lives on. Refused by default, before any keystore call.
+bool audit_key_lost(const MountRequest& req, const crypto::VolumeConfig& config,
+                    const stdfs::path& log_path) {
+  if (config.audit_key || !audit::has_history(log_path)) return false;
+  if (req.audit_key_missing == audit::MissingKey::refuse) {
+    audit::refuse_lost_key(req.cipher_dir, log_path,
+                           "to start a new audit key on purpose, mount with "
+                           "--audit-key-missing=recreate (the old log is kept aside)");
+  }
+  return true;
+}
+
+// --audit-key-missing=recreate, once the volume is unlocked: the old log goes aside and a
+// new history starts, loudly. Returns the record that says so, if there is a new history.
+std::optional<audit::Event> start_new_audit_history(const MountRequest& req,
+                                                    const stdfs::path& log_path) {
+  if (req.read_only) {
+    spdlog::error(
+        "AUDIT KEY MISSING from {}/wardfs.conf although its audit log {} exists; mounted "
+        "read-only without auditing (--audit-key-missing=recreate)",
+        req.cipher_dir.string(), log_path.string());
+    return std::nullopt;
+  }
+  const auto aside = audit::set_aside_history(log_path);
+  spdlog::error(
+      "AUDIT KEY MISSING from {}/wardfs.conf although its audit log {} exists: starting a new "
+      "audit key and a new log (--audit-key-missing=recreate); the old log, unverifiable "
+      "without its key, was moved aside ({} files, last record {})",
+      req.cipher_dir.string(), log_path.string(), aside.moved.size(),
+      aside.last_seq ? std::to_string(*aside.last_seq) : "unknown");
+  nlohmann::json detail = {
+      {"reason", "the audit key was missing from wardfs.conf while the audit log existed"},
+      {"policy", "recreate"},
+      {"moved_aside", aside.moved}};
+  if (aside.last_seq) detail["previous_last_seq"] = *aside.last_seq;
+  return audit::volume_event("audit_key_recreated", "", std::nullopt, "ok", std::move(detail));
 }
 
 // Unlocks through the audited keystore, so every unwrap is on record, and starts the
@@ -281,8 +321,11 @@ audit::LogOptions audit_options(const MountRequest& req, const crypto::VolumeCon
 std::unique_ptr<volume::Volume> unlock_audited(const MountRequest& req,
                                                const crypto::VolumeConfig& config,
                                                keystore::Keystore& keystore, audit::AuditLog& log) {
+  const bool key_lost = audit_key_lost(req, config, log.options().path);
   auto volume = volume::unlock_volume(req.cipher_dir, config, keystore);
+  auto recreated = key_lost ? start_new_audit_history(req, log.options().path) : std::nullopt;
   if (!req.read_only) volume::ensure_audit_key(*volume, keystore);
+  if (recreated) log.record(std::move(*recreated));
   if (volume->audit_mac_key().empty()) {
     spdlog::warn(
         "{} has no audit key yet (made before the audit log) and is mounted read-only: nothing "

@@ -4,7 +4,9 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "audit/key_loss.h"
 #include "audit/record.h"
 #include "keystore/keystore.h"
 
@@ -30,6 +32,9 @@ struct MountRequest {
   audit::Level audit_level = audit::Level::keys;
   audit::OnFailure audit_on_failure = audit::OnFailure::fail_open;
   std::uint64_t audit_rotate_bytes = 64ULL << 20;  // the live log file moves aside beyond this
+  // --audit-key-missing: what to do when wardfs.conf lost the audit key but the log exists
+  audit::MissingKey audit_key_missing = audit::MissingKey::refuse;
+  std::vector<std::string> audit_anchor_argv;  // --audit-anchor-cmd, split; empty: none
 };
 
 // Returns the process exit code. Without `foreground` the caller's process returns

@@ -134,6 +134,10 @@ nlohmann::json VolumeService::status() {
             {"on_failure", audit::on_failure_name(audit_.options().on_failure)},
             {"enabled", !volume_.audit_mac_key().empty()},
             {"healthy", audit_.healthy()},
+            {"anchor",
+             {{"enabled", !audit_.options().anchor.argv.empty()},
+              {"healthy", audit_.anchor_healthy()},
+              {"anchored_seq", audit_.anchored_seq()}}},
             {"records_written", audit_.written()},
             {"records_dropped", audit_.dropped()}}}};
 }

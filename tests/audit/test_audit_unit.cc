@@ -8,10 +8,13 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "audit/anchor.h"
 #include "audit/append.h"
 #include "audit/files.h"
+#include "audit/key_loss.h"
 #include "audit/log.h"
 #include "audit/verify.h"
 #include "crypto/secret.h"
@@ -270,4 +273,190 @@ TEST_CASE("append_now answers false when the log cannot be written") {
   const crypto::Bytes volume_id(16, 0x43);
   CHECK_FALSE(audit::append_now(volume_id, test_key(5),
                                 {audit::volume_event("init", "test", 1, "ok", nullptr)}));
+}
+
+namespace {
+
+// The log's current checkpoint as the anchor command would have received it.
+std::string anchored_now(const stdfs::path& log) {
+  std::string why;
+  const auto checkpoint = audit::open_checkpoint(audit::read_text_file(audit::checkpoint_path(log)),
+                                                 test_key(7).view(), why);
+  REQUIRE(checkpoint);
+  return audit::anchor_line(*checkpoint, "vol-id");
+}
+
+void write_text(const stdfs::path& p, const std::string& text) {
+  std::ofstream(p, std::ios::trunc | std::ios::binary) << text;
+}
+
+}  // namespace
+
+TEST_CASE("has_history sees any trace of a log, and set_aside_history moves it all") {
+  TempDir dir;
+  const stdfs::path log = dir.path / "v.audit.jsonl";
+  CHECK_FALSE(audit::has_history(log));
+  write_text(audit::checkpoint_path(log), "{}");
+  CHECK(audit::has_history(log));
+  stdfs::remove(audit::checkpoint_path(log));
+  for (int i = 0; i < 3; ++i) write_events(log, 20, 4096);
+  REQUIRE(audit::log_segments(log).size() >= 2);
+  CHECK(audit::has_history(log));
+  const std::uint64_t last_seq = audit::read_log(log).records.back()["seq"];
+  CHECK(last_seq > 60);  // 60 opens and a log_continued per segment
+  const auto aside = audit::set_aside_history(log);
+  CHECK(aside.last_seq == std::optional<std::uint64_t>(last_seq));
+  CHECK(aside.moved.size() >= 4);  // two segments or more, the live file, the checkpoint
+  CHECK(audit::log_segments(log).empty());
+  CHECK_FALSE(audit::has_history(log));
+  for (const auto& moved : aside.moved) CHECK(stdfs::exists(moved));
+}
+
+TEST_CASE("the anchor line holds public checkpoint data only") {
+  audit::Checkpoint c{12, {}, "2026-01-01T00:00:00.000000Z"};
+  c.mac.fill(0xab);
+  const auto doc = nlohmann::json::parse(audit::anchor_line(c, "vol-id"));
+  CHECK(doc.size() == 4);
+  CHECK(doc["volume"] == "vol-id");
+  CHECK(doc["seq"] == 12);
+  std::string hex;
+  for (int i = 0; i < 32; ++i) hex += "ab";
+  CHECK(doc["mac"] == hex);
+  CHECK(doc["time"] == c.time);
+  CHECK_FALSE(doc.contains("checkpoint_mac"));
+}
+
+TEST_CASE("verify against anchored checkpoints: intact passes, cut-back and delete-all fail") {
+  TempDir dir;
+  const stdfs::path log = dir.path / "v.audit.jsonl";
+  const stdfs::path anchors = dir.path / "anchors.jsonl";
+  write_events(log, 5);
+  std::string anchored = anchored_now(log);
+  const std::string early_log = audit::read_text_file(log);
+  const std::string early_checkpoint = audit::read_text_file(audit::checkpoint_path(log));
+  write_events(log, 3);
+  anchored += anchored_now(log);
+  // Another volume's anchors in the same file are not this log's business.
+  anchored += R"({"mac":")" + std::string(64, '0') +
+              R"(","seq":99,"time":"t","volume":"other"})"
+              "\n";
+  write_text(anchors, anchored);
+
+  auto report = audit::check_anchors(log, "vol-id", anchors);
+  CHECK(report.ok);
+  CHECK(report.anchors == 2);
+  CHECK(report.checked == 2);
+  CHECK(report.latest_seq == 8);
+
+  SECTION("cut back to the earlier, consistent state") {
+    write_text(log, early_log);
+    write_text(audit::checkpoint_path(log), early_checkpoint);
+    REQUIRE(audit::verify_log(log, test_key(7).view()).ok);  // the chain alone cannot tell
+    report = audit::check_anchors(log, "vol-id", anchors);
+    CHECK_FALSE(report.ok);
+    CHECK_THAT(report.problem, Catch::Contains("the log ends at record 5") &&
+                                   Catch::Contains("record 8 anchored at") &&
+                                   Catch::Contains("cut back"));
+  }
+  SECTION("deleted with its checkpoint and started again") {
+    stdfs::remove(log);
+    stdfs::remove(audit::checkpoint_path(log));
+    write_events(log, 10);
+    REQUIRE(audit::verify_log(log, test_key(7).view()).ok);  // the chain alone cannot tell
+    report = audit::check_anchors(log, "vol-id", anchors);
+    CHECK_FALSE(report.ok);
+    CHECK_THAT(report.problem, Catch::Contains("record 8 anchored at") &&
+                                   Catch::Contains("deleted and started again") &&
+                                   Catch::Contains("2 of 2"));
+  }
+  SECTION("no anchor of this volume") {
+    report = audit::check_anchors(log, "another-volume", anchors);
+    CHECK_FALSE(report.ok);
+    CHECK_THAT(report.problem, Catch::Contains("holds no anchored checkpoint"));
+  }
+  SECTION("a malformed anchor line is named") {
+    write_text(anchors, anchored + "not json\n");
+    CHECK_THROWS_WITH(audit::check_anchors(log, "vol-id", anchors),
+                      Catch::Contains("anchors.jsonl:4"));
+  }
+}
+
+namespace {
+
+audit::LogOptions anchored_options(const stdfs::path& log, std::vector<std::string> argv,
+                                   audit::OnFailure policy = audit::OnFailure::fail_open) {
+  audit::LogOptions options;
+  options.path = log;
+  options.on_failure = policy;
+  options.flush_interval = std::chrono::milliseconds(10);
+  options.anchor.argv = std::move(argv);
+  options.anchor.retry_interval = std::chrono::milliseconds(50);
+  return options;
+}
+
+void record_open(audit::AuditLog& log) {
+  audit::Event e;
+  e.event = "open";
+  e.path = "/f";
+  log.record(std::move(e));
+}
+
+bool eventually(const std::function<bool()>& condition) {
+  for (int i = 0; i < 500; ++i) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return condition();
+}
+
+}  // namespace
+
+TEST_CASE("the anchor command receives the checkpoints, the last one at the end") {
+  TempDir dir;
+  const stdfs::path log = dir.path / "v.audit.jsonl";
+  const stdfs::path sink = dir.path / "anchored.jsonl";
+  {
+    audit::AuditLog writer(anchored_options(log, {"/bin/sh", "-c", "cat >> " + sink.string()}),
+                           "vol-id");
+    writer.start(test_key(7));
+    record_open(writer);
+    REQUIRE(writer.flush());
+    record_open(writer);
+  }  // the destructor anchors the final checkpoint
+  const auto lines = lines_of(sink);
+  REQUIRE_FALSE(lines.empty());
+  CHECK(lines.back() + "\n" == anchored_now(log));
+  write_text(dir.path / "anchors", audit::read_text_file(sink));
+  CHECK(audit::check_anchors(log, "vol-id", dir.path / "anchors").ok);
+}
+
+TEST_CASE("a failing anchor command is recorded once; fail-closed refuses access meanwhile") {
+  TempDir dir;
+  const stdfs::path log = dir.path / "v.audit.jsonl";
+  const stdfs::path down = dir.path / "down";
+  write_text(down, "");
+  const std::string script = "[ -e " + down.string() + " ] && exit 3; cat > /dev/null";
+  const auto policy = GENERATE(audit::OnFailure::fail_open, audit::OnFailure::fail_closed);
+  {
+    audit::AuditLog writer(anchored_options(log, {"/bin/sh", "-c", script}, policy), "vol-id");
+    writer.start(test_key(7));
+    record_open(writer);
+    REQUIRE(writer.flush());
+    REQUIRE(eventually([&] { return !writer.anchor_healthy(); }));
+    CHECK(writer.allows_access() == (policy == audit::OnFailure::fail_open));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // several retries fail
+    stdfs::remove(down);
+    REQUIRE(eventually([&] { return writer.anchor_healthy(); }));
+    CHECK(writer.allows_access());
+  }
+  int failures = 0;
+  for (const auto& r : audit::read_log(log).records) {
+    if (r["event"] != "anchor_failed") continue;
+    failures++;
+    CHECK(r["result"] == "failed");
+    CHECK_THAT(r["detail"]["error"].get<std::string>(),
+               Catch::Contains("anchor command /bin/sh failed with exit status 3"));
+  }
+  CHECK(failures == 1);
+  CHECK(audit::verify_log(log, test_key(7).view()).ok);
 }
