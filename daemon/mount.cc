@@ -38,6 +38,7 @@
 #include "daemon/notify.h"
 #include "daemon/volume_service.h"
 #include "fuse/filesystem.h"
+#include "keystore/known_volumes.h"
 #include "volume/posix_io.h"
 #include "volume/volume.h"
 
@@ -287,11 +288,14 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   harden_process();
   tune_allocator();
   const auto config = crypto::load_config(req.cipher_dir);
+  // Before any key is asked for or read: the backing directory may hold a swapped volume.
+  keystore::require_known_volume(req.cipher_dir, config.volume_id);
   audit::AuditLog audit_log(audit_options(req, config), crypto::base64url_encode(config.volume_id));
   auto plain_keystore = keystore::open_keystore(config.keystore, req.credentials);
   // The keystore stays open: online rotation wraps new data keys with it.
   audit::AuditedKeystore keystore(*plain_keystore, audit_log);
   const auto volume = unlock_audited(req, config, keystore, audit_log);
+  keystore::remember_volume(req.cipher_dir, config.volume_id);  // trust on first use
 
   wardfs::fs::WardFs filesystem(
       *volume,
