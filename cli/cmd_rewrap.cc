@@ -13,6 +13,7 @@
 #include "crypto/errors.h"
 #include "crypto/kdf.h"
 #include "keystore/keystore.h"
+#include "keystore/known_volumes.h"
 #include "volume/volume.h"
 
 namespace wardfs::cli {
@@ -157,6 +158,7 @@ int run_rewrap(const RewrapArgs& a) {
 
   const crypto::ConfigLock lock(a.cipher_dir);
   crypto::VolumeConfig cfg = crypto::load_config(a.cipher_dir);
+  keystore::require_known_volume(a.cipher_dir, cfg.volume_id);
   std::string old_identity;
   std::vector<Dek> deks;
   {
@@ -168,6 +170,7 @@ int run_rewrap(const RewrapArgs& a) {
   cfg.keystore = new_spec;
   wrap_all(cfg, *new_ks, deks);
   crypto::save_config_atomic(a.cipher_dir, cfg);
+  keystore::remember_volume(a.cipher_dir, cfg.volume_id);
   record_rewrap(cfg, deks, old_identity, new_ks->identity());
   const std::size_t data_keys = cfg.keys.size();
   std::cout << "Rewrapped " << data_keys << (data_keys == 1 ? " data key" : " data keys")

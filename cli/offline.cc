@@ -5,6 +5,7 @@
 #include "audit/append.h"
 #include "audit/key_loss.h"
 #include "daemon/mount.h"
+#include "keystore/known_volumes.h"
 
 namespace wardfs::cli {
 
@@ -25,6 +26,7 @@ OfflineVolume::OfflineVolume(const std::filesystem::path& cipher_dir,
                              const std::optional<std::string>& changing) {
   const bool writable = changing.has_value();
   const auto config = crypto::load_config(cipher_dir);
+  keystore::require_known_volume(cipher_dir, config.volume_id);
   if (writable) lease_.emplace(cipher_dir, volume::LeaseUse::offline_change, *changing);
   log_ = std::make_unique<audit::AuditLog>(audit::default_log_options(config.volume_id),
                                            crypto::base64url_encode(config.volume_id));
@@ -40,6 +42,7 @@ OfflineVolume::OfflineVolume(const std::filesystem::path& cipher_dir,
   plain_keystore_ = keystore::open_keystore(config.keystore, credentials);
   keystore_ = std::make_unique<audit::AuditedKeystore>(*plain_keystore_, *log_);
   volume_ = volume::unlock_volume(cipher_dir, config, *keystore_);
+  keystore::remember_volume(cipher_dir, config.volume_id);  // trust on first use
   if (writable) volume::ensure_audit_key(*volume_, *keystore_);
   if (!volume_->audit_mac_key().empty())
     log_->start(crypto::SecretBytes::copy_of(volume_->audit_mac_key().view()));

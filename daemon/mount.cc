@@ -39,6 +39,7 @@
 #include "daemon/notify.h"
 #include "daemon/volume_service.h"
 #include "fuse/filesystem.h"
+#include "keystore/known_volumes.h"
 #include "volume/lease.h"
 #include "volume/posix_io.h"
 #include "volume/volume.h"
@@ -361,6 +362,8 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   harden_process();
   tune_allocator();
   const auto config = crypto::load_config(req.cipher_dir);
+  // Before any key is asked for or read: the backing directory may hold a swapped volume.
+  keystore::require_known_volume(req.cipher_dir, config.volume_id);
   // Taken once the config proves this a volume, held until this process ends: no second
   // read-write daemon and no offline key command on this volume meanwhile, wherever
   // they run.
@@ -376,6 +379,7 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   // The keystore stays open: online rotation wraps new data keys with it.
   audit::AuditedKeystore keystore(*plain_keystore, audit_log);
   const auto volume = unlock_audited(req, config, keystore, audit_log);
+  keystore::remember_volume(req.cipher_dir, config.volume_id);  // trust on first use
 
   wardfs::fs::WardFs filesystem(
       *volume,

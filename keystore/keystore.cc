@@ -20,8 +20,8 @@ void require_expected(const crypto::KeystoreSpec& spec, const std::string& expec
   const crypto::KeystoreSpec want = parse_keystore_arg(expected);
   if (want.type != spec.type || want.location != spec.location) {
     const std::string have = spec.type + (spec.location.empty() ? "" : ":" + spec.location);
-    fail(ErrorKind::usage,
-         "the volume's keystore is '" + have + "', not the keystore=" + expected + " this mount asks for");
+    fail(ErrorKind::usage, "the volume's keystore is '" + have + "', not the keystore=" + expected +
+                               " this mount asks for");
   }
 }
 
@@ -48,6 +48,8 @@ std::unique_ptr<Keystore> open_unannounced(const crypto::KeystoreSpec& spec,
     if (spec.location.empty()) {
       fail(ErrorKind::usage, "this volume needs a key file: give --keyfile FILE");
     }
+    // A key file the config names could be one someone else wrote: read it only once approved.
+    if (!creds.trust_config_keystore && !creds.expected_keystore) detail::require_trusted(spec);
     return make_local_keystore(read_key_file(spec.location), "keyfile:" + spec.location);
   }
   if (spec.type == "command" || spec.type == "pkcs11") {
@@ -95,6 +97,7 @@ std::unique_ptr<Keystore> create_keyfile(crypto::KeystoreSpec& spec,
                         : read_key_file(path);
   spec.location = path.string();
   spec.kdf.reset();
+  detail::record_trusted(spec);  // the user named it: later mounts may read it
   return make_local_keystore(std::move(kek), "keyfile:" + path.string());
 }
 

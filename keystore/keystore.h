@@ -44,13 +44,14 @@ struct Credentials {
   // Limit for a `command` keystore; without it: env WARDFS_COMMAND_TIMEOUT (seconds), else 30 s.
   std::optional<std::chrono::milliseconds> command_timeout;
   bool interactive = true;  // may prompt on the terminal
-  // A command or pkcs11 keystore named by a config runs only if the user approved it on
-  // this machine (see keystore/trust.h), since configs live in the untrusted backing
-  // directory; true skips that check (tests, callers that vetted the spec themselves).
+  // A command, pkcs11 or key file keystore named by a config is used only if the user
+  // approved it on this machine (see keystore/trust.h), since configs live in the
+  // untrusted backing directory; true skips that check (tests, callers that vetted the
+  // spec themselves). A key file given here (keyfile) is the user's choice: no approval.
   bool trust_config_keystore = false;
   // The keystore=SPEC mount option, written by whoever owns the fstab line or unit: the
-  // config must name exactly this keystore (else a usage error), and a command or
-  // pkcs11 one then counts as approved, since an administrator vouched for it.
+  // config must name exactly this keystore (else a usage error), and a command, pkcs11 or
+  // key file one then counts as approved, since an administrator vouched for it.
   std::optional<std::string> expected_keystore;
   // Told which keystore open_keystore opened (identity only, never key material).
   std::function<void(const std::string&)> notify = notify_stderr;
@@ -64,7 +65,8 @@ std::unique_ptr<Keystore> make_local_keystore(SecretBytes kek, std::string ident
 
 SecretBytes derive_passphrase_kek(const SecretBytes& passphrase, const crypto::KdfParams& params);
 // Raw 32 bytes, or 64 hex digits, or base64 of 32 bytes, optionally newline-terminated.
-// Refuses files that group or others can read.
+// Refuses anything but a regular file (without blocking on a FIFO), files that group or
+// others can read, and files owned by anyone but the caller or root. Symlinks are followed.
 SecretBytes read_key_file(const std::filesystem::path& path);
 // The same encodings as a key file, from any source; `what` names it in errors. Without
 // `allow_raw` only hex and base64 count, so 31 characters and a newline are no key.

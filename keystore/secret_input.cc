@@ -39,6 +39,29 @@ class QuietTty {
   struct termios old_ {};
 };
 
+[[noreturn]] void refuse_not_regular(const std::string& name) {
+  fail(ErrorKind::usage,
+       name + " is not a regular file (a FIFO, device or directory is never read as a secret)");
+}
+
+// A secret file must be the mounting user's (or root's) and hidden from everyone else:
+// a key file another user owns is a key that user knows, or can change.
+void require_private(const struct stat& st, const std::string& name,
+                     const std::filesystem::path& path) {
+  const uid_t me = ::geteuid();
+  if (st.st_uid != me && st.st_uid != 0) {
+    fail(ErrorKind::usage, name + " is owned by uid " + std::to_string(st.st_uid) +
+                               ", not by you (uid " + std::to_string(me) +
+                               ") or root, so its owner may know or change it; use a file of "
+                               "your own (if this one is yours: chown " +
+                               std::to_string(me) + " " + path.string() + ")");
+  }
+  if ((st.st_mode & 077) != 0) {
+    fail(ErrorKind::usage,
+         name + " is readable by group or others; run: chmod 600 " + path.string());
+  }
+}
+
 }  // namespace
 
 SecretBytes read_secret_fd(int fd, const std::string& what) {
@@ -58,16 +81,15 @@ SecretBytes read_secret_fd(int fd, const std::string& what) {
 SecretBytes read_secret_file(const std::filesystem::path& path, const std::string& what,
                              bool private_only) {
   const std::string name = what + " " + path.string();
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) fail(ErrorKind::usage, "cannot open " + name + ": " + std::strerror(errno));
+  // Symlinks are followed: the checks below apply to the file they lead to. stat first, so
+  // a device is never even opened; O_NONBLOCK, so a FIFO swapped in after the stat cannot
+  // hold the open waiting for a writer (fstat then refuses it).
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
-    fail(ErrorKind::usage, name + " is not a regular file");
-  }
-  if (private_only && (st.st_mode & 077) != 0) {
-    fail(ErrorKind::usage,
-         name + " is readable by group or others; run: chmod 600 " + path.string());
-  }
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) refuse_not_regular(name);
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+  if (!fd) fail(ErrorKind::usage, "cannot open " + name + ": " + std::strerror(errno));
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) refuse_not_regular(name);
+  if (private_only) require_private(st, name, path);
   return read_secret_fd(fd.get(), name);
 }
 

@@ -260,6 +260,37 @@ TEST_CASE("read_key_file refuses unsafe or malformed files", "[keystore][keyfile
   CHECK(msg.find("regular file") != std::string::npos);
 }
 
+TEST_CASE("read_key_file reads only regular files of the caller or root", "[keystore][keyfile]") {
+  TempDir dir;
+  const Bytes key = pattern(32, 72);
+  const auto path = dir.path() / "key";
+  write_file(path, as_bytes(hex_encode(key)), 0600);
+  const auto link = dir.path() / "link";
+  std::filesystem::create_symlink(path, link);
+  CHECK(to_bytes(read_key_file(link).view()) == key);  // a symlink: its target is checked
+
+  // Owned by someone else (nobody): that user may know the key, or change it.
+  REQUIRE(::geteuid() == 0);  // the suite runs as root, which may chown
+  REQUIRE(::chown(path.c_str(), 65534, 65534) == 0);
+  for (const auto& p : {path, link}) {
+    const std::string msg = error_of([&] { (void)read_key_file(p); }, ErrorKind::usage);
+    CHECK(msg.find("owned by uid 65534") != std::string::npos);
+    CHECK(msg.find(p.string()) != std::string::npos);
+  }
+  REQUIRE(::chown(path.c_str(), 0, 0) == 0);
+  CHECK(to_bytes(read_key_file(path).view()) == key);
+
+  // A FIFO with no writer, directly or through a symlink: refused at once, never waited on.
+  const auto fifo = dir.path() / "fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  const auto fifo_link = dir.path() / "fifo-link";
+  std::filesystem::create_symlink(fifo, fifo_link);
+  for (const auto& p : {fifo, fifo_link, std::filesystem::path("/dev/zero")}) {
+    const std::string msg = error_of([&] { (void)read_key_file(p); }, ErrorKind::usage);
+    CHECK(msg.find("not a regular file") != std::string::npos);
+  }
+}
+
 TEST_CASE("generate_key_file writes a readable 0600 key once", "[keystore][keyfile]") {
   TempDir dir;
   const auto path = dir.path() / "new.key";
@@ -292,6 +323,7 @@ TEST_CASE("open_keystore builds the keystore the config names", "[keystore]") {
   creds.keyfile = key_path;
   CHECK(unwraps(*open_keystore(KeystoreSpec{"keyfile", "", std::nullopt}, creds)));
   creds.keyfile.reset();
+  creds.trust_config_keystore = true;  // approvals of config key files: tests/keystore
   CHECK(unwraps(*open_keystore(KeystoreSpec{"keyfile", key_path.string(), std::nullopt}, creds)));
   error_of(
       [&] {
