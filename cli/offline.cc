@@ -27,7 +27,10 @@ OfflineVolume::OfflineVolume(const std::filesystem::path& cipher_dir,
   const bool writable = changing.has_value();
   const auto config = crypto::load_config(cipher_dir);
   keystore::require_known_volume(cipher_dir, config.volume_id);
-  if (writable) lease_.emplace(cipher_dir, volume::LeaseUse::offline_change, *changing);
+  if (writable) {
+    lease_.emplace(cipher_dir, volume::LeaseUse::offline_change, *changing,
+                   [](const std::string& mount_point) { return is_mounted(mount_point); });
+  }
   log_ = std::make_unique<audit::AuditLog>(audit::default_log_options(config.volume_id),
                                            crypto::base64url_encode(config.volume_id));
   if (!config.audit_key && audit::has_history(log_->options().path)) {

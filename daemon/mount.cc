@@ -370,7 +370,8 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   const volume::VolumeLease lease(
       req.cipher_dir,
       req.read_only ? volume::LeaseUse::read_only_mount : volume::LeaseUse::read_write_mount,
-      stdfs::absolute(req.mount_point).string());
+      stdfs::absolute(req.mount_point).string(),
+      [](const std::string& mount_point) { return is_mount_point(mount_point); });
   if (!lease.held())
     spdlog::warn("{} has no {} and cannot get one: mounted read-only without a lease",
                  req.cipher_dir.string(), volume::kLeaseFileName);

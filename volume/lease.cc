@@ -5,9 +5,11 @@
 
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <thread>
 
 #include "crypto/config.h"
 #include "crypto/errors.h"
@@ -130,10 +132,30 @@ UniqueFd open_lease_file(const std::filesystem::path& path, LeaseUse use) {
   return fd;
 }
 
+// True while the lease is held by a daemon of this host that has already lost its mount.
+bool holder_is_exiting(int fd, const VolumeLease::MountedCheck& is_mounted) {
+  const auto h = read_holder(fd);
+  return is_mounted && h && h->command == "mount" && h->host == host_name() &&
+         !h->mount_point.empty() && !is_mounted(h->mount_point);
+}
+
+// try_lock, waiting out an exiting holder for up to kExitWait.
+bool lock_waiting_for_exit(int fd, short type, off_t byte, const std::filesystem::path& path,
+                           const VolumeLease::MountedCheck& is_mounted) {
+  constexpr auto kExitWait = std::chrono::seconds(10);
+  const auto deadline = std::chrono::steady_clock::now() + kExitWait;
+  while (!try_lock(fd, type, byte, path)) {
+    if (std::chrono::steady_clock::now() > deadline || !holder_is_exiting(fd, is_mounted))
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return true;
+}
+
 }  // namespace
 
 VolumeLease::VolumeLease(const std::filesystem::path& cipher_dir, LeaseUse use,
-                         const std::string& what) {
+                         const std::string& what, const MountedCheck& is_mounted) {
   const auto path = cipher_dir / kLeaseFileName;
   fd_ = open_lease_file(path, use);
   if (!fd_) {
@@ -143,10 +165,10 @@ VolumeLease::VolumeLease(const std::filesystem::path& cipher_dir, LeaseUse use,
   }
   const int fd = fd_.get();
   const bool writer = use != LeaseUse::read_only_mount;
-  if (writer && !try_lock(fd, F_WRLCK, kWriterByte, path))
+  if (writer && !lock_waiting_for_exit(fd, F_WRLCK, kWriterByte, path, is_mounted))
     refuse_for_holder(cipher_dir, use, what, read_holder(fd));
   const short users = use == LeaseUse::offline_change ? F_WRLCK : F_RDLCK;
-  if (!try_lock(fd, users, kUsersByte, path)) {
+  if (!lock_waiting_for_exit(fd, users, kUsersByte, path, is_mounted)) {
     // The writer byte was free (or not asked for): the users byte is held exclusively by
     // an offline change (which wrote its name), or shared by read-only mounts.
     if (use == LeaseUse::offline_change) refuse_for_readers(cipher_dir, what);

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -30,10 +31,16 @@ enum class LeaseUse {
 
 class VolumeLease {
  public:
+  // Tells whether a mount point of this host is mounted right now.
+  using MountedCheck = std::function<bool(const std::string& mount_point)>;
+
   // Takes the lease for `use`, or throws WardError naming who holds it: mount_failure
   // for a mount, usage for an offline change. `what` is the mount point of a mount or
-  // the command's name ("rotate") for an offline change.
-  VolumeLease(const std::filesystem::path& cipher_dir, LeaseUse use, const std::string& what);
+  // the command's name ("rotate") for an offline change. With `is_mounted`, a lease held
+  // by a daemon of this host whose mount is already gone (it is exiting: `umount` returns
+  // before the daemon does) is waited for, up to a few seconds, instead of refused.
+  VolumeLease(const std::filesystem::path& cipher_dir, LeaseUse use, const std::string& what,
+              const MountedCheck& is_mounted = nullptr);
   VolumeLease(VolumeLease&&) = default;
   VolumeLease& operator=(VolumeLease&&) = default;
 
