@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <malloc.h>
-#include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/syslog_sink.h>
 #include <spdlog/spdlog.h>
@@ -416,9 +415,12 @@ int run_mount(const MountRequest& original) {
     request.credentials.notify = log_keystore_identity;
   crypto::ensure_sodium();
   check_mount_point(request);
+  // Opened here, before the fork, so a refused file is an error the user sees.
+  volume::UniqueFd log_fd;
+  if (request.log_file) log_fd = open_private_log_file(*request.log_file);
   ReadinessPipe ready;
   if (request.foreground) {
-    setup_logging(request);
+    setup_logging(request, std::move(log_fd));
     return serve_reporting(request, ready);
   }
   int fds[2];
@@ -433,7 +435,7 @@ int run_mount(const MountRequest& original) {
     return wait_for_child(ready, child);
   }
   ready.read_end_.reset();
-  setup_logging(request);
+  setup_logging(request, std::move(log_fd));
   ::_exit(serve_reporting(request, ready));
 }
 
