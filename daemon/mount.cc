@@ -31,7 +31,9 @@
 #include "audit/keystore_audit.h"
 #include "audit/log.h"
 #include "crypto/errors.h"
+#include "crypto/secret.h"
 #include "daemon/control.h"
+#include "daemon/log_file.h"
 #include "daemon/monitor.h"
 #include "daemon/mount_table.h"
 #include "daemon/notify.h"
@@ -158,12 +160,16 @@ void harden_process() {
   ::setrlimit(RLIMIT_CORE, &no_core);
   ::umask(0);
   raise_open_file_limit();
+  if (!crypto::lock_process_memory())
+    spdlog::info(
+        "OpenSSL's AES key schedules are not in locked memory (needs root or an "
+        "unlimited RLIMIT_MEMLOCK); use encrypted swap");
 }
 
-void setup_logging(const MountRequest& req) {
+void setup_logging(const MountRequest& req, volume::UniqueFd log_fd) {
   std::shared_ptr<spdlog::logger> logger;
-  if (req.log_file) {
-    logger = spdlog::basic_logger_mt("wardfs", req.log_file->string());
+  if (log_fd) {
+    logger = fd_logger("wardfs", std::move(log_fd));
   } else if (req.foreground && running_under_systemd()) {
     logger = journal_logger(req.mount_point.string());
   } else if (req.foreground) {
