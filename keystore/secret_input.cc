@@ -68,6 +68,11 @@ SecretBytes read_secret_file(const std::filesystem::path& path, const std::strin
     fail(ErrorKind::usage,
          name + " is readable by group or others; run: chmod 600 " + path.string());
   }
+  // Whoever owns the file may change the secret under us (or chmod it open again).
+  if (private_only && st.st_uid != ::geteuid() && st.st_uid != 0) {
+    fail(ErrorKind::usage, name + " belongs to uid " + std::to_string(st.st_uid) +
+                               ", not to you or root; make your own copy (chmod 600)");
+  }
   return read_secret_fd(fd.get(), name);
 }
 

@@ -41,7 +41,8 @@ class Fd {
 
 // Reads at most kMaxSecretInput bytes from fd into locked memory; more is a usage error.
 SecretBytes read_secret_fd(int fd, const std::string& what);
-// Reads a whole small file; with `private_only`, refuses files group or others may read.
+// Reads a whole small file; with `private_only`, refuses files group or others may read
+// and files owned by anyone but the caller (effective uid) and root.
 SecretBytes read_secret_file(const std::filesystem::path& path, const std::string& what,
                              bool private_only);
 // The text up to the first CR or LF.
