@@ -169,10 +169,7 @@ void AuditLog::anchor_failed(const Checkpoint& checkpoint, const std::string& er
 bool AuditLog::write_batch(std::deque<Event>& batch) {
   std::error_code ec;
   const stdfs::path dir = options_.path.parent_path();
-  if (!dir.empty() && !stdfs::exists(dir, ec)) {
-    stdfs::create_directories(dir, ec);
-    ::chmod(dir.c_str(), 0700);
-  }
+  if (!dir.empty() && !stdfs::exists(dir, ec)) volume::create_private_directories(dir);
   UniqueFd lock_fd(
       ::open(lock_path(options_.path).c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!lock_fd || ::flock(lock_fd.get(), LOCK_EX) != 0) {

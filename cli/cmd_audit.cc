@@ -69,6 +69,35 @@ std::string since_bound(const std::string& text) {
   return bound;
 }
 
+// Text a log record carries (file names above all) for a terminal: control characters
+// (C0, DEL and the C1 code points U+0080..U+009F) would let whoever named a file move
+// the cursor, retitle or recolour the reader's terminal, so they print as \xNN or \uNNNN,
+// and a backslash as \\ to keep that unambiguous.
+std::string printable(const std::string& text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    const auto next = i + 1 < text.size() ? static_cast<unsigned char>(text[i + 1]) : 0;
+    if (c < 0x20 || c == 0x7f) {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else if (c == 0xc2 && next >= 0x80 && next <= 0x9f) {  // UTF-8 of U+0080..U+009F
+      out += "\\u00";
+      out += kHex[next >> 4];
+      out += kHex[next & 15];
+      ++i;
+    } else if (c == '\\') {
+      out += "\\\\";
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 // A field as table text: a string as it is, any other JSON value as JSON, `missing` when
 // absent. `show` lists records nobody has verified yet, so a field may hold any type:
 // json::value() and get() threw on an unexpected one, and one odd record ended the
@@ -103,11 +132,12 @@ void print_row(const json& r) {
   std::string detail = field_text(r, "detail");
   if (r.contains("keystore"))
     detail = "keystore=" + field_text(r, "keystore") + (detail.empty() ? "" : " ") + detail;
-  std::cout << std::left << std::setw(21) << time << std::right << std::setw(6)
-            << field_text(r, "seq", "0") << "  " << std::left << std::setw(17)
-            << field_text(r, "event") << std::setw(9) << field_text(r, "result") << std::setw(24)
-            << who(r) << std::setw(4) << field_text(r, "generation", "-")
-            << field_text(r, "path", "-") << "  " << detail << "\n";
+  std::cout << std::left << std::setw(21) << printable(time) << std::right << std::setw(6)
+            << printable(field_text(r, "seq", "0")) << "  " << std::left << std::setw(17)
+            << printable(field_text(r, "event")) << std::setw(9)
+            << printable(field_text(r, "result")) << std::setw(24) << printable(who(r))
+            << std::setw(4) << printable(field_text(r, "generation", "-"))
+            << printable(field_text(r, "path", "-")) << "  " << printable(detail) << "\n";
 }
 
 int run_show(const AuditArgs& a) {
@@ -191,8 +221,8 @@ int run_verify(const AuditArgs& a) {
     }
   } else {
     std::cerr << "wardfs: audit log " << report["log"].get<std::string>()
-              << " FAILED verification: " << report.value("problem", std::string("unknown problem"))
-              << "\n";
+              << " FAILED verification: "
+              << printable(report.value("problem", std::string("unknown problem"))) << "\n";
   }
   return report["ok"].get<bool>() ? 0 : static_cast<int>(ErrorKind::corrupt_volume);
 }

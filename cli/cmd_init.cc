@@ -48,6 +48,7 @@ struct InitArgs {
   double command_timeout = 0;
   std::uint64_t kdf_ops = 0;
   std::string kdf_mem;
+  bool insecure_kdf = false;
 };
 
 crypto::KeystoreSpec keystore_spec(const InitArgs& a) {
@@ -71,6 +72,7 @@ std::unique_ptr<keystore::Keystore> new_keystore(const InitArgs& a, crypto::Keys
       throw WardError(ErrorKind::usage, "--kdf-mem must be a size of at least 8K");
     opts.kdf_mem = *mem;
   }
+  opts.allow_weak_kdf = a.insecure_kdf;
   opts.create_keyfile = a.create_keyfile;
   opts.create_token_key = a.create_key;
   keystore::Credentials creds;
@@ -173,6 +175,8 @@ void add_init_command(CLI::App& app, Runner& run) {
                   "Seconds a command keystore may run (default 30, or WARDFS_COMMAND_TIMEOUT)");
   cmd->add_option("--kdf-ops", args->kdf_ops, "Argon2id passes (default 3)");
   cmd->add_option("--kdf-mem", args->kdf_mem, "Argon2id memory, e.g. 256M (default; about 0.5 s)");
+  cmd->add_flag("--insecure-kdf", args->insecure_kdf,
+                "Accept Argon2id below 64M and 2 passes (throwaway volumes, tests)");
   cmd->callback([args, &run] { run = [args] { return run_init(*args); }; });
 }
 

@@ -33,6 +33,7 @@ struct RewrapArgs {
   double command_timeout = 0;
   std::uint64_t kdf_ops = 0;
   std::string kdf_mem;
+  bool insecure_kdf = false;
 };
 
 // Generation 0 stands for the audit key: it moves to the new keystore with the DEKs.
@@ -75,6 +76,7 @@ keystore::NewKeystoreOptions new_options(const RewrapArgs& a, const crypto::Keys
     if (!mem) throw WardError(ErrorKind::usage, "--kdf-mem must be a size such as 256M");
     opts.kdf_mem = *mem;
   }
+  opts.allow_weak_kdf = a.insecure_kdf;
   opts.create_keyfile = a.create_keyfile;
   opts.create_token_key = a.create_key;
   return opts;
@@ -206,6 +208,8 @@ void add_rewrap_command(CLI::App& app, Runner& run) {
                   "Seconds a command keystore may run (default 30, or WARDFS_COMMAND_TIMEOUT)");
   cmd->add_option("--kdf-ops", a->kdf_ops, "Argon2id passes for a new passphrase (default 3)");
   cmd->add_option("--kdf-mem", a->kdf_mem, "Argon2id memory for a new passphrase (default 256M)");
+  cmd->add_flag("--insecure-kdf", a->insecure_kdf,
+                "Accept Argon2id below 64M and 2 passes (throwaway volumes, tests)");
   cmd->callback([a, &run] { run = [a] { return run_rewrap(*a); }; });
 }
 

@@ -1,6 +1,9 @@
 #include "crypto/secret.h"
 
 #include <sodium.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <mutex>
@@ -100,6 +103,34 @@ SecretBytes SecretBytes::copy_of(std::span<const std::uint8_t> bytes) {
   SecretBytes out(bytes.size());
   if (!bytes.empty()) std::memcpy(out.data(), bytes.data(), bytes.size());
   return out;
+}
+
+namespace {
+
+// Whether locking every page can never make a later allocation fail: the limit is or
+// can be made unlimited (CAP_SYS_RESOURCE), or the kernel ignores it for us
+// (CAP_IPC_LOCK in the initial user namespace, which only a probe tells reliably:
+// capget() reports a container's own capabilities too).
+bool memlock_unlimited() {
+  struct rlimit limit {};
+  if (::getrlimit(RLIMIT_MEMLOCK, &limit) != 0) return false;
+  if (limit.rlim_cur == RLIM_INFINITY) return true;
+  const struct rlimit unlimited { RLIM_INFINITY, RLIM_INFINITY };
+  if (::setrlimit(RLIMIT_MEMLOCK, &unlimited) == 0) return true;
+  // Lock (without faulting in) more than the limit allows anyone without the capability.
+  const std::size_t len = limit.rlim_cur + 2 * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  void* probe = ::mmap(nullptr, len, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (probe == MAP_FAILED) return false;
+  const bool allowed = ::mlock2(probe, len, MLOCK_ONFAULT) == 0;
+  ::munmap(probe, len);
+  return allowed;
+}
+
+}  // namespace
+
+bool lock_process_memory() {
+  return memlock_unlimited() && ::mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == 0;
 }
 
 }  // namespace wardfs::crypto

@@ -37,4 +37,12 @@ class SecretBytes {
 // Initialises libsodium once; safe to call from any thread, any number of times.
 void ensure_sodium();
 
+// SecretBytes covers the keys wardfs holds itself, but OpenSSL expands each AES key into
+// a schedule in its own heap allocations (one per worker thread and direction). This
+// locks every page the process touches, now and later, into RAM (mlockall with
+// MCL_ONFAULT: nothing is faulted in early) when RLIMIT_MEMLOCK is or can be made
+// unlimited, or does not apply (CAP_IPC_LOCK): root, normally. Under a limit a later
+// allocation could fail instead, so it is skipped. True when memory is locked.
+bool lock_process_memory();
+
 }  // namespace wardfs::crypto

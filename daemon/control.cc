@@ -55,6 +55,51 @@ sockaddr_un address_of(const stdfs::path& path) {
   std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
   return addr;
 }
+
+// Without XDG_RUNTIME_DIR the socket lives under the shared /tmp, where anyone could have
+// made the directory first and answer in the daemon's place. Only a real directory that
+// belongs to us (or root) and that nobody else may write into is trusted.
+void require_private_directory(const stdfs::path& dir) {
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) {
+    throw WardError(ErrorKind::mount_failure,
+                    "control socket directory " + dir.string() + ": " + std::strerror(errno));
+  }
+  const uid_t me = ::geteuid();
+  if (!S_ISDIR(st.st_mode) || (st.st_uid != me && st.st_uid != 0) || (st.st_mode & 022) != 0) {
+    throw WardError(ErrorKind::mount_failure,
+                    "control socket directory " + dir.string() +
+                        " is not a directory owned by uid " + std::to_string(me) +
+                        " (or root) that only its owner may write to, so wardfs does not trust "
+                        "it; remove it (or set XDG_RUNTIME_DIR to a private directory)");
+  }
+}
+
+// The daemon's side: our own directory, 0700 even if an older wardfs made it wider.
+void prepare_socket_directory(const stdfs::path& dir) {
+  volume::create_private_directories(dir);
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == ::geteuid())
+    ::chmod(dir.c_str(), 0700);
+  require_private_directory(dir);
+}
+
+// The client's side: the process listening must be the user's own daemon or root's.
+void require_trusted_peer(int fd, const stdfs::path& path) {
+  ucred peer{};
+  socklen_t len = sizeof peer;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0) {
+    throw WardError(ErrorKind::io,
+                    "cannot ask who listens on " + path.string() + ": " + std::strerror(errno));
+  }
+  if (peer.uid != ::geteuid() && peer.uid != 0) {
+    throw WardError(ErrorKind::mount_failure,
+                    "the control socket " + path.string() + " is served by uid " +
+                        std::to_string(peer.uid) + " (pid " + std::to_string(peer.pid) +
+                        "), not by you or root: refusing to trust it; remove the socket and "
+                        "check who made it");
+  }
+}
 }  // namespace
 
 stdfs::path control_socket_path(const stdfs::path& mount_point) {
@@ -65,7 +110,10 @@ stdfs::path control_socket_path(const stdfs::path& mount_point) {
   stdfs::path dir = "/run/wardfs";
   if (::geteuid() != 0) {
     const char* runtime = std::getenv("XDG_RUNTIME_DIR");
-    dir = stdfs::path(runtime != nullptr && *runtime != '\0' ? runtime : "/tmp") / "wardfs";
+    // In the shared /tmp, one directory per user, so users do not fight over one name.
+    dir = runtime != nullptr && *runtime != '\0'
+              ? stdfs::path(runtime) / "wardfs"
+              : stdfs::path("/tmp") / ("wardfs-" + std::to_string(::geteuid()));
   }
   return dir / (id + ".sock");
 }
@@ -73,9 +121,7 @@ stdfs::path control_socket_path(const stdfs::path& mount_point) {
 ControlServer::ControlServer(stdfs::path socket_path, uid_t owner, Handler handler,
                              audit::AuditLog* audit)
     : path_(std::move(socket_path)), owner_(owner), handler_(std::move(handler)), audit_(audit) {
-  std::error_code ec;
-  stdfs::create_directories(path_.parent_path(), ec);
-  ::chmod(path_.parent_path().c_str(), 0700);
+  prepare_socket_directory(path_.parent_path());
   ::unlink(path_.c_str());  // a stale socket of a daemon that died
   listener_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!listener_) throw WardError(ErrorKind::io, "socket: " + std::string(std::strerror(errno)));
@@ -151,6 +197,9 @@ void ControlServer::handle(int connection) {
 
 nlohmann::json control_request(const stdfs::path& mount_point, const nlohmann::json& request) {
   const stdfs::path path = control_socket_path(mount_point);
+  std::error_code ec;
+  // A missing directory means no daemon: connect() says so below.
+  if (stdfs::exists(path.parent_path(), ec)) require_private_directory(path.parent_path());
   volume::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) throw WardError(ErrorKind::io, "socket: " + std::string(std::strerror(errno)));
   const sockaddr_un addr = address_of(path);
@@ -159,6 +208,7 @@ nlohmann::json control_request(const stdfs::path& mount_point, const nlohmann::j
                                                   mount_point.string() + " (" + path.string() +
                                                   ": " + std::strerror(errno) + ")");
   }
+  require_trusted_peer(fd.get(), path);
   write_line(fd.get(), request.dump());
   std::string line;
   if (!read_line(fd.get(), line))

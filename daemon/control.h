@@ -16,8 +16,8 @@
 
 namespace wardfs::daemon {
 
-// /run/wardfs/<id>.sock for root, $XDG_RUNTIME_DIR/wardfs/<id>.sock otherwise, where
-// id derives from the canonical mount point path.
+// /run/wardfs/<id>.sock for root, $XDG_RUNTIME_DIR/wardfs/<id>.sock otherwise (without
+// it /tmp/wardfs-<uid>/<id>.sock), where id derives from the canonical mount point path.
 std::filesystem::path control_socket_path(const std::filesystem::path& mount_point);
 
 class ControlServer {
@@ -47,7 +47,9 @@ class ControlServer {
 };
 
 // Sends one request to the daemon serving `mount_point`; throws WardError when no
-// daemon answers or it reports an error ({"error": "...", "code": N}).
+// daemon answers or it reports an error ({"error": "...", "code": N}), and before
+// sending anything when the socket's directory is not private to the user (or root) or
+// the listener is neither the user nor root (SO_PEERCRED).
 nlohmann::json control_request(const std::filesystem::path& mount_point,
                                const nlohmann::json& request);
 

@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <malloc.h>
-#include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/syslog_sink.h>
 #include <spdlog/spdlog.h>
@@ -33,7 +32,9 @@
 #include "audit/keystore_audit.h"
 #include "audit/log.h"
 #include "crypto/errors.h"
+#include "crypto/secret.h"
 #include "daemon/control.h"
+#include "daemon/log_file.h"
 #include "daemon/monitor.h"
 #include "daemon/mount_table.h"
 #include "daemon/notify.h"
@@ -191,12 +192,16 @@ void harden_process() {
   ::setrlimit(RLIMIT_CORE, &no_core);
   ::umask(0);
   raise_open_file_limit();
+  if (!crypto::lock_process_memory())
+    spdlog::info(
+        "OpenSSL's AES key schedules are not in locked memory (needs root or an "
+        "unlimited RLIMIT_MEMLOCK); use encrypted swap");
 }
 
-void setup_logging(const MountRequest& req) {
+void setup_logging(const MountRequest& req, volume::UniqueFd log_fd) {
   std::shared_ptr<spdlog::logger> logger;
-  if (req.log_file) {
-    logger = spdlog::basic_logger_mt("wardfs", req.log_file->string());
+  if (log_fd) {
+    logger = fd_logger("wardfs", std::move(log_fd));
   } else if (req.foreground && running_under_systemd()) {
     logger = journal_logger(req.mount_point.string());
   } else if (req.foreground) {
@@ -505,9 +510,12 @@ int run_mount(const MountRequest& original) {
     request.credentials.notify = log_keystore_identity;
   crypto::ensure_sodium();
   check_mount_point(request);
+  // Opened here, before the fork, so a refused file is an error the user sees.
+  volume::UniqueFd log_fd;
+  if (request.log_file) log_fd = open_private_log_file(*request.log_file);
   ReadinessPipe ready;
   if (request.foreground) {
-    setup_logging(request);
+    setup_logging(request, std::move(log_fd));
     return serve_reporting(request, ready);
   }
   int fds[2];
@@ -522,7 +530,7 @@ int run_mount(const MountRequest& original) {
     return wait_for_child(ready, child);
   }
   ready.read_end_.reset();
-  setup_logging(request);
+  setup_logging(request, std::move(log_fd));
   ::_exit(serve_reporting(request, ready));
 }
 

@@ -2,6 +2,9 @@
 // the keystore for a new volume or a rewrap from a --keystore argument.
 #include "keystore/keystore.h"
 
+#include <sodium.h>
+#include <unistd.h>
+
 #include <filesystem>
 
 #include "crypto/errors.h"
@@ -15,6 +18,24 @@ namespace wardfs::keystore {
 namespace {
 
 [[noreturn]] void fail(ErrorKind kind, const std::string& msg) { throw WardError(kind, msg); }
+
+std::string describe_kdf(const crypto::KdfParams& kdf) {
+  return std::to_string(kdf.opslimit) + " passes over " + std::to_string(kdf.memlimit >> 10) +
+         " KiB";
+}
+
+// Not an attack: the KEK derives from these parameters, so edited ones only make the
+// passphrase look wrong. But a volume made weak (by an old wardfs or --insecure-kdf)
+// should not stay weak unnoticed.
+void warn_weak_kdf(const crypto::KdfParams& kdf) {
+  const std::string line =
+      "wardfs: WARNING: this volume's passphrase is stretched with only Argon2id " +
+      describe_kdf(kdf) +
+      ", below the floor of 2 passes over 64 MiB: a stolen backing directory makes guessing "
+      "it cheap. Fix: wardfs rewrap CIPHERDIR --to passphrase (new parameters default to 256 "
+      "MiB and 3 passes)\n";
+  (void)!::write(STDERR_FILENO, line.data(), line.size());
+}
 
 void require_expected(const crypto::KeystoreSpec& spec, const std::string& expected) {
   const crypto::KeystoreSpec want = parse_keystore_arg(expected);
@@ -41,6 +62,7 @@ std::unique_ptr<Keystore> open_unannounced(const crypto::KeystoreSpec& spec,
   }
   if (spec.type == "passphrase") {
     if (!spec.kdf) fail(ErrorKind::corrupt_volume, "config field 'keystore.kdf': missing");
+    if (kdf_below_floor(*spec.kdf)) warn_weak_kdf(*spec.kdf);
     const SecretBytes pass = read_passphrase(creds, "Passphrase: ", false);
     return make_local_keystore(derive_passphrase_kek(pass, *spec.kdf), "passphrase:argon2id");
   }
@@ -69,6 +91,12 @@ crypto::KdfParams new_kdf_params(const NewKeystoreOptions& options) {
   if (options.kdf_mem) {
     if (*options.kdf_mem < 8192) fail(ErrorKind::usage, "--kdf-mem must be at least 8K");
     kdf.memlimit = *options.kdf_mem;
+  }
+  if (kdf_below_floor(kdf) && !options.allow_weak_kdf) {
+    fail(ErrorKind::usage, "Argon2id with " + describe_kdf(kdf) +
+                               " is too weak against passphrase guessing: use at least "
+                               "--kdf-mem 64M and --kdf-ops 2 (the default is 256M and 3), or "
+                               "--insecure-kdf for a throwaway volume");
   }
   return kdf;
 }
@@ -102,6 +130,14 @@ std::unique_ptr<Keystore> create_keyfile(crypto::KeystoreSpec& spec,
 }
 
 }  // namespace
+
+bool kdf_below_floor(const crypto::KdfParams& params) {
+  constexpr std::uint64_t kMinMem = crypto_pwhash_MEMLIMIT_INTERACTIVE;
+  constexpr std::uint64_t kMinWork = crypto_pwhash_OPSLIMIT_INTERACTIVE * kMinMem;
+  // Divided rather than multiplied: the config bounds memlimit only loosely.
+  return params.memlimit < kMinMem ||
+         params.opslimit < (kMinWork + params.memlimit - 1) / params.memlimit;
+}
 
 std::unique_ptr<Keystore> open_keystore(const crypto::KeystoreSpec& spec,
                                         const Credentials& creds) {

@@ -85,9 +85,15 @@ std::unique_ptr<Keystore> open_keystore(const crypto::KeystoreSpec& spec, const 
 // Key file paths become absolute. Throws WardError(usage).
 crypto::KeystoreSpec parse_keystore_arg(std::string_view text);
 
+// The weakest Argon2id wardfs accepts for a new passphrase: libsodium's INTERACTIVE
+// level, i.e. at least 64 MiB, and passes x memory at least 2 x 64 MiB (so 1 pass over
+// 128 MiB or more also passes). A volume below it still mounts, with a loud warning.
+bool kdf_below_floor(const crypto::KdfParams& params);
+
 struct NewKeystoreOptions {
   std::optional<std::uint64_t> kdf_ops;  // Argon2id passes
   std::optional<std::uint64_t> kdf_mem;  // Argon2id bytes
+  bool allow_weak_kdf = false;           // --insecure-kdf: accept both below the floor
   bool create_keyfile = false;           // generate a missing key file
   bool create_token_key = false;         // generate a missing AES key on the PKCS#11 token
 };

@@ -84,7 +84,7 @@ SecretBytes trimmed_first_line(const SecretBytes& text) {
 
 SecretBytes read_passfile(const std::filesystem::path& path) {
   if (path == "-") return first_line(detail::read_secret_fd(STDIN_FILENO, "passphrase from stdin"));
-  return first_line(detail::read_secret_file(path, "passphrase file", false));
+  return first_line(detail::read_secret_file(path, "passphrase file", true));
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "volume/posix_io.h"
 
+#include <sys/stat.h>
+
 #include <cerrno>
 
 namespace wardfs::volume {
@@ -28,6 +30,16 @@ ssize_t pwrite_full(int fd, const void* buf, std::size_t len, off_t offset) {
     done += static_cast<std::size_t>(n);
   }
   return static_cast<ssize_t>(done);
+}
+
+int create_private_directories(const std::filesystem::path& dir) {
+  std::filesystem::path prefix;
+  for (const auto& part : dir.lexically_normal()) {
+    prefix /= part;
+    if (part.empty() || part == prefix.root_path()) continue;
+    if (::mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST) return -errno;
+  }
+  return 0;
 }
 
 }  // namespace wardfs::volume

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstddef>
+#include <filesystem>
 #include <utility>
 
 namespace wardfs::volume {
@@ -40,5 +41,10 @@ class UniqueFd {
 // Both return the bytes transferred (short only at EOF for reads) or -errno.
 ssize_t pread_full(int fd, void* buf, std::size_t len, off_t offset);
 ssize_t pwrite_full(int fd, const void* buf, std::size_t len, off_t offset);
+
+// Creates `dir` and every missing parent with mode 0700, whatever the umask (the daemon
+// runs with umask 0, under which create_directories made them 0777). Directories that
+// exist are left alone. 0 or -errno.
+int create_private_directories(const std::filesystem::path& dir);
 
 }  // namespace wardfs::volume

@@ -179,7 +179,7 @@ class Cli(WardfsTestCase):
 
     def test_passphrase_from_stdin(self):
         v = self.vol(passphrase="stdin secret")
-        args = [BIN, "init", v.cipher_dir, "--passfile", "-", "--kdf-ops", "1", "--kdf-mem", "8388608"]
+        args = [BIN, "init", v.cipher_dir, "--passfile", "-", "--kdf-ops", "1", "--kdf-mem", "8388608", "--insecure-kdf"]
         self.assertExit(run(args, input="stdin secret\n"), 0, "init with --passfile -")
         p = run([BIN, "mount", v.cipher_dir, v.plain, "--passfile", "-"], input="stdin secret\n", timeout=60, via_files=True)
         self.assertExit(p, 0, "mount with --passfile -")

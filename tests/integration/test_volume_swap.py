@@ -22,7 +22,7 @@ from wardfs_harness import (BIN, CONFIG_NAME, DIRID_NAME, WardfsTestCase, descri
 USAGE = 1
 WRONG_KEY = 2
 NOBODY = 65534
-FAST_KDF = ["--kdf-ops", "1", "--kdf-mem", "8M"]
+FAST_KDF = ["--kdf-ops", "1", "--kdf-mem", "8M", "--insecure-kdf"]
 
 
 def write_secret(path, text, mode=0o600):

@@ -93,7 +93,7 @@ class Volume:
         if self.holes:
             args += ["--holes", self.holes]
         if self.passphrase is not None:
-            args += ["--kdf-ops", "1", "--kdf-mem", "8388608"]
+            args += ["--kdf-ops", "1", "--kdf-mem", "8388608", "--insecure-kdf"]
         return args
 
     def init(self):

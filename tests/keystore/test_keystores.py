@@ -21,7 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 BIN = os.environ.get("WARDFS_BIN") or os.path.join(REPO, "build", "cli", "wardfs")
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
-FAST_KDF = ["--kdf-ops", "1", "--kdf-mem", "8M"]
+FAST_KDF = ["--kdf-ops", "1", "--kdf-mem", "8M", "--insecure-kdf"]
 WRONG_KEY = 2
 USAGE = 1
 
