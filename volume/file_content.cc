@@ -108,6 +108,7 @@ int FileContent::create(int fd) {
   size_ = 0;
   tail_index_ = 0;
   tail_plain_.clear();
+  reset_sealed(0);
   loaded_ = true;
   return 0;
 }
@@ -161,6 +162,7 @@ int FileContent::load(int fd) {
   }
   size_ = *plain;
   tail_index_.reset();
+  reset_sealed(0);  // nothing is known of a file's chunks until they are written or read
   loaded_ = true;
   return 0;
 }
@@ -185,11 +187,13 @@ bool FileContent::recover_torn_tail(const crypto::FileKeys& keys, std::uint64_t 
 }
 
 int FileContent::open_sealed(std::uint64_t index, ByteView sealed, std::uint64_t final_index,
-                             std::span<std::uint8_t> out) {
+                             std::span<std::uint8_t> out, bool* hole) {
   const bool is_final = index == final_index;
+  if (hole != nullptr) *hole = false;
   if (crypto::is_all_zero(sealed)) {
     if (header_.has_holes() && !is_final) {
       std::fill(out.begin(), out.end(), 0);
+      if (hole != nullptr) *hole = true;
       return 0;
     }
     report(index, "chunk is all zeros in a file without holes (zeroed or never written)");
@@ -246,6 +250,12 @@ ssize_t FileContent::read(int fd, std::span<std::uint8_t> out, std::uint64_t off
   const std::uint64_t per_batch = std::max<std::uint64_t>(1, kBatchBytes / cs);
   std::uint64_t index = offset / cs;
   const std::uint64_t last = (end - 1) / cs;
+  // With has-holes, the chunks this read authenticates count as known sealed (one insert
+  // per run, not per chunk); a hole breaks the run.
+  const bool track_sealed = header_.has_holes();
+  std::uint64_t run_first = index;
+  std::uint64_t run_end = index;
+  bool hole = false;
   while (index <= last) {
     const std::uint64_t batch_last = std::min(last, index + per_batch - 1);
     const std::size_t batch_len = static_cast<std::size_t>((batch_last - index) * layout_.slot_size()) +
@@ -267,15 +277,22 @@ ssize_t FileContent::read(int fd, std::span<std::uint8_t> out, std::uint64_t off
       std::uint8_t* dest = out.data() + (copy_from - offset);
       if (copy_from == chunk_start && copy_to == chunk_start + plain_len) {
         // Whole chunk wanted: decrypt straight into the caller's buffer.
-        if (const int rc = open_sealed(i, chunk, final_index, {dest, plain_len}); rc != 0) return rc;
+        if (const int rc = open_sealed(i, chunk, final_index, {dest, plain_len}, &hole); rc != 0)
+          return rc;
       } else {
         auto plain = sized(scratch_plain(), plain_len);
-        if (const int rc = open_sealed(i, chunk, final_index, plain); rc != 0) return rc;
+        if (const int rc = open_sealed(i, chunk, final_index, plain, &hole); rc != 0) return rc;
         std::memcpy(dest, plain.data() + (copy_from - chunk_start), copy_to - copy_from);
       }
+      if (track_sealed && hole) {
+        note_sealed(run_first, run_end);
+        run_first = i + 1;
+      }
+      run_end = i + 1;
     }
     index = batch_last + 1;
   }
+  if (track_sealed) note_sealed(run_first, run_end);
   return static_cast<ssize_t>(end - offset);
 }
 
@@ -311,7 +328,7 @@ int FileContent::seal_and_write(
   return 0;
 }
 
-int FileContent::mark_has_holes(int fd) {
+int FileContent::mark_has_holes(int fd, std::uint64_t sealed_end) {
   if (header_.has_holes()) return 0;
   crypto::FileHeader updated = header_;
   updated.flags |= crypto::kHeaderHasHoles;
@@ -321,7 +338,50 @@ int FileContent::mark_has_holes(int fd) {
   const ssize_t n = pwrite_full(fd, raw.data(), raw.size(), 0);
   if (n < 0) return static_cast<int>(n);
   header_ = updated;
+  // Without the flag every chunk up to the old tail had to be sealed: all known.
+  reset_sealed(sealed_end);
   return 0;
+}
+
+void FileContent::note_sealed(std::uint64_t first, std::uint64_t end) {
+  if (first >= end) return;
+  std::lock_guard lock(sealed_mutex_);
+  sealed_.insert(first, end);
+}
+
+void FileContent::reset_sealed(std::uint64_t known_end) {
+  std::lock_guard lock(sealed_mutex_);
+  sealed_.clear();
+  sealed_.insert(0, known_end);
+}
+
+void FileContent::clear_has_holes_if_filled(int fd) {
+  // Holding io_mutex_ exclusively, after the chunk writes that may have filled the last
+  // hole: the header goes after them, never before (FORMAT.md §10).
+  if (!header_.has_holes()) return;
+  {
+    std::lock_guard lock(sealed_mutex_);
+    if (!sealed_.covers_prefix(layout_.final_index(size_))) return;
+  }
+  const auto keys = keys_for(header_.generation);
+  if (!keys) return;
+  // Another writer of the same backing file (another mount) may have moved its end or
+  // set the flag anew: then what this daemon knows is stale, and the flag stays.
+  crypto::RawHeader on_disk{};
+  struct stat st {};
+  const bool unchanged =
+      pread_full(fd, on_disk.data(), on_disk.size(), 0) == static_cast<ssize_t>(on_disk.size()) &&
+      on_disk == crypto::encode_header(header_, *keys) && ::fstat(fd, &st) == 0 &&
+      static_cast<std::uint64_t>(st.st_size) == layout_.backing_size(size_);
+  if (unchanged) {
+    crypto::FileHeader updated = header_;
+    updated.flags &= static_cast<std::uint16_t>(~crypto::kHeaderHasHoles);
+    const auto raw = crypto::encode_header(updated, *keys);
+    // A failed write keeps the flag, which is never wrong; the next write tries again.
+    if (pwrite_full(fd, raw.data(), raw.size(), 0) != static_cast<ssize_t>(raw.size())) return;
+    header_ = updated;
+  }
+  reset_sealed(0);
 }
 
 int FileContent::reserve_slots(int fd, std::uint64_t first, std::uint64_t last,
@@ -353,7 +413,7 @@ int FileContent::cut_back_failed_extend(int fd, std::uint64_t old_size, int rc) 
 int FileContent::fill_gap(int fd, std::uint64_t first, std::uint64_t end) {
   // Chunks [first, end) lie wholly inside a gap the caller is about to create.
   if (first >= end) return 0;
-  if (volume_.holes_allowed()) return mark_has_holes(fd);
+  if (volume_.holes_allowed()) return mark_has_holes(fd, first);
   struct statvfs vfs {};
   if (::fstatvfs(fd, &vfs) == 0) {
     const long double need = static_cast<long double>(end - first) * layout_.slot_size();
@@ -450,6 +510,11 @@ ssize_t FileContent::write_locked(int fd, ByteView data, std::uint64_t offset) {
     }
   }
   size_ = new_size;
+  if (header_.has_holes()) {
+    note_sealed(first, last + 1);
+    if (reseal_old_final) note_sealed(old_final, old_final + 1);
+    clear_has_holes_if_filled(fd);
+  }
   return static_cast<ssize_t>(data.size());
 }
 
@@ -494,6 +559,15 @@ int FileContent::truncate(int fd, std::uint64_t new_size) {
   size_ = new_size;
   tail_plain_.assign(plain.begin(), plain.begin() + static_cast<std::ptrdiff_t>(keep));
   tail_index_ = new_final;
+  if (header_.has_holes()) {
+    {
+      // The slots past the new tail are gone; the tail itself was just re-sealed.
+      std::lock_guard sealed_lock(sealed_mutex_);
+      sealed_.trim(new_final);
+      sealed_.insert(new_final, new_final + 1);
+    }
+    clear_has_holes_if_filled(fd);
+  }
   return 0;
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "crypto/file_format.h"
+#include "volume/chunk_intervals.h"
 #include "volume/rw_lock.h"
 #include "volume/volume.h"
 
@@ -67,8 +68,9 @@ class FileContent {
     std::size_t plain_len;
   };
   std::shared_ptr<const crypto::FileKeys> keys_for(std::uint32_t generation);
+  // *hole (when given) tells a hole read as zeros from a chunk that authenticated.
   int open_sealed(std::uint64_t index, crypto::ByteView sealed, std::uint64_t final_index,
-                  std::span<std::uint8_t> out);
+                  std::span<std::uint8_t> out, bool* hole = nullptr);
   bool recover_torn_tail(const crypto::FileKeys& keys, std::uint64_t index,
                          crypto::ByteView sealed, std::span<std::uint8_t> out);
   int read_chunk(int fd, std::uint64_t index, std::uint64_t file_size, std::span<std::uint8_t> out);
@@ -76,7 +78,10 @@ class FileContent {
   int fill_gap(int fd, std::uint64_t first, std::uint64_t end);
   int seal_and_write(int fd, std::uint64_t first, std::size_t count, std::uint64_t final_index,
                      const std::function<ssize_t(std::uint64_t, std::span<std::uint8_t>)>& fill);
-  int mark_has_holes(int fd);
+  int mark_has_holes(int fd, std::uint64_t sealed_end);
+  void note_sealed(std::uint64_t first, std::uint64_t end);
+  void reset_sealed(std::uint64_t known_end);
+  void clear_has_holes_if_filled(int fd);
   int cut_back_failed_extend(int fd, std::uint64_t old_size, int rc);
   int reserve_slots(int fd, std::uint64_t first, std::uint64_t last, std::uint64_t new_size);
   void report(std::uint64_t chunk, std::string_view reason) const;
@@ -94,6 +99,12 @@ class FileContent {
   std::mutex keys_mutex_;  // readers share io_mutex_, so the key cache needs its own
   std::vector<std::pair<std::uint32_t, std::shared_ptr<const crypto::FileKeys>>> keys_;
   std::uint64_t keys_epoch_ = 0;  // VolumeKeys::removal_epoch() when keys_ was filled
+
+  // While the header has has-holes: the chunks known to hold a sealed chunk, so the flag
+  // can go once no hole is left (FORMAT.md §4.6.1). Writers change it holding io_mutex_
+  // exclusively; readers, holding it shared, add what they authenticated.
+  std::mutex sealed_mutex_;
+  ChunkIntervals sealed_;
 
   // Plaintext of the final chunk, so small appends need not re-read and re-open it.
   std::optional<std::uint64_t> tail_index_;

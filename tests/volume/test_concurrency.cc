@@ -109,3 +109,65 @@ TEST_CASE("A writer is not starved by continuous readers", "[content][threads]")
   CAPTURE(n, seconds, reads.load());
   CHECK(seconds < 2.0);
 }
+
+// FUSE workers fill a truncated-up file (as mmap writeback does) while others read it: the
+// has-holes bookkeeping is shared by all of them (FORMAT.md §4.6.1).
+TEST_CASE("Threads filling a gap while others read it clear has-holes when it is full",
+          "[content][threads][holes]") {
+  TestVolume tv(CipherId::aes256gcm, 4096);
+  const std::size_t cs = 4096;
+  const std::uint64_t chunks = 64;
+  UniqueFd fd = tv.open_file("f");
+  FileContent fc(*tv.vol);
+  Reports reports;
+  fc.set_reporter(reports.fn());
+  REQUIRE(fc.create(fd.get()) == 0);
+  REQUIRE(fc.truncate(fd.get(), chunks * cs) == 0);
+  REQUIRE(fc.header().has_holes());
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 2; ++t) {
+    readers.emplace_back([&, t] {
+      Bytes buf(cs);
+      std::uint32_t x = 5 + t;
+      while (!stop.load()) {
+        x = x * 1103515245U + 12345U;
+        const std::uint64_t chunk = (x >> 8) % chunks;
+        // A chunk is a hole (zeros) or whole: every byte is its index + 1.
+        const auto want = static_cast<std::uint8_t>(chunk + 1);
+        if (fc.read(fd.get(), buf, chunk * cs) != static_cast<ssize_t>(cs) ||
+            std::any_of(buf.begin(), buf.end(),
+                        [&](std::uint8_t b) { return b != buf[0] || (b != 0 && b != want); })) {
+          ++bad;
+        }
+      }
+    });
+  }
+  std::vector<std::thread> writers;
+  for (std::uint64_t parity = 0; parity < 2; ++parity) {
+    writers.emplace_back([&, parity] {
+      for (std::uint64_t k = 0; k < chunks / 2; ++k) {
+        const std::uint64_t chunk = (chunks / 2 - 1 - k) * 2 + parity;  // back to front
+        const Bytes data(cs, static_cast<std::uint8_t>(chunk + 1));
+        if (fc.write(fd.get(), data, chunk * cs) != static_cast<ssize_t>(cs)) ++bad;
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  stop = true;
+  for (auto& t : readers) t.join();
+  CAPTURE(reports.describe());
+  REQUIRE(bad == 0);
+  REQUIRE(reports.list.empty());
+  REQUIRE_FALSE(fc.header().has_holes());
+  verify_format(tv, fd.get());
+
+  poke(fd.get(), tv.layout().slot_offset(17), Bytes(tv.layout().slot_size(), 0));
+  FileContent fresh(*tv.vol);
+  fresh.set_reporter(reports.fn());
+  REQUIRE(fresh.load(fd.get()) == 0);
+  REQUIRE(read_range(fresh, fd.get(), 17 * cs, cs).first == -EIO);
+  REQUIRE(reports.has(17));
+}

@@ -1,5 +1,6 @@
 // Model test: a seeded random sequence of writes, appends, truncates, reads and reopens
 // against a FileContent, checked at every step against a plain byte vector.
+#include <algorithm>
 #include <random>
 #include <sstream>
 
@@ -18,11 +19,15 @@ struct ModelRun {
   Reports reports;
   Bytes model;
   bool model_has_holes = false;
+  // Per chunk of the model: the slot holds a sealed chunk (not a hole), and this
+  // FileContent knows it (wrote it, or read it while has-holes was set). has-holes is
+  // cleared when every chunk before the last is known (FORMAT.md §4.6).
+  std::vector<bool> on_disk{true}, known{true};
   std::uint64_t max_size;
   std::uint32_t pattern_seed = 1;
   // What the sequence exercised, so a change to the generator cannot make it trivial.
   int writes = 0, appends = 0, truncs_up = 0, truncs_down = 0, reads = 0, reopens = 0,
-      recreates = 0, holed = 0;
+      recreates = 0, holed = 0, cleared = 0;
   std::uint64_t peak_size = 0;
 
   bool small;  // small files: short writes that mostly stay inside the first chunks
@@ -47,7 +52,43 @@ struct ModelRun {
     if (first_written_offset <= model.size()) return;
     if (first_written_offset / tv.cs() > final_index(model.size()) + 1) {
       holed += !model_has_holes;
+      // Setting the flag: every chunk up to the old tail is sealed, so known.
+      if (!model_has_holes) known.assign(known.size(), true);
       model_has_holes = true;
+    }
+  }
+  void note_sealed(std::uint64_t index) {
+    on_disk.at(index) = true;
+    known.at(index) = true;
+  }
+  void resize_chunks(std::uint64_t size) {
+    const auto n = static_cast<std::size_t>(final_index(size) + 1);
+    on_disk.resize(n, !tv.vol->holes_allowed());  // holes=never seals the gap
+    known.resize(n, false);
+  }
+  void maybe_clear_holes() {
+    if (model_has_holes && std::all_of(known.begin(), known.end() - 1, [](bool k) { return k; })) {
+      model_has_holes = false;
+      ++cleared;
+    }
+  }
+  // What FileContent::write seals: the chunks written and, when the end moves past it,
+  // the old tail. The model's bytes are updated by the caller.
+  void note_write(std::uint64_t offset, std::uint64_t n) {
+    if (n == 0) return;
+    note_gap(offset);
+    const std::uint64_t old_final = final_index(model.size());
+    const std::uint64_t new_size = std::max<std::uint64_t>(model.size(), offset + n);
+    resize_chunks(new_size);
+    for (std::uint64_t i = offset / tv.cs(); i <= (offset + n - 1) / tv.cs(); ++i) note_sealed(i);
+    if (final_index(new_size) > old_final) note_sealed(old_final);
+    maybe_clear_holes();
+  }
+  void note_read(std::uint64_t offset, std::size_t len) {
+    if (len == 0 || offset >= model.size() || !model_has_holes) return;
+    const std::uint64_t end = std::min<std::uint64_t>(model.size(), offset + len);
+    for (std::uint64_t i = offset / tv.cs(); i <= (end - 1) / tv.cs(); ++i) {
+      if (on_disk.at(i)) known.at(i) = true;
     }
   }
   std::size_t random_len(std::uint64_t max_chunks) {
@@ -88,7 +129,7 @@ struct ModelRun {
     const Bytes data = pattern(n, ++pattern_seed);
     REQUIRE(fc->write(fd.get(), data, offset) == static_cast<ssize_t>(n));
     if (n == 0) return;
-    note_gap(offset);
+    note_write(offset, n);
     if (model.size() < offset + n) model.resize(offset + n, 0);
     std::copy(data.begin(), data.end(), model.begin() + static_cast<std::ptrdiff_t>(offset));
   }
@@ -100,6 +141,7 @@ struct ModelRun {
     INFO(what.str());
     const Bytes data = pattern(len, ++pattern_seed);
     REQUIRE(fc->write(fd.get(), data, volume::kAppendOffset) == static_cast<ssize_t>(len));
+    note_write(model.size(), len);
     model.insert(model.end(), data.begin(), data.end());
   }
 
@@ -127,7 +169,13 @@ struct ModelRun {
     REQUIRE(fc->truncate(fd.get(), size) == 0);
     if (size > model.size()) {
       // An extend by zeros that writes only the new last chunk.
-      note_gap(std::max<std::uint64_t>(model.size(), final_index(size) * tv.cs()));
+      const std::uint64_t from = std::max<std::uint64_t>(model.size(), final_index(size) * tv.cs());
+      note_write(from, size - from);
+    } else if (size < model.size()) {
+      // The new last chunk is re-sealed; chunks past it are gone.
+      resize_chunks(size);
+      note_sealed(final_index(size));
+      maybe_clear_holes();
     }
     model.resize(static_cast<std::size_t>(size), 0);
   }
@@ -138,6 +186,7 @@ struct ModelRun {
     what << "read off=" << offset << " len=" << len;
     INFO(what.str());
     auto [n, got] = read_range(*fc, fd.get(), offset, len);
+    note_read(offset, len);
     const std::uint64_t expect_n =
         offset >= model.size() ? 0 : std::min<std::uint64_t>(len, model.size() - offset);
     CAPTURE(reports.describe());
@@ -161,10 +210,13 @@ struct ModelRun {
       REQUIRE(fc->create(fd.get()) == 0);
       model.clear();
       model_has_holes = false;
+      on_disk.assign(1, true);
+      known.assign(1, true);
       ++recreates;
     } else {
       what << "reopen";
       REQUIRE(fc->load(fd.get()) == 0);
+      known.assign(known.size(), false);  // a fresh FileContent knows no chunk
     }
   }
 
@@ -229,7 +281,7 @@ TEST_CASE("FileContent matches a byte-vector model under random operations", "[c
 
   if (ops >= 2000) {
     CAPTURE(run.writes, run.appends, run.truncs_up, run.truncs_down, run.reads, run.reopens,
-            run.recreates, run.holed, run.peak_size);
+            run.recreates, run.holed, run.cleared, run.peak_size);
     REQUIRE(run.writes > 500);
     REQUIRE(run.appends > 200);
     REQUIRE(run.truncs_up > 50);
@@ -239,6 +291,7 @@ TEST_CASE("FileContent matches a byte-vector model under random operations", "[c
     REQUIRE(run.recreates > 5);
     if (!small) {
       REQUIRE(run.holed > 3);  // gaps were made (filled when holes=never)
+      if (holes == HolesPolicy::allow) REQUIRE(run.cleared > 0);  // and filled in again
       REQUIRE(run.peak_size >= 8ULL * chunk);
     }
   }

@@ -72,9 +72,9 @@ TEST_CASE("holes=allow keeps a far gap sparse and sets has-holes", "[holes]") {
   REQUIRE(n2 == 100);
   REQUIRE(head2 == head);
   require_zeros(fc2, fd.get(), 700 * cs, static_cast<std::size_t>(cs));
-  // Truncating below the gap never clears the flag.
+  // Truncating below the gap leaves no hole: the flag goes.
   REQUIRE(fc2.truncate(fd.get(), 50) == 0);
-  REQUIRE(fc2.header().has_holes());
+  REQUIRE_FALSE(fc2.header().has_holes());
   REQUIRE(reports.list.empty());
 }
 
@@ -238,4 +238,170 @@ TEST_CASE("holes=allow: a truncate up past the backing file system's limit fails
   FileContent fc2(*tv.vol);
   REQUIRE(fc2.load(fd.get()) == 0);
   REQUIRE(first_diff(read_all(fc2, fd.get()), data) == -1);
+}
+
+// ---------------------------------------------------------------- clearing has-holes
+// A file made with a gap and then filled in (numpy.memmap, open_memmap: truncate or write
+// past the end, then every page through mmap) must not keep has-holes forever, or a zeroed
+// chunk in it would read as zeros (FORMAT.md §4.6).
+
+namespace {
+
+bool disk_has_holes(const TestVolume& tv, int fd) {
+  FileContent fresh(*tv.vol);
+  REQUIRE(fresh.load(fd) == 0);
+  return fresh.header().has_holes();
+}
+
+// Zeroes slot `index` and requires a fresh FileContent to fail reading it, and report it.
+void require_zeroed_slot_is_eio(const TestVolume& tv, int fd, std::uint64_t index) {
+  poke(fd, tv.layout().slot_offset(index), Bytes(tv.layout().slot_size(), 0));
+  FileContent fresh(*tv.vol);
+  Reports reports;
+  fresh.set_reporter(reports.fn());
+  REQUIRE(fresh.load(fd) == 0);
+  REQUIRE(read_range(fresh, fd, index * tv.cs() + 1, 10).first == -EIO);
+  REQUIRE(reports.has(index));
+}
+
+}  // namespace
+
+TEST_CASE("has-holes is cleared once every chunk of the gap is written (memmap fill)", "[holes]") {
+  const auto cipher = GENERATE(CipherId::aes256gcm, CipherId::xchacha20poly1305);
+  const auto chunk = GENERATE(4096U, 65536U);
+  const bool npy = GENERATE(true, false);  // else truncate up
+  const bool backwards = GENERATE(false, true);
+  const std::uint64_t victim = GENERATE(0, 3, 6);
+  CAPTURE(cipher_label(cipher), chunk, npy, backwards, victim);
+  TestVolume tv(cipher, chunk, HolesPolicy::allow);
+  const std::uint64_t cs = chunk;
+  const std::uint64_t size = 7 * cs + 300;
+  const Bytes data = pattern(size, 9);
+  UniqueFd fd = tv.open_file("f");
+  FileContent fc(*tv.vol);
+  Reports reports;
+  fc.set_reporter(reports.fn());
+  REQUIRE(fc.create(fd.get()) == 0);
+
+  if (npy) {  // open_memmap: the .npy header, then one byte at the end
+    write_ok(fc, fd.get(), ByteView(data).first(128), 0);
+    write_ok(fc, fd.get(), ByteView(data).last(1), size - 1);
+  } else {
+    REQUIRE(fc.truncate(fd.get(), size) == 0);
+  }
+  REQUIRE(fc.header().has_holes());
+  REQUIRE(disk_has_holes(tv, fd.get()));
+
+  constexpr std::uint64_t page = 4096;
+  const std::uint64_t pages = (size + page - 1) / page;
+  for (std::uint64_t k = 0; k < pages; ++k) {
+    const std::uint64_t p = backwards ? pages - 1 - k : k;
+    const std::uint64_t off = p * page;
+    write_ok(fc, fd.get(), ByteView(data).subspan(off, std::min(page, size - off)), off);
+    // Chunk 0 (the old tail) is known from the start. Forwards, chunk 6 (the last before
+    // the tail) is a hole until a page of it is in; backwards, chunk 1 is.
+    const bool hole_left = backwards ? off >= 2 * cs : off + page < 6 * cs;
+    if (hole_left) REQUIRE(fc.header().has_holes());
+  }
+  REQUIRE_FALSE(fc.header().has_holes());
+  REQUIRE_FALSE(disk_has_holes(tv, fd.get()));
+  REQUIRE(reports.list.empty());
+  REQUIRE(first_diff(verify_format(tv, fd.get()), data) == -1);
+
+  require_zeroed_slot_is_eio(tv, fd.get(), victim);
+}
+
+TEST_CASE("A partly filled gap keeps has-holes, across reopens, and reads its holes as zeros",
+          "[holes]") {
+  const auto cipher = GENERATE(CipherId::aes256gcm, CipherId::xchacha20poly1305);
+  CAPTURE(cipher_label(cipher));
+  TestVolume tv(cipher, 4096, HolesPolicy::allow);
+  const std::uint64_t cs = 4096;
+  UniqueFd fd = tv.open_file("f");
+  {
+    FileContent fc(*tv.vol);
+    REQUIRE(fc.create(fd.get()) == 0);
+    REQUIRE(fc.truncate(fd.get(), 5 * cs + 1) == 0);  // chunks 0..4 a gap, 5 the tail
+    for (const std::uint64_t i : {0, 1, 3, 4}) write_ok(fc, fd.get(), pattern(cs, 10 + i), i * cs);
+    REQUIRE(fc.header().has_holes());  // chunk 2 was never written
+    // Reading the hole does not count it as written.
+    require_zeros(fc, fd.get(), 2 * cs, cs);
+    write_ok(fc, fd.get(), pattern(5, 1), 0);
+    REQUIRE(fc.header().has_holes());
+  }
+  REQUIRE(disk_has_holes(tv, fd.get()));
+
+  // A fresh FileContent knows nothing of the earlier writes: filling chunk 2 is not enough.
+  FileContent fc2(*tv.vol);
+  Reports reports;
+  fc2.set_reporter(reports.fn());
+  REQUIRE(fc2.load(fd.get()) == 0);
+  require_zeros(fc2, fd.get(), 2 * cs, cs);
+  write_ok(fc2, fd.get(), pattern(cs, 12), 2 * cs);
+  REQUIRE(fc2.header().has_holes());
+  // Reads that authenticate the other chunks count; the header is rewritten only by the
+  // next write, never by a read.
+  const Bytes header_before = peek(fd.get(), 0, crypto::kHeaderSize);
+  REQUIRE(read_all(fc2, fd.get()).size() == 5 * cs + 1);
+  REQUIRE(peek(fd.get(), 0, crypto::kHeaderSize) == header_before);
+  REQUIRE(fc2.header().has_holes());
+  write_ok(fc2, fd.get(), pattern(3, 2), 10);
+  REQUIRE_FALSE(fc2.header().has_holes());
+  REQUIRE(reports.list.empty());
+  require_zeroed_slot_is_eio(tv, fd.get(), 2);
+}
+
+TEST_CASE("Truncating down and up keeps the has-holes bookkeeping exact", "[holes]") {
+  const auto cipher = GENERATE(CipherId::aes256gcm, CipherId::xchacha20poly1305);
+  CAPTURE(cipher_label(cipher));
+  TestVolume tv(cipher, 4096, HolesPolicy::allow);
+  const std::uint64_t cs = 4096;
+  UniqueFd fd = tv.open_file("f");
+  FileContent fc(*tv.vol);
+  Reports reports;
+  fc.set_reporter(reports.fn());
+  REQUIRE(fc.create(fd.get()) == 0);
+  REQUIRE(fc.truncate(fd.get(), 7 * cs + 1) == 0);  // gap 0..6 (chunk 0 is the old, empty tail)
+
+  SECTION("down past the last hole clears the flag") {
+    write_ok(fc, fd.get(), pattern(2 * cs, 1), cs);  // chunks 1, 2; 3..6 holes
+    REQUIRE(fc.header().has_holes());
+    REQUIRE(fc.truncate(fd.get(), 3 * cs + 10) == 0);  // chunk 3 becomes the (sealed) tail
+    REQUIRE_FALSE(fc.header().has_holes());
+    REQUIRE_FALSE(disk_has_holes(tv, fd.get()));
+    require_zeroed_slot_is_eio(tv, fd.get(), 1);
+  }
+  SECTION("down, keeping a hole, keeps the flag") {
+    write_ok(fc, fd.get(), pattern(cs, 1), cs);
+    write_ok(fc, fd.get(), pattern(cs, 2), 3 * cs);  // chunk 2 stays a hole
+    REQUIRE(fc.truncate(fd.get(), 4 * cs + 1) == 0);
+    REQUIRE(fc.header().has_holes());
+    require_zeros(fc, fd.get(), 2 * cs, cs);
+  }
+  SECTION("chunks cut off by a truncate down are holes again after a truncate up") {
+    write_ok(fc, fd.get(), pattern(3 * cs, 1), 4 * cs);  // chunks 4..6
+    REQUIRE(fc.truncate(fd.get(), 3 * cs + 1) == 0);     // chunks 1, 2 still holes
+    REQUIRE(fc.header().has_holes());
+    REQUIRE(fc.truncate(fd.get(), 8 * cs + 1) == 0);  // 4..7 a gap again
+    write_ok(fc, fd.get(), pattern(2 * cs, 2), cs);   // 1, 2
+    write_ok(fc, fd.get(), pattern(cs, 3), 7 * cs);   // 7
+    REQUIRE(fc.header().has_holes());
+    require_zeros(fc, fd.get(), 4 * cs, 3 * cs);
+    FileContent fc2(*tv.vol);
+    fc2.set_reporter(reports.fn());
+    REQUIRE(fc2.load(fd.get()) == 0);
+    require_zeros(fc2, fd.get(), 4 * cs, 3 * cs);
+  }
+  SECTION("filled, then down and up again: the new gap sets the flag again") {
+    write_ok(fc, fd.get(), pattern(7 * cs, 1), 0);
+    REQUIRE_FALSE(fc.header().has_holes());
+    REQUIRE(fc.truncate(fd.get(), 2 * cs) == 0);
+    REQUIRE(fc.truncate(fd.get(), 6 * cs + 1) == 0);
+    REQUIRE(fc.header().has_holes());
+    require_zeros(fc, fd.get(), 2 * cs, 4 * cs);
+    write_ok(fc, fd.get(), pattern(4 * cs, 2), 2 * cs);
+    REQUIRE_FALSE(fc.header().has_holes());
+    require_zeroed_slot_is_eio(tv, fd.get(), 4);
+  }
+  REQUIRE(reports.list.empty());
 }
