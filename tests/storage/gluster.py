@@ -75,7 +75,9 @@ class GlusterVolume:
             self._start_glusterd()
             self._create_volume()
             for mnt in (self.client_a, self.client_b):
-                self._check(_run(["mount", "-t", "glusterfs", "127.0.0.1:/" + self.name, mnt]),
+                log = os.path.join(self.root, os.path.basename(mnt) + ".log")
+                self._check(_run(["mount", "-t", "glusterfs", "-o", "log-file=" + log,
+                                  "127.0.0.1:/" + self.name, mnt]),
                             "mount -t glusterfs on " + mnt)
         except Exception:
             self.stop()
@@ -144,6 +146,10 @@ class GlusterVolume:
         if self.glusterd_pid:
             self._kill(self.glusterd_pid)
             self.glusterd_pid = None
+        try:  # glusterd leaves the volume's empty run directory behind
+            os.rmdir(os.path.join("/var/run/gluster/vols", self.name))
+        except OSError:
+            pass
         if not any(_is_mounted(m) for m in (self.client_a, self.client_b)):
             shutil.rmtree(self.root, ignore_errors=True)
 

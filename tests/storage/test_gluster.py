@@ -101,13 +101,6 @@ class Directories(OnGluster):
     def test_mkdir_and_renames_without_rename_flags(self):
         vol = self.gluster_volume()
         vol.mount()
-        backing = self.status(vol)["backing"]
-        self.assertFalse(backing["rename_noreplace"], backing)
-        self.assertFalse(backing["rename_exchange"], backing)
-        self.assertTrue(any("RENAME_NOREPLACE" in f for f in backing["fallbacks"]), backing)
-        p = run([BIN, "status", vol.plain], timeout=30)
-        self.assertIn("backing fallback: no RENAME_NOREPLACE", p.stdout, describe(p))
-
         os.makedirs(vol.p("a", "b", "c"))
         write_file(vol.p("a", "b", "c", "f"), b"deep" * 1000)
         self.assertErrno(17, os.mkdir, vol.p("a"))  # EEXIST
@@ -143,6 +136,12 @@ class Directories(OnGluster):
             self.assertEqual(read_file(vol.p("n2")), b"n2")
             self.assertEqual(read_file(vol.p("n3")), b"n1")
         check()
+        backing = self.status(vol)["backing"]
+        self.assertFalse(backing["rename_noreplace"], backing)
+        self.assertFalse(backing["rename_exchange"], backing)
+        self.assertTrue(any("RENAME_NOREPLACE" in f for f in backing["fallbacks"]), backing)
+        p = run([BIN, "status", vol.plain], timeout=30)
+        self.assertIn("backing fallback: no RENAME_NOREPLACE", p.stdout, describe(p))
         os.rmdir(vol.p("a"))
         os.rmdir(vol.p("empty"))
         vol.remount()
