@@ -62,6 +62,13 @@ class GlusterVolume:
             raise RuntimeError("%s failed (exit %d):\n%s" % (what, p.returncode, p.stdout))
 
     def start(self):
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self):
         for tool in ("glusterd", "gluster", "mount.glusterfs"):
             if not shutil.which(tool):
                 raise GlusterUnavailable("%s not found: scripts/install-deps installs "
@@ -71,17 +78,13 @@ class GlusterVolume:
                                      "test starts a private one" % GLUSTERD_PORT)
         for d in (self.work, self.brick, self.client_a, self.client_b):
             os.mkdir(d)
-        try:
-            self._start_glusterd()
-            self._create_volume()
-            for mnt in (self.client_a, self.client_b):
-                log = os.path.join(self.root, os.path.basename(mnt) + ".log")
-                self._check(_run(["mount", "-t", "glusterfs", "-o", "log-file=" + log,
-                                  "127.0.0.1:/" + self.name, mnt]),
-                            "mount -t glusterfs on " + mnt)
-        except Exception:
-            self.stop()
-            raise
+        self._start_glusterd()
+        self._create_volume()
+        for mnt in (self.client_a, self.client_b):
+            log = os.path.join(self.root, os.path.basename(mnt) + ".log")
+            self._check(_run(["mount", "-t", "glusterfs", "-o", "log-file=" + log,
+                              "127.0.0.1:/" + self.name, mnt]),
+                        "mount -t glusterfs on " + mnt)
 
     def _start_glusterd(self):
         vol = os.path.join(self.root, "glusterd.vol")

@@ -36,13 +36,20 @@ from wardfs_harness import (BIN, RENAME_EXCHANGE, RENAME_NOREPLACE, WardfsTestCa
 EXIT_MOUNT = 4
 SKIP = 77
 SUITES = ("test_basic_io", "test_metadata", "test_tamper")
-SUITE_TIMEOUT = 420
+SUITE_TIMEOUT = 150  # each takes about 30 s on 2 cores
 
 GLUSTER = None
+SUITE = None  # the integration suite running as a child, if any
 
 
 def stop_everything():
     """wardfs mounts first (their backing directories are on the Gluster mounts)."""
+    if SUITE is not None and SUITE.poll() is None:
+        SUITE.terminate()  # its harness unmounts its volumes on SIGTERM
+        try:
+            SUITE.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            SUITE.kill()
     wardfs_volume._cleanup_all()
     if GLUSTER is not None:
         GLUSTER.stop()
@@ -79,13 +86,20 @@ class ExistingSuites(OnGluster):
         env = dict(os.environ, WARDFS_IT_BACKING_ROOT=GLUSTER.client_a,
                    WARDFS_IT_CIPHER="aes-256-gcm", WARDFS_IT_CHUNK="4K")
         started = time.monotonic()
-        p = subprocess.run([sys.executable, os.path.join(INTEGRATION, name + ".py")], env=env,
-                           cwd=INTEGRATION, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, timeout=SUITE_TIMEOUT)
+        global SUITE
+        p = SUITE = subprocess.Popen(
+            [sys.executable, os.path.join(INTEGRATION, name + ".py")], env=env, cwd=INTEGRATION,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            out, _ = p.communicate(timeout=SUITE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            p.terminate()  # the harness unmounts its volumes on SIGTERM
+            out, _ = p.communicate(timeout=120)
+            self.fail("%s ran over %ds on GlusterFS:\n%s" % (name, SUITE_TIMEOUT, out[-6000:]))
         sys.stderr.write("%s on Gluster: %.0fs\n" % (name, time.monotonic() - started))
         self.assertEqual(p.returncode, 0, "%s failed with its backing on GlusterFS:\n%s"
-                         % (name, p.stdout[-6000:]))
-        self.assertRegex(p.stdout, r"\nOK", "%s ran no tests?\n%s" % (name, p.stdout[-2000:]))
+                         % (name, out[-6000:]))
+        self.assertRegex(out, r"\nOK", "%s ran no tests?\n%s" % (name, out[-2000:]))
 
     def test_basic_io(self):
         self.run_suite("test_basic_io")
