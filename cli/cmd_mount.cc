@@ -245,6 +245,9 @@ int run_status_of(const std::string& mount_point, bool json_output) {
             << " bytes, " << c["integrity_failures"] << " integrity failures\n  rekey: "
             << (r["running"].get<bool>() ? "running, " : "idle, ") << r["bytes_done"] << " of "
             << r["bytes_total"] << " bytes, " << r["errors"] << " errors\n";
+  for (const auto& f : status["backing"]["fallbacks"]) {
+    std::cout << "  backing fallback: " << f.get<std::string>() << "\n";
+  }
   return 0;
 }
 

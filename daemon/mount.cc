@@ -322,6 +322,17 @@ std::optional<audit::Event> start_new_audit_history(const MountRequest& req,
   return audit::volume_event("audit_key_recreated", "", std::nullopt, "ok", std::move(detail));
 }
 
+// Learns which rename flags the backing file system honours (network file systems lack
+// some), so `wardfs status` shows the fallbacks from the start.
+void probe_backing(const volume::Volume& volume) {
+  const volume::UniqueFd root(
+      ::open(volume.cipher_dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root) return;
+  volume.backing_features().probe(root.get());
+  for (const auto& f : volume.backing_features().fallbacks())
+    spdlog::info("backing file system of {}: {}", volume.cipher_dir().string(), f);
+}
+
 // Unlocks through the audited keystore, so every unwrap is on record, and starts the
 // log once the audit key is known.
 std::unique_ptr<volume::Volume> unlock_audited(const MountRequest& req,
@@ -386,6 +397,7 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   audit::AuditedKeystore keystore(*plain_keystore, audit_log);
   const auto volume = unlock_audited(req, config, keystore, audit_log);
   keystore::remember_volume(req.cipher_dir, config.volume_id);  // trust on first use
+  if (!req.read_only) probe_backing(*volume);
 
   wardfs::fs::WardFs filesystem(
       *volume,

@@ -69,7 +69,8 @@ void WardFs::mkdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode
   if (rc == 0) rc = names_.write_sidecar(parent.fd.get(), r);
   volume::UniqueFd fd;
   if (rc == 0)
-    rc = volume::make_directory(parent.fd.get(), r.backing, mode, owner_for(req, parent), fd);
+    rc = volume::make_directory(volume_.backing_features(), parent.fd.get(), r.backing, mode,
+                                owner_for(req, parent), fd);
   fuse_entry_param e{};
   if (rc == 0) rc = entry_from_fd(parent, name, std::move(fd), e);
   if (rc != 0) {
@@ -222,14 +223,9 @@ void WardFs::rename(fuse_req_t req, fuse_ino_t parent_ino, const char* name,
   }
   if (rc == 0) rc = names_.write_sidecar(newparent.fd.get(), to);
   if (rc == 0) {
-    const int r = flags == 0 ? ::renameat(parent.fd.get(), from.backing.c_str(), newparent.fd.get(),
-                                          to.backing.c_str())
-                             : ::renameat2(parent.fd.get(), from.backing.c_str(),
-                                           newparent.fd.get(), to.backing.c_str(), flags);
-    if (r != 0) {
-      rc = -errno;
-      if (!to.exists) names_.remove_sidecar(newparent.fd.get(), to);
-    }
+    rc = volume::rename_entry(volume_.backing_features(), parent.fd.get(), from.backing,
+                              newparent.fd.get(), to.backing, flags);
+    if (rc != 0 && !to.exists) names_.remove_sidecar(newparent.fd.get(), to);
   }
   if (rc != 0 && replaced_dir) volume::write_dir_id(replaced_dir.get(), replaced_id);
   if (rc == 0 && (flags & RENAME_EXCHANGE) == 0) {

@@ -23,6 +23,26 @@ namespace {
 // a directory needs write permission on it), so the fd opened after mkdirat() is ours.
 constexpr mode_t kBuildDirMode = 0700;
 
+// How a file system without a rename flag answers it (the FUSE kernel module turns a
+// server's ENOSYS into EINVAL).
+bool flag_unsupported(int err) { return err == EINVAL || err == ENOSYS || err == EOPNOTSUPP; }
+
+// RENAME_NOREPLACE by hand. The caller's locks keep every wardfs writer away from `to`
+// between the check and the rename; should anyone else create it meanwhile, rename(2)
+// still refuses a directory over anything but an empty directory, and every directory
+// wardfs makes holds its id before it gets a name.
+int check_then_rename(int from_dir, const std::string& from, int to_dir, const std::string& to) {
+  struct stat st {};
+  if (::fstatat(to_dir, to.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return -EEXIST;
+  if (errno != ENOENT) return -errno;
+  if (::renameat(from_dir, from.c_str(), to_dir, to.c_str()) == 0) return 0;
+  const int err = errno;
+  // The target appeared after the check: a directory, or a non-directory in a
+  // directory's way.
+  if (err == ENOTEMPTY || err == EEXIST || err == ENOTDIR || err == EISDIR) return -EEXIST;
+  return -err;
+}
+
 int report_swapped(const std::string& name) {
   spdlog::error(
       "backing entry {} changed while wardfs was creating it: someone else writes to the "
@@ -36,6 +56,65 @@ std::string temp_entry_name() {
   std::array<std::uint8_t, 12> rnd{};
   crypto::random_fill(rnd);
   return std::string(kTempPrefix) + crypto::hex_encode(rnd);
+}
+
+void BackingFeatures::probe(int root_fd) {
+  const std::string a = temp_entry_name();
+  const std::string b = temp_entry_name();
+  for (const auto& name : {a, b}) {
+    UniqueFd fd(::openat(root_fd, name.c_str(),
+                         O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!fd) {  // read-only or not ours to write: learn from the first EINVAL instead
+      ::unlinkat(root_fd, a.c_str(), 0);
+      return;
+    }
+  }
+  // Into an absent name: the GlusterFS client says EEXIST, not EINVAL, for an existing one.
+  const std::string c = temp_entry_name();
+  if (::renameat2(root_fd, a.c_str(), root_fd, c.c_str(), RENAME_NOREPLACE) != 0 &&
+      flag_unsupported(errno)) {
+    lacks_rename_noreplace();
+    ::renameat(root_fd, a.c_str(), root_fd, c.c_str());
+  }
+  if (::renameat2(root_fd, b.c_str(), root_fd, c.c_str(), RENAME_EXCHANGE) != 0 &&
+      flag_unsupported(errno))
+    lacks_rename_exchange();
+  for (const auto& name : {a, b, c}) ::unlinkat(root_fd, name.c_str(), 0);
+}
+
+std::vector<std::string> BackingFeatures::fallbacks() const {
+  std::vector<std::string> out;
+  if (!rename_noreplace())
+    out.emplace_back("no RENAME_NOREPLACE: mkdir, rekey and rename -n check the name, then rename");
+  if (!rename_exchange())
+    out.emplace_back("no RENAME_EXCHANGE: an exchanging rename fails with EINVAL");
+  return out;
+}
+
+int rename_no_replace(BackingFeatures& features, int from_dir, const std::string& from, int to_dir,
+                      const std::string& to) {
+  if (features.rename_noreplace()) {
+    if (::renameat2(from_dir, from.c_str(), to_dir, to.c_str(), RENAME_NOREPLACE) == 0) return 0;
+    if (!flag_unsupported(errno)) return -errno;
+    spdlog::info(
+        "the backing file system rejects RENAME_NOREPLACE: checking names before "
+        "renaming instead");
+    features.lacks_rename_noreplace();
+  }
+  return check_then_rename(from_dir, from, to_dir, to);
+}
+
+int rename_entry(BackingFeatures& features, int from_dir, const std::string& from, int to_dir,
+                 const std::string& to, unsigned int flags) {
+  if (flags == 0) return ::renameat(from_dir, from.c_str(), to_dir, to.c_str()) == 0 ? 0 : -errno;
+  if (flags == RENAME_NOREPLACE) return rename_no_replace(features, from_dir, from, to_dir, to);
+  // An exchange has no safe equivalent (two renames through a temp name would let a crash
+  // leave one entry under that name): callers get the backing file system's EINVAL.
+  if ((flags & RENAME_EXCHANGE) != 0 && !features.rename_exchange()) return -EINVAL;
+  if (::renameat2(from_dir, from.c_str(), to_dir, to.c_str(), flags) == 0) return 0;
+  const int err = errno;
+  if ((flags & RENAME_EXCHANGE) != 0 && flag_unsupported(err)) features.lacks_rename_exchange();
+  return -err;
 }
 
 bool is_fresh_entry(const struct stat& st, mode_t type) {
@@ -75,8 +154,8 @@ int hand_over(int fd, const Owner& owner, struct stat& st) {
   return 0;
 }
 
-int make_directory(int parent_fd, const std::string& name, mode_t mode, const Owner& owner,
-                   UniqueFd& out) {
+int make_directory(BackingFeatures& features, int parent_fd, const std::string& name, mode_t mode,
+                   const Owner& owner, UniqueFd& out) {
   const std::string temp = temp_entry_name();
   if (::mkdirat(parent_fd, temp.c_str(), kBuildDirMode) != 0) return -errno;
   UniqueFd dir(::openat(parent_fd, temp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
@@ -94,9 +173,7 @@ int make_directory(int parent_fd, const std::string& name, mode_t mode, const Ow
                    std::strerror(-err));
     }
   }
-  if (rc == 0 &&
-      ::renameat2(parent_fd, temp.c_str(), parent_fd, name.c_str(), RENAME_NOREPLACE) != 0)
-    rc = -errno;
+  if (rc == 0) rc = rename_no_replace(features, parent_fd, temp, parent_fd, name);
   if (rc == 0) out.reset(::openat(dir.get(), ".", O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (rc == 0 && !out) rc = -errno;
   if (rc != 0) {

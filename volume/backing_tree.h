@@ -10,11 +10,48 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <string>
+#include <vector>
 
 #include "volume/posix_io.h"
 
 namespace wardfs::volume {
+
+// Which of the rename flags the backing file system honours. Network file systems do not
+// all: the GlusterFS and NFS clients reject RENAME_NOREPLACE and RENAME_EXCHANGE with
+// EINVAL. Probed once at mount, and also learned from the first EINVAL, so a volume
+// opened without a probe (an offline command, a backing root it may not write) works too.
+// One per volume; safe to share between threads.
+class BackingFeatures {
+ public:
+  // Tries both flags on scratch entries in `root_fd` and removes them again. Leaves the
+  // defaults (supported) where it cannot write there.
+  void probe(int root_fd);
+  bool rename_noreplace() const { return rename_noreplace_.load(std::memory_order_relaxed); }
+  bool rename_exchange() const { return rename_exchange_.load(std::memory_order_relaxed); }
+  void lacks_rename_noreplace() { rename_noreplace_.store(false, std::memory_order_relaxed); }
+  void lacks_rename_exchange() { rename_exchange_.store(false, std::memory_order_relaxed); }
+  // The equivalents in use instead, one line each, for `wardfs status` and the log.
+  std::vector<std::string> fallbacks() const;
+
+ private:
+  std::atomic<bool> rename_noreplace_{true};
+  std::atomic<bool> rename_exchange_{true};
+};
+
+// Moves entry `from` of `from_dir` to `to` in `to_dir`, -EEXIST if `to` exists. Where the
+// backing file system lacks RENAME_NOREPLACE: checks that `to` is absent, then renames
+// (rename(2) is atomic, so a crash leaves the entry under one name or the other). The
+// caller holds both directories' entry locks, so no wardfs thread creates `to` between
+// check and rename; another wardfs mount cannot either, as it holds no write lease.
+int rename_no_replace(BackingFeatures& features, int from_dir, const std::string& from, int to_dir,
+                      const std::string& to);
+
+// rename for the FUSE layer: `flags` 0, RENAME_NOREPLACE (through rename_no_replace) or
+// RENAME_EXCHANGE (-EINVAL where the backing file system has none). 0 or -errno.
+int rename_entry(BackingFeatures& features, int from_dir, const std::string& from, int to_dir,
+                 const std::string& to, unsigned int flags);
 
 // The owner a new entry should end with; -1 keeps what the backing file system gave it.
 struct Owner {
@@ -42,11 +79,11 @@ int hand_over(int fd, const Owner& owner, struct stat& st);
 
 // Makes directory `name` in `parent_fd` with a new directory id, owned by `owner`, mode
 // `mode`: built under a temp name in a private mode and renamed into place without
-// replacing anything, so no crash leaves a directory without its id and no one can
-// swap the half-built directory for a symlink. `out` receives an O_PATH fd of the new
-// directory. -EEXIST if `name` exists.
-int make_directory(int parent_fd, const std::string& name, mode_t mode, const Owner& owner,
-                   UniqueFd& out);
+// replacing anything (rename_no_replace), so no crash leaves a directory without its id
+// and no one can swap the half-built directory for a symlink. `out` receives an O_PATH fd
+// of the new directory. -EEXIST if `name` exists.
+int make_directory(BackingFeatures& features, int parent_fd, const std::string& name, mode_t mode,
+                   const Owner& owner, UniqueFd& out);
 
 // Removes the wardfs metadata of directory `dir_fd` (long-name sidecars, leftover temp
 // entries) but not its id; -ENOTEMPTY, touching nothing, if it holds any real entry.

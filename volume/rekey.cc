@@ -180,11 +180,11 @@ int Rekeyer::rekey_names(int dir_fd, const crypto::DirId& dir_id, const std::str
       from.encoded =
           crypto::is_long_name(e.backing) ? std::string() : e.backing;  // only is_long() matters
       if (const int rc = names_.write_sidecar(dir_fd, to); rc != 0) return rc;
-      if (::renameat2(dir_fd, e.backing.c_str(), dir_fd, to.backing.c_str(), RENAME_NOREPLACE) !=
-          0) {
-        const int err = errno;
+      if (const int err =
+              rename_no_replace(volume_.backing_features(), dir_fd, e.backing, dir_fd, to.backing);
+          err != 0) {
         names_.remove_sidecar(dir_fd, to);
-        return -err;
+        return err;
       }
       names_.remove_sidecar(dir_fd, from);
       progress.names_done++;

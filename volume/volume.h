@@ -11,6 +11,7 @@
 #include "crypto/file_format.h"
 #include "crypto/volume_keys.h"
 #include "keystore/keystore.h"
+#include "volume/backing_tree.h"
 
 namespace wardfs::volume {
 
@@ -44,6 +45,9 @@ class Volume {
   void set_audit_root(const crypto::SecretBytes& root);
   // The volume id as logs and paths show it (base64url).
   std::string id_text() const;
+  // What the backing file system supports, learned as the volume is used: shared by
+  // every caller, whatever constness it holds the volume with.
+  BackingFeatures& backing_features() const { return backing_features_; }
 
  private:
   std::filesystem::path cipher_dir_;
@@ -54,6 +58,7 @@ class Volume {
   crypto::HolesPolicy holes_;
   std::string keystore_identity_;
   crypto::SecretBytes audit_mac_key_;
+  mutable BackingFeatures backing_features_;
 };
 
 // Writes a new config with one generation and an audit key, and the root's directory

@@ -3,7 +3,9 @@ a temp dir with a backing dir, a mount point and a key, driven through the CLI, 
 down on failure, at exit and on SIGTERM so no test leaves a mount behind.
 
 Environment knobs: WARDFS_IT_KEEP (see wardfs_harness); WARDFS_AUDIT_DIR, which defaults
-to a private temp dir here so test volumes never log to /var/log/wardfs.
+to a private temp dir here so test volumes never log to /var/log/wardfs;
+WARDFS_IT_BACKING_ROOT, a directory (e.g. on a network file system) in which each volume
+gets its backing directory, the rest staying in /tmp (tests/storage uses it).
 """
 
 import atexit
@@ -16,6 +18,7 @@ import tempfile
 from wardfs_proc import BIN, HarnessError, describe, is_fuse_mounted, run, wait_for, wardfs_pids
 
 KEEP = os.environ.get("WARDFS_IT_KEEP") == "1"
+BACKING_ROOT = os.environ.get("WARDFS_IT_BACKING_ROOT") or None
 
 # Audit logs of test volumes go to a private directory, not /var/log/wardfs. Registered
 # before the volume cleanup below, so it runs after it at exit.
@@ -57,13 +60,18 @@ class Volume:
     write_key = True
     log_tail_lines = 30
 
-    def __init__(self, cipher="aes-256-gcm", chunk=4096, holes=None, passphrase=None):
+    def __init__(self, cipher="aes-256-gcm", chunk=4096, holes=None, passphrase=None,
+                 backing_root=None):
         self.cipher = cipher
         self.chunk = chunk
         self.holes = holes
         self.passphrase = passphrase
         self.root = tempfile.mkdtemp(prefix=self.root_prefix, dir="/tmp")
-        self.cipher_dir = os.path.join(self.root, "cipher")
+        # The backing directory elsewhere: its own temp dir there, removed with the volume.
+        backing_root = backing_root or BACKING_ROOT
+        self.backing_root = (tempfile.mkdtemp(prefix=self.root_prefix, dir=backing_root)
+                             if backing_root else self.root)
+        self.cipher_dir = os.path.join(self.backing_root, "cipher")
         self.plain = os.path.join(self.root, "plain")
         self.keyfile = os.path.join(self.root, "key")
         self.passfile = os.path.join(self.root, "pass")
@@ -203,7 +211,12 @@ class Volume:
             sys.stderr.write("wardfs harness: %s is still mounted; keeping %s\n" % (self.plain, self.root))
             return
         if not KEEP:
-            shutil.rmtree(self.root, ignore_errors=True)
+            self.remove_dirs()
+
+    def remove_dirs(self):
+        shutil.rmtree(self.root, ignore_errors=True)
+        if self.backing_root != self.root:
+            shutil.rmtree(self.backing_root, ignore_errors=True)
 
     # -- paths
     def p(self, *parts):

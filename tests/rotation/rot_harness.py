@@ -152,7 +152,7 @@ class Volume(wardfs_volume.Volume):
             log("rot harness: %s still mounted; keeping %s" % (self.plain, self.root))
             return
         if not KEEP:
-            shutil.rmtree(self.root, ignore_errors=True)
+            self.remove_dirs()
 
     # -- CLI
     def wardfs(self, *args, timeout=180):

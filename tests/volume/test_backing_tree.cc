@@ -2,6 +2,7 @@
 // user who owns a backing directory could: no rule may follow a planted symlink or hand
 // over an entry it did not make.
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -35,10 +36,23 @@ struct Tree {
 
 }  // namespace
 
+std::size_t entry_count(const std::filesystem::path& dir) {
+  std::size_t n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    (void)e;
+    ++n;
+  }
+  return n;
+}
+
 TEST_CASE("make_directory builds the directory with its id, mode and no temp left", "[backing]") {
   Tree t;
+  volume::BackingFeatures features;
+  // As on a GlusterFS or NFS client, which reject RENAME_NOREPLACE.
+  const bool fallback = GENERATE(false, true);
+  if (fallback) features.lacks_rename_noreplace();
   UniqueFd made;
-  REQUIRE(volume::make_directory(t.dir.get(), "d", 0751, {}, made) == 0);
+  REQUIRE(volume::make_directory(features, t.dir.get(), "d", 0751, {}, made) == 0);
   const auto st = t.lstat_of(t.backing / "d");
   CHECK(S_ISDIR(st.st_mode));
   CHECK((st.st_mode & 07777) == 0751);
@@ -52,14 +66,65 @@ TEST_CASE("make_directory builds the directory with its id, mode and no temp lef
     CHECK(e.path().filename() == "d");
 
   SECTION("an existing name is not replaced") {
-    CHECK(volume::make_directory(t.dir.get(), "d", 0755, {}, made) == -EEXIST);
-    std::size_t entries = 0;
-    for (const auto& e : std::filesystem::directory_iterator(t.backing)) {
-      (void)e;
-      ++entries;
-    }
-    CHECK(entries == 1);
+    CHECK(volume::make_directory(features, t.dir.get(), "d", 0755, {}, made) == -EEXIST);
+    CHECK(entry_count(t.backing) == 1);
   }
+  SECTION("nor is a file or a symlink of that name") {
+    { UniqueFd f(::openat(t.dir.get(), "f", O_WRONLY | O_CREAT, 0600)); }
+    REQUIRE(::symlinkat("d", t.dir.get(), "l") == 0);
+    CHECK(volume::make_directory(features, t.dir.get(), "f", 0755, {}, made) == -EEXIST);
+    CHECK(volume::make_directory(features, t.dir.get(), "l", 0755, {}, made) == -EEXIST);
+    CHECK(S_ISREG(t.lstat_of(t.backing / "f").st_mode));
+    CHECK(S_ISLNK(t.lstat_of(t.backing / "l").st_mode));
+    CHECK(entry_count(t.backing) == 3);
+  }
+}
+
+TEST_CASE("rename_no_replace without RENAME_NOREPLACE moves only onto an absent name",
+          "[backing]") {
+  Tree t;
+  volume::BackingFeatures features;
+  features.lacks_rename_noreplace();
+  { UniqueFd f(::openat(t.dir.get(), "a", O_WRONLY | O_CREAT, 0600)); }
+  { UniqueFd f(::openat(t.dir.get(), "b", O_WRONLY | O_CREAT, 0600)); }
+  REQUIRE(::mkdirat(t.dir.get(), "d", 0700) == 0);
+  const auto a_ino = t.lstat_of(t.backing / "a").st_ino;
+  const auto b_ino = t.lstat_of(t.backing / "b").st_ino;
+
+  CHECK(volume::rename_no_replace(features, t.dir.get(), "a", t.dir.get(), "b") == -EEXIST);
+  CHECK(volume::rename_no_replace(features, t.dir.get(), "a", t.dir.get(), "d") == -EEXIST);
+  CHECK(volume::rename_no_replace(features, t.dir.get(), "d", t.dir.get(), "b") == -EEXIST);
+  CHECK(t.lstat_of(t.backing / "a").st_ino == a_ino);
+  CHECK(t.lstat_of(t.backing / "b").st_ino == b_ino);
+  CHECK(volume::rename_no_replace(features, t.dir.get(), "a", t.dir.get(), "c") == 0);
+  CHECK(t.lstat_of(t.backing / "c").st_ino == a_ino);
+  CHECK(!std::filesystem::exists(t.backing / "a"));
+  CHECK(volume::rename_no_replace(features, t.dir.get(), "gone", t.dir.get(), "e") == -ENOENT);
+}
+
+TEST_CASE("rename_entry refuses an exchange the backing file system lacks, changing nothing",
+          "[backing]") {
+  Tree t;
+  volume::BackingFeatures features;
+  { UniqueFd f(::openat(t.dir.get(), "a", O_WRONLY | O_CREAT, 0600)); }
+  { UniqueFd f(::openat(t.dir.get(), "b", O_WRONLY | O_CREAT, 0600)); }
+  const auto a_ino = t.lstat_of(t.backing / "a").st_ino;
+  features.lacks_rename_exchange();
+  CHECK(volume::rename_entry(features, t.dir.get(), "a", t.dir.get(), "b", RENAME_EXCHANGE) ==
+        -EINVAL);
+  CHECK(t.lstat_of(t.backing / "a").st_ino == a_ino);
+  CHECK(features.fallbacks().size() == 1);
+}
+
+TEST_CASE("probe finds both rename flags on a local file system and leaves nothing behind",
+          "[backing]") {
+  Tree t;
+  volume::BackingFeatures features;
+  features.probe(t.dir.get());
+  CHECK(features.rename_noreplace());
+  CHECK(features.rename_exchange());
+  CHECK(features.fallbacks().empty());
+  CHECK(entry_count(t.backing) == 0);
 }
 
 TEST_CASE("open_fresh_entry refuses an entry swapped for a symlink or a hard link", "[backing]") {

@@ -1,0 +1,259 @@
+"""wardfs on a real network file system: a one-node GlusterFS volume on loopback, mounted
+twice with its FUSE client (client-a and client-b stand for two machines).
+
+- the basic I/O, metadata and tamper suites of tests/integration, run unchanged with each
+  volume's backing directory on client-a (WARDFS_IT_BACKING_ROOT);
+- mkdir, nested directories and every kind of rename, although the Gluster client rejects
+  RENAME_NOREPLACE and RENAME_EXCHANGE with EINVAL; `wardfs status` names the fallback;
+- an online rekey (which renames every name without replacing) on Gluster;
+- the single-writer lease across clients: with the volume mounted read-write through
+  client-a, a read-write mount of it through client-b is refused, a read-only one is not,
+  and once client-a's mount ends client-b mounts read-write.
+
+glusterd, the volume and both client mounts are set up here and torn down at the end, on
+failure and on SIGTERM. Where glusterd cannot start (not installed, its port taken) the
+test exits 77, which ctest reports as skipped, with the reason.
+"""
+
+import atexit
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+INTEGRATION = os.path.join(os.path.dirname(HERE), "integration")
+sys.path.insert(0, INTEGRATION)
+
+import wardfs_volume  # noqa: E402
+from gluster import GlusterUnavailable, GlusterVolume  # noqa: E402
+from wardfs_harness import (BIN, RENAME_EXCHANGE, RENAME_NOREPLACE, WardfsTestCase,  # noqa: E402
+                            describe, is_fuse_mounted, read_file, renameat2, run, wait_for,
+                            write_file)
+
+EXIT_MOUNT = 4
+SKIP = 77
+SUITES = ("test_basic_io", "test_metadata", "test_tamper")
+SUITE_TIMEOUT = 150  # each takes about 30 s on 2 cores
+
+GLUSTER = None
+SUITE = None  # the integration suite running as a child, if any
+
+
+def stop_everything():
+    """wardfs mounts first (their backing directories are on the Gluster mounts)."""
+    if SUITE is not None and SUITE.poll() is None:
+        SUITE.terminate()  # its harness unmounts its volumes on SIGTERM
+        try:
+            SUITE.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            SUITE.kill()
+    wardfs_volume._cleanup_all()
+    if GLUSTER is not None:
+        GLUSTER.stop()
+
+
+def on_sigterm(signum, frame):
+    stop_everything()
+    os._exit(128 + signum)
+
+
+def backing_walk(root):
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            yield os.path.join(dirpath, n)
+
+
+class OnGluster(WardfsTestCase):
+    def gluster_volume(self, client=None):
+        v = self.new_volume(backing_root=client or GLUSTER.client_a)
+        self._volumes_for_watchdog = (v,)
+        v.init()
+        return v
+
+    def status(self, vol):
+        p = run([BIN, "status", vol.plain, "--json"], timeout=30)
+        self.assertEqual(p.returncode, 0, describe(p))
+        return json.loads(p.stdout)
+
+
+class ExistingSuites(OnGluster):
+    """The integration suites, unchanged, with their backing directories on Gluster."""
+
+    def run_suite(self, name):
+        env = dict(os.environ, WARDFS_IT_BACKING_ROOT=GLUSTER.client_a,
+                   WARDFS_IT_CIPHER="aes-256-gcm", WARDFS_IT_CHUNK="4K")
+        started = time.monotonic()
+        global SUITE
+        p = SUITE = subprocess.Popen(
+            [sys.executable, os.path.join(INTEGRATION, name + ".py")], env=env, cwd=INTEGRATION,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            out, _ = p.communicate(timeout=SUITE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            p.terminate()  # the harness unmounts its volumes on SIGTERM
+            out, _ = p.communicate(timeout=120)
+            self.fail("%s ran over %ds on GlusterFS:\n%s" % (name, SUITE_TIMEOUT, out[-6000:]))
+        sys.stderr.write("%s on Gluster: %.0fs\n" % (name, time.monotonic() - started))
+        self.assertEqual(p.returncode, 0, "%s failed with its backing on GlusterFS:\n%s"
+                         % (name, out[-6000:]))
+        self.assertRegex(out, r"\nOK", "%s ran no tests?\n%s" % (name, out[-2000:]))
+
+    def test_basic_io(self):
+        self.run_suite("test_basic_io")
+
+    def test_metadata(self):
+        self.run_suite("test_metadata")
+
+    def test_tamper(self):
+        self.run_suite("test_tamper")
+
+
+class Directories(OnGluster):
+    def test_mkdir_and_renames_without_rename_flags(self):
+        vol = self.gluster_volume()
+        vol.mount()
+        os.makedirs(vol.p("a", "b", "c"))
+        write_file(vol.p("a", "b", "c", "f"), b"deep" * 1000)
+        self.assertErrno(17, os.mkdir, vol.p("a"))  # EEXIST
+        write_file(vol.p("x"), b"x")
+        self.assertErrno(17, os.mkdir, vol.p("x"))
+        long_name = "L" * 200  # a long name: its sidecar goes with it
+        os.mkdir(vol.p(long_name))
+
+        os.rename(vol.p("a", "b"), vol.p("b2"))             # a directory, across directories
+        os.rename(vol.p("x"), vol.p("b2", "x2"))            # a file, across directories
+        write_file(vol.p("y"), b"y")
+        os.rename(vol.p("y"), vol.p("b2", "x2"))            # replacing a file
+        os.mkdir(vol.p("empty"))
+        os.rename(vol.p(long_name), vol.p("empty"))         # replacing an empty directory
+        # rename -n: refused onto an existing name, done onto a free one.
+        write_file(vol.p("n1"), b"n1")
+        write_file(vol.p("n2"), b"n2")
+        self.assertErrno(17, renameat2, vol.p("n1"), vol.p("n2"), RENAME_NOREPLACE)
+        self.assertErrno(17, renameat2, vol.p("n1"), vol.p("b2"), RENAME_NOREPLACE)
+        renameat2(vol.p("n1"), vol.p("n3"), RENAME_NOREPLACE)
+        os.mkdir(vol.p("d1"))
+        renameat2(vol.p("d1"), vol.p("d3"), RENAME_NOREPLACE)
+        # An exchange has no safe equivalent here: EINVAL, as Gluster itself answers.
+        self.assertErrno(22, renameat2, vol.p("n2"), vol.p("n3"), RENAME_EXCHANGE)
+
+        def check():
+            self.assertEqual(sorted(os.listdir(vol.plain)),
+                             ["a", "b2", "d3", "empty", "n2", "n3"])
+            self.assertEqual(os.listdir(vol.p("a")), [])
+            self.assertEqual(sorted(os.listdir(vol.p("b2"))), ["c", "x2"])
+            self.assertEqual(read_file(vol.p("b2", "c", "f")), b"deep" * 1000)
+            self.assertEqual(read_file(vol.p("b2", "x2")), b"y")
+            self.assertEqual(read_file(vol.p("n2")), b"n2")
+            self.assertEqual(read_file(vol.p("n3")), b"n1")
+        check()
+        backing = self.status(vol)["backing"]
+        self.assertFalse(backing["rename_noreplace"], backing)
+        self.assertFalse(backing["rename_exchange"], backing)
+        self.assertTrue(any("RENAME_NOREPLACE" in f for f in backing["fallbacks"]), backing)
+        p = run([BIN, "status", vol.plain], timeout=30)
+        self.assertIn("backing fallback: no RENAME_NOREPLACE", p.stdout, describe(p))
+        os.rmdir(vol.p("a"))
+        os.rmdir(vol.p("empty"))
+        vol.remount()
+        self.assertEqual(sorted(os.listdir(vol.plain)), ["b2", "d3", "n2", "n3"])
+        self.assertEqual(read_file(vol.p("b2", "c", "f")), b"deep" * 1000)
+        leftovers = [p for p in backing_walk(vol.cipher_dir) if "wardfs.tmp." in p]
+        self.assertEqual(leftovers, [], "temp entries left in the backing tree")
+
+    def test_online_rekey_renames_every_name(self):
+        vol = self.gluster_volume()
+        vol.mount()
+        os.makedirs(vol.p("d", "e"))
+        names = ["f%d" % i for i in range(20)] + ["N" * 180]
+        for n in names:
+            write_file(vol.p("d", n), n.encode() * 10)
+        before = sorted(os.listdir(os.path.join(vol.cipher_dir)))
+        for cmd in (["rotate", vol.plain], ["rekey", vol.plain]):
+            p = run([BIN] + cmd, timeout=180)
+            self.assertEqual(p.returncode, 0, describe(p) + vol.log_tail())
+        rekey = self.status(vol)["rekey"]
+        self.assertEqual(rekey["errors"], 0, rekey)
+        self.assertGreater(rekey["names_done"], len(names), rekey)
+        self.assertNotEqual(sorted(os.listdir(vol.cipher_dir)), before, "names re-encrypted")
+        vol.remount()
+        self.assertEqual(sorted(os.listdir(vol.p("d"))), sorted(names + ["e"]))
+        for n in names:
+            self.assertEqual(read_file(vol.p("d", n)), n.encode() * 10)
+
+
+class LeaseAcrossClients(OnGluster):
+    def other_mount_point(self, vol, name):
+        path = os.path.join(vol.root, name)
+        os.mkdir(path)
+
+        def cleanup():
+            for args in ([BIN, "unmount", path], ["fusermount3", "-uz", path]):
+                if is_fuse_mounted(path):
+                    run(args, timeout=60)
+        self.addCleanup(cleanup)
+        return path
+
+    def mount_via_b(self, vol, path, *options):
+        """The same volume, reached through the second Gluster client."""
+        cipher_b = os.path.join(GLUSTER.client_b, os.path.relpath(vol.cipher_dir,
+                                                                   GLUSTER.client_a))
+        args = [BIN, "mount", cipher_b, path, "--keyfile", vol.keyfile,
+                "--log-file", vol.logfile + "." + os.path.basename(path)]
+        for o in options:
+            args += ["-o", o]
+        return run(args, timeout=60)
+
+    def test_second_read_write_mount_from_other_client_refused(self):
+        vol = self.gluster_volume()
+        vol.mount()
+        write_file(vol.p("f"), b"written through client a")
+        rw = self.other_mount_point(vol, "rw-b")
+        p = self.mount_via_b(vol, rw)
+        self.assertEqual(p.returncode, EXIT_MOUNT, "a second read-write mount through another "
+                         "client must be refused\n" + describe(p))
+        self.assertIn("already mounted read-write at " + vol.plain, p.stderr, describe(p))
+        self.assertFalse(is_fuse_mounted(rw))
+
+        ro = self.other_mount_point(vol, "ro-b")
+        p = self.mount_via_b(vol, ro, "ro")
+        self.assertEqual(p.returncode, 0, describe(p))
+        self.assertEqual(read_file(os.path.join(ro, "f")), b"written through client a")
+        self.assertEqual(run([BIN, "unmount", ro], timeout=60).returncode, 0)
+
+        # The lease goes with client a's mount: client b may then write.
+        vol.unmount()
+        p = self.mount_via_b(vol, rw)
+        self.assertEqual(p.returncode, 0, describe(p))
+        self.assertTrue(wait_for(lambda: is_fuse_mounted(rw), 10))
+        write_file(os.path.join(rw, "g"), b"written through client b")
+        self.assertEqual(run([BIN, "unmount", rw], timeout=60).returncode, 0)
+        vol.mount()
+        self.assertEqual(read_file(vol.p("g")), b"written through client b")
+
+
+def main():
+    import unittest
+    global GLUSTER
+    if not os.path.exists(BIN):
+        sys.stderr.write("wardfs binary not found: %s (set WARDFS_BIN)\n" % BIN)
+        sys.exit(1)
+    g = GlusterVolume()
+    atexit.register(stop_everything)
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        g.start()
+    except GlusterUnavailable as e:
+        sys.stderr.write("SKIPPED: glusterd cannot start here: %s\n" % e)
+        sys.exit(SKIP)
+    GLUSTER = g
+    sys.stderr.write("GlusterFS volume %s: clients %s and %s\n"
+                     % (g.name, g.client_a, g.client_b))
+    unittest.main(verbosity=2)
+
+
+if __name__ == "__main__":
+    main()
