@@ -58,6 +58,8 @@ struct FileHandle {
 struct DirHandle {
   std::vector<volume::DirEntry> entries;
   volume::UniqueFd fd;
+  ino_t dot_ino = 0;     // the backing directory's inode number, for "."
+  ino_t dotdot_ino = 0;  // its parent's (the root's own at the mount root), for ".."
 };
 
 class WardFs {
