@@ -142,9 +142,15 @@ int WardFs::share_link_target(Inode& inode, Inode& to_dir) {
 
 void WardFs::remember_link_dir(Inode& inode, Inode& dir) {
   if (!S_ISLNK(inode.type)) return;
-  volume::UniqueFd fd(::fcntl(dir.fd.get(), F_DUPFD_CLOEXEC, 0));
+  // Only links with a long target keep a second fd: the inode limit counts inodes, and
+  // a short link needs no directory.
+  char buf[PATH_MAX];
+  const ssize_t n = ::readlinkat(inode.fd.get(), "", buf, sizeof buf);
+  const bool is_long =
+      n > 0 && crypto::is_target_sidecar_name(std::string_view(buf, static_cast<std::size_t>(n)));
+  volume::UniqueFd fd(is_long ? ::fcntl(dir.fd.get(), F_DUPFD_CLOEXEC, 0) : -1);
   std::lock_guard lock(inode.state_mutex);
-  if (fd) inode.link_dir = std::move(fd);
+  if (fd || !is_long) inode.link_dir = std::move(fd);
 }
 
 int WardFs::dir_id_of(Inode& dir, crypto::DirId& out) {
