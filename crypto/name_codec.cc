@@ -24,8 +24,8 @@ const EVP_CIPHER* aes256siv() {
   return cipher;
 }
 
-bool siv_run(const SecretBytes& key, bool encrypt, ByteView ad, ByteView in,
-             std::uint8_t* tag, std::uint8_t* out) {
+bool siv_run(const SecretBytes& key, bool encrypt, ByteView ad, ByteView in, std::uint8_t* tag,
+             std::uint8_t* out) {
   CtxPtr ctx(EVP_CIPHER_CTX_new());
   if (!ctx) throw std::bad_alloc();
   int len = 0;
@@ -111,6 +111,16 @@ bool is_long_name_sidecar(std::string_view backing_name) {
   return backing_name.starts_with(kLongNamePrefix) &&
          backing_name.size() == 2 + 43 + kLongNameSidecarSuffix.size() &&
          backing_name.ends_with(kLongNameSidecarSuffix);
+}
+
+std::string target_sidecar_name(ByteView blob) {
+  return std::string(kTargetSidecarPrefix) + base64url_encode(sha256(blob));
+}
+
+bool is_target_sidecar_name(std::string_view backing_target) {
+  if (!backing_target.starts_with(kTargetSidecarPrefix)) return false;
+  const auto digest = base64url_decode(backing_target.substr(kTargetSidecarPrefix.size()));
+  return digest && digest->size() == 32;
 }
 
 }  // namespace wardfs::crypto

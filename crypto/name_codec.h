@@ -40,4 +40,12 @@ std::string long_name_for(std::string_view encoded);
 bool is_long_name(std::string_view backing_name);
 bool is_long_name_sidecar(std::string_view backing_name);
 
+// Long symlink targets (docs/FORMAT.md §7.1): a sealed target whose encoding does not fit
+// in a backing symlink (4095 bytes) is kept in a sidecar file beside the link, named
+// "T." + base64url(SHA-256(blob)); the backing symlink points at that name.
+inline constexpr std::string_view kTargetSidecarPrefix = "T.";
+inline constexpr std::size_t kMaxBackingTargetLength = 4095;
+std::string target_sidecar_name(ByteView blob);
+bool is_target_sidecar_name(std::string_view backing_target);
+
 }  // namespace wardfs::crypto

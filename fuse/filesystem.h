@@ -58,6 +58,8 @@ struct FileHandle {
 struct DirHandle {
   std::vector<volume::DirEntry> entries;
   volume::UniqueFd fd;
+  ino_t dot_ino = 0;     // the backing directory's inode number, for "."
+  ino_t dotdot_ino = 0;  // its parent's (the root's own at the mount root), for ".."
 };
 
 class WardFs {
@@ -128,6 +130,15 @@ class WardFs {
   // Plaintext view of a backing stat: file sizes and symlink lengths. 0 or -errno.
   int plain_stat(Inode& inode, struct stat& st);
   int stat_inode(Inode& inode, struct stat& st);
+  // The plaintext target of a symlink: 0, -EIO when it fails authentication, -ESTALE when
+  // the link was replaced (a rekey re-sealed it) and the kernel should look it up again.
+  int link_target(Inode& inode, std::string& out);
+  void remember_link_dir(Inode& inode, Inode& dir);
+  // Gives `to_dir` the sidecar of symlink `inode`'s long target, for a new name there.
+  int share_link_target(Inode& inode, Inode& to_dir);
+  // readlink of the backing symlink and, for a long target, a dup of the directory fd
+  // where its sidecar lives (`dir` stays empty for a short one). 0 or -errno.
+  int backing_link(Inode& inode, std::string& backing, volume::UniqueFd& dir);
   int dir_id_of(Inode& dir, crypto::DirId& out);
   int lookup_entry(Inode& parent, std::string_view name, fuse_entry_param& e);
   // Takes `fd` (the entry's O_PATH fd, or a dup of one just created) into the inode table.

@@ -94,13 +94,63 @@ int WardFs::plain_stat(Inode& inode, struct stat& st) {
       st.st_size = plain ? static_cast<off_t>(*plain) : 0;
     }
   } else if (S_ISLNK(st.st_mode)) {
-    char buf[PATH_MAX];
-    const ssize_t n = ::readlinkat(inode.fd.get(), "", buf, sizeof buf);
-    if (n < 0) return -errno;
-    const auto target = names_.open_symlink(std::string_view(buf, static_cast<std::size_t>(n)));
-    st.st_size = target ? static_cast<off_t>(target->size()) : 0;
+    std::string target;
+    const int rc = link_target(inode, target);
+    if (rc == -ESTALE) return rc;
+    st.st_size = static_cast<off_t>(target.size());  // 0 when it fails authentication
   }
   return 0;
+}
+
+int WardFs::backing_link(Inode& inode, std::string& backing, volume::UniqueFd& dir) {
+  char buf[PATH_MAX];
+  const ssize_t n = ::readlinkat(inode.fd.get(), "", buf, sizeof buf);
+  if (n < 0) return -errno;
+  backing.assign(buf, static_cast<std::size_t>(n));
+  if (!crypto::is_target_sidecar_name(backing)) return 0;
+  std::lock_guard lock(inode.state_mutex);
+  if (inode.link_dir) dir.reset(::fcntl(inode.link_dir.get(), F_DUPFD_CLOEXEC, 0));
+  return dir ? 0 : -EIO;
+}
+
+int WardFs::link_target(Inode& inode, std::string& out) {
+  std::string backing;
+  volume::UniqueFd dir;
+  if (const int rc = backing_link(inode, backing, dir); rc != 0) return rc;
+  auto target = dir ? names_.read_symlink_target(dir.get(), backing) : names_.open_symlink(backing);
+  if (target) {
+    out = std::move(*target);
+    return 0;
+  }
+  // A rekey replaces a link by a re-sealed one and removes the old long target's
+  // sidecar. The kernel may still hold the old link for a moment: ESTALE makes it look
+  // the name up again (readlink and path walks retry on it) instead of reading EIO.
+  struct stat st {};
+  const bool replaced =
+      dir && ::fstatat(inode.fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 &&
+      st.st_nlink == 0;
+  return replaced ? -ESTALE : -EIO;
+}
+
+int WardFs::share_link_target(Inode& inode, Inode& to_dir) {
+  std::string backing;
+  volume::UniqueFd dir;
+  const int rc = backing_link(inode, backing, dir);
+  if (rc != 0 || !dir) return rc;
+  return names_.share_target_sidecar(dir.get(), to_dir.fd.get(), backing);
+}
+
+void WardFs::remember_link_dir(Inode& inode, Inode& dir) {
+  if (!S_ISLNK(inode.type)) return;
+  // Only links with a long target keep a second fd: the inode limit counts inodes, and
+  // a short link needs no directory.
+  char buf[PATH_MAX];
+  const ssize_t n = ::readlinkat(inode.fd.get(), "", buf, sizeof buf);
+  const bool is_long =
+      n > 0 && crypto::is_target_sidecar_name(std::string_view(buf, static_cast<std::size_t>(n)));
+  volume::UniqueFd fd(is_long ? ::fcntl(dir.fd.get(), F_DUPFD_CLOEXEC, 0) : -1);
+  std::lock_guard lock(inode.state_mutex);
+  if (fd || !is_long) inode.link_dir = std::move(fd);
 }
 
 int WardFs::dir_id_of(Inode& dir, crypto::DirId& out) {
@@ -150,6 +200,7 @@ int WardFs::entry_from_fd(Inode& parent, std::string_view name, volume::UniqueFd
   if (::fstat(fd.get(), &st) != 0) return -errno;
   Inode& inode = inodes_.acquire(std::move(fd), st, child_path(parent, name), &parent, name);
   note_inode_count();
+  remember_link_dir(inode, parent);
   if (const int rc = plain_stat(inode, st); rc != 0) {
     inodes_.forget(inode, 1);
     return rc;

@@ -25,6 +25,19 @@ void WardFs::opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fuse_reply_err(req, errno);
     return;
   }
+  // Inode numbers for "." and "..", as a local file system lists them (glibc's readdir
+  // hides entries with inode 0). The mount root's ".." is the root itself, as on the
+  // root of any file system: the kernel, not the listing, steps out of a mount.
+  struct stat self {};
+  struct stat up {};
+  const bool is_root = ino == FUSE_ROOT_ID;
+  if (::fstat(handle->fd.get(), &self) != 0 ||
+      (!is_root && ::fstatat(handle->fd.get(), "..", &up, AT_SYMLINK_NOFOLLOW) != 0)) {
+    fuse_reply_err(req, errno);
+    return;
+  }
+  handle->dot_ino = self.st_ino;
+  handle->dotdot_ino = is_root ? self.st_ino : up.st_ino;
   crypto::DirId dir_id{};
   int rc = dir_id_of(dir, dir_id);
   // Under the entries lock: a rekey renames entries (and drops long-name sidecars) under
@@ -62,6 +75,7 @@ void WardFs::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fus
     bool looked_up = false;
     if (next < 2) {
       name = next == 0 ? "." : "..";
+      st.st_ino = next == 0 ? handle.dot_ino : handle.dotdot_ino;
       st.st_mode = S_IFDIR;
       e.attr = st;
     } else {

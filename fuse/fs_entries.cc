@@ -15,6 +15,18 @@
 
 namespace wardfs::fs {
 
+namespace {
+// What the backing entry `backing` of `dir_fd` points to if it is a symlink whose target
+// lives in a sidecar (docs/FORMAT.md §7.1); empty for anything else.
+std::string long_target_of(int dir_fd, const std::string& backing) {
+  char buf[PATH_MAX];
+  const ssize_t n = ::readlinkat(dir_fd, backing.c_str(), buf, sizeof buf);
+  if (n <= 0) return {};
+  std::string target(buf, static_cast<std::size_t>(n));
+  return crypto::is_target_sidecar_name(target) ? target : std::string();
+}
+}  // namespace
+
 void WardFs::lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   fuse_entry_param e{};
   const int rc = lookup_entry(inode_of(parent), name, e);
@@ -88,19 +100,21 @@ void WardFs::symlink(fuse_req_t req, const char* target, fuse_ino_t parent_ino, 
   volume::ResolvedName r;
   int rc = resolve_in(parent, name, r);
   if (rc == 0 && r.exists) rc = -EEXIST;
-  const std::string sealed = rc == 0 ? names_.seal_symlink(target) : std::string();
-  if (rc == 0 && sealed.size() >= PATH_MAX) rc = -ENAMETOOLONG;
+  // Both sidecars (a long name's, a long target's) before the link appears.
+  std::string sealed;
+  if (rc == 0) rc = names_.make_symlink_target(parent.fd.get(), target, sealed);
   if (rc == 0) rc = names_.write_sidecar(parent.fd.get(), r);
   volume::UniqueFd fd;
+  bool linked = false;
   if (rc == 0) {
-    rc = ::symlinkat(sealed.c_str(), parent.fd.get(), r.backing.c_str()) == 0
-             ? volume::open_fresh_entry(parent.fd.get(), r.backing, S_IFLNK, fd)
-             : -errno;
+    linked = ::symlinkat(sealed.c_str(), parent.fd.get(), r.backing.c_str()) == 0;
+    rc = linked ? volume::open_fresh_entry(parent.fd.get(), r.backing, S_IFLNK, fd) : -errno;
   }
   fuse_entry_param e{};
   if (rc == 0) rc = publish_new_entry(req, parent, name, std::move(fd), e);
   if (rc != 0) {
     if (rc != -EEXIST) names_.remove_sidecar(parent.fd.get(), r);
+    if (!linked && !sealed.empty()) names_.drop_target_sidecar(parent.fd.get(), sealed);
     fuse_reply_err(req, -rc);
     return;
   }
@@ -115,6 +129,7 @@ void WardFs::link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_ino, cons
   int rc = resolve_in(parent, newname, r);
   if (rc == 0 && r.exists) rc = -EEXIST;
   if (rc == 0) rc = names_.write_sidecar(parent.fd.get(), r);
+  if (rc == 0 && S_ISLNK(inode.type)) rc = share_link_target(inode, parent);
   if (rc == 0 && ::linkat(AT_FDCWD, proc_path(inode).c_str(), parent.fd.get(), r.backing.c_str(),
                           AT_SYMLINK_FOLLOW) != 0) {
     rc = -errno;
@@ -149,8 +164,18 @@ void WardFs::unlink(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
     rc = names_.resolve(parent.fd.get(), dir_id, name, r);
     if (rc == 0 && !r.exists) rc = -ENOENT;
   }
+  // A long symlink target's sidecar goes with the link's last name.
+  std::string long_target;
+  if (rc == 0 && (!r.exists || S_ISLNK(r.st.st_mode)))
+    long_target = long_target_of(parent.fd.get(), r.backing);
+  struct stat link_st {};
+  const bool last_name =
+      !long_target.empty() &&
+      ::fstatat(parent.fd.get(), r.backing.c_str(), &link_st, AT_SYMLINK_NOFOLLOW) == 0 &&
+      link_st.st_nlink == 1;
   if (rc == 0 && ::unlinkat(parent.fd.get(), r.backing.c_str(), 0) != 0) rc = -errno;
   if (rc == 0) names_.remove_sidecar(parent.fd.get(), r);
+  if (rc == 0 && last_name) names_.drop_target_sidecar(parent.fd.get(), long_target);
   if (rc == 0) audit_change(req, "unlink", child_path(parent, name));
   fuse_reply_err(req, -rc);
 }
@@ -222,18 +247,42 @@ void WardFs::rename(fuse_req_t req, fuse_ino_t parent_ino, const char* name,
     if (rc == 0) ::unlinkat(replaced_dir.get(), std::string(volume::kDirIdFileName).c_str(), 0);
   }
   if (rc == 0) rc = names_.write_sidecar(newparent.fd.get(), to);
+  // Long symlink targets: the sidecar of a link moving to another directory goes there
+  // first; that of a link being replaced goes after it (its last name only).
+  const bool exchange = (flags & RENAME_EXCHANGE) != 0;
+  const std::string from_target =
+      rc == 0 && S_ISLNK(from.st.st_mode) ? long_target_of(parent.fd.get(), from.backing) : "";
+  const std::string to_target = rc == 0 && to.exists && S_ISLNK(to.st.st_mode)
+                                    ? long_target_of(newparent.fd.get(), to.backing)
+                                    : "";
+  if (rc == 0 && &parent != &newparent) {
+    rc = names_.share_target_sidecar(parent.fd.get(), newparent.fd.get(), from_target);
+    if (rc == 0 && exchange)
+      rc = names_.share_target_sidecar(newparent.fd.get(), parent.fd.get(), to_target);
+  }
   if (rc == 0) {
     rc = volume::rename_entry(volume_.backing_features(), parent.fd.get(), from.backing,
                               newparent.fd.get(), to.backing, flags);
     if (rc != 0 && !to.exists) names_.remove_sidecar(newparent.fd.get(), to);
   }
   if (rc != 0 && replaced_dir) volume::write_dir_id(replaced_dir.get(), replaced_id);
-  if (rc == 0 && (flags & RENAME_EXCHANGE) == 0) {
+  if (rc == 0 && !exchange) {
     names_.remove_sidecar(parent.fd.get(), from);
+    if (&parent != &newparent && from.st.st_nlink == 1)
+      names_.drop_target_sidecar(parent.fd.get(), from_target);
+    const bool replaced_other = to.st.st_dev != from.st.st_dev || to.st.st_ino != from.st.st_ino;
+    if (replaced_other && to.st.st_nlink == 1 && to_target != from_target)
+      names_.drop_target_sidecar(newparent.fd.get(), to_target);
     if (Inode* moved = inodes_.find(from.st.st_dev, from.st.st_ino)) {
       moved->set_path(child_path(newparent, newname));
       inodes_.relocate(*moved, &newparent, newname);
+      remember_link_dir(*moved, newparent);
     }
+  }
+  if (rc == 0 && exchange) {
+    if (Inode* moved = inodes_.find(from.st.st_dev, from.st.st_ino))
+      remember_link_dir(*moved, newparent);
+    if (Inode* other = inodes_.find(to.st.st_dev, to.st.st_ino)) remember_link_dir(*other, parent);
   }
   if (rc == 0)
     audit_change(req, "rename", child_path(parent, name), {{"to", child_path(newparent, newname)}});

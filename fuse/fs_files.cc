@@ -90,19 +90,18 @@ void WardFs::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_s
 
 void WardFs::readlink(fuse_req_t req, fuse_ino_t ino) {
   Inode& inode = inode_of(ino);
-  char buf[PATH_MAX];
-  const ssize_t n = ::readlinkat(inode.fd.get(), "", buf, sizeof buf);
-  if (n < 0) {
-    fuse_reply_err(req, errno);
+  std::string target;
+  const int rc = link_target(inode, target);
+  if (rc == -ESTALE) {
+    fuse_reply_err(req, ESTALE);
     return;
   }
-  const auto target = names_.open_symlink(std::string_view(buf, static_cast<std::size_t>(n)));
-  if (!target) {
+  if (rc != 0) {
     report_integrity(inode, volume::kHeaderChunk, "symlink target failed authentication");
     fuse_reply_err(req, EIO);
     return;
   }
-  fuse_reply_readlink(req, target->c_str());
+  fuse_reply_readlink(req, target.c_str());
 }
 
 void WardFs::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {

@@ -29,10 +29,13 @@ struct Inode {
   mode_t type = 0;  // S_IFMT bits
   std::atomic<std::uint64_t> nlookup{0};
 
-  std::mutex state_mutex;  // guards dir_id, content creation and display_path
+  std::mutex state_mutex;  // guards dir_id, content creation, display_path and link_dir
   std::optional<crypto::DirId> dir_id;
   std::unique_ptr<volume::FileContent> content;
   std::string display_path;  // last known plaintext path, for log lines only
+  // Symlinks: the backing directory the kernel last found the link in (an O_PATH fd),
+  // where the sidecar of a long target lives (docs/FORMAT.md §7.1).
+  volume::UniqueFd link_dir;
 
   // Serialises changes to the entries of this directory (create, unlink, rename, rmdir
   // of it), so an rmdir never races a create inside it.

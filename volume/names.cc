@@ -12,7 +12,6 @@
 namespace wardfs::volume {
 
 namespace {
-constexpr std::string_view kSymlinkAd = "wardfs v1 symlink";
 constexpr std::string_view kXattrNameAd = "wardfs v1 xattr name";
 constexpr std::string_view kXattrValueAd = "wardfs v1 xattr value";
 constexpr std::string_view kUserPrefix = "user.";
@@ -160,22 +159,6 @@ int NameMapper::list(int dir_fd, const crypto::DirId& dir_id, std::vector<DirEnt
     out.push_back({std::move(*name), std::string(backing), d->d_ino, d->d_type, generation});
   }
   return 0;
-}
-
-std::string NameMapper::seal_symlink(std::string_view target) const {
-  const auto gen = volume_.keys().active();
-  return crypto::base64url_encode(crypto::seal_blob(
-      *gen->symlinks, gen->generation, crypto::as_bytes(kSymlinkAd), crypto::as_bytes(target)));
-}
-
-std::optional<std::string> NameMapper::open_symlink(std::string_view backing_target) const {
-  const auto blob = crypto::base64url_decode(backing_target);
-  if (!blob || blob->size() < crypto::kGenerationSize) return std::nullopt;
-  const auto gen = volume_.keys().generation(crypto::get_le32(blob->data()));
-  if (!gen) return std::nullopt;
-  const auto plain = crypto::open_blob(*gen->symlinks, crypto::as_bytes(kSymlinkAd), *blob);
-  if (!plain) return std::nullopt;
-  return std::string(plain->begin(), plain->end());
 }
 
 std::string NameMapper::xattr_backing_name(std::string_view plain_name,

@@ -69,8 +69,25 @@ class NameMapper {
                                            std::string_view backing,
                                            std::uint32_t* generation = nullptr) const;
 
+  // The short form of a symlink target (docs/FORMAT.md §7): base64url of the blob, to be
+  // the backing symlink's target. It fits there only for targets up to ~3000 bytes.
   std::string seal_symlink(std::string_view target) const;
   std::optional<std::string> open_symlink(std::string_view backing_target) const;
+
+  // Either form (§7, §7.1), for a backing symlink in `dir_fd` (volume/symlink_targets.cc).
+  // make_symlink_target writes the sidecar of a long target before returning its name,
+  // so no crash leaves a link without its target. 0 or -errno (-ENAMETOOLONG past 4095).
+  int make_symlink_target(int dir_fd, std::string_view target, std::string& backing_target) const;
+  // nullopt when the blob or its sidecar is missing, swapped or fails authentication.
+  std::optional<std::string> read_symlink_target(int dir_fd, std::string_view backing_target) const;
+  // The sealed blob, without opening it (rekey and scan read its generation).
+  std::optional<crypto::Bytes> symlink_blob(int dir_fd, std::string_view backing_target) const;
+  // A long target's sidecar follows its link into another directory (link, rename): a
+  // hard link of the sidecar there. No-op for short targets and within one directory.
+  int share_target_sidecar(int from_dir, int to_dir, std::string_view backing_target) const;
+  // Removes a long target's sidecar from `dir_fd` once no link in it uses it any more.
+  void drop_target_sidecar(int dir_fd, std::string_view backing_target) const;
+  std::optional<std::string> open_symlink_blob(crypto::ByteView blob) const;
 
   // xattrs: only the user. namespace is supported; names and values are encrypted.
   std::string xattr_backing_name(std::string_view plain_name, std::uint32_t generation) const;

@@ -124,7 +124,7 @@ int Rekeyer::scan(VolumeUsage& out) {
       char buf[PATH_MAX];
       const ssize_t n = ::readlinkat(dir_fd, e.backing.c_str(), buf, sizeof buf);
       const auto blob =
-          n > 0 ? crypto::base64url_decode(std::string_view(buf, static_cast<std::size_t>(n)))
+          n > 0 ? names_.symlink_blob(dir_fd, std::string_view(buf, static_cast<std::size_t>(n)))
                 : std::nullopt;
       if (auto g = blob ? blob_generation_of(*blob) : std::nullopt) out.symlinks[*g]++;
       return 0;
@@ -197,18 +197,25 @@ int Rekeyer::rekey_symlink(int dir_fd, const std::string& backing, RekeyProgress
   char buf[PATH_MAX];
   const ssize_t n = ::readlinkat(dir_fd, backing.c_str(), buf, sizeof buf);
   if (n < 0) return -errno;
-  const std::string_view sealed(buf, static_cast<std::size_t>(n));
-  const auto blob = crypto::base64url_decode(sealed);
+  const std::string old_sealed(buf, static_cast<std::size_t>(n));
+  const auto blob = names_.symlink_blob(dir_fd, old_sealed);
   const auto generation = blob ? blob_generation_of(*blob) : std::nullopt;
   if (generation && *generation == volume_.keys().active_generation()) return 0;
-  const auto target = names_.open_symlink(sealed);
+  const auto target = blob ? names_.open_symlink_blob(*blob) : std::nullopt;
   if (!target) return -EIO;
   struct stat st {};
   if (::fstatat(dir_fd, backing.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return -errno;
-  // Build the re-sealed link beside the old one and rename it over: atomic. It gets the
-  // old link's owner through an fd checked to be the link just made.
+  // Build the re-sealed link (and a long target's new sidecar) beside the old one and
+  // rename it over: atomic. It gets the old link's owner through an fd checked to be the
+  // link just made. The old sidecar goes once no name uses it.
+  std::string sealed;
+  if (const int rc = names_.make_symlink_target(dir_fd, *target, sealed); rc != 0) return rc;
   const std::string temp = temp_entry_name();
-  if (::symlinkat(names_.seal_symlink(*target).c_str(), dir_fd, temp.c_str()) != 0) return -errno;
+  if (::symlinkat(sealed.c_str(), dir_fd, temp.c_str()) != 0) {
+    const int err = errno;
+    names_.drop_target_sidecar(dir_fd, sealed);
+    return -err;
+  }
   UniqueFd link;
   struct stat made {};
   int rc = open_fresh_entry(dir_fd, temp, S_IFLNK, link, &made);
@@ -219,8 +226,10 @@ int Rekeyer::rekey_symlink(int dir_fd, const std::string& backing, RekeyProgress
   if (rc == 0 && ::renameat(dir_fd, temp.c_str(), dir_fd, backing.c_str()) != 0) rc = -errno;
   if (rc != 0) {
     ::unlinkat(dir_fd, temp.c_str(), 0);
+    names_.drop_target_sidecar(dir_fd, sealed);
     return rc;
   }
+  if (st.st_nlink == 1) names_.drop_target_sidecar(dir_fd, old_sealed);
   progress.names_done++;
   return 0;
 }

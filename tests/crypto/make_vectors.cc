@@ -204,7 +204,8 @@ ojson dek_wraps() {
 
 // One blob: u32le g | nonce | AEAD(key, nonce, u32le g | context AD, plaintext).
 ojson blob(const char* purpose, CipherId cipher, std::uint32_t g, std::string_view label,
-           const Bytes& context_ad, std::string_view plaintext, std::uint8_t nonce_start) {
+           const Bytes& context_ad, std::string_view plaintext, std::uint8_t nonce_start,
+           Bytes* raw = nullptr) {
   const auto key = hkdf_sha256(dek_for(g), kVolumeId, label, 32);
   const auto aead = make_aead(cipher, key.view());
   const Bytes nonce = seq(nonce_start, aead->nonce_size());
@@ -216,6 +217,7 @@ ojson blob(const char* purpose, CipherId cipher, std::uint32_t g, std::string_vi
   out.insert(out.end(), nonce.begin(), nonce.end());
   out.resize(4 + nonce.size() + plaintext.size() + kAeadTagSize);
   aead->seal(std::span(out).subspan(4 + nonce.size()), as_bytes(plaintext), nonce, aead_ad);
+  if (raw != nullptr) *raw = out;
   return {{"purpose", purpose},
           {"cipher", std::string(cipher_name(cipher))},
           {"generation", g},
@@ -246,6 +248,35 @@ ojson blobs() {
                      0x70));
   out.push_back(blob("xattr value of user.comment", CipherId::xchacha20poly1305, 1, label::kXattrs,
                      xattr_ad, "reviewed by \xc3\xa5sa", 0x50));
+  return out;
+}
+
+// Long symlink targets (docs/FORMAT.md 7.1): targets whose short form (base64url of the
+// blob) would exceed 4095 bytes. The blob, raw, is the sidecar's contents; the sidecar and
+// the backing symlink's target are both "T." + base64url(SHA-256(blob)).
+ojson long_symlink_targets() {
+  const std::string_view symlink_ad = "wardfs v1 symlink";
+  std::string longest;  // PATH_MAX - 1 = 4095 bytes, path components of 255 bytes at most
+  while (longest.size() < 4095)
+    longest += longest.size() % 200 == 199 ? '/' : 'a' + longest.size() % 26;
+  ojson out = ojson::array();
+  const struct {
+    CipherId cipher;
+    std::string target;
+    std::uint8_t nonce_start;
+  } cases[] = {{CipherId::aes256gcm, std::string(3040, 'z'), 0x40},
+               {CipherId::aes256gcm, longest, 0x41},
+               {CipherId::xchacha20poly1305, longest, 0x42}};
+  for (const auto& c : cases) {
+    Bytes raw;
+    ojson v = blob("long symlink target", c.cipher, 7, label::kSymlinks,
+                   Bytes(symlink_ad.begin(), symlink_ad.end()), c.target, c.nonce_start, &raw);
+    v["short_form_length"] = v.at("blob_base64url").get<std::string>().size();
+    v.erase("blob_base64url");
+    v["sidecar_name"] = target_sidecar_name(raw);
+    v["backing_target"] = target_sidecar_name(raw);
+    out.push_back(v);
+  }
   return out;
 }
 
@@ -300,6 +331,9 @@ int main(int argc, char** argv) {
         "u8 holes (1 = never) | u32 active_generation.",
         "Blob: u32 generation | nonce | ciphertext | tag, with aead_ad = u32 generation | ad "
         "(the context AD); key = HKDF(dek, salt = volume_id, info = key_label, 32).",
+        "long_symlink_targets: blobs whose base64url (short_form_length bytes) would not fit "
+        "in a 4095-byte backing symlink; the sidecar file sidecar_name holds the blob bytes and "
+        "the backing symlink's target is backing_target = 'T.' + base64url(SHA-256(blob)).",
         "xattr_names: backing_name = 'user.' + base64url(AES-256-SIV(name_key, AD = [ad], X)) "
         "where name = 'user.' + X; no padding."}},
       {"file_id", hex(kFileId)},
@@ -310,6 +344,7 @@ int main(int argc, char** argv) {
       {"dek_wraps", dek_wraps()},
       {"blobs", blobs()},
       {"xattr_names", xattr_names()},
+      {"long_symlink_targets", long_symlink_targets()},
   };
   std::ofstream out(argv[1], std::ios::trunc);
   out << doc.dump(2) << "\n";

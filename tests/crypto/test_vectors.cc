@@ -74,6 +74,7 @@ TEST_CASE("vector file is complete", "[vectors]") {
   CHECK(v.at("dek_wraps").size() == 2);
   CHECK(v.at("blobs").size() == 3);
   CHECK(v.at("xattr_names").size() == 3);
+  CHECK(v.at("long_symlink_targets").size() == 3);
 }
 
 TEST_CASE("vectors: key derivation", "[vectors]") {
@@ -300,5 +301,30 @@ TEST_CASE("vectors: xattr names", "[vectors]") {
     CHECK(names.seal_deterministic(ad, as_bytes(name.substr(5))) == siv);
     CHECK(names.open_deterministic(ad, siv) == to_bytes(as_bytes(name.substr(5))));
     CHECK(x.at("backing_name").get<std::string>() == "user." + base64url_encode(siv));
+  }
+}
+
+TEST_CASE("vectors: long symlink targets", "[vectors]") {
+  const Bytes volume_id = hex_field(vectors().at("names"), "volume_id");
+  for (const auto& b : vectors().at("long_symlink_targets")) {
+    INFO("long target " << b.at("cipher") << " "
+                        << b.at("plaintext").get<std::string>().size() / 2);
+    const auto g = b.at("generation").get<std::uint32_t>();
+    const Bytes key = hex_field(b, "key");
+    CHECK(b.at("key_label").get<std::string>() == label::kSymlinks);
+    CHECK(to_bytes(hkdf_sha256(deks().at(g), volume_id, label::kSymlinks, 32).view()) == key);
+    const auto aead = make_aead(cipher_of(b), key);
+    const Bytes blob = hex_field(b, "blob");
+    const Bytes pt = hex_field(b, "plaintext");
+    CHECK(pt.size() <= kMaxBackingTargetLength);
+    CHECK(open_blob(*aead, hex_field(b, "ad"), blob) == pt);
+    // Too long for the short form, which is why it has a sidecar.
+    CHECK(base64url_encode(blob).size() == b.at("short_form_length").get<std::size_t>());
+    CHECK(base64url_encode(blob).size() > kMaxBackingTargetLength);
+    const std::string name = target_sidecar_name(blob);
+    CHECK(name == b.at("sidecar_name").get<std::string>());
+    CHECK(name == b.at("backing_target").get<std::string>());
+    CHECK(is_target_sidecar_name(name));
+    CHECK(name.size() == 45);
   }
 }

@@ -22,6 +22,8 @@ LEASE_NAME = "wardfs.lease"
 BACKING_META = {CONFIG_NAME, DIRID_NAME, LOCK_NAME, LEASE_NAME}
 LONG_NAME_RE = re.compile(r"^L\.[A-Za-z0-9_-]{43}$")
 SIDECAR_RE = re.compile(r"^L\.[A-Za-z0-9_-]{43}\.n$")
+# A long symlink target's sidecar, and what its backing symlink points at (FORMAT.md 7.1).
+TARGET_SIDECAR_RE = re.compile(r"^T\.[A-Za-z0-9_-]{43}$")
 B64URL_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 

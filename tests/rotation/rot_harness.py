@@ -59,7 +59,7 @@ import wardfs_proc  # noqa: E402
 import wardfs_volume  # noqa: E402
 from wardfs_files import first_diff, read_file, sha256_file, write_file  # noqa: E402,F401
 from wardfs_format import (CONFIG_NAME, HEADER_SIZE, LONG_NAME_RE, OVERHEAD,  # noqa: E402,F401
-                           SIDECAR_RE, expected_backing_size)
+                           SIDECAR_RE, TARGET_SIDECAR_RE, expected_backing_size)
 from wardfs_proc import BIN, HarnessError, is_fuse_mounted, wait_for, wardfs_pids  # noqa: E402,F401
 from wardfs_volume import _LIVE_VOLUMES  # noqa: E402
 
@@ -201,6 +201,8 @@ class BackingScan:
         self.entries = []        # relpaths of every encrypted entry (files, dirs, links, ...)
         self.sidecars = []       # relpaths of L.*.n sidecars
         self.long_names = []     # relpaths of L.* entries
+        self.target_sidecars = []  # relpaths of T.* long symlink target sidecars
+        self.linked_targets = []   # relpaths of the T.* sidecars that symlinks point at
         self.problems = []       # layout violations found while scanning
 
     def gens(self):
@@ -272,6 +274,9 @@ def scan_backing(top, chunk, overhead):
             if SIDECAR_RE.match(n):
                 sc.sidecars.append(rel)
                 continue
+            if TARGET_SIDECAR_RE.match(n):
+                sc.target_sidecars.append(rel)
+                continue
             if not is_encrypted_name(n):
                 continue
             sc.entries.append(rel)
@@ -283,7 +288,13 @@ def scan_backing(top, chunk, overhead):
                     _bump(sc.xattrs, struct.unpack_from("<I", v, 0)[0])
             if stat.S_ISLNK(st.st_mode):
                 try:
-                    blob = b64url_decode(os.readlink(path))
+                    target = os.readlink(path)
+                    if TARGET_SIDECAR_RE.match(target):   # a long target (FORMAT.md 7.1)
+                        sc.linked_targets.append(os.path.join(os.path.dirname(rel), target))
+                        with open(os.path.join(dirpath, target), "rb") as f:
+                            blob = f.read()
+                    else:
+                        blob = b64url_decode(target)
                     _bump(sc.symlinks, struct.unpack_from("<I", blob, 0)[0])
                 except Exception as e:  # noqa: BLE001
                     sc.problems.append("%s: symlink target not a blob: %s" % (rel, e))

@@ -37,6 +37,9 @@ class LinksAndXattrs(RotationTestCase):
             "abs-link": "/etc/hostname",
             "dangling": "no/such/target",
             "long-target": "t/" * 500 + "end",
+            # Too long for a backing symlink: sealed into a target sidecar (FORMAT.md 7.1).
+            "longer-target": "u/" * 1520,
+            "dir/longest-target": ("../" + "v" * 200 + "/") * 19 + "w" * 219,
             "dir/sub/" + LONG + "-link": "../" + LONG,
             "unicode-link": "ziel-\u00fc\u65e5\u672c",
         }
@@ -58,6 +61,11 @@ class LinksAndXattrs(RotationTestCase):
         self.assertEqual(sc.symlinks, {1: len(links)})
         self.assertEqual(sc.xattrs, {1: sum(len(a) for a in xattrs.values())})
         self.assertEqual(len(sc.long_names), 2, sc.long_names)
+        self.assertEqual(len(links["dir/longest-target"]), 4095)
+        self.assertEqual(len(sc.linked_targets), 2, sc.linked_targets)
+        self.assertEqual(sorted(sc.target_sidecars), sorted(sc.linked_targets))
+        for rel, target in links.items():
+            self.assertEqual(os.lstat(vol.p(rel)).st_size, len(target.encode()), rel)
 
         self.assertCmd(vol.wardfs("rotate", vol.plain), 0, vol)
         # Added after the rotate, on an old file: sealed under 2 straight away.
@@ -74,6 +82,11 @@ class LinksAndXattrs(RotationTestCase):
         self.assertEqual(len(sc.long_names), 2, sc.long_names)
         self.assertEqual(sorted(s[:-2] for s in sc.sidecars), sorted(sc.long_names),
                          "every long name has exactly its own sidecar, and no orphan is left")
+        self.assertEqual(len(sc.linked_targets), 2, sc.linked_targets)
+        self.assertEqual(sorted(sc.target_sidecars), sorted(sc.linked_targets),
+                         "the re-sealed long targets have new sidecars; the old ones are gone")
+        for rel, target in links.items():
+            self.assertEqual(os.lstat(vol.p(rel)).st_size, len(target.encode()), rel)
 
         self.assertCmd(vol.wardfs("retire", vol.plain, "1"), 0, vol)
         self.assertEqual(vol.config_generations(), ([2], 2))

@@ -144,6 +144,20 @@ def main():
         same("blob", blob.hex(), b["blob"])
         same("blob base64url", b64url(blob), b["blob_base64url"])
 
+    for b in v["long_symlink_targets"]:
+        g = b["generation"]
+        key = hkdf(dek[g], vol, b["key_label"], 32)
+        same("long target key", key.hex(), b["key"])
+        same("long target ad", b"wardfs v1 symlink".hex(), b["ad"])
+        aead_ad = struct.pack("<I", g) + h(b["ad"])
+        nonce = h(b["nonce"])
+        blob = struct.pack("<I", g) + nonce + aead_seal(b["cipher"], key, nonce, h(b["plaintext"]), aead_ad)
+        same("long target blob", blob.hex(), b["blob"])
+        assert len(h(b["plaintext"])) <= 4095 < len(b64url(blob)) == b["short_form_length"]
+        name = "T." + b64url(hashlib.sha256(blob).digest())
+        same("long target sidecar name", name, b["sidecar_name"])
+        same("long target backing target", name, b["backing_target"])
+
     for x in v["xattr_names"]:
         assert x["name"].startswith("user.")
         siv = AESSIV(hkdf(dek[x["generation"]], vol, "wardfs v1 names", 64))

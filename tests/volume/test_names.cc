@@ -2,6 +2,7 @@
 // and its reports, symlink targets and xattrs.
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <map>
@@ -291,6 +292,100 @@ TEST_CASE("Symlink targets round-trip and resist tampering", "[names][symlink]")
   // Another volume's keys do not open it.
   TestVolume tv2(cipher, 4096);
   REQUIRE_FALSE(NameMapper(*tv2.vol).open_symlink(sealed).has_value());
+}
+
+namespace {
+bool exists_in(const Dir& d, const std::string& name) {
+  struct stat st {};
+  return ::fstatat(d.fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+void write_backing_file(const Dir& d, const std::string& name, const std::string& bytes) {
+  ::unlinkat(d.fd.get(), name.c_str(), 0);
+  UniqueFd fd(::openat(d.fd.get(), name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  REQUIRE(fd);
+  REQUIRE(::write(fd.get(), bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()));
+}
+
+std::string read_backing_file(const Dir& d, const std::string& name) {
+  UniqueFd fd(::openat(d.fd.get(), name.c_str(), O_RDONLY | O_CLOEXEC));
+  REQUIRE(fd);
+  std::string out(10000, '\0');
+  const ssize_t n = ::read(fd.get(), out.data(), out.size());
+  REQUIRE(n > 0);
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+}  // namespace
+
+TEST_CASE("Symlink targets too long for a backing symlink live in a bound sidecar",
+          "[names][symlink]") {
+  const auto cipher = GENERATE(CipherId::aes256gcm, CipherId::xchacha20poly1305);
+  CAPTURE(cipher_label(cipher));
+  TestVolume tv(cipher, 4096);
+  NameMapper names(*tv.vol);
+  const Dir dir = open_dir(tv.dir);
+  const Dir other = make_subdir(tv.dir / "other");
+  // The short form keeps every target it ever held, so old volumes read unchanged.
+  const std::size_t last_short = cipher == CipherId::aes256gcm ? 3039 : 3027;
+  std::string backing;
+  REQUIRE(names.make_symlink_target(dir.fd.get(), std::string(last_short, 's'), backing) == 0);
+  REQUIRE(backing.size() <= 4095);
+  REQUIRE(names.open_symlink(backing) == std::string(last_short, 's'));
+
+  for (const std::size_t length : {last_short + 1, std::size_t{4000}, std::size_t{4095}}) {
+    CAPTURE(length);
+    const std::string target(length, 'L');
+    REQUIRE(names.make_symlink_target(dir.fd.get(), target, backing) == 0);
+    REQUIRE(crypto::is_target_sidecar_name(backing));
+    REQUIRE(exists_in(dir, backing));
+    REQUIRE(names.read_symlink_target(dir.fd.get(), backing) == target);
+    REQUIRE_FALSE(names.open_symlink(backing).has_value());  // needs its directory
+    REQUIRE_FALSE(names.read_symlink_target(other.fd.get(), backing).has_value());
+    REQUIRE(names.share_target_sidecar(dir.fd.get(), other.fd.get(), backing) == 0);
+    REQUIRE(names.read_symlink_target(other.fd.get(), backing) == target);
+    names.drop_target_sidecar(other.fd.get(), backing);
+    REQUIRE_FALSE(exists_in(other, backing));
+    REQUIRE(names.read_symlink_target(dir.fd.get(), backing) == target);
+  }
+  std::string too_long;
+  REQUIRE(names.make_symlink_target(dir.fd.get(), std::string(4096, 'x'), too_long) ==
+          -ENAMETOOLONG);
+
+  SECTION("an edited, swapped, planted or missing sidecar does not read") {
+    std::string a;
+    std::string b;
+    REQUIRE(names.make_symlink_target(dir.fd.get(), std::string(4000, 'a'), a) == 0);
+    REQUIRE(names.make_symlink_target(dir.fd.get(), std::string(4000, 'b'), b) == 0);
+    const std::string blob_a = read_backing_file(dir, a);
+    const std::string blob_b = read_backing_file(dir, b);
+    std::string flipped = blob_a;
+    flipped[flipped.size() / 2] ^= 1;
+    write_backing_file(dir, a, flipped);
+    REQUIRE_FALSE(names.read_symlink_target(dir.fd.get(), a).has_value());
+    write_backing_file(dir, a, blob_b);  // another link's valid sidecar
+    REQUIRE_FALSE(names.read_symlink_target(dir.fd.get(), a).has_value());
+    // A sidecar named after its own edited contents still needs the AEAD tag.
+    REQUIRE(::unlinkat(dir.fd.get(), a.c_str(), 0) == 0);
+    write_backing_file(dir, crypto::target_sidecar_name(crypto::as_bytes(flipped)), flipped);
+    REQUIRE_FALSE(names
+                      .read_symlink_target(dir.fd.get(),
+                                           crypto::target_sidecar_name(crypto::as_bytes(flipped)))
+                      .has_value());
+    write_backing_file(dir, "elsewhere", blob_a);
+    REQUIRE(::symlinkat("elsewhere", dir.fd.get(), a.c_str()) == 0);
+    REQUIRE_FALSE(names.read_symlink_target(dir.fd.get(), a).has_value());  // not followed
+    REQUIRE(::unlinkat(dir.fd.get(), a.c_str(), 0) == 0);
+    REQUIRE_FALSE(names.read_symlink_target(dir.fd.get(), a).has_value());
+    write_backing_file(dir, a, blob_a);
+    REQUIRE(names.read_symlink_target(dir.fd.get(), a) == std::string(4000, 'a'));
+    REQUIRE(names.symlink_blob(dir.fd.get(), a) == crypto::Bytes(blob_a.begin(), blob_a.end()));
+  }
+  SECTION("sidecars are metadata: hidden from listings") {
+    REQUIRE(volume::is_metadata_entry(backing));
+    REQUIRE_FALSE(crypto::is_target_sidecar_name("T.short"));
+    REQUIRE_FALSE(crypto::is_target_sidecar_name(std::string("T.") + std::string(43, '!')));
+  }
 }
 
 TEST_CASE("xattr names and values round-trip; a value is bound to its name", "[names][xattr]") {
