@@ -22,6 +22,9 @@
 
 namespace wardfs::fs {
 
+// Lock order (docs/ARCHITECTURE.md): a directory's entries_mutex (parent before child;
+// two directories only through std::lock), then InodeTable::mutex_, then the
+// FileContent's locks, and state_mutex last: nothing is locked while holding it.
 struct Inode {
   volume::UniqueFd fd;  // O_PATH | O_NOFOLLOW
   dev_t dev = 0;
