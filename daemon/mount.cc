@@ -4,9 +4,6 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <malloc.h>
-#include <spdlog/sinks/basic_file_sink.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/sinks/syslog_sink.h>
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -34,6 +31,7 @@
 #include "audit/log.h"
 #include "crypto/errors.h"
 #include "daemon/control.h"
+#include "daemon/logging.h"
 #include "daemon/monitor.h"
 #include "daemon/mount_table.h"
 #include "daemon/notify.h"
@@ -122,6 +120,24 @@ void check_mount_point(const MountRequest& req) {
   check_backing_privacy(req);
 }
 
+// A job that does not check whether its mount failed or died writes its plaintext into
+// the directory underneath. Mode 000 there stops every user but root; what users see
+// while mounted is the volume's root, whose mode is the volume's own.
+void protect_mount_point(const MountRequest& req) {
+  if (!req.protect_mount_point) return;
+  if (::geteuid() != 0) {
+    throw WardError(ErrorKind::usage,
+                    "--protect-mountpoint needs root: fusermount3 mounts only on a directory the "
+                    "user may write to (as that user, keep the mount point's parent private "
+                    "instead)");
+  }
+  if (::chmod(req.mount_point.c_str(), 0) != 0) {
+    throw WardError(ErrorKind::mount_failure, "cannot make the mount point " +
+                                                  req.mount_point.string() +
+                                                  " mode 000: " + std::strerror(errno));
+  }
+}
+
 // The kernel's per-process ceiling on open files (fs.nr_open); 0 if unreadable.
 rlim_t kernel_open_file_ceiling() {
   std::ifstream in("/proc/sys/fs/nr_open");
@@ -191,21 +207,6 @@ void harden_process() {
   ::setrlimit(RLIMIT_CORE, &no_core);
   ::umask(0);
   raise_open_file_limit();
-}
-
-void setup_logging(const MountRequest& req) {
-  std::shared_ptr<spdlog::logger> logger;
-  if (req.log_file) {
-    logger = spdlog::basic_logger_mt("wardfs", req.log_file->string());
-  } else if (req.foreground && running_under_systemd()) {
-    logger = journal_logger(req.mount_point.string());
-  } else if (req.foreground) {
-    logger = spdlog::stderr_color_mt("wardfs");
-  } else {
-    logger = spdlog::syslog_logger_mt("wardfs", "wardfs", LOG_PID, LOG_DAEMON);
-  }
-  logger->flush_on(spdlog::level::info);
-  spdlog::set_default_logger(logger);
 }
 
 void detach_stdio() {
@@ -405,6 +406,7 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   if (fuse_set_signal_handlers(session.get()) != 0) {
     throw WardError(ErrorKind::mount_failure, "cannot install signal handlers");
   }
+  std::optional<LogReopenOnHangup> reopen_log(std::in_place);  // SIGHUP: reopen, not unmount
   // Resolved before mounting: afterwards any stat of the mount point would wait on
   // this very process, which is not serving requests yet.
   const stdfs::path socket_path = control_socket_path(req.mount_point);
@@ -450,6 +452,7 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   control.reset();
   inode_limit.reset();
   fuse_session_unmount(session.get());
+  reopen_log.reset();
   fuse_remove_signal_handlers(session.get());
   const auto& c = filesystem.counters();
   spdlog::info("unmounted {} (read {} bytes, wrote {} bytes, {} integrity failures)",
@@ -504,6 +507,8 @@ int run_mount(const MountRequest& original) {
     request.credentials.notify = log_keystore_identity;
   crypto::ensure_sodium();
   check_mount_point(request);
+  protect_mount_point(request);
+  choose_background_log(request);
   ReadinessPipe ready;
   if (request.foreground) {
     setup_logging(request);
