@@ -171,6 +171,9 @@ class PackageTest(h.WardfsTestCase):
         p = sh(["umount", vol["plain"]])
         self.assertEqual(p.returncode, 0, h.describe(p))
         self.assertFalse(h.is_fuse_mounted(vol["plain"]))
+        # umount(8) returns before the daemon has exited and let go of the volume's lease
+        # (wardfs unmount waits for it); a mount right away would be refused as a second one.
+        self.assertTrue(h.wait_for(lambda: not h.wardfs_pids(vol["root"]), timeout=10))
         # By mount point alone, as `mount /mnt/work` does with an fstab entry.
         p = sh(["mount", "-T", fstab, vol["plain"]])
         self.assertEqual(p.returncode, 0, h.describe(p))
