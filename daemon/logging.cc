@@ -109,11 +109,15 @@ stdfs::path default_log_file() {
 }
 
 void choose_background_log(MountRequest& req) {
+  // Opened here once, so that a log file the daemon could not open fails the mount
+  // with its reason on stderr instead of a daemon that dies before it can say so.
+  if (req.log_file) (void)open_private_file_sink(*req.log_file);
   if (req.foreground || req.log_file || syslog_available()) return;
   const stdfs::path file = default_log_file();
   std::error_code ec;
   if (stdfs::create_directories(file.parent_path(), ec)) ::chmod(file.parent_path().c_str(), 0700);
   req.log_file = file;
+  (void)open_private_file_sink(file);
   std::cerr << "wardfs: warning: no syslog on this host (/dev/log is missing); the daemon logs "
                "to "
             << file.string() << " (choose another file with --log-file or -o log_file=)\n";

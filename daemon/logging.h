@@ -23,6 +23,7 @@ std::filesystem::path default_log_file();
 // In the mounting process, before the daemon detaches: sets req.log_file to
 // default_log_file() when the daemon would log to syslog but there is none (the socket
 // WARDFS_SYSLOG_SOCKET, default /dev/log, is missing), and warns on stderr where it goes.
+// Throws WardError(io) when the log file cannot be opened (created 0600).
 void choose_background_log(MountRequest& req);
 
 // Installs the default logger for this process: the request's file (created 0600),

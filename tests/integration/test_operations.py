@@ -147,6 +147,16 @@ class Operations(WardfsTestCase):
             self.assertEqual(p.returncode, 1, describe(p))
             self.assertFalse(is_fuse_mounted(v.plain))
 
+    def test_a_log_file_that_cannot_be_opened_fails_the_mount_with_its_name(self):
+        v = self.vol()
+        v.init()
+        bad = os.path.join(v.root, "no-such-dir", "wardfs.log")
+        p = run([BIN, "mount", v.cipher_dir, v.plain] + v.cred_args() + ["--log-file", bad], timeout=60,
+                via_files=True)
+        self.assertEqual(p.returncode, 5, describe(p))
+        self.assertIn(bad, p.stderr)
+        self.assertFalse(is_fuse_mounted(v.plain))
+
     def test_sighup_reopens_the_log_file_and_keeps_the_mount(self):
         v = self.vol()
         v.init()
