@@ -54,23 +54,29 @@ int run_rotate(const Target& t) {
   return 0;
 }
 
-std::string human_bytes(double bytes) {
+// Whole bytes below 1 KB ("47 B", never "47.0 B"), one decimal above.
+std::string human_bytes(std::uint64_t bytes) {
   const char* units[] = {"B", "KB", "MB", "GB", "TB"};
+  if (bytes < 1000) return std::to_string(bytes) + " B";
+  double value = static_cast<double>(bytes);
   int u = 0;
-  while (bytes >= 1000 && u < 4) {
-    bytes /= 1000;
+  while (value >= 1000 && u < 4) {
+    value /= 1000;
     ++u;
   }
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f %s", bytes, units[u]);
+  std::snprintf(buf, sizeof buf, "%.1f %s", value, units[u]);
   return buf;
 }
 
+// The daemon's bytes_total is the backing tree's size as first scanned (headers, tags,
+// chunks already under the active generation); bytes_done counts what was re-sealed. So a
+// finished rekey is reported by what it did, and a running one never shows 100 %.
 void print_progress(const json& rekey, double seconds, bool tty, bool json_lines, bool final) {
-  const double done = rekey["bytes_done"].get<double>();
-  const double total = std::max(1.0, rekey["bytes_total"].get<double>());
-  const double rate = seconds > 0 ? done / seconds : 0;
-  const double eta = rate > 0 ? (total - done) / rate : 0;
+  const auto done = rekey["bytes_done"].get<std::uint64_t>();
+  const auto total = std::max(done, rekey["bytes_total"].get<std::uint64_t>());
+  const auto rate = static_cast<std::uint64_t>(seconds > 0 ? done / seconds : 0);
+  const auto eta = final || rate == 0 ? 0 : (total - done) / rate;
   if (json_lines) {
     std::cout << json{{"bytes_done", done},
                       {"bytes_total", total},
@@ -84,19 +90,26 @@ void print_progress(const json& rekey, double seconds, bool tty, bool json_lines
               << std::endl;
     return;
   }
-  const int pct = final ? 100 : static_cast<int>(100 * std::min(1.0, done / total));
+  const std::string counts = std::to_string(rekey["files_done"].get<std::uint64_t>()) + " files, " +
+                             std::to_string(rekey["names_done"].get<std::uint64_t>()) + " names";
+  if (final) {
+    std::cout << (tty ? "\r" : "") << "rekey: done: " << counts << ", " << human_bytes(done)
+              << " re-sealed (of " << human_bytes(total) << " scanned) in "
+              << static_cast<int>(seconds) << " s" << (tty ? "          \n" : "\n") << std::flush;
+    return;
+  }
+  const int pct =
+      total == 0 ? 0 : static_cast<int>(std::min<std::uint64_t>(99, done * 100 / total));
   if (tty) {
     const int width = 30;
     const std::string bar =
         std::string(pct * width / 100, '#') + std::string(width - pct * width / 100, '.');
     std::cout << "\r[" << bar << "] " << pct << "%  " << human_bytes(done) << " / "
-              << human_bytes(total) << "  " << human_bytes(rate) << "/s  ETA "
-              << static_cast<int>(eta) << " s   " << std::flush;
-    if (final) std::cout << "\n";
+              << human_bytes(total) << "  " << human_bytes(rate) << "/s  ETA " << eta << " s   "
+              << std::flush;
   } else {
     std::cout << "rekey: " << pct << "% " << human_bytes(done) << " of " << human_bytes(total)
-              << ", " << human_bytes(rate) << "/s, ETA " << static_cast<int>(eta) << " s"
-              << std::endl;
+              << ", " << human_bytes(rate) << "/s, ETA " << eta << " s" << std::endl;
   }
 }
 

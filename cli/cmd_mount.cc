@@ -31,6 +31,8 @@ struct MountArgs {
   std::string keyfile;
   std::string passfile;
   std::string log_file;
+  std::string log_level;
+  bool protect_mount_point = false;
   bool foreground = false;
   unsigned threads = 16;
   std::string audit_log;
@@ -106,11 +108,8 @@ void apply_mount_options(const std::vector<std::string>& raw, daemon::MountReque
       } else if (opt.starts_with("audit_anchor_cmd=")) {
         set_audit_anchor_cmd(opt.substr(17), req);
       } else {
-        throw WardError(ErrorKind::usage,
-                        "unknown mount option '" + opt +
-                            "' (known: ro, rw, allow_other, nonempty, keyfile=F, passfile=F, "
-                            "audit=LEVEL, audit_log=F, audit_on_failure=POLICY, "
-                            "audit_key_missing=POLICY, audit_anchor_cmd=CMD)");
+        throw WardError(ErrorKind::usage, "unknown mount option '" + opt +
+                                              "' (known: " + known_mount_options() + ")");
       }
     }
   }
@@ -126,6 +125,8 @@ int run_mount(const MountArgs& a) {
   if (!a.passfile.empty()) req.credentials.passfile = a.passfile;
   req.credentials.interactive = ::isatty(STDIN_FILENO) != 0;
   if (!a.log_file.empty()) req.log_file = std::filesystem::absolute(a.log_file);
+  if (!a.log_level.empty()) set_log_level(a.log_level, req);
+  req.protect_mount_point = a.protect_mount_point;
   if (!a.audit_log.empty()) req.audit_log = std::filesystem::absolute(a.audit_log);
   if (!a.audit_level.empty()) set_audit_level(a.audit_level, req);
   if (!a.audit_on_failure.empty()) set_audit_on_failure(a.audit_on_failure, req);
@@ -211,73 +212,6 @@ int detach(const std::filesystem::path& path) {
   return 0;
 }
 
-std::string unescape(const std::string& s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      out += static_cast<char>(std::stoi(s.substr(i + 1, 3), nullptr, 8));
-      i += 3;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
-int run_status_of(const std::string& mount_point, bool json_output) {
-  const auto status =
-      daemon::control_request(std::filesystem::absolute(mount_point), {{"op", "status"}});
-  if (json_output) {
-    std::cout << status.dump(2) << "\n";
-    return 0;
-  }
-  std::cout << status["mount_point"].get<std::string>() << "  <-  "
-            << status["cipher_dir"].get<std::string>() << "\n"
-            << "  cipher " << status["cipher"].get<std::string>() << ", chunk size "
-            << status["chunk_size"] << ", keystore " << status["keystore"].get<std::string>()
-            << "\n  generations:";
-  for (const auto& g : status["generations"]) {
-    std::cout << " " << g["generation"] << (g["active"].get<bool>() ? " (active)" : "");
-  }
-  const auto& c = status["counters"];
-  const auto& r = status["rekey"];
-  std::cout << "\n  read " << c["bytes_read"] << " bytes, wrote " << c["bytes_written"]
-            << " bytes, " << c["integrity_failures"] << " integrity failures\n  rekey: "
-            << (r["running"].get<bool>() ? "running, " : "idle, ") << r["bytes_done"] << " of "
-            << r["bytes_total"] << " bytes, " << r["errors"] << " errors\n";
-  for (const auto& f : status["backing"]["fallbacks"]) {
-    std::cout << "  backing fallback: " << f.get<std::string>() << "\n";
-  }
-  return 0;
-}
-
-int run_status(bool json_output) {
-  nlohmann::json mounts = nlohmann::json::array();
-  std::ifstream info("/proc/self/mounts");
-  std::string line;
-  while (std::getline(info, line)) {
-    std::istringstream fields(line);
-    std::string source, target, type, opts;
-    fields >> source >> target >> type >> opts;
-    if (type != "fuse.wardfs") continue;
-    mounts.push_back({{"cipher_dir", unescape(source)},
-                      {"mount_point", unescape(target)},
-                      {"read_only", opts.starts_with("ro")}});
-  }
-  if (json_output) {
-    std::cout << nlohmann::json{{"mounts", mounts}}.dump(2) << "\n";
-  } else if (mounts.empty()) {
-    std::cout << "no wardfs volumes are mounted\n";
-  } else {
-    for (const auto& m : mounts) {
-      std::cout << m["mount_point"].get<std::string>() << "  <-  "
-                << m["cipher_dir"].get<std::string>()
-                << (m["read_only"].get<bool>() ? "  (read-only)" : "") << "\n";
-    }
-  }
-  return 0;
-}
-
 }  // namespace
 
 void add_mount_commands(CLI::App& app, Runner& run) {
@@ -301,7 +235,19 @@ void add_mount_commands(CLI::App& app, Runner& run) {
                    "Read the passphrase from this file ('-' for stdin)")
       ->excludes(keyfile);
   mount->add_option("--log-file", args->log_file,
-                    "Log here instead of syslog when running in the background");
+                    "Log here (created 0600; SIGHUP reopens it) instead of syslog when running in "
+                    "the background. Without syslog (/dev/log missing) the default is "
+                    "/var/log/wardfs/wardfs.log as root, else $XDG_STATE_HOME/wardfs/wardfs.log");
+  mount
+      ->add_option("--log-level", args->log_level,
+                   "Log messages of this level and above: trace, debug, info (default), warn, "
+                   "error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  mount->add_flag(
+      "--protect-mountpoint", args->protect_mount_point,
+      "Set the mount point directory's own mode to 000 before mounting, so that when the "
+      "volume is not mounted (it failed, died or was unmounted) nobody but root can write "
+      "plaintext into it; the mounted volume's root is what users see while mounted");
   mount->add_option("--threads", args->threads, "Maximum FUSE worker threads (default 16)")
       ->check(CLI::Range(1U, 256U));
   mount->add_option(
@@ -346,19 +292,7 @@ void add_mount_commands(CLI::App& app, Runner& run) {
   unmount->callback(
       [mount_point, &run] { run = [mount_point] { return run_unmount(*mount_point); }; });
 
-  auto json_output = std::make_shared<bool>(false);
-  auto status_target = std::make_shared<std::string>();
-  CLI::App* status = app.add_subcommand("status",
-                                        "List the mounted wardfs volumes, or with MOUNTPOINT show "
-                                        "its generations, counters and rekey progress.");
-  status->add_option("MOUNTPOINT", *status_target, "A wardfs mount point");
-  status->add_flag("--json", *json_output, "Machine-readable output");
-  status->callback([json_output, status_target, &run] {
-    run = [json_output, status_target] {
-      return status_target->empty() ? run_status(*json_output)
-                                    : run_status_of(*status_target, *json_output);
-    };
-  });
+  add_status_command(app, run);
   add_key_commands(app, run);
 }
 

@@ -14,7 +14,8 @@ using Runner = std::function<int()>;
 
 // Registers the subcommand; `run` is set to its body when the user picks it.
 void add_init_command(CLI::App& app, Runner& run);
-void add_mount_commands(CLI::App& app, Runner& run);
+void add_mount_commands(CLI::App& app, Runner& run);  // also status and key commands
+void add_status_command(CLI::App& app, Runner& run);
 void add_rewrap_command(CLI::App& app, Runner& run);
 void add_audit_command(CLI::App& app, Runner& run);
 

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "crypto/errors.h"
+#include "daemon/logging.h"
 #include "daemon/monitor.h"
 
 namespace wardfs::cli {
@@ -66,6 +67,13 @@ const std::vector<MountOptionInfo>& mount_option_table() {
        "costs the daemon an fd); past it the daemon asks the kernel to forget the least "
        "recently used. Default and upper bound: 3/4 of the daemon's RLIMIT_NOFILE (half when that "
        "is under 4096)"},
+      {"log_file=FILE",
+       "log to this file (created 0600) instead of syslog (the same as --log-file); SIGHUP "
+       "reopens it"},
+      {"log_level=LEVEL", "trace, debug, info (default), warn or error (the same as --log-level)"},
+      {"protect_mountpoint",
+       "make the mount point directory itself mode 000 first, so that while nothing is mounted "
+       "only root can write into it (the same as --protect-mountpoint)"},
       {"audit=LEVEL", "audit log level keys, access or all (the same as --audit-level)"},
       {"audit_log=FILE", "audit log file (the same as --audit-log)"},
       {"audit_on_failure=POLICY", "fail-open or fail-closed when the audit log cannot be written"},
@@ -78,6 +86,19 @@ const std::vector<MountOptionInfo>& mount_option_table() {
        "for mount(8) and systemd; ignored by wardfs"},
   };
   return table;
+}
+
+void set_log_level(const std::string& name, daemon::MountRequest& req) {
+  if (!daemon::is_log_level(name))
+    throw WardError(ErrorKind::usage,
+                    "log level must be trace, debug, info, warn or error, not '" + name + "'");
+  req.log_level = name;
+}
+
+std::string known_mount_options() {
+  std::string out;
+  for (const auto& o : mount_option_table()) out += (out.empty() ? "" : ", ") + o.name;
+  return out;
 }
 
 std::string mount_options_help() {
@@ -112,6 +133,12 @@ bool apply_extra_mount_option(const std::string& opt, daemon::MountRequest& req)
       throw WardError(ErrorKind::usage, "mount option '" + opt + "': expected 64 to 100000000");
     }
     req.max_inodes = std::stoul(n);
+  } else if (opt.starts_with("log_file=")) {
+    req.log_file = std::filesystem::absolute(value_of(opt, 9));
+  } else if (opt.starts_with("log_level=")) {
+    set_log_level(value_of(opt, 10), req);
+  } else if (opt == "protect_mountpoint") {
+    req.protect_mount_point = true;
   } else if (opt == "private_backing") {
     req.require_private_backing = true;
   } else if (opt == "writeback_cache=0" || opt == "writeback_cache=1") {

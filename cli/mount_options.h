@@ -21,6 +21,12 @@ const std::vector<MountOptionInfo>& mount_option_table();
 // The table as the -o option's help text: one "name  help" line per option.
 std::string mount_options_help();
 
+// Every option name of the table, comma-separated, for "unknown mount option" errors.
+std::string known_mount_options();
+
+// --log-level / -o log_level=: throws WardError(usage) for anything but a known level.
+void set_log_level(const std::string& name, daemon::MountRequest& req);
+
 // Applies one option that is not a plain FUSE/credentials one: pinfile=, keystore=,
 // idle=, threads=, and the fstab-only ones (nofail, _netdev, noauto, x-*, ...), which it
 // ignores. False if `opt` is none of these; throws WardError(usage) on a bad value.

@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "crypto/bytes.h"
 #include "crypto/errors.h"
@@ -102,12 +104,23 @@ void require_trusted_peer(int fd, const stdfs::path& path) {
 }
 }  // namespace
 
-stdfs::path control_socket_path(const stdfs::path& mount_point) {
+namespace {
+
+std::string socket_id(const stdfs::path& mount_point) {
   std::error_code ec;
-  const std::string canonical = stdfs::weakly_canonical(mount_point, ec).string();
+  std::string canonical = stdfs::weakly_canonical(mount_point, ec).string();
+  // Another user may not stat a FUSE mount (nor a dead one): the daemon's own path then.
+  if (ec) canonical = stdfs::absolute(mount_point).lexically_normal().string();
   const auto digest = crypto::sha256(crypto::as_bytes(canonical));
-  const std::string id = crypto::hex_encode(crypto::ByteView(digest.data(), 12));
-  stdfs::path dir = "/run/wardfs";
+  return crypto::hex_encode(crypto::ByteView(digest.data(), 12)) + ".sock";
+}
+
+const stdfs::path kRootSocketDir = "/run/wardfs";
+
+}  // namespace
+
+stdfs::path control_socket_path(const stdfs::path& mount_point) {
+  stdfs::path dir = kRootSocketDir;
   if (::geteuid() != 0) {
     const char* runtime = std::getenv("XDG_RUNTIME_DIR");
     // In the shared /tmp, one directory per user, so users do not fight over one name.
@@ -115,7 +128,7 @@ stdfs::path control_socket_path(const stdfs::path& mount_point) {
               ? stdfs::path(runtime) / "wardfs"
               : stdfs::path("/tmp") / ("wardfs-" + std::to_string(::geteuid()));
   }
-  return dir / (id + ".sock");
+  return dir / socket_id(mount_point);
 }
 
 ControlServer::ControlServer(stdfs::path socket_path, uid_t owner, Handler handler,
@@ -174,7 +187,13 @@ void ControlServer::handle(int connection) {
       e.detail = {{"reason", "control socket: only root and the mount's owner may ask"}};
       audit_->record(std::move(e));
     }
-    write_line(connection, nlohmann::json{{"error", "permission denied"}, {"code", 1}}.dump());
+    write_line(
+        connection,
+        nlohmann::json{{"error", "permission denied: only root and uid " + std::to_string(owner_) +
+                                     " (who mounted it) may use this control socket; "
+                                     "run as root (sudo) or as that user"},
+                       {"code", 1}}
+            .dump());
     return;
   }
   const timeval timeout{5, 0};
@@ -195,20 +214,46 @@ void ControlServer::handle(int connection) {
   write_line(connection, reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
-nlohmann::json control_request(const stdfs::path& mount_point, const nlohmann::json& request) {
-  const stdfs::path path = control_socket_path(mount_point);
-  std::error_code ec;
-  // A missing directory means no daemon: connect() says so below.
-  if (stdfs::exists(path.parent_path(), ec)) require_private_directory(path.parent_path());
-  volume::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) throw WardError(ErrorKind::io, "socket: " + std::string(std::strerror(errno)));
-  const sockaddr_un addr = address_of(path);
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    throw WardError(ErrorKind::mount_failure, "no wardfs daemon answers for " +
-                                                  mount_point.string() + " (" + path.string() +
-                                                  ": " + std::strerror(errno) + ")");
+namespace {
+
+// Connects to the daemon's socket: the caller's own one first, then (for a user other
+// than root) root's, so that a job of another user learns that it may not ask rather
+// than that nobody answers.
+volume::UniqueFd connect_to_daemon(const stdfs::path& mount_point) {
+  std::vector<stdfs::path> candidates = {control_socket_path(mount_point)};
+  if (::geteuid() != 0) candidates.push_back(kRootSocketDir / socket_id(mount_point));
+  std::string tried;
+  bool denied = false;
+  for (const auto& path : candidates) {
+    std::error_code ec;
+    // A missing directory means no daemon: connect() says so below.
+    if (stdfs::exists(path.parent_path(), ec)) require_private_directory(path.parent_path());
+    volume::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd) throw WardError(ErrorKind::io, "socket: " + std::string(std::strerror(errno)));
+    const sockaddr_un addr = address_of(path);
+    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) {
+      require_trusted_peer(fd.get(), path);
+      return fd;
+    }
+    denied = denied || errno == EACCES || errno == EPERM;
+    tried += (tried.empty() ? "" : ", ") + path.string() + ": " + std::strerror(errno);
   }
-  require_trusted_peer(fd.get(), path);
+  if (denied) {
+    throw WardError(ErrorKind::mount_failure,
+                    "permission denied: the control socket of the wardfs daemon for " +
+                        mount_point.string() +
+                        " is only for root and the user who mounted it; run this as root "
+                        "(sudo) or as that user (" +
+                        tried + ")");
+  }
+  throw WardError(ErrorKind::mount_failure,
+                  "no wardfs daemon answers for " + mount_point.string() + " (" + tried + ")");
+}
+
+}  // namespace
+
+nlohmann::json control_request(const stdfs::path& mount_point, const nlohmann::json& request) {
+  const volume::UniqueFd fd = connect_to_daemon(mount_point);
   write_line(fd.get(), request.dump());
   std::string line;
   if (!read_line(fd.get(), line))

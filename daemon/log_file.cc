@@ -48,9 +48,10 @@ volume::UniqueFd open_private_log_file(const std::filesystem::path& path) {
   if (path.has_parent_path()) volume::create_private_directories(path.parent_path());
   volume::UniqueFd fd(::open(
       path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600));
+  if (!fd && errno == ELOOP) refuse(path, "is a symlink; give the real path");
   if (!fd) {
-    refuse(path, std::string("cannot be opened: ") + std::strerror(errno) +
-                     (errno == ELOOP ? " (it is a symlink; give the real path)" : ""));
+    throw WardError(ErrorKind::io,
+                    "cannot open the log file " + path.string() + ": " + std::strerror(errno));
   }
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) refuse(path, "is not a regular file");
@@ -65,10 +66,8 @@ volume::UniqueFd open_private_log_file(const std::filesystem::path& path) {
   return fd;
 }
 
-std::shared_ptr<spdlog::logger> fd_logger(const std::string& name, volume::UniqueFd fd) {
-  auto logger = std::make_shared<spdlog::logger>(name, std::make_shared<FdSink>(std::move(fd)));
-  spdlog::register_logger(logger);
-  return logger;
+std::shared_ptr<spdlog::sinks::sink> fd_sink(volume::UniqueFd fd) {
+  return std::make_shared<FdSink>(std::move(fd));
 }
 
 }  // namespace wardfs::daemon

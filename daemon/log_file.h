@@ -8,8 +8,8 @@
 
 #include "volume/posix_io.h"
 
-namespace spdlog {
-class logger;
+namespace spdlog::sinks {
+class sink;
 }
 
 namespace wardfs::daemon {
@@ -19,7 +19,8 @@ namespace wardfs::daemon {
 // a wider mode is tightened to 0600. Throws WardError(usage) naming the file and the fix.
 volume::UniqueFd open_private_log_file(const std::filesystem::path& path);
 
-// A logger that appends each formatted line to `fd` with one write().
-std::shared_ptr<spdlog::logger> fd_logger(const std::string& name, volume::UniqueFd fd);
+// A sink that appends each formatted line to `fd` with one write(): the file is never
+// opened again by path, so it stays the one open_private_log_file() checked.
+std::shared_ptr<spdlog::sinks::sink> fd_sink(volume::UniqueFd fd);
 
 }  // namespace wardfs::daemon

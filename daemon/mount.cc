@@ -4,8 +4,6 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <malloc.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/sinks/syslog_sink.h>
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -34,7 +32,7 @@
 #include "crypto/errors.h"
 #include "crypto/secret.h"
 #include "daemon/control.h"
-#include "daemon/log_file.h"
+#include "daemon/logging.h"
 #include "daemon/monitor.h"
 #include "daemon/mount_table.h"
 #include "daemon/notify.h"
@@ -123,6 +121,24 @@ void check_mount_point(const MountRequest& req) {
   check_backing_privacy(req);
 }
 
+// A job that does not check whether its mount failed or died writes its plaintext into
+// the directory underneath. Mode 000 there stops every user but root; what users see
+// while mounted is the volume's root, whose mode is the volume's own.
+void protect_mount_point(const MountRequest& req) {
+  if (!req.protect_mount_point) return;
+  if (::geteuid() != 0) {
+    throw WardError(ErrorKind::usage,
+                    "--protect-mountpoint needs root: fusermount3 mounts only on a directory the "
+                    "user may write to (as that user, keep the mount point's parent private "
+                    "instead)");
+  }
+  if (::chmod(req.mount_point.c_str(), 0) != 0) {
+    throw WardError(ErrorKind::mount_failure, "cannot make the mount point " +
+                                                  req.mount_point.string() +
+                                                  " mode 000: " + std::strerror(errno));
+  }
+}
+
 // The kernel's per-process ceiling on open files (fs.nr_open); 0 if unreadable.
 rlim_t kernel_open_file_ceiling() {
   std::ifstream in("/proc/sys/fs/nr_open");
@@ -196,21 +212,6 @@ void harden_process() {
     spdlog::info(
         "OpenSSL's AES key schedules are not in locked memory (needs root or an "
         "unlimited RLIMIT_MEMLOCK); use encrypted swap");
-}
-
-void setup_logging(const MountRequest& req, volume::UniqueFd log_fd) {
-  std::shared_ptr<spdlog::logger> logger;
-  if (log_fd) {
-    logger = fd_logger("wardfs", std::move(log_fd));
-  } else if (req.foreground && running_under_systemd()) {
-    logger = journal_logger(req.mount_point.string());
-  } else if (req.foreground) {
-    logger = spdlog::stderr_color_mt("wardfs");
-  } else {
-    logger = spdlog::syslog_logger_mt("wardfs", "wardfs", LOG_PID, LOG_DAEMON);
-  }
-  logger->flush_on(spdlog::level::info);
-  spdlog::set_default_logger(logger);
 }
 
 void detach_stdio() {
@@ -423,6 +424,7 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   if (fuse_set_signal_handlers(session.get()) != 0) {
     throw WardError(ErrorKind::mount_failure, "cannot install signal handlers");
   }
+  std::optional<LogReopenOnHangup> reopen_log(std::in_place);  // SIGHUP: reopen, not unmount
   // Resolved before mounting: afterwards any stat of the mount point would wait on
   // this very process, which is not serving requests yet.
   const stdfs::path socket_path = control_socket_path(req.mount_point);
@@ -468,6 +470,7 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   control.reset();
   inode_limit.reset();
   fuse_session_unmount(session.get());
+  reopen_log.reset();
   fuse_remove_signal_handlers(session.get());
   const auto& c = filesystem.counters();
   spdlog::info("unmounted {} (read {} bytes, wrote {} bytes, {} integrity failures)",
@@ -522,12 +525,11 @@ int run_mount(const MountRequest& original) {
     request.credentials.notify = log_keystore_identity;
   crypto::ensure_sodium();
   check_mount_point(request);
-  // Opened here, before the fork, so a refused file is an error the user sees.
-  volume::UniqueFd log_fd;
-  if (request.log_file) log_fd = open_private_log_file(*request.log_file);
+  protect_mount_point(request);
+  choose_background_log(request);
   ReadinessPipe ready;
   if (request.foreground) {
-    setup_logging(request, std::move(log_fd));
+    setup_logging(request);
     return serve_reporting(request, ready);
   }
   int fds[2];
@@ -542,7 +544,7 @@ int run_mount(const MountRequest& original) {
     return wait_for_child(ready, child);
   }
   ready.read_end_.reset();
-  setup_logging(request, std::move(log_fd));
+  setup_logging(request);
   ::_exit(serve_reporting(request, ready));
 }
 

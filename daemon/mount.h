@@ -21,10 +21,14 @@ struct MountRequest {
   bool read_only = false;
   bool allow_other = false;
   bool nonempty = false;
+  // --protect-mountpoint: the mount point directory itself is made mode 000 first, so
+  // that while the volume is not mounted nobody but root can put plaintext in it.
+  bool protect_mount_point = false;
   // -o private_backing: with allow_other, a backing directory other users can reach is
   // refused instead of warned about.
   bool require_private_backing = false;
-  std::optional<std::filesystem::path> log_file;
+  std::optional<std::filesystem::path> log_file;  // --log-file, -o log_file=
+  std::string log_level = "info";                 // --log-level, -o log_level= (daemon/logging.h)
   unsigned max_threads = 16;
   bool writeback_cache = false;  // -o writeback_cache=1 (fuse/filesystem.h says why not)
   std::size_t max_inodes = 0;    // -o max_inodes=N; 0: as many as RLIMIT_NOFILE allows

@@ -79,6 +79,34 @@ class ManPageTest(unittest.TestCase):
         self.assertIn("nofail", text)
 
 
+    def test_no_cli11_labels_and_examples(self):
+        """The pages read as man pages: no CLI11 internals ("TEXT REQUIRED", "Excludes:"),
+        an EXAMPLES section, the dead-mount fix and the mount point protection documented."""
+        rc, out, err = render("wardfs.1.gz")
+        text = plain(out)
+        for label in ("TEXT REQUIRED", " TEXT", "UINT", "Excludes:", "TEXT:{"):
+            self.assertNotIn(label, text, "CLI11 label %r in wardfs(1)" % label)
+        self.assertIn("Not together with --passfile", text)
+        self.assertIn("--cipher {aes-256-gcm,xchacha20-poly1305}", text)
+        self.assertRegex(text, r"\nEXAMPLES\n")
+        self.assertIn("fusermount3 -uz", text)
+        self.assertIn("--protect-mountpoint", text)
+
+    def test_a_page_per_command_and_for_the_mount_helper(self):
+        for cmd in subcommands():
+            rc, out, err = render(os.path.join("man1", "wardfs-%s.1.gz" % cmd))
+            self.assertEqual((rc, err.strip()), (0, ""), cmd)
+            text = plain(out)
+            self.assertIn("WARDFS-%s(1)" % cmd.upper(), text)
+            for opt in options(cmd) - {"-h", "--help"}:
+                self.assertIn(opt, text, "wardfs-%s(1) lacks %s" % (cmd, opt))
+        rc, out, err = render("mount.fuse.wardfs.8.gz")
+        self.assertEqual((rc, err.strip()), (0, ""))
+        text = plain(out)
+        self.assertIn("MOUNT.FUSE.WARDFS(8)", text)
+        self.assertIn("protect_mountpoint", text)
+
+
 class CompletionTest(unittest.TestCase):
     def complete(self, line):
         words = line.split(" ")
@@ -95,10 +123,22 @@ class CompletionTest(unittest.TestCase):
                          {o for o in options("mount") if o.startswith("--")})
         self.assertIn("--idle", self.complete("wardfs mount --i"))
 
+    def test_bash_values_of_options_and_nested_commands(self):
+        self.assertEqual(self.complete("wardfs init /tmp/x --cipher "), {"aes-256-gcm", "xchacha20-poly1305"})
+        self.assertIn("debug", self.complete("wardfs mount a b --log-level "))
+        o_names = self.complete("wardfs mount a b -o ")
+        for name in ("ro", "allow_other", "keyfile=", "log_level=", "protect_mountpoint", "nofail"):
+            self.assertIn(name, o_names)
+        self.assertIn("ro,allow_other", self.complete("wardfs mount a b -o ro,allow"))
+        self.assertTrue({"show", "verify"} <= self.complete("wardfs audit /tmp "), "audit show|verify")
+
     def test_zsh_completion_lists_everything(self):
         with open(os.path.join(GEN, "_wardfs")) as f:
             text = f.read()
         self.assertTrue(text.startswith("#compdef wardfs"))
+        self.assertIn("(aes-256-gcm xchacha20-poly1305)", text)
+        self.assertIn("'2:action:(show verify)'", text)
+        self.assertIn("protect_mountpoint", text)
         for cmd in subcommands():
             self.assertIn("'%s:" % cmd, text)
             for opt in options(cmd) - {"-h", "--help"}:

@@ -116,6 +116,18 @@ class PackageTest(h.WardfsTestCase):
             self.assertIn(path, self.files)
         self.assertEqual(os.path.realpath("/usr/sbin/mount.fuse.wardfs"), os.path.realpath(INSTALLED))
 
+    def test_1_lintian_finds_no_errors(self):
+        """Debian's own checks: no errors, and none of the warnings the package once had
+        (a man page missing for mount.fuse.wardfs, a copyright file without a notice)."""
+        p = sh(["lintian", "--no-tag-display-limit", self.deb])
+        out = p.stdout + p.stderr
+        self.assertNotRegex(out, r"(?m)^E: ", "lintian errors:\n" + out)
+        for tag in ("bogus-mail-host", "no-changelog", "no-manual-page", "copyright-without-copyright-notice"):
+            self.assertNotIn(tag, out, "lintian:\n" + out)
+        for path in ("/usr/share/man/man8/mount.fuse.wardfs.8.gz", "/usr/share/man/man1/wardfs-mount.1.gz",
+                     "/usr/share/man/man1/wardfs-status.1.gz", "/usr/share/doc/wardfs/changelog.gz"):
+            self.assertIn(path, self.files)
+
     def test_2_installed_binary_and_docs(self):
         p = sh([INSTALLED, "--version"])
         self.assertEqual(p.returncode, 0, h.describe(p))
@@ -159,6 +171,9 @@ class PackageTest(h.WardfsTestCase):
         p = sh(["umount", vol["plain"]])
         self.assertEqual(p.returncode, 0, h.describe(p))
         self.assertFalse(h.is_fuse_mounted(vol["plain"]))
+        # umount(8) returns before the daemon has exited and let go of the volume's lease
+        # (wardfs unmount waits for it); a mount right away would be refused as a second one.
+        self.assertTrue(h.wait_for(lambda: not h.wardfs_pids(vol["root"]), timeout=10))
         # By mount point alone, as `mount /mnt/work` does with an fstab entry.
         p = sh(["mount", "-T", fstab, vol["plain"]])
         self.assertEqual(p.returncode, 0, h.describe(p))

@@ -1,0 +1,43 @@
+// Where the daemon logs: stderr or the journal in the foreground, syslog in the
+// background, or a file (--log-file, -o log_file=). A background mount on a host
+// without syslog (no /dev/log, as in most containers) would lose every line, so it
+// falls back to a file and says where. SIGHUP reopens the file (for logrotate).
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "daemon/mount.h"
+
+namespace wardfs::daemon {
+
+// True for "trace", "debug", "info", "warn" and "error" (--log-level, -o log_level=).
+bool is_log_level(const std::string& name);
+
+// The file a background daemon logs to when syslog is missing: WARDFS_LOG_DIR, else
+// /var/log/wardfs as root, else $XDG_STATE_HOME/wardfs (~/.local/state/wardfs), then
+// wardfs.log. The directory is made 0700 when it is created.
+std::filesystem::path default_log_file();
+
+// In the mounting process, before the daemon detaches: sets req.log_file to
+// default_log_file() when the daemon would log to syslog but there is none (the socket
+// WARDFS_SYSLOG_SOCKET, default /dev/log, is missing), and warns on stderr where it goes.
+// Throws WardError(io) when the log file cannot be opened (created 0600).
+void choose_background_log(MountRequest& req);
+
+// Installs the default logger for this process: the request's file (created 0600),
+// the journal, stderr or syslog, at the request's log level.
+void setup_logging(const MountRequest& req);
+
+// While alive, SIGHUP makes the log file be closed and opened again at its path (so
+// that logrotate can move it away) instead of ending the mount.
+class LogReopenOnHangup {
+ public:
+  LogReopenOnHangup();
+  ~LogReopenOnHangup();
+  LogReopenOnHangup(const LogReopenOnHangup&) = delete;
+  LogReopenOnHangup& operator=(const LogReopenOnHangup&) = delete;
+};
+
+}  // namespace wardfs::daemon
