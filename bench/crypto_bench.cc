@@ -172,7 +172,8 @@ void print_markdown(const std::vector<Result>& results, const Options& opt) {
   }
   std::printf("\nper pass = 2 x bytes / time: seal and open each read the chunk once.\n");
   if (!opt.detail) return;
-  std::printf("\n| cipher | chunk | seal MB/s | open MB/s | seal, fixed nonce MB/s | ns per nonce |\n");
+  std::printf(
+      "\n| cipher | chunk | seal MB/s | open MB/s | seal, fixed nonce MB/s | ns per nonce |\n");
   std::printf("|---|---:|---:|---:|---:|---:|\n");
   for (const auto& r : results) {
     std::printf("| %s | %s | %.0f | %.0f | %.0f | %.0f |\n",
@@ -180,26 +181,29 @@ void print_markdown(const std::vector<Result>& results, const Options& opt) {
                 r.seal.mb_per_s(r.chunk_size), r.open.mb_per_s(r.chunk_size),
                 r.seal_fixed_nonce.mb_per_s(r.chunk_size), r.nonce.cpu / double(r.nonce.ops) * 1e9);
   }
-  std::printf("\nns per nonce: CPU time of one random_fill of a nonce, which seal_chunk pays per chunk.\n");
+  std::printf(
+      "\nns per nonce: CPU time of one random_fill of a nonce, which seal_chunk pays per chunk.\n");
 }
 
 void print_json(const std::vector<Result>& results, const Options& opt) {
-  std::printf("{\"tool\":\"wardfs_crypto_bench\",\"unit\":\"MB/s\",\"mb\":1000000,"
-              "\"clock\":\"thread-cpu\",\"seconds_per_run\":%.3f}\n",
-              opt.seconds);
+  std::printf(
+      "{\"tool\":\"wardfs_crypto_bench\",\"unit\":\"MB/s\",\"mb\":1000000,"
+      "\"clock\":\"thread-cpu\",\"seconds_per_run\":%.3f}\n",
+      opt.seconds);
   for (const auto& r : results) {
     const double mbs = r.round_trip.mb_per_s(r.chunk_size);
-    std::printf("{\"cipher\":\"%s\",\"chunk_size\":%u,\"round_trips\":%llu,\"cpu_seconds\":%.4f,"
-                "\"wall_seconds\":%.4f,\"seal_open_mb_s\":%.1f,\"per_pass_mb_s\":%.1f",
-                std::string(cipher_name(r.cipher)).c_str(), r.chunk_size,
-                static_cast<unsigned long long>(r.round_trip.ops), r.round_trip.cpu,
-                r.round_trip.wall, mbs, 2 * mbs);
+    std::printf(
+        "{\"cipher\":\"%s\",\"chunk_size\":%u,\"round_trips\":%llu,\"cpu_seconds\":%.4f,"
+        "\"wall_seconds\":%.4f,\"seal_open_mb_s\":%.1f,\"per_pass_mb_s\":%.1f",
+        std::string(cipher_name(r.cipher)).c_str(), r.chunk_size,
+        static_cast<unsigned long long>(r.round_trip.ops), r.round_trip.cpu, r.round_trip.wall, mbs,
+        2 * mbs);
     if (opt.detail) {
-      std::printf(",\"seal_mb_s\":%.1f,\"open_mb_s\":%.1f,\"seal_fixed_nonce_mb_s\":%.1f,"
-                  "\"nonce_ns\":%.0f",
-                  r.seal.mb_per_s(r.chunk_size), r.open.mb_per_s(r.chunk_size),
-                  r.seal_fixed_nonce.mb_per_s(r.chunk_size),
-                  r.nonce.cpu / double(r.nonce.ops) * 1e9);
+      std::printf(
+          ",\"seal_mb_s\":%.1f,\"open_mb_s\":%.1f,\"seal_fixed_nonce_mb_s\":%.1f,"
+          "\"nonce_ns\":%.0f",
+          r.seal.mb_per_s(r.chunk_size), r.open.mb_per_s(r.chunk_size),
+          r.seal_fixed_nonce.mb_per_s(r.chunk_size), r.nonce.cpu / double(r.nonce.ops) * 1e9);
     }
     std::printf("}\n");
   }

@@ -25,7 +25,8 @@ int main(int argc, char** argv) {
       "wardfs: an encrypting overlay filesystem. Files written under the mount point are\n"
       "stored encrypted and authenticated in the backing directory (CIPHERDIR)."};
   app.footer(kExitCodes);
-  app.set_version_flag("--version", std::string("wardfs ") + WARDFS_VERSION + " (format version 1)");
+  app.set_version_flag("--version",
+                       std::string("wardfs ") + WARDFS_VERSION + " (format version 1)");
   app.require_subcommand(1);
   wardfs::cli::Runner run;
   wardfs::cli::add_init_command(app, run);

@@ -23,8 +23,7 @@ std::optional<CipherId> cipher_from_name(std::string_view name) {
 CipherId default_cipher() {
   ensure_sodium();
   // libsodium probes the same CPUID bits OpenSSL uses for its AES-NI code path.
-  return crypto_aead_aes256gcm_is_available() ? CipherId::aes256gcm
-                                              : CipherId::xchacha20poly1305;
+  return crypto_aead_aes256gcm_is_available() ? CipherId::aes256gcm : CipherId::xchacha20poly1305;
 }
 
 std::size_t nonce_size_of(CipherId id) {
@@ -75,12 +74,12 @@ class Aes256Gcm final : public Aead {
     thread_local GcmThreadContext enc;
     EVP_CIPHER_CTX* ctx = prepare(enc, nonce, 1);
     int len = 0;
-    bool ok = (ad.empty() || EVP_EncryptUpdate(ctx, nullptr, &len, ad.data(), int(ad.size()))) &&
-              (plaintext.empty() ||
-               EVP_EncryptUpdate(ctx, out.data(), &len, plaintext.data(), int(plaintext.size()))) &&
-              EVP_EncryptFinal_ex(ctx, out.data() + plaintext.size(), &len) &&
-              EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kAeadTagSize,
-                                  out.data() + plaintext.size());
+    bool ok =
+        (ad.empty() || EVP_EncryptUpdate(ctx, nullptr, &len, ad.data(), int(ad.size()))) &&
+        (plaintext.empty() ||
+         EVP_EncryptUpdate(ctx, out.data(), &len, plaintext.data(), int(plaintext.size()))) &&
+        EVP_EncryptFinal_ex(ctx, out.data() + plaintext.size(), &len) &&
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kAeadTagSize, out.data() + plaintext.size());
     if (!ok) throw std::runtime_error("AES-256-GCM seal failed");
   }
 
@@ -93,10 +92,11 @@ class Aes256Gcm final : public Aead {
     std::uint8_t tag[kAeadTagSize];
     std::memcpy(tag, sealed.data() + ct_len, kAeadTagSize);
     int len = 0;
-    bool ok = (ad.empty() || EVP_DecryptUpdate(ctx, nullptr, &len, ad.data(), int(ad.size()))) &&
-              (ct_len == 0 || EVP_DecryptUpdate(ctx, out.data(), &len, sealed.data(), int(ct_len))) &&
-              EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, kAeadTagSize, tag) &&
-              EVP_DecryptFinal_ex(ctx, nullptr, &len) > 0;
+    bool ok =
+        (ad.empty() || EVP_DecryptUpdate(ctx, nullptr, &len, ad.data(), int(ad.size()))) &&
+        (ct_len == 0 || EVP_DecryptUpdate(ctx, out.data(), &len, sealed.data(), int(ct_len))) &&
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, kAeadTagSize, tag) &&
+        EVP_DecryptFinal_ex(ctx, nullptr, &len) > 0;
     if (!ok && !out.empty()) OPENSSL_cleanse(out.data(), out.size());
     return ok;
   }
@@ -144,7 +144,8 @@ class XChaCha20Poly1305 final : public Aead {
               (plaintext.empty() ||
                EVP_EncryptUpdate(ctx, out.data(), &len, plaintext.data(), int(plaintext.size()))) &&
               EVP_EncryptFinal_ex(ctx, out.data() + plaintext.size(), &len) &&
-              EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, kAeadTagSize, out.data() + plaintext.size());
+              EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, kAeadTagSize,
+                                  out.data() + plaintext.size());
     if (!ok) throw std::runtime_error("XChaCha20-Poly1305 seal failed");
   }
 
@@ -157,10 +158,11 @@ class XChaCha20Poly1305 final : public Aead {
     std::uint8_t tag[kAeadTagSize];
     std::memcpy(tag, sealed.data() + ct_len, kAeadTagSize);
     int len = 0;
-    bool ok = (ad.empty() || EVP_DecryptUpdate(ctx, nullptr, &len, ad.data(), int(ad.size()))) &&
-              (ct_len == 0 || EVP_DecryptUpdate(ctx, out.data(), &len, sealed.data(), int(ct_len))) &&
-              EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, kAeadTagSize, tag) &&
-              EVP_DecryptFinal_ex(ctx, nullptr, &len) > 0;
+    bool ok =
+        (ad.empty() || EVP_DecryptUpdate(ctx, nullptr, &len, ad.data(), int(ad.size()))) &&
+        (ct_len == 0 || EVP_DecryptUpdate(ctx, out.data(), &len, sealed.data(), int(ct_len))) &&
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, kAeadTagSize, tag) &&
+        EVP_DecryptFinal_ex(ctx, nullptr, &len) > 0;
     if (!ok && !out.empty()) sodium_memzero(out.data(), out.size());
     return ok;
   }
@@ -177,8 +179,8 @@ class XChaCha20Poly1305 final : public Aead {
     // The subkey changes with every nonce, but the cipher stays: after the first call only
     // key and nonce are reset, which skips OpenSSL's per-cipher setup.
     const bool fresh = tc.key_serial == 0;
-    const bool ok = EVP_CipherInit_ex2(tc.ctx, fresh ? chacha20poly1305_cipher() : nullptr, subkey, ietf_nonce,
-                                       encrypt, nullptr) == 1;
+    const bool ok = EVP_CipherInit_ex2(tc.ctx, fresh ? chacha20poly1305_cipher() : nullptr, subkey,
+                                       ietf_nonce, encrypt, nullptr) == 1;
     tc.key_serial = ok ? 1 : 0;
     sodium_memzero(subkey, sizeof subkey);
     if (!ok) throw std::runtime_error("ChaCha20-Poly1305 init failed");

@@ -16,7 +16,8 @@ enum class ErrorKind {
 
 class WardError : public std::runtime_error {
  public:
-  WardError(ErrorKind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+  WardError(ErrorKind kind, const std::string& message)
+      : std::runtime_error(message), kind_(kind) {}
   ErrorKind kind() const { return kind_; }
   int exit_code() const { return static_cast<int>(kind_); }
 

@@ -63,9 +63,7 @@ class ChunkLayout {
   std::size_t nonce_size() const { return nonce_size_; }
   std::size_t overhead() const { return kGenerationSize + nonce_size_ + kAeadTagSize; }
   std::size_t slot_size() const { return chunk_size_ + overhead(); }
-  std::uint64_t slot_offset(std::uint64_t index) const {
-    return kHeaderSize + index * slot_size();
-  }
+  std::uint64_t slot_offset(std::uint64_t index) const { return kHeaderSize + index * slot_size(); }
   // nullopt when no valid file has this backing size (cut mid-slot or into the header).
   std::optional<std::uint64_t> plaintext_size(std::uint64_t backing_size) const;
   std::uint64_t backing_size(std::uint64_t plaintext_size) const;

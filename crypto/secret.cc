@@ -8,9 +8,9 @@
 #include <cstring>
 #include <mutex>
 #include <new>
-#include <vector>
 #include <stdexcept>
 #include <utility>
+#include <vector>
 
 namespace wardfs::crypto {
 
@@ -31,7 +31,8 @@ class SmallSecretPool {
   static constexpr std::size_t kSlotsPerSlab = 1024;
 
   static SmallSecretPool& instance() {
-    static SmallSecretPool* const pool = new SmallSecretPool;  // never destroyed: keys may outlive statics
+    static SmallSecretPool* const pool =
+        new SmallSecretPool;  // never destroyed: keys may outlive statics
     return *pool;
   }
 
@@ -74,7 +75,8 @@ void free_secret(std::uint8_t* data, std::size_t size) {
 SecretBytes::SecretBytes(std::size_t size) : size_(size) {
   ensure_sodium();
   if (size == 0) return;
-  data_ = pooled(size) ? SmallSecretPool::instance().allocate() : static_cast<std::uint8_t*>(sodium_malloc(size));
+  data_ = pooled(size) ? SmallSecretPool::instance().allocate()
+                       : static_cast<std::uint8_t*>(sodium_malloc(size));
   if (data_ == nullptr) throw std::bad_alloc();
   sodium_memzero(data_, size);
 }

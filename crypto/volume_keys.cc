@@ -16,8 +16,8 @@ void VolumeKeys::add_generation(std::uint32_t generation, SecretBytes dek) {
   keys->generation = generation;
   keys->names = std::make_unique<NameCipher>(
       hkdf_sha256(dek.view(), volume_id_, label::kNames, kNameKeySize));
-  keys->symlinks =
-      make_aead(cipher_, hkdf_sha256(dek.view(), volume_id_, label::kSymlinks, kAeadKeySize).view());
+  keys->symlinks = make_aead(
+      cipher_, hkdf_sha256(dek.view(), volume_id_, label::kSymlinks, kAeadKeySize).view());
   keys->xattrs =
       make_aead(cipher_, hkdf_sha256(dek.view(), volume_id_, label::kXattrs, kAeadKeySize).view());
   keys->dek = std::move(dek);
@@ -68,7 +68,8 @@ std::shared_ptr<const GenerationKeys> VolumeKeys::active() const {
   return by_generation_.at(active_);
 }
 
-std::shared_ptr<const FileKeys> VolumeKeys::file_keys(std::uint32_t g, const FileId& file_id) const {
+std::shared_ptr<const FileKeys> VolumeKeys::file_keys(std::uint32_t g,
+                                                      const FileId& file_id) const {
   const auto gen = generation(g);
   if (!gen) return nullptr;
   return std::make_shared<const FileKeys>(cipher_, gen->dek.view(), file_id);

@@ -153,10 +153,12 @@ int FileContent::load(int fd) {
     // exactly that size must not pass for an empty one.
     std::array<std::uint8_t, crypto::kGenerationSize + 24 + crypto::kAeadTagSize> sealed{};
     const auto slot = std::span(sealed).first(layout_.overhead());
-    const ssize_t got = pread_full(fd, slot.data(), slot.size(), static_cast<off_t>(layout_.slot_offset(0)));
+    const ssize_t got =
+        pread_full(fd, slot.data(), slot.size(), static_cast<off_t>(layout_.slot_offset(0)));
     if (got < 0) return static_cast<int>(got);
     if (static_cast<std::size_t>(got) != slot.size() || open_sealed(0, slot, 0, {}) != 0) {
-      report(0, "the empty file's end-of-file chunk is missing or fails authentication (cut short?)");
+      report(0,
+             "the empty file's end-of-file chunk is missing or fails authentication (cut short?)");
       return -EIO;
     }
   }
@@ -206,7 +208,8 @@ int FileContent::open_sealed(std::uint64_t index, ByteView sealed, std::uint64_t
                       ", which this volume no longer has");
     return -EIO;
   }
-  if (crypto::open_chunk(layout_, keys->content(), {header_.file_id, index, is_final}, sealed, out)) {
+  if (crypto::open_chunk(layout_, keys->content(), {header_.file_id, index, is_final}, sealed,
+                         out)) {
     return 0;
   }
   if (!is_final) {
@@ -229,8 +232,8 @@ int FileContent::read_chunk(int fd, std::uint64_t index, std::uint64_t file_size
   const std::size_t plain_len = chunk_plain_len(index, file_size);
   if (index != layout_.final_index(file_size) && plain_len == 0) return -EIO;
   auto sealed = sized(scratch_sealed(), plain_len + layout_.overhead());
-  const ssize_t n = pread_full(fd, sealed.data(), sealed.size(),
-                               static_cast<off_t>(layout_.slot_offset(index)));
+  const ssize_t n =
+      pread_full(fd, sealed.data(), sealed.size(), static_cast<off_t>(layout_.slot_offset(index)));
   if (n < 0) return static_cast<int>(n);
   if (static_cast<std::size_t>(n) != sealed.size()) {
     report(index, "chunk is shorter on disk than the file size says");
@@ -258,10 +261,12 @@ ssize_t FileContent::read(int fd, std::span<std::uint8_t> out, std::uint64_t off
   bool hole = false;
   while (index <= last) {
     const std::uint64_t batch_last = std::min(last, index + per_batch - 1);
-    const std::size_t batch_len = static_cast<std::size_t>((batch_last - index) * layout_.slot_size()) +
-                                  chunk_plain_len(batch_last, file_size) + layout_.overhead();
+    const std::size_t batch_len =
+        static_cast<std::size_t>((batch_last - index) * layout_.slot_size()) +
+        chunk_plain_len(batch_last, file_size) + layout_.overhead();
     auto sealed = sized(scratch_sealed(), batch_len);
-    const ssize_t n = pread_full(fd, sealed.data(), batch_len, static_cast<off_t>(layout_.slot_offset(index)));
+    const ssize_t n =
+        pread_full(fd, sealed.data(), batch_len, static_cast<off_t>(layout_.slot_offset(index)));
     if (n < 0) return n;
     if (static_cast<std::size_t>(n) != batch_len) {
       report(index, "backing file is shorter than its size says");
@@ -269,8 +274,9 @@ ssize_t FileContent::read(int fd, std::span<std::uint8_t> out, std::uint64_t off
     }
     for (std::uint64_t i = index; i <= batch_last; ++i) {
       const std::size_t plain_len = chunk_plain_len(i, file_size);
-      const auto chunk = ByteView(sealed).subspan(static_cast<std::size_t>((i - index) * layout_.slot_size()),
-                                                  plain_len + layout_.overhead());
+      const auto chunk =
+          ByteView(sealed).subspan(static_cast<std::size_t>((i - index) * layout_.slot_size()),
+                                   plain_len + layout_.overhead());
       const std::uint64_t chunk_start = i * cs;
       const std::uint64_t copy_from = std::max(offset, chunk_start);
       const std::uint64_t copy_to = std::min(end, chunk_start + plain_len);
@@ -320,8 +326,8 @@ int FileContent::seal_and_write(
                          {header_.file_id, index, index == final_index}, ByteView(plain).first(len),
                          sealed.subspan(k * layout_.slot_size(), len + layout_.overhead()));
     }
-    const ssize_t n = pwrite_full(fd, sealed.data(), used,
-                                  static_cast<off_t>(layout_.slot_offset(first + done)));
+    const ssize_t n =
+        pwrite_full(fd, sealed.data(), used, static_cast<off_t>(layout_.slot_offset(first + done)));
     if (n < 0) return static_cast<int>(n);
     done += batch;
   }
@@ -476,9 +482,11 @@ ssize_t FileContent::write_locked(int fd, ByteView data, std::uint64_t offset) {
         return rc;
       }
     }
-    if (!covered) std::fill(plain.begin() + static_cast<std::ptrdiff_t>(old_len), plain.begin() + len, 0);
+    if (!covered)
+      std::fill(plain.begin() + static_cast<std::ptrdiff_t>(old_len), plain.begin() + len, 0);
     std::memcpy(plain.data() + (from - chunk_start), data.data() + (from - offset), to - from);
-    if (index == new_final) tail_plain_.assign(plain.begin(), plain.begin() + static_cast<std::ptrdiff_t>(len));
+    if (index == new_final)
+      tail_plain_.assign(plain.begin(), plain.begin() + static_cast<std::ptrdiff_t>(len));
     return static_cast<ssize_t>(len);
   };
   int rc = seal_and_write(fd, first, static_cast<std::size_t>(last - first + 1), new_final, fill);
@@ -496,12 +504,15 @@ ssize_t FileContent::write_locked(int fd, ByteView data, std::uint64_t offset) {
                         [&](std::uint64_t index, std::span<std::uint8_t> plain) -> ssize_t {
                           const std::size_t old_len = chunk_plain_len(index, old_size);
                           if (old_tail_cached) {
-                            // An empty cached tail has no storage: memcpy wants non-null even for 0.
+                            // An empty cached tail has no storage: memcpy wants non-null even for
+                            // 0.
                             if (old_len > 0) std::memcpy(plain.data(), old_tail.data(), old_len);
                           } else if (old_len > 0) {
-                            if (const int r = read_chunk(fd, index, old_size, plain); r != 0) return r;
+                            if (const int r = read_chunk(fd, index, old_size, plain); r != 0)
+                              return r;
                           }
-                          std::fill(plain.begin() + static_cast<std::ptrdiff_t>(old_len), plain.end(), 0);
+                          std::fill(plain.begin() + static_cast<std::ptrdiff_t>(old_len),
+                                    plain.end(), 0);
                           return static_cast<ssize_t>(plain.size());
                         });
     if (rc != 0) {
@@ -549,7 +560,8 @@ int FileContent::truncate(int fd, std::uint64_t new_size) {
   // Zero the rest of the old slot before cutting the file: if a crash lands between
   // the two, the shortened chunk reads back as a torn tail instead of failing.
   const std::uint64_t sealed_end = slot + keep + layout_.overhead();
-  const std::uint64_t old_end = std::min(layout_.backing_size(old_size), slot + layout_.slot_size());
+  const std::uint64_t old_end =
+      std::min(layout_.backing_size(old_size), slot + layout_.slot_size());
   if (layout_.final_index(old_size) != new_final && old_end > sealed_end) {
     const std::vector<std::uint8_t> zeros(static_cast<std::size_t>(old_end - sealed_end), 0);
     const ssize_t n = pwrite_full(fd, zeros.data(), zeros.size(), static_cast<off_t>(sealed_end));

@@ -71,8 +71,8 @@ class FileContent {
   // *hole (when given) tells a hole read as zeros from a chunk that authenticated.
   int open_sealed(std::uint64_t index, crypto::ByteView sealed, std::uint64_t final_index,
                   std::span<std::uint8_t> out, bool* hole = nullptr);
-  bool recover_torn_tail(const crypto::FileKeys& keys, std::uint64_t index,
-                         crypto::ByteView sealed, std::span<std::uint8_t> out);
+  bool recover_torn_tail(const crypto::FileKeys& keys, std::uint64_t index, crypto::ByteView sealed,
+                         std::span<std::uint8_t> out);
   int read_chunk(int fd, std::uint64_t index, std::uint64_t file_size, std::span<std::uint8_t> out);
   ssize_t write_locked(int fd, crypto::ByteView data, std::uint64_t offset);
   int fill_gap(int fd, std::uint64_t first, std::uint64_t end);

@@ -133,8 +133,7 @@ TEST_CASE("a changed encoding does not decrypt", "[names][tamper]") {
 
 // Replacing a '_' of a stored name with a byte >= 0x80 must not give an alias that
 // still decrypts (libsodium alone would decode it as '_').
-TEST_CASE("a stored name with a foreign byte in place of '_' does not decrypt",
-          "[names][tamper]") {
+TEST_CASE("a stored name with a foreign byte in place of '_' does not decrypt", "[names][tamper]") {
   const NameCipher names = cipher_of(11);
   const DirId dir = dir_of(11);
   std::string enc;

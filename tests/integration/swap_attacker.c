@@ -37,9 +37,15 @@ static void plant(int dir_fd, struct decoy* d, unsigned kind, const char* target
   snprintf(d->name, sizeof d->name, "x.decoy.%u.%ld", kind, random());
   int made = -1;
   switch (kind % 3) {
-    case 0: made = symlinkat(target_dir, dir_fd, d->name); break;
-    case 1: made = symlinkat(target_file, dir_fd, d->name); break;
-    default: made = linkat(AT_FDCWD, target_file, dir_fd, d->name, 0); break;
+    case 0:
+      made = symlinkat(target_dir, dir_fd, d->name);
+      break;
+    case 1:
+      made = symlinkat(target_file, dir_fd, d->name);
+      break;
+    default:
+      made = linkat(AT_FDCWD, target_file, dir_fd, d->name, 0);
+      break;
   }
   d->ready = made == 0;
 }
