@@ -56,7 +56,7 @@ volume::UniqueFd open_private_log_file(const std::filesystem::path& path) {
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) refuse(path, "is not a regular file");
   if (st.st_uid != ::geteuid()) {
-    refuse(path, "belongs to uid " + std::to_string(st.st_uid) +
+    refuse(path, "is owned by uid " + std::to_string(st.st_uid) +
                      ", not to you: remove it or choose another --log-file");
   }
   if ((st.st_mode & 077) != 0 && ::fchmod(fd.get(), 0600) != 0) {
