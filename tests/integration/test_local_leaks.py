@@ -155,11 +155,18 @@ class LocalLeaks(WardfsTestCase):
         os.close(fd)
 
     def client_setup(self):
-        """A mount point and XDG_RUNTIME_DIR for CLIENT_UID; the socket path its CLI uses."""
+        """A live wardfs mount point (root's daemon) and an XDG_RUNTIME_DIR for CLIENT_UID;
+        the socket path its CLI tries first, where the tests put their own listeners."""
         base = self.tempdir()
         os.chmod(base, 0o755)
         mount_point = os.path.join(base, "mnt")
         os.mkdir(mount_point)
+        # `status` asks a daemon only for a wardfs mount point.
+        v = self.vol()
+        v.init()
+        p = run(v.mount_args(mountpoint=mount_point), timeout=60, via_files=True)
+        self.assertEqual(p.returncode, 0, describe(p))
+        self.addCleanup(run, [BIN, "unmount", mount_point], timeout=60)
         runtime = os.path.join(base, "runtime")
         os.mkdir(runtime, 0o700)
         os.chown(runtime, CLIENT_UID, CLIENT_UID)
