@@ -10,7 +10,7 @@ import shutil
 import tempfile
 
 from wardfs_harness import (HEADER_FLAG_HAS_HOLES, drop_cache, header_flags, main, parametrize,
-                            pattern, read_file, read_uncached, write_file)
+                            pattern, read_file, read_uncached, run, write_file)
 
 FALLOC_FL_KEEP_SIZE = 0x01
 FALLOC_FL_PUNCH_HOLE = 0x02
@@ -121,14 +121,10 @@ class Punch:
         drop_cache(ours)
         before = allocated(self.only_backing_file(self.bd))
         for path in (ref, ours):
-            r = self.run_cmd(["fallocate", "--dig-holes", path])
+            r = run(["fallocate", "--dig-holes", path])
             self.assertEqual(r.returncode, 0, r.stderr)
         self.assertSame(ours, ref, "fallocate --dig-holes")
         self.assertLess(allocated(self.only_backing_file(self.bd)) + 4 * c, before)
-
-    def run_cmd(self, argv):
-        import subprocess
-        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
 
 class PunchNever:
