@@ -1,5 +1,6 @@
 // Requests on one inode: attributes, file contents, symlink targets.
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -179,14 +180,28 @@ void WardFs::fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi)
 
 void WardFs::fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
                        fuse_file_info* fi) {
-  if (mode != 0 && mode != FALLOC_FL_KEEP_SIZE) {
-    fuse_reply_err(req, EOPNOTSUPP);
-    return;
-  }
   auto& content = content_of(inode_of(ino));
-  const auto end = static_cast<std::uint64_t>(off) + static_cast<std::uint64_t>(len);
+  const int fd = handle_of(fi).fd.get();
+  const auto offset = static_cast<std::uint64_t>(off);
+  const auto length = static_cast<std::uint64_t>(len);
+  const bool keep_size = (mode & FALLOC_FL_KEEP_SIZE) != 0;
   int rc = 0;
-  if (mode == 0 && end > content.size()) rc = content.truncate(handle_of(fi).fd.get(), end);
+  switch (mode & ~FALLOC_FL_KEEP_SIZE) {
+    case 0:
+      if (!keep_size && offset + length > content.size())
+        rc = content.truncate(fd, offset + length);
+      break;
+    case FALLOC_FL_PUNCH_HOLE:  // the kernel requires KEEP_SIZE with it
+      rc = keep_size ? content.punch_hole(fd, offset, length) : -EOPNOTSUPP;
+      break;
+    case FALLOC_FL_ZERO_RANGE:
+      rc = content.zero_range(fd, offset, length, keep_size);
+      break;
+    default:
+      // COLLAPSE_RANGE and INSERT_RANGE would move chunks to other indices, and a chunk is
+      // sealed to its index: every chunk after the range would be re-sealed. Not offered.
+      rc = -EOPNOTSUPP;
+  }
   fuse_reply_err(req, -rc);
 }
 

@@ -35,6 +35,35 @@ void ChunkIntervals::insert(std::uint64_t first, std::uint64_t end) {
   }
 }
 
+void ChunkIntervals::erase(std::uint64_t first, std::uint64_t end) {
+  if (first >= end) return;
+  auto it = runs_.upper_bound(first);
+  if (it != runs_.begin()) {
+    // The run starting at or before `first` may reach into [first, end), even past it.
+    auto prev = std::prev(it);
+    const std::uint64_t prev_end = prev->second;
+    if (prev_end > first) {
+      if (prev_end > end) runs_.emplace_hint(it, end, prev_end);
+      if (prev->first == first) {
+        runs_.erase(prev);
+      } else {
+        prev->second = first;
+      }
+      if (prev_end >= end) return;
+    }
+  }
+  // Runs starting inside [first, end): gone, or cut to start at `end`.
+  while (it != runs_.end() && it->first < end) {
+    if (it->second > end) {
+      auto node = runs_.extract(it);
+      node.key() = end;
+      runs_.insert(std::move(node));
+      return;
+    }
+    it = runs_.erase(it);
+  }
+}
+
 void ChunkIntervals::trim(std::uint64_t end) {
   auto it = runs_.lower_bound(end);
   runs_.erase(it, runs_.end());
@@ -42,6 +71,11 @@ void ChunkIntervals::trim(std::uint64_t end) {
     auto& last = *std::prev(runs_.end());
     last.second = std::min(last.second, end);
   }
+}
+
+bool ChunkIntervals::contains(std::uint64_t index) const {
+  auto it = runs_.upper_bound(index);
+  return it != runs_.begin() && std::prev(it)->second > index;
 }
 
 bool ChunkIntervals::covers_prefix(std::uint64_t end) const {

@@ -13,8 +13,11 @@ class ChunkIntervals {
  public:
   // Adds chunks [first, end).
   void insert(std::uint64_t first, std::uint64_t end);
+  // Drops chunks [first, end) (punched: they are holes again).
+  void erase(std::uint64_t first, std::uint64_t end);
   // Drops every chunk at or after `end`.
   void trim(std::uint64_t end);
+  bool contains(std::uint64_t index) const;
   // True when chunks [0, end) are all in the set.
   bool covers_prefix(std::uint64_t end) const;
   void clear() { runs_.clear(); }

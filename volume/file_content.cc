@@ -47,8 +47,6 @@ std::span<std::uint8_t> sized(std::vector<std::uint8_t>& buf, std::size_t n) {
   return {buf.data(), n};
 }
 
-constexpr std::size_t kBatchBytes = 1 << 20;
-constexpr std::uint64_t kMaxPlainSize = std::uint64_t{1} << 60;
 // A real sealed chunk ending in this many zero bytes has probability 2^-256.
 constexpr std::size_t kTornTailSlack = 32;
 
@@ -532,6 +530,10 @@ ssize_t FileContent::write_locked(int fd, ByteView data, std::uint64_t offset) {
 int FileContent::truncate(int fd, std::uint64_t new_size) {
   std::unique_lock lock(io_mutex_);
   if (!loaded_) return -EIO;
+  return truncate_locked(fd, new_size);
+}
+
+int FileContent::truncate_locked(int fd, std::uint64_t new_size) {
   if (new_size > kMaxPlainSize) return -EFBIG;
   const std::uint64_t old_size = size_;
   if (new_size == old_size) return 0;

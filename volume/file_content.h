@@ -25,6 +25,9 @@ namespace wardfs::volume {
 inline constexpr std::uint64_t kHeaderChunk = UINT64_MAX;
 // Passed as the offset of write(): append at the current end of file, atomically.
 inline constexpr std::uint64_t kAppendOffset = UINT64_MAX;
+// Reads and writes move at most this much backing data per pread/pwrite.
+inline constexpr std::size_t kBatchBytes = 1 << 20;
+inline constexpr std::uint64_t kMaxPlainSize = std::uint64_t{1} << 60;
 using IntegrityReporter = std::function<void(std::uint64_t chunk, std::string_view reason)>;
 
 // How many chunks (and headers) of a file each key generation sealed.
@@ -49,6 +52,13 @@ class FileContent {
   ssize_t read(int fd, std::span<std::uint8_t> out, std::uint64_t offset);
   ssize_t write(int fd, crypto::ByteView data, std::uint64_t offset);
   int truncate(int fd, std::uint64_t size);
+  // fallocate(PUNCH_HOLE | KEEP_SIZE): [offset, offset + len) within the file reads as
+  // zeros; whole chunk slots before the final chunk become holes and free their blocks
+  // (FORMAT.md §4.6.2). The size never changes.
+  int punch_hole(int fd, std::uint64_t offset, std::uint64_t len);
+  // fallocate(ZERO_RANGE): as punch_hole, but whole slots stay allocated; without
+  // keep_size a range past the end grows the file as a truncate up would.
+  int zero_range(int fd, std::uint64_t offset, std::uint64_t len, bool keep_size);
   std::uint64_t size() const;
 
   // Counts the generations in use, reading slot headers only (no decryption).
@@ -75,6 +85,12 @@ class FileContent {
                          std::span<std::uint8_t> out);
   int read_chunk(int fd, std::uint64_t index, std::uint64_t file_size, std::span<std::uint8_t> out);
   ssize_t write_locked(int fd, crypto::ByteView data, std::uint64_t offset);
+  int truncate_locked(int fd, std::uint64_t new_size);
+  // Makes plaintext [from, to) (within the file) read as zeros; backing_mode is the
+  // fallocate mode that turns whole slots into holes on the backing file.
+  int zero_locked(int fd, std::uint64_t from, std::uint64_t to, int backing_mode);
+  int write_zeros(int fd, std::uint64_t from, std::uint64_t to);
+  int release_slots(int fd, std::uint64_t first, std::uint64_t end, int backing_mode);
   int fill_gap(int fd, std::uint64_t first, std::uint64_t end);
   int seal_and_write(int fd, std::uint64_t first, std::size_t count, std::uint64_t final_index,
                      const std::function<ssize_t(std::uint64_t, std::span<std::uint8_t>)>& fill);

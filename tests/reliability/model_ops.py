@@ -7,6 +7,7 @@ replayed verbatim. File descriptors are referred to by slot numbers (0..SLOTS-1)
 on a slot that is not open is skipped on both sides, so any subsequence of a recorded sequence
 is again a valid sequence (what the shrinker needs)."""
 
+import ctypes
 import errno
 import hashlib
 import mmap
@@ -139,7 +140,25 @@ def _write(side, fd, n, seed):
     return os.write(fd, data_for(seed, n))
 
 
+# fallocate modes the model compares (linux/falloc.h); the host file system must be one that
+# does both (ext4, xfs, btrfs), as the reference directory's is.
+FALLOC_MODES = {
+    "punch": 0x02 | 0x01,      # PUNCH_HOLE | KEEP_SIZE
+    "zero": 0x10,              # ZERO_RANGE: may grow the file
+    "zero-keep": 0x10 | 0x01,  # ZERO_RANGE | KEEP_SIZE
+}
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+
+
+def _fallocate(side, fd, mode_name, off, n):
+    if _libc.fallocate(fd, FALLOC_MODES[mode_name], off, n) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
 SLOT_OPS = {
+    "fallocate": _fallocate,
     "write": _write,
     "pwrite": lambda s, fd, off, n, seed: os.pwrite(fd, data_for(seed, n), off),
     "pread": lambda s, fd, off, n: os.pread(fd, n, off),
@@ -209,6 +228,8 @@ class Generator:
             (4, lambda: ("truncate", self._any_path(files, dirs), self._size())),
             (3, lambda: ("fsync", slot)),
             (3, lambda: ("fstat_size", slot)),
+            (4, lambda: ("fallocate", slot, r.choice(sorted(FALLOC_MODES)), self._size(),
+                         self._len())),
             (5, lambda: ("close", slot)),
             (5, lambda: ("rename", self._any_path(files, dirs), self._any_path(files, dirs)
                          if r.random() < 0.3 else self._new_path(dirs))),

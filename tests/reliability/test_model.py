@@ -1,8 +1,9 @@
 """Model-based random testing: seeded random sequences of open/create/write/pwrite/truncate/
-read/rename/link/unlink/mkdir/rmdir/fsync/chmod/xattr/mmap-write run against a wardfs mount
-and a plain directory on the host file system; every outcome (return value or errno) and the
-whole tree (type, mode, size, nlink, content, user.* xattrs, listing) must agree after every
-step, and again after a remount. A mismatch prints the seed and a shrunk failing sequence."""
+read/rename/link/unlink/mkdir/rmdir/fsync/chmod/xattr/mmap-write/fallocate (punch, zero range)
+run against a wardfs mount and a plain directory on the host file system; every outcome (return
+value or errno) and the whole tree (type, mode, size, nlink, content, user.* xattrs, listing)
+must agree after every step, and again after a remount. A mismatch prints the seed and a shrunk
+failing sequence."""
 
 import reliability_env
 from model_runner import run_for
