@@ -4,10 +4,8 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "cli/commands.h"
 #include "crypto/aead.h"
@@ -38,33 +36,13 @@ std::string dead_mount_fix(const std::string& mount_point) {
          mount_point + "  (or: fusermount3 -uz " + mount_point + "), then mount again";
 }
 
-std::string unescape_mounts_field(const std::string& s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      out += static_cast<char>(std::stoi(s.substr(i + 1, 3), nullptr, 8));
-      i += 3;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
 json wardfs_mounts() {
   json mounts = json::array();
-  std::ifstream info("/proc/self/mounts");
-  std::string line;
-  while (std::getline(info, line)) {
-    std::istringstream fields(line);
-    std::string source, target, type, opts;
-    fields >> source >> target >> type >> opts;
-    if (type != daemon::kWardfsFsType) continue;
-    const std::string mount_point = unescape_mounts_field(target);
-    mounts.push_back({{"cipher_dir", unescape_mounts_field(source)},
-                      {"mount_point", mount_point},
-                      {"read_only", opts.starts_with("ro")},
-                      {"state", mount_is_dead(mount_point) ? "dead" : "live"}});
+  for (const auto& m : daemon::wardfs_mounts()) {
+    mounts.push_back({{"cipher_dir", m.cipher_dir},
+                      {"mount_point", m.mount_point},
+                      {"read_only", m.read_only},
+                      {"state", mount_is_dead(m.mount_point) ? "dead" : "live"}});
   }
   return mounts;
 }

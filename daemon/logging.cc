@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/dist_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/syslog_sink.h>
@@ -18,7 +19,6 @@
 #include <thread>
 
 #include "crypto/errors.h"
-#include "daemon/log_file.h"
 #include "daemon/notify.h"
 #include "volume/posix_io.h"
 
@@ -43,9 +43,36 @@ LogFile& log_file_state() {
   return state;
 }
 
+[[noreturn]] void refuse(const std::filesystem::path& path, const std::string& why) {
+  throw WardError(ErrorKind::usage, "log file " + path.string() + " " + why);
+}
+
+class FdSink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit FdSink(volume::UniqueFd fd) : fd_(std::move(fd)) {}
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t line;
+    formatter_->format(msg, line);
+    // O_APPEND: one write() lands whole at the end even if another process appends too.
+    std::size_t done = 0;
+    while (done < line.size()) {
+      const ssize_t n = ::write(fd_.get(), line.data() + done, line.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;  // a full disk must not stop the filesystem
+      done += static_cast<std::size_t>(n);
+    }
+  }
+  void flush_() override {}
+
+ private:
+  volume::UniqueFd fd_;
+};
+
 // Log lines can name files and users: the file is private to the daemon's user.
 std::shared_ptr<spdlog::sinks::sink> open_private_file_sink(const stdfs::path& path) {
-  return fd_sink(open_private_log_file(path));
+  return std::make_shared<FdSink>(open_private_log_file(path));
 }
 
 bool syslog_available() {
@@ -80,6 +107,28 @@ std::thread g_hangup_thread;
 
 }  // namespace
 
+volume::UniqueFd open_private_log_file(const std::filesystem::path& path) {
+  if (path.has_parent_path()) volume::create_private_directories(path.parent_path());
+  volume::UniqueFd fd(::open(
+      path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600));
+  if (!fd && errno == ELOOP) refuse(path, "is a symlink; give the real path");
+  if (!fd) {
+    throw WardError(ErrorKind::io,
+                    "cannot open the log file " + path.string() + ": " + std::strerror(errno));
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) refuse(path, "is not a regular file");
+  if (st.st_uid != ::geteuid()) {
+    refuse(path, "is owned by uid " + std::to_string(st.st_uid) +
+                     ", not to you: remove it or choose another --log-file");
+  }
+  if ((st.st_mode & 077) != 0 && ::fchmod(fd.get(), 0600) != 0) {
+    refuse(path, "is readable by others and cannot be made private (" +
+                     std::string(std::strerror(errno)) + "); run: chmod 600 " + path.string());
+  }
+  return fd;
+}
+
 bool is_log_level(const std::string& name) {
   for (const char* level : kLevels) {
     if (name == level) return true;
@@ -102,27 +151,26 @@ stdfs::path default_log_file() {
   return dir / "wardfs.log";
 }
 
-void choose_background_log(MountRequest& req) {
-  // Opened here once, so that a log file the daemon could not open fails the mount
-  // with its reason on stderr instead of a daemon that dies before it can say so.
-  if (req.log_file) (void)open_private_file_sink(*req.log_file);
-  if (req.foreground || req.log_file || syslog_available()) return;
+volume::UniqueFd open_log_before_detach(MountRequest& req) {
+  if (req.log_file) return open_private_log_file(*req.log_file);
+  if (req.foreground || syslog_available()) return {};
   const stdfs::path file = default_log_file();
   req.log_file = file;
-  (void)open_private_file_sink(file);
+  volume::UniqueFd fd = open_private_log_file(file);
   std::cerr << "wardfs: warning: no syslog on this host (/dev/log is missing); the daemon logs "
                "to "
             << file.string() << " (choose another file with --log-file or -o log_file=)\n";
+  return fd;
 }
 
-void setup_logging(const MountRequest& req) {
+void setup_logging(const MountRequest& req, volume::UniqueFd log_file) {
   std::shared_ptr<spdlog::logger> logger;
-  if (req.log_file) {
+  if (log_file && req.log_file) {
     auto& state = log_file_state();
     std::lock_guard lock(state.mutex);
     state.path = *req.log_file;
     state.dist = std::make_shared<spdlog::sinks::dist_sink_mt>();
-    state.dist->add_sink(open_private_file_sink(state.path));
+    state.dist->add_sink(std::make_shared<FdSink>(std::move(log_file)));
     logger = std::make_shared<spdlog::logger>("wardfs", state.dist);
     spdlog::register_logger(logger);
   } else if (req.foreground && running_under_systemd()) {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "daemon/mount.h"
+#include "volume/posix_io.h"
 
 namespace wardfs::daemon {
 
@@ -20,15 +21,26 @@ bool is_log_level(const std::string& name);
 // wardfs.log. The directory is made 0700 when it is created.
 std::filesystem::path default_log_file();
 
+// Opens `path` for appending: created 0600 (missing parents 0700), never through a
+// symlink. An existing file must be a regular file of this user (or root's, for root);
+// a wider mode is tightened to 0600. Throws WardError(usage) naming the file and the fix.
+// The log names files and extended attributes in plaintext, so it is private to its
+// owner like the audit log.
+volume::UniqueFd open_private_log_file(const std::filesystem::path& path);
+
 // In the mounting process, before the daemon detaches: sets req.log_file to
 // default_log_file() when the daemon would log to syslog but there is none (the socket
 // WARDFS_SYSLOG_SOCKET, default /dev/log, is missing), and warns on stderr where it goes.
-// Throws WardError(io) when the log file cannot be opened (created 0600).
-void choose_background_log(MountRequest& req);
+// Returns the log file opened (created 0600), to be handed to setup_logging() after the
+// fork: the daemon then writes to the very file checked here, and a file it could not
+// open fails the mount with its reason on stderr. An invalid fd when there is no file.
+// Throws WardError when the log file cannot be opened.
+volume::UniqueFd open_log_before_detach(MountRequest& req);
 
-// Installs the default logger for this process: the request's file (created 0600),
-// the journal, stderr or syslog, at the request's log level.
-void setup_logging(const MountRequest& req);
+// Installs the default logger for this process: `log_file` (from
+// open_log_before_detach) when valid, else the journal, stderr or syslog, at the
+// request's log level.
+void setup_logging(const MountRequest& req, volume::UniqueFd log_file);
 
 // While alive, SIGHUP makes the log file be closed and opened again at its path (so
 // that logrotate can move it away) instead of ending the mount.

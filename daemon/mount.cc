@@ -526,10 +526,10 @@ int run_mount(const MountRequest& original) {
   crypto::ensure_sodium();
   check_mount_point(request);
   protect_mount_point(request);
-  choose_background_log(request);
+  volume::UniqueFd log_file = open_log_before_detach(request);
   ReadinessPipe ready;
   if (request.foreground) {
-    setup_logging(request);
+    setup_logging(request, std::move(log_file));
     return serve_reporting(request, ready);
   }
   int fds[2];
@@ -544,7 +544,7 @@ int run_mount(const MountRequest& original) {
     return wait_for_child(ready, child);
   }
   ready.read_end_.reset();
-  setup_logging(request);
+  setup_logging(request, std::move(log_file));
   ::_exit(serve_reporting(request, ready));
 }
 

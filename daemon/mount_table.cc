@@ -3,6 +3,7 @@
 #include <fstream>
 #include <sstream>
 #include <string_view>
+#include <utility>
 
 #include "daemon/mount.h"
 
@@ -28,29 +29,46 @@ std::string unescape_mountinfo(std::string_view field) {
 
 struct MountEntry {
   std::string device;  // major:minor
-  std::string fstype;  // "fuse.wardfs" for ours
+  std::string mount_point;
+  std::string mount_options;  // per mount: "ro,..." or "rw,..."
+  std::string fstype;         // "fuse.wardfs" for ours
+  std::string source;
 };
 
-// The last mount listed at one of `paths`, compared as strings.
-std::optional<MountEntry> entry_listed_at(const std::string& first, const std::string& second) {
+// One line of mountinfo: ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS [OPTIONAL...] - TYPE
+// SOURCE SUPER_OPTIONS.
+std::optional<MountEntry> parse_mountinfo_line(const std::string& line) {
+  std::istringstream fields(line);
+  std::string id, parent, root, field;
+  MountEntry entry;
+  if (!(fields >> id >> parent >> entry.device >> root >> entry.mount_point >> entry.mount_options))
+    return std::nullopt;
+  while (fields >> field && field != "-") {
+  }
+  if (!(fields >> entry.fstype >> entry.source)) return std::nullopt;
+  entry.mount_point = unescape_mountinfo(entry.mount_point);
+  entry.source = unescape_mountinfo(entry.source);
+  return entry;
+}
+
+std::vector<MountEntry> mount_entries() {
   std::ifstream info("/proc/self/mountinfo");
   std::string line;
-  std::optional<MountEntry> entry;
+  std::vector<MountEntry> entries;
   while (std::getline(info, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, devs, root, mount_point, field;
-    fields >> id >> parent >> devs >> root >> mount_point;
-    const std::string listed = unescape_mountinfo(mount_point);
-    // The last match is the one on top when several are stacked.
-    if (listed != first && listed != second) continue;
-    // Optional fields up to a lone "-", then the filesystem type.
-    while (fields >> field && field != "-") {
-    }
-    std::string fstype;
-    fields >> fstype;
-    entry = MountEntry{devs, fstype};
+    if (auto entry = parse_mountinfo_line(line)) entries.push_back(std::move(*entry));
   }
-  return entry;
+  return entries;
+}
+
+// The last mount listed at one of `paths`, compared as strings: the one on top when
+// several are stacked.
+std::optional<MountEntry> entry_listed_at(const std::string& first, const std::string& second) {
+  std::optional<MountEntry> found;
+  for (auto& entry : mount_entries()) {
+    if (entry.mount_point == first || entry.mount_point == second) found = std::move(entry);
+  }
+  return found;
 }
 
 std::optional<MountEntry> entry_at(const stdfs::path& path) {
@@ -72,6 +90,16 @@ std::optional<std::string> mounted_device(const stdfs::path& path) {
 std::optional<std::string> mounted_fstype(const stdfs::path& path) {
   const auto entry = entry_at(path);
   return entry ? std::optional<std::string>(entry->fstype) : std::nullopt;
+}
+
+std::vector<ListedMount> wardfs_mounts() {
+  std::vector<ListedMount> mounts;
+  for (auto& entry : mount_entries()) {
+    if (entry.fstype != kWardfsFsType) continue;
+    const bool read_only = entry.mount_options == "ro" || entry.mount_options.starts_with("ro,");
+    mounts.push_back({std::move(entry.source), std::move(entry.mount_point), read_only});
+  }
+  return mounts;
 }
 
 bool is_mount_point(const stdfs::path& path) { return entry_at(path).has_value(); }

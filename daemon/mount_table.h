@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace wardfs::daemon {
 
@@ -20,6 +21,17 @@ std::optional<std::string> mounted_fstype(const std::filesystem::path& path);
 
 // What mounted_fstype says of a wardfs mount.
 inline constexpr std::string_view kWardfsFsType = "fuse.wardfs";
+
+// A wardfs mount as the mount table lists it (alive or not: a dead daemon's mount stays
+// listed until it is detached).
+struct ListedMount {
+  std::string cipher_dir;  // the mount's source
+  std::string mount_point;
+  bool read_only = false;
+};
+
+// Every wardfs mount in this mount namespace, in mount order.
+std::vector<ListedMount> wardfs_mounts();
 
 // Lets the kernel read ahead `kib` KiB on the FUSE mount at `canonical_path` (resolved
 // before mounting: a stat of it now would wait on this very daemon) when its backing
