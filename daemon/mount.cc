@@ -31,6 +31,7 @@
 #include "audit/log.h"
 #include "crypto/errors.h"
 #include "crypto/secret.h"
+#include "daemon/config_follower.h"
 #include "daemon/control.h"
 #include "daemon/logging.h"
 #include "daemon/monitor.h"
@@ -445,6 +446,8 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   std::optional<InodeLimit> inode_limit(std::in_place, filesystem, session.get(),
                                         inode_budget(req.max_inodes));
   VolumeService service(*volume, keystore, filesystem, req.mount_point, audit_log);
+  const ConfigFollower config_follower(req.cipher_dir / "wardfs.conf", kConfigPollInterval,
+                                       [&service] { service.follow_config(); });
   std::optional<ControlServer> control;
   try {
     control.emplace(

@@ -146,6 +146,24 @@ nlohmann::json VolumeService::status() {
             {"records_dropped", audit_.dropped()}}}};
 }
 
+void VolumeService::follow_config() {
+  std::lock_guard lock(rotation_mutex_);
+  try {
+    const auto changes = volume::adopt_config_changes(volume_, keystore_);
+    if (!changes.any()) return;
+    const std::uint32_t active = volume_.keys().active_generation();
+    spdlog::info("{}: wardfs.conf changed elsewhere; active generation {}, {} added, {} retired",
+                 volume_.cipher_dir().string(), active, changes.added.size(),
+                 changes.removed.size());
+    audit("config_followed", audit::Principal::self(), active, "ok",
+          {{"added", changes.added}, {"removed", changes.removed}});
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    audit("config_followed", audit::Principal::self(), std::nullopt, "refused",
+          {{"error", e.what()}});
+  }
+}
+
 nlohmann::json VolumeService::rotate(const audit::Principal& peer) {
   std::lock_guard lock(rotation_mutex_);
   std::uint32_t generation = 0;

@@ -24,6 +24,11 @@ class VolumeService {
 
   nlohmann::json handle(const nlohmann::json& request, const audit::Principal& peer);
 
+  // Takes on generations that another mount rotated, rekeyed or retired (ConfigFollower
+  // calls it when wardfs.conf changed). Logs and audits what changed; a refused config
+  // is logged and audited, and the keys stay as they were.
+  void follow_config();
+
  private:
   nlohmann::json status();
   nlohmann::json rotate(const audit::Principal& peer);

@@ -164,6 +164,9 @@ class WardFs {
   fuse_ino_t ino_of(Inode& inode);
   fuse_ino_t ino_of_address(const Inode* inode);
   void note_inode_count();  // wakes the pruner when over the limit
+  // Tells the kernel that its attributes of `ino` are stale: another mount changed the
+  // file, and the size it caches would cut reads short.
+  void invalidate_cached_attrs(fuse_ino_t ino);
   void prune_loop();
   // With the writeback cache the kernel resolves O_APPEND offsets itself and sends the
   // real ones; honouring the flag here as well would move its writes to the end again.

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <vector>
 
@@ -124,7 +125,18 @@ void WardFs::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if ((rc == -EACCES || rc == -EROFS) && access == O_RDONLY)
     rc = open_backing(inode, O_RDONLY, handle->fd);
   auto& content = content_of(inode);
-  if (rc == 0) rc = content.load(handle->fd.get());
+  // A read-write mount holds the volume's writer lease: only it changes the backing
+  // files, so what the kernel cached stays true. A read-only one may sit beside a
+  // writer elsewhere: it looks again at each open and drops the cache when the file
+  // changed (close-to-open, as NFS clients do).
+  bool changed_elsewhere = false;
+  if (rc == 0 && options_.read_only) {
+    rc = content.reload_if_changed(handle->fd.get());
+    changed_elsewhere = rc == 1;
+    rc = std::min(rc, 0);
+  } else if (rc == 0) {
+    rc = content.load(handle->fd.get());
+  }
   if (rc == 0 && (fi->flags & O_TRUNC) != 0) rc = content.truncate(handle->fd.get(), 0);
   if (rc != 0) {
     fuse_reply_err(req, -rc);
@@ -132,7 +144,8 @@ void WardFs::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   handle->append = engine_appends(fi->flags);
   fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
-  fi->keep_cache = 1;  // only this daemon changes the backing files
+  fi->keep_cache = changed_elsewhere ? 0 : 1;
+  if (changed_elsewhere) invalidate_cached_attrs(ino);
   audit_open(req, inode, fi->flags, false);
   fuse_reply_open(req, fi);
 }

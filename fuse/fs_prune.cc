@@ -1,5 +1,6 @@
-// The inode limit: keeps the number of inodes the kernel holds, each pinning an fd in
-// the daemon, under the daemon's fd budget.
+// What the daemon tells the kernel on its own: the inode limit (keeps the number of
+// inodes the kernel holds, each pinning an fd in the daemon, under the fd budget) and
+// attribute invalidations.
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -46,6 +47,20 @@ void WardFs::stop_inode_limit() {
 void WardFs::note_inode_count() {
   const std::size_t high = prune_high_.load(std::memory_order_relaxed);
   if (high != SIZE_MAX && inodes_.size() > high) prune_cv_.notify_one();
+}
+
+void WardFs::invalidate_cached_attrs(fuse_ino_t ino) {
+  fuse_session* session = nullptr;
+  {
+    std::lock_guard lock(prune_mutex_);
+    session = prune_session_;
+  }
+  if (session == nullptr) return;
+  std::shared_lock in_flight(notify_mutex_);
+  if (stopping_.load(std::memory_order_acquire)) return;
+  // Attributes only (negative offset): the open that asks replies without keep_cache,
+  // which drops the pages. Safe inside that open: it takes no lock the open holds.
+  fuse_lowlevel_notify_inval_inode(session, ino, -1, 0);
 }
 
 fuse_ino_t WardFs::ino_of_address(const Inode* inode) {

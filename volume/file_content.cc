@@ -111,9 +111,31 @@ int FileContent::create(int fd) {
   return 0;
 }
 
+namespace {
+std::array<std::int64_t, 5> stamp_of(const struct stat& st) {
+  return {st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec};
+}
+}  // namespace
+
 int FileContent::load(int fd) {
   std::unique_lock lock(io_mutex_);
   if (loaded_) return 0;
+  return load_locked(fd);
+}
+
+int FileContent::reload_if_changed(int fd) {
+  std::unique_lock lock(io_mutex_);
+  if (loaded_) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return -errno;
+    if (stamp_of(st) == loaded_stamp_) return 0;
+    loaded_ = false;
+  }
+  const int rc = load_locked(fd);
+  return rc == 0 ? 1 : rc;
+}
+
+int FileContent::load_locked(int fd) {
   crypto::RawHeader raw{};
   const ssize_t n = pread_full(fd, raw.data(), raw.size(), 0);
   if (n < 0) return static_cast<int>(n);
@@ -163,6 +185,7 @@ int FileContent::load(int fd) {
   size_ = *plain;
   tail_index_.reset();
   reset_sealed(0);  // nothing is known of a file's chunks until they are written or read
+  loaded_stamp_ = stamp_of(st);
   loaded_ = true;
   return 0;
 }

@@ -3,6 +3,7 @@
 // links and concurrent opens share its lock, header and tail cache.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -47,6 +48,11 @@ class FileContent {
   // Reads and authenticates the header and learns the size; cheap once loaded.
   int load(int fd);
   bool loaded() const;
+  // For a mount that never writes (read-only, beside a writer elsewhere): loads the file
+  // again when its backing file changed since it was loaded, so each open sees what
+  // another mount last closed (close-to-open). 1 when it reloaded, 0 when unchanged,
+  // else -errno as load().
+  int reload_if_changed(int fd);
 
   // All return bytes transferred or -errno. Reads stop at end of file.
   ssize_t read(int fd, std::span<std::uint8_t> out, std::uint64_t offset);
@@ -108,7 +114,10 @@ class FileContent {
   IntegrityReporter reporter_;
 
   mutable WriterPreferringRwLock io_mutex_;  // shared: read; exclusive: write, truncate, load
+  int load_locked(int fd);
   bool loaded_ = false;
+  // The backing file as it was when loaded: size, modification and change times.
+  std::array<std::int64_t, 5> loaded_stamp_{};
   crypto::FileHeader header_;
   std::uint64_t size_ = 0;
 

@@ -6,8 +6,12 @@
 - a mount while an offline rekey runs is refused;
 - after the daemon is killed with SIGKILL (no stale lease) the volume mounts again;
 - rotate, rekey and retire count and convert the root directory's own xattrs;
-- retire stops when its scan cannot walk the whole tree, online and offline."""
+- retire stops when its scan cannot walk the whole tree, online and offline;
+- a read-only mount beside the read-write one follows its rotate, rekey and retire within
+  a few seconds (new files readable, status shows the new generations), and each open
+  sees what the writer last closed (close-to-open)."""
 
+import json
 import os
 import signal
 import struct
@@ -218,6 +222,50 @@ class Lease(RotationTestCase):
                 self.assertIn("scan", p.stdout + p.stderr, describe(p))
                 self.assertEqual(vol.config_generations(), ([1, 2], 2), "the retire went ahead")
                 vol.unmount()
+
+    def test_read_only_mount_follows_rotation_and_closed_files(self):
+        vol = self.new_volume()
+        write_file(vol.p("f"), b"first version")
+        second = self.second_mount_point(vol)
+        self.assertCmd(self.mount_at(vol, second, "ro"), 0, vol)
+        ro = lambda *parts: os.path.join(second, *parts)
+
+        def ro_status():
+            p = run([BIN, "status", second, "--json"], timeout=30)
+            self.assertEqual(p.returncode, 0, describe(p))
+            gens = json.loads(p.stdout)["generations"]
+            return (sorted(g["generation"] for g in gens),
+                    [g["generation"] for g in gens if g["active"]])
+
+        def ro_reads(name, want):
+            try:
+                return read_file(ro(name)) == want
+            except OSError:
+                return False
+
+        self.assertEqual(read_file(ro("f")), b"first version")
+        # The same size, so only a dropped page cache shows the new bytes.
+        write_file(vol.p("f"), b"second version")
+        self.assertEqual(read_file(ro("f")), b"second version", "close-to-open on the reader")
+        write_file(vol.p("f"), b"third version, longer than before")
+        self.assertTrue(wait_for(lambda: ro_reads("f", b"third version, longer than before"), 5),
+                        "a grown file read whole on the reader")
+
+        self.assertCmd(vol.wardfs("rotate", vol.plain), 0, vol)
+        write_file(vol.p("g"), b"sealed under generation 2")
+        self.assertTrue(wait_for(lambda: ro_status() == ([1, 2], [2]), 10),
+                        "the reader follows the rotation: %r" % (ro_status(),))
+        self.assertTrue(wait_for(lambda: ro_reads("g", b"sealed under generation 2"), 10),
+                        "a file sealed under the new generation reads on the reader")
+
+        self.assertCmd(vol.wardfs("rekey", vol.plain, timeout=120), 0, vol)
+        self.assertCmd(vol.wardfs("retire", vol.plain, "1"), 0, vol)
+        self.assertTrue(wait_for(lambda: ro_status() == ([2], [2]), 10),
+                        "the reader forgets the retired generation: %r" % (ro_status(),))
+        self.assertTrue(ro_reads("f", b"third version, longer than before"))
+        self.assertTrue(ro_reads("g", b"sealed under generation 2"))
+        self.assertCmd(run([BIN, "unmount", second], timeout=60), 0, vol)
+
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,54 @@
+#include "daemon/config_follower.h"
+
+#include <sys/stat.h>
+
+#include <optional>
+#include <tuple>
+#include <utility>
+
+namespace wardfs::daemon {
+
+namespace {
+
+using FileIdentity = std::tuple<dev_t, ino_t, off_t, std::int64_t, long>;
+
+// Nullopt while the file cannot be stated (a rename in flight on a network file system).
+std::optional<FileIdentity> identity_of(const std::filesystem::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return FileIdentity{st.st_dev, st.st_ino, st.st_size, st.st_ctim.tv_sec, st.st_ctim.tv_nsec};
+}
+
+}  // namespace
+
+ConfigFollower::ConfigFollower(std::filesystem::path config_path,
+                               std::chrono::milliseconds interval, std::function<void()> on_change)
+    : config_path_(std::move(config_path)),
+      interval_(interval),
+      on_change_(std::move(on_change)),
+      thread_([this] { run(); }) {}
+
+ConfigFollower::~ConfigFollower() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+void ConfigFollower::run() {
+  // Nothing seen yet: the first look adopts whatever changed since the mount unlocked.
+  std::optional<FileIdentity> seen;
+  std::unique_lock lock(mutex_);
+  while (!wake_.wait_for(lock, interval_, [this] { return stop_; })) {
+    const auto now = identity_of(config_path_);
+    if (!now || now == seen) continue;
+    seen = now;
+    lock.unlock();
+    on_change_();
+    lock.lock();
+  }
+}
+
+}  // namespace wardfs::daemon

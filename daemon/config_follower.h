@@ -1,0 +1,42 @@
+// Keeps a mount's keys in step with wardfs.conf when something else changes it: a
+// read-only mount beside the read-write one that rotates, rekeys and retires. Polls the
+// file's identity (inode, size, change time: the config is always replaced by rename)
+// and calls back when it changed, so a rotation elsewhere reaches this mount within one
+// interval, with no restart.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+namespace wardfs::daemon {
+
+// How often a mount looks at its config: the bound the README ("Shared and network
+// storage") promises for a rotation through another mount to be seen here.
+inline constexpr std::chrono::seconds kConfigPollInterval{2};
+
+class ConfigFollower {
+ public:
+  // Starts the polling thread. `on_change` runs on it; it reports its own errors.
+  ConfigFollower(std::filesystem::path config_path, std::chrono::milliseconds interval,
+                 std::function<void()> on_change);
+  ~ConfigFollower();  // stops and joins the thread
+  ConfigFollower(const ConfigFollower&) = delete;
+  ConfigFollower& operator=(const ConfigFollower&) = delete;
+
+ private:
+  void run();
+
+  std::filesystem::path config_path_;
+  std::chrono::milliseconds interval_;
+  std::function<void()> on_change_;
+  std::mutex mutex_;  // guards stop_; taken alone
+  std::condition_variable wake_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace wardfs::daemon
