@@ -34,6 +34,7 @@ struct MountArgs {
   std::string log_level;
   bool protect_mount_point = false;
   bool foreground = false;
+  bool force = false;  // --force: take over a lease whose holder still beats
   unsigned threads = 16;
   std::string audit_log;
   std::string audit_level;
@@ -127,6 +128,7 @@ int run_mount(const MountArgs& a) {
   if (!a.log_file.empty()) req.log_file = std::filesystem::absolute(a.log_file);
   if (!a.log_level.empty()) set_log_level(a.log_level, req);
   req.protect_mount_point = a.protect_mount_point;
+  req.take_over_lease = a.force;
   if (!a.audit_log.empty()) req.audit_log = std::filesystem::absolute(a.audit_log);
   if (!a.audit_level.empty()) set_audit_level(a.audit_level, req);
   if (!a.audit_on_failure.empty()) set_audit_on_failure(a.audit_on_failure, req);
@@ -248,6 +250,12 @@ void add_mount_commands(CLI::App& app, Runner& run) {
       "Set the mount point directory's own mode to 000 before mounting, so that when the "
       "volume is not mounted (it failed, died or was unmounted) nobody but root can write "
       "plaintext into it; the mounted volume's root is what users see while mounted");
+  mount->add_flag(
+      "--force", args->force,
+      "Take over the volume's lease from a read-write mount on another host whose heartbeat "
+      "is less than 30 s old (its lock did not reach this host: the backing file system "
+      "does not share locks). Only when that host is known to be down: its daemon stops "
+      "at its next heartbeat, but writes it made meanwhile may be lost");
   mount->add_option("--threads", args->threads, "Maximum FUSE worker threads (default 16)")
       ->check(CLI::Range(1U, 256U));
   mount->add_option(

@@ -141,6 +141,16 @@ void MountMonitor::try_idle_unmount() {
   busy_logged_ = true;
 }
 
+bool MountMonitor::stop_if_lease_lost() {
+  const auto why = options_.lease_lost ? options_.lease_lost() : std::nullopt;
+  if (!why) return false;
+  spdlog::critical("{}; stopping the mount of {} so that two writers never share the volume", *why,
+                   options_.mount_point.string());
+  notifier_.send("STATUS=Lease lost; stopping");
+  if (options_.stop_serving) options_.stop_serving();
+  return true;
+}
+
 void MountMonitor::run() {
   if (!wait_until_answering()) return;
   notifier_.send("READY=1\nSTATUS=" + status_line());
@@ -153,6 +163,7 @@ void MountMonitor::run() {
   std::string last_status;
   auto next_status = Clock::now();
   while (sleep_for(tick)) {
+    if (stop_if_lease_lost()) return;
     if (idle_expired()) try_idle_unmount();
     if (notifier_.enabled() && Clock::now() >= next_status) {
       std::string line = status_line();

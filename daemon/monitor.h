@@ -1,11 +1,13 @@
 // What a live mount does beside serving requests: tells systemd when it is ready (only
 // once the mount point answers), keeps a STATUS= line current, says STOPPING=1, and with
-// `--idle` unmounts itself after a quiet spell with nothing open.
+// `--idle` unmounts itself after a quiet spell with nothing open; stops the mount when
+// its volume lease was taken over.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -20,6 +22,11 @@ struct MonitorOptions {
   std::filesystem::path mount_point;
   std::chrono::milliseconds idle{0};  // 0: never unmount on idle
   std::string description;            // "cipher ..., keystore ..." for STATUS=
+  // Why this mount's volume lease was lost (another host took it over), if it was.
+  std::function<std::optional<std::string>()> lease_lost;
+  // Ends the request loop, which then unmounts: a mount that lost its lease stops
+  // rather than write beside the new holder.
+  std::function<void()> stop_serving;
 };
 
 class MountMonitor {
@@ -38,6 +45,7 @@ class MountMonitor {
   bool wait_until_answering();
   bool idle_expired() const;
   void try_idle_unmount();
+  bool stop_if_lease_lost();  // true once it asked the loop to stop
   std::string status_line() const;
   bool sleep_for(std::chrono::milliseconds duration);  // false once asked to stop
 

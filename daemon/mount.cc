@@ -389,7 +389,8 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
       req.cipher_dir,
       req.read_only ? volume::LeaseUse::read_only_mount : volume::LeaseUse::read_write_mount,
       stdfs::absolute(req.mount_point).string(),
-      [](const std::string& mount_point) { return is_mount_point(mount_point); });
+      [](const std::string& mount_point) { return is_mount_point(mount_point); },
+      req.take_over_lease);
   if (!lease.held())
     spdlog::warn("{} has no {} and cannot get one: mounted read-only without a lease",
                  req.cipher_dir.string(), volume::kLeaseFileName);
@@ -463,10 +464,12 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   ready.report(0, "ok");
   if (!req.foreground) detach_stdio();
 
-  MountMonitor monitor({req.mount_point, req.idle,
-                        "cipher " + std::string(crypto::cipher_name(config.cipher)) +
-                            ", keystore " + volume->keystore_identity()},
-                       filesystem.counters(), Notifier::from_environment());
+  MountMonitor monitor(
+      {req.mount_point, req.idle,
+       "cipher " + std::string(crypto::cipher_name(config.cipher)) + ", keystore " +
+           volume->keystore_identity(),
+       [&lease] { return lease.lost(); }, [&session] { fuse_session_exit(session.get()); }},
+      filesystem.counters(), Notifier::from_environment());
   const int rc = run_worker_pool(session.get(), req.max_threads,
                                  [&filesystem] { filesystem.quiesce_inode_limit(); });
   monitor.stopping();

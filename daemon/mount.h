@@ -27,6 +27,9 @@ struct MountRequest {
   // -o private_backing: with allow_other, a backing directory other users can reach is
   // refused instead of warned about.
   bool require_private_backing = false;
+  // --force: take over the volume's lease from a writer of another host whose heartbeat
+  // has not yet timed out (volume/lease.h); for a host known to be down.
+  bool take_over_lease = false;
   std::optional<std::filesystem::path> log_file;  // --log-file, -o log_file=
   std::string log_level = "info";                 // --log-level, -o log_level= (daemon/logging.h)
   unsigned max_threads = 16;

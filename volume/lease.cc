@@ -1,16 +1,21 @@
 #include "volume/lease.h"
 
 #include <fcntl.h>
+#include <sodium.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <array>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
 
+#include "crypto/bytes.h"
 #include "crypto/config.h"
 #include "crypto/errors.h"
 
@@ -20,7 +25,10 @@ namespace {
 
 constexpr off_t kWriterByte = 0;
 constexpr off_t kUsersByte = 1;
-constexpr std::size_t kMaxHolderBytes = 4096;
+constexpr std::size_t kMaxHolderBytes = 8192;
+// The record is rewritten in place at this size (padded with spaces), never truncated
+// first, so a reader on another machine never sees it empty mid-renewal.
+constexpr std::size_t kRecordBytes = 1024;
 
 // What the writer wrote about itself into the lease file.
 struct Holder {
@@ -29,7 +37,21 @@ struct Holder {
   std::string command;  // "mount", or the offline command
   std::string mount_point;
   std::string started;
+  std::string mount_id;        // random, per lease taken
+  std::int64_t heartbeat = 0;  // Unix seconds of the last renewal; 0 in older records
 };
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string random_mount_id() {
+  std::array<std::uint8_t, 12> id{};
+  randombytes_buf(id.data(), id.size());
+  return crypto::hex_encode(id);
+}
 
 std::string host_name() {
   std::array<char, 256> name{};
@@ -52,16 +74,23 @@ bool try_lock(int fd, short type, off_t byte, const std::filesystem::path& path)
   return true;
 }
 
-void write_holder(int fd, LeaseUse use, const std::string& what) {
+nlohmann::json holder_record(LeaseUse use, const std::string& what) {
   const bool mount = use != LeaseUse::offline_change;
-  const nlohmann::json holder = {{"host", host_name()},
-                                 {"pid", static_cast<long>(::getpid())},
-                                 {"command", mount ? "mount" : what},
-                                 {"mount_point", mount ? what : ""},
-                                 {"started", crypto::utc_now_iso8601()}};
-  const std::string text = holder.dump() + "\n";
-  // Only for the messages of those refused: a failure here costs nothing else.
-  if (::ftruncate(fd, 0) == 0) (void)pwrite_full(fd, text.data(), text.size(), 0);
+  return {{"host", host_name()},
+          {"pid", static_cast<long>(::getpid())},
+          {"command", mount ? "mount" : what},
+          {"mount_point", mount ? what : ""},
+          {"started", crypto::utc_now_iso8601()},
+          {"mount_id", random_mount_id()},
+          {"heartbeat", unix_now()}};
+}
+
+// A failure here costs only the heartbeat, which the next renewal retries.
+void write_record(int fd, const nlohmann::json& record) {
+  std::string text = record.dump();
+  if (text.size() < kRecordBytes - 1) text.resize(kRecordBytes - 1, ' ');
+  text += '\n';
+  (void)pwrite_full(fd, text.data(), text.size(), 0);
 }
 
 std::optional<Holder> read_holder(int fd) {
@@ -77,6 +106,8 @@ std::optional<Holder> read_holder(int fd) {
   h.command = j.value("command", "");
   h.mount_point = j.value("mount_point", "");
   h.started = j.value("started", "");
+  h.mount_id = j.value("mount_id", "");
+  h.heartbeat = j.value("heartbeat", std::int64_t{0});
   if (h.command.empty()) return std::nullopt;
   return h;
 }
@@ -110,6 +141,29 @@ std::string by_whom(const Holder& h) {
                             "; a second read-write mount is refused (mount it with -o ro, or "
                             "unmount " +
                             h->mount_point + " first)");
+}
+
+// A writer of another host that renewed its heartbeat lately: alive, although its lock
+// did not keep us out (the backend does not share locks between machines). A holder of
+// this host whose lock is free is gone: local locks always work.
+bool beats_on_another_host(const Holder& h) {
+  return h.heartbeat != 0 && h.host != host_name() &&
+         unix_now() - h.heartbeat < kHeartbeatTimeout.count();
+}
+
+[[noreturn]] void refuse_beating(const std::filesystem::path& cipher_dir, LeaseUse use,
+                                 const Holder& h) {
+  const std::string holder =
+      h.command == "mount" ? "`wardfs mount` at " + h.mount_point : "`wardfs " + h.command + "`";
+  throw WardError(
+      use == LeaseUse::offline_change ? ErrorKind::usage : ErrorKind::mount_failure,
+      "volume " + cipher_dir.string() + " is held by " + holder + ", " + by_whom(h) +
+          ", whose heartbeat is " + std::to_string(unix_now() - h.heartbeat) +
+          " s old (its lock does not reach this machine: the backing file system does not "
+          "share locks). If host " +
+          h.host + " is down, retry once the heartbeat is " +
+          std::to_string(kHeartbeatTimeout.count()) + " s old" +
+          (use == LeaseUse::offline_change ? "" : ", or mount with --force"));
 }
 
 // Read-only mounts hold only the users byte and write nothing: no name to give.
@@ -154,8 +208,72 @@ bool lock_waiting_for_exit(int fd, short type, off_t byte, const std::filesystem
 
 }  // namespace
 
+// The writer's renewals, on a thread of their own. Joined before the lease's fd closes.
+struct VolumeLease::Heartbeat {
+  int fd = -1;
+  nlohmann::json record;
+  std::mutex mutex;  // guards stop and lost; taken alone
+  std::condition_variable wake;
+  bool stop = false;
+  std::optional<std::string> lost;
+  std::thread thread;
+
+  void run() {
+    std::unique_lock lock(mutex);
+    while (!wake.wait_for(lock, kHeartbeatInterval, [this] { return stop; })) {
+      lock.unlock();
+      auto why = renew();
+      lock.lock();
+      if (why) {
+        spdlog::error("{}", *why);
+        lost = std::move(why);
+        return;
+      }
+    }
+  }
+
+  // nullopt when renewed; else why the lease is no longer ours.
+  std::optional<std::string> renew() {
+    const auto current = read_holder(fd);
+    const std::string ours = record.value("mount_id", "");
+    if (current && current->mount_id == ours) {
+      record["heartbeat"] = unix_now();
+      write_record(fd, record);
+      return std::nullopt;
+    }
+    return "the lease on this volume was taken over" +
+           (current ? " by " + by_whom(*current) : std::string(" (wardfs.lease was cleared)")) +
+           ": this process no longer holds it";
+  }
+
+  bool still_ours() {
+    const auto current = read_holder(fd);
+    return current && current->mount_id == record.value("mount_id", "");
+  }
+};
+
+VolumeLease::VolumeLease(VolumeLease&& other) noexcept = default;
+
+VolumeLease::~VolumeLease() {
+  if (!heartbeat_) return;
+  {
+    std::lock_guard lock(heartbeat_->mutex);
+    heartbeat_->stop = true;
+  }
+  heartbeat_->wake.notify_all();
+  heartbeat_->thread.join();
+  // Cleared, so that the next writer of another host need not wait out our heartbeat.
+  if (!heartbeat_->lost && heartbeat_->still_ours()) (void)::ftruncate(fd_.get(), 0);
+}
+
+std::optional<std::string> VolumeLease::lost() const {
+  if (!heartbeat_) return std::nullopt;
+  std::lock_guard lock(heartbeat_->mutex);
+  return heartbeat_->lost;
+}
+
 VolumeLease::VolumeLease(const std::filesystem::path& cipher_dir, LeaseUse use,
-                         const std::string& what, const MountedCheck& is_mounted) {
+                         const std::string& what, const MountedCheck& is_mounted, bool force) {
   const auto path = cipher_dir / kLeaseFileName;
   fd_ = open_lease_file(path, use);
   if (!fd_) {
@@ -174,7 +292,18 @@ VolumeLease::VolumeLease(const std::filesystem::path& cipher_dir, LeaseUse use,
     if (use == LeaseUse::offline_change) refuse_for_readers(cipher_dir, what);
     refuse_for_holder(cipher_dir, use, what, read_holder(fd));
   }
-  if (writer) write_holder(fd, use, what);
+  if (!writer) return;
+  if (const auto previous = read_holder(fd); previous && beats_on_another_host(*previous)) {
+    if (!force) refuse_beating(cipher_dir, use, *previous);
+    spdlog::warn("taking over the lease of {} from {} (--force)", cipher_dir.string(),
+                 by_whom(*previous));
+  }
+  heartbeat_ = std::make_unique<Heartbeat>();
+  heartbeat_->fd = fd;
+  heartbeat_->record = holder_record(use, what);
+  if (::ftruncate(fd, 0) != 0) spdlog::debug("cannot truncate {}", path.string());
+  write_record(fd, heartbeat_->record);
+  heartbeat_->thread = std::thread([hb = heartbeat_.get()] { hb->run(); });
 }
 
 }  // namespace wardfs::volume

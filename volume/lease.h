@@ -9,11 +9,22 @@
 // so a second read-write mount is refused, read-only mounts may join a read-write one,
 // and an offline change excludes every mount and is excluded by any. The kernel drops
 // the locks with the last fd, so a daemon killed with SIGKILL leaves no stale lease. The
-// writer also writes who it is into the file (JSON), for the refusal messages.
+// writer also writes who it is into the file (JSON: host, pid, mount id, heartbeat), for
+// the refusal messages, and renews the heartbeat every kHeartbeatInterval.
+//
+// The heartbeat guards backends whose locks do not reach other machines (a FUSE client
+// such as sshfs, NFS with `nolock`): a writer of another host whose heartbeat is younger
+// than kHeartbeatTimeout keeps the lease even where the lock was free; after that (a
+// crashed node), or with `force`, it is taken over. The old holder sees its mount id
+// replaced at its next renewal and reports the lease lost (lost()), so its daemon stops
+// instead of writing beside the new one.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -22,6 +33,8 @@
 namespace wardfs::volume {
 
 inline constexpr std::string_view kLeaseFileName = "wardfs.lease";
+inline constexpr std::chrono::seconds kHeartbeatInterval{5};
+inline constexpr std::chrono::seconds kHeartbeatTimeout{30};
 
 enum class LeaseUse {
   read_only_mount,
@@ -39,17 +52,26 @@ class VolumeLease {
   // the command's name ("rotate") for an offline change. With `is_mounted`, a lease held
   // by a daemon of this host whose mount is already gone (it is exiting: `umount` returns
   // before the daemon does) is waited for, up to a few seconds, instead of refused.
+  // `force` takes over a lease whose holder on another host still beats (never one whose
+  // lock is held: the backend vouches that holder is alive).
   VolumeLease(const std::filesystem::path& cipher_dir, LeaseUse use, const std::string& what,
-              const MountedCheck& is_mounted = nullptr);
-  VolumeLease(VolumeLease&&) = default;
-  VolumeLease& operator=(VolumeLease&&) = default;
+              const MountedCheck& is_mounted = nullptr, bool force = false);
+  ~VolumeLease();  // a writer clears its record if it is still the holder
+  VolumeLease(VolumeLease&&) noexcept;
+  VolumeLease& operator=(VolumeLease&&) = delete;
 
   // False only for a read-only mount of a backing directory where the lease file could
   // not be created (a read-only filesystem): nobody can change such a volume anyway.
   bool held() const { return static_cast<bool>(fd_); }
 
+  // Why this writer no longer holds the lease (another host took it over), once its
+  // heartbeat found out; nullopt while it holds it.
+  std::optional<std::string> lost() const;
+
  private:
+  struct Heartbeat;
   UniqueFd fd_;
+  std::unique_ptr<Heartbeat> heartbeat_;  // writers only
 };
 
 }  // namespace wardfs::volume

@@ -7,6 +7,9 @@
 - after the daemon is killed with SIGKILL (no stale lease) the volume mounts again;
 - rotate, rekey and retire count and convert the root directory's own xattrs;
 - retire stops when its scan cannot walk the whole tree, online and offline;
+- a writer of another host whose heartbeat is fresh keeps the lease even where its lock
+  did not reach us (a backend without shared locks): refused, until the heartbeat is
+  older than 30 s or with --force; a writer whose lease is taken over stops its mount;
 - a read-only mount beside the read-write one follows its rotate, rekey and retire within
   a few seconds (new files readable, status shows the new generations), and each open
   sees what the writer last closed (close-to-open)."""
@@ -16,6 +19,7 @@ import os
 import signal
 import struct
 import subprocess
+import time
 
 from rot_harness import (BIN, EXIT_MOUNT, EXIT_USAGE, RotationTestCase, backing_xattr_values,
                          describe, is_fuse_mounted, main, read_file, run, wait_for, write_file)
@@ -222,6 +226,61 @@ class Lease(RotationTestCase):
                 self.assertIn("scan", p.stdout + p.stderr, describe(p))
                 self.assertEqual(vol.config_generations(), ([1, 2], 2), "the retire went ahead")
                 vol.unmount()
+
+    def plant_foreign_holder(self, vol, age):
+        """What a writer on another host leaves in wardfs.lease when the backing file
+        system does not share its lock with this machine."""
+        record = {"host": "node-b.example", "pid": 4242, "command": "mount",
+                  "mount_point": "/mnt/node-b", "started": "2026-12-06T10:00:00Z",
+                  "mount_id": "feedface", "heartbeat": int(time.time()) - age}
+        with open(os.path.join(vol.cipher_dir, LEASE), "w") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def lease_record(self, vol):
+        with open(os.path.join(vol.cipher_dir, LEASE)) as f:
+            text = f.read()
+        return json.loads(text) if text.strip() else None
+
+    def test_heartbeat_of_a_writer_on_another_host(self):
+        vol = self.new_volume(mount=False)
+        self.plant_foreign_holder(vol, age=3)
+        p = self.mount_at(vol, vol.plain)
+        self.assertEqual(p.returncode, EXIT_MOUNT, describe(p))
+        for word in ("node-b.example", "pid 4242", "heartbeat", "--force"):
+            self.assertIn(word, p.stderr, describe(p))
+        self.assertFalse(is_fuse_mounted(vol.plain))
+        p = self.offline(vol, "rotate")
+        self.assertEqual(p.returncode, EXIT_USAGE, describe(p))
+        self.assertIn("node-b.example", p.stderr, describe(p))
+        self.assertEqual(vol.config_generations(), ([1], 1))
+
+        # A heartbeat older than the timeout: that host is gone, the lease is taken over.
+        self.plant_foreign_holder(vol, age=31)
+        self.assertCmd(self.mount_at(vol, vol.plain), 0, vol)
+        ours = self.lease_record(vol)
+        self.assertNotEqual(ours["host"], "node-b.example")
+        self.assertNotEqual(ours["mount_id"], "feedface")
+        self.assertTrue(wait_for(lambda: self.lease_record(vol)["heartbeat"] > ours["heartbeat"],
+                                 12), "the heartbeat is renewed")
+        self.assertCmd(run([BIN, "unmount", vol.plain], timeout=60), 0, vol)
+        self.assertTrue(wait_for(lambda: not vol.daemon_pids(), 15))
+        self.assertIsNone(self.lease_record(vol), "a clean unmount clears the record")
+
+        # --force takes over a fresh one.
+        self.plant_foreign_holder(vol, age=0)
+        self.assertCmd(run([BIN, "mount", vol.cipher_dir, vol.plain, "--keyfile", vol.keyfile,
+                            "--log-file", vol.logfile, "--force"], timeout=60), 0, vol)
+        write_file(vol.p("f"), b"written after the takeover")
+
+        # Taken over in turn (node-b used --force): this daemon stops at its next
+        # heartbeat instead of writing beside the new holder.
+        self.plant_foreign_holder(vol, age=0)
+        self.assertTrue(wait_for(lambda: not is_fuse_mounted(vol.plain), 15),
+                        "the mount that lost its lease goes away" + vol.log_tail())
+        self.assertTrue(wait_for(lambda: not vol.daemon_pids(), 15))
+        self.assertIn("taken over by pid 4242 on host node-b.example", vol.log_tail())
+        self.assertEqual(self.lease_record(vol)["mount_id"], "feedface",
+                         "the stopped daemon leaves the new holder's record alone")
 
     def test_read_only_mount_follows_rotation_and_closed_files(self):
         vol = self.new_volume()
