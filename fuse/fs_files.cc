@@ -21,6 +21,11 @@ std::vector<std::uint8_t>& reply_buffer() {
   thread_local std::vector<std::uint8_t> buf;
   return buf;
 }
+
+bool backing_unlinked(int fd) {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 && st.st_nlink == 0;
+}
 }  // namespace
 
 void WardFs::getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
@@ -130,7 +135,11 @@ void WardFs::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   // writer elsewhere: it looks again at each open and drops the cache when the file
   // changed (close-to-open, as NFS clients do).
   bool changed_elsewhere = false;
-  if (rc == 0 && options_.read_only) {
+  if (rc == 0 && options_.read_only && backing_unlinked(handle->fd.get())) {
+    // The writer replaced or deleted the file since the kernel looked its name up:
+    // ESTALE makes the kernel look the name up again (LOOKUP_REVAL) and retry the open.
+    rc = -ESTALE;
+  } else if (rc == 0 && options_.read_only) {
     rc = content.reload_if_changed(handle->fd.get());
     changed_elsewhere = rc == 1;
     rc = std::min(rc, 0);

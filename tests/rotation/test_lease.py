@@ -309,6 +309,12 @@ class Lease(RotationTestCase):
         write_file(vol.p("f"), b"third version, longer than before")
         self.assertTrue(wait_for(lambda: ro_reads("f", b"third version, longer than before"), 5),
                         "a grown file read whole on the reader")
+        # Replaced by a rename (as torch.save and editors do), then read at once, within
+        # the kernel's entry timeout: the reader must not serve the unlinked old file.
+        write_file(vol.p("f.tmp"), b"fourth version, renamed over")
+        os.rename(vol.p("f.tmp"), vol.p("f"))
+        self.assertEqual(read_file(ro("f")), b"fourth version, renamed over",
+                         "a file replaced by rename reads new on the reader")
 
         self.assertCmd(vol.wardfs("rotate", vol.plain), 0, vol)
         write_file(vol.p("g"), b"sealed under generation 2")
@@ -321,7 +327,7 @@ class Lease(RotationTestCase):
         self.assertCmd(vol.wardfs("retire", vol.plain, "1"), 0, vol)
         self.assertTrue(wait_for(lambda: ro_status() == ([2], [2]), 10),
                         "the reader forgets the retired generation: %r" % (ro_status(),))
-        self.assertTrue(ro_reads("f", b"third version, longer than before"))
+        self.assertTrue(ro_reads("f", b"fourth version, renamed over"))
         self.assertTrue(ro_reads("g", b"sealed under generation 2"))
         self.assertCmd(run([BIN, "unmount", second], timeout=60), 0, vol)
 
