@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <vector>
 
@@ -231,9 +232,12 @@ void WardFs::copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fu
   // source's reporter like any read; nothing of the block that held it is written. The
   // kernel drops its cached pages of the destination range once we reply (fs/fuse/file.c,
   // after FUSE_COPY_FILE_RANGE), so keep_cache opens never see the old bytes there.
-  const ssize_t n =
-      content_of(src).copy_to(in.fd.get(), static_cast<std::uint64_t>(off_in), content_of(dst),
-                              out.fd.get(), static_cast<std::uint64_t>(off_out), len);
+  // The reply's count is 32 bits (fuse_write_out.size): a kernel that does not clamp the
+  // length itself would read 4 GiB copied as 0, end of file.
+  constexpr size_t kMaxReplyCount = 0xFFFFF000;  // UINT32_MAX rounded down to a 4 KiB page
+  const ssize_t n = content_of(src).copy_to(
+      in.fd.get(), static_cast<std::uint64_t>(off_in), content_of(dst), out.fd.get(),
+      static_cast<std::uint64_t>(off_out), std::min(len, kMaxReplyCount));
   if (n < 0) {
     fuse_reply_err(req, static_cast<int>(-n));
     return;

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """copy_range.py SRC DST: copies SRC into a new DST with copy_file_range(2) in a loop, as
-cp and shutil do, then fsyncs DST. Exits non-zero when the copy comes out short."""
+coreutils 9 cp does, then fsyncs DST. Exits non-zero when the copy comes out short."""
 import os
 import sys
 

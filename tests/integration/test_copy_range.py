@@ -132,6 +132,22 @@ class CopyRange:
         needles = [data[i:i + 48] for i in (0, 5 * 1024 * 1024 + 3, n - 48)]
         self.assertEqual(scan_backing(self.bd, needles), [], "plaintext in the backing dir")
 
+    def test_cp_copies_in_the_daemon(self):
+        """coreutils 9 cp copies with copy_file_range (unless --reflink=never)."""
+        n = 3 * 1024 * 1024 + 5
+        data = pattern(n, 21)
+        src, dst = self.p("cp-src"), self.p("cp-dst")
+        write_file(src, data)
+        before = self.counters()
+        r = run(["cp", src, dst])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertBytesEqual(read_uncached(dst), data, "cp")
+        version = run(["cp", "--version"]).stdout.split("\n")[0].split()[-1]
+        if tuple(int(x) for x in version.split(".")[:2]) >= (9, 0):
+            after = self.counters()
+            self.assertEqual(after["bytes_copied"] - before["bytes_copied"], n,
+                             "cp %s should copy with copy_file_range: %r" % (version, after))
+
     def test_tampered_source_is_eio_and_writes_nothing_unauthentic(self):
         c = self.chunk
         n = 2 * 1024 * 1024 + 3 * c
