@@ -11,8 +11,8 @@ import os
 import shutil
 import tempfile
 
-from wardfs_harness import (BIN, main, parametrize, pattern, patch_file, read_file, read_uncached,
-                            run, scan_backing, slot_offset, write_file)
+from wardfs_harness import (BIN, MountedTestCase, main, parametrize, pattern, patch_file,
+                            read_file, read_uncached, run, scan_backing, slot_offset, write_file)
 
 
 def copy_range(src, dst, length, off_in, off_out):
@@ -47,15 +47,20 @@ def outcome(fn):
 
 
 class CopyRange:
+    MOUNT_OPTIONS = None  # -o for the mount, kept when a test remounts
+
     def setUp(self):
         super().setUp()
         self.plain_dir = tempfile.mkdtemp(prefix="wardfs-copy-ref-")
         self.addCleanup(shutil.rmtree, self.plain_dir, True)
 
-    def counters(self):
+    def status_json(self):
         p = run([BIN, "status", self.vol.plain, "--json"], timeout=30)
         self.assertEqual(p.returncode, 0, p.stderr)
-        return json.loads(p.stdout)["counters"]
+        return json.loads(p.stdout)
+
+    def counters(self):
+        return self.status_json()["counters"]
 
     def pair(self, name, data):
         """The same file in the mount and in a plain directory."""
@@ -132,6 +137,30 @@ class CopyRange:
         needles = [data[i:i + 48] for i in (0, 5 * 1024 * 1024 + 3, n - 48)]
         self.assertEqual(scan_backing(self.bd, needles), [], "plaintext in the backing dir")
 
+    def test_unsynced_writes_are_copied_and_later_writes_kept(self):
+        """Writes still in flight (with writeback_cache=1: dirty pages in the kernel) are
+        what gets copied, and a write after the copy lands on the copied bytes."""
+        c = self.chunk
+        results = []
+        for root in (self.d, self.plain_dir):
+            src, dst = os.path.join(root, "u-src"), os.path.join(root, "u-dst")
+            fs = os.open(src, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(dst, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                os.write(fs, pattern(5 * c + 3, 1))
+                os.write(fd, pattern(2 * c, 2))
+                os.pwrite(fs, b"dirty" * 100, c + 7)
+                n = os.copy_file_range(fs, fd, 4 * c, 10, c + 1)
+                os.pwrite(fd, b"after", 3 * c)
+                results.append((n, os.pread(fd, 10 * c, 0)))
+            finally:
+                os.close(fs)
+                os.close(fd)
+        (n, got), (want_n, want) = results
+        self.assertEqual(n, want_n)
+        self.assertBytesEqual(got, want, "read through the same fd")
+        self.assertBytesEqual(read_uncached(self.p("u-dst")), want, "from the daemon")
+
     def test_cp_copies_in_the_daemon(self):
         """coreutils 9 cp copies with copy_file_range (unless --reflink=never)."""
         n = 3 * 1024 * 1024 + 5
@@ -162,7 +191,7 @@ class CopyRange:
         self.vol.unmount()  # no page cache may hide the change
         raw = read_file(bpath)
         patch_file(bpath, off, bytes([raw[off] ^ 0x10]))
-        self.vol.mount()
+        self.vol.mount(self.MOUNT_OPTIONS)
 
         done = 0
         with self.assertRaises(OSError) as cm:
@@ -181,6 +210,22 @@ class CopyRange:
 
 
 parametrize(CopyRange, globals(), "diag")
+
+
+class CopyRangeWritebackCache(CopyRange, MountedTestCase):
+    """The same with -o writeback_cache=1: the kernel writes dirty pages of both ranges
+    back before it asks, and owns the destination's size afterwards."""
+
+    MOUNT_OPTIONS = "writeback_cache=1"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.vol.remount(cls.MOUNT_OPTIONS)
+
+    def setUp(self):
+        super().setUp()
+        self.assertTrue(self.status_json()["writeback_cache"], "mounted with the writeback cache")
 
 if __name__ == "__main__":
     main()
