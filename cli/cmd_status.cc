@@ -78,7 +78,8 @@ void print_daemon_status(const json& status) {
   const auto& c = status["counters"];
   const auto& r = status["rekey"];
   std::cout << "\n  read " << c["bytes_read"] << " bytes, wrote " << c["bytes_written"]
-            << " bytes, " << c["integrity_failures"] << " integrity failures\n  rekey: "
+            << " bytes, copied " << c.value("bytes_copied", 0) << " bytes in the daemon, "
+            << c["integrity_failures"] << " integrity failures\n  rekey: "
             << (r["running"].get<bool>() ? "running, " : "idle, ") << r["bytes_done"] << " of "
             << r["bytes_total"] << " bytes, " << r["errors"] << " errors\n";
   if (status.contains("backing")) {

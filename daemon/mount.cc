@@ -373,6 +373,7 @@ void record_unmount(audit::AuditLog& log, const MountRequest& req, const fs::FsC
                                   {"bytes_read", c.bytes_read.load()},
                                   {"bytes_written", c.bytes_written.load()},
                                   {"integrity_failures", c.integrity_failures.load()},
+                                  {"bytes_copied", c.bytes_copied.load()},
                                   {"audit_records_dropped", log.dropped()}}));
 }
 

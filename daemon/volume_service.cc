@@ -129,6 +129,8 @@ nlohmann::json VolumeService::status() {
            {{"bytes_read", c.bytes_read.load()},
             {"bytes_written", c.bytes_written.load()},
             {"integrity_failures", c.integrity_failures.load()},
+            {"copy_ranges", c.copy_ranges.load()},
+            {"bytes_copied", c.bytes_copied.load()},
             {"inodes_held", filesystem_.inodes_held()},
             {"entries_released", c.entries_released.load()}}},
           {"rekey", rekey},

@@ -42,6 +42,10 @@ struct FsCounters {
   std::atomic<std::uint64_t> bytes_read{0};
   std::atomic<std::uint64_t> bytes_written{0};
   std::atomic<std::uint64_t> integrity_failures{0};
+  // copy_file_range requests served in the daemon, and the bytes they copied (counted
+  // here, not in bytes_read / bytes_written).
+  std::atomic<std::uint64_t> copy_ranges{0};
+  std::atomic<std::uint64_t> bytes_copied{0};
   // For `wardfs mount --idle`: when the last request came (steady clock, ns) and how many
   // files and directories the kernel holds open.
   std::atomic<std::int64_t> last_request_ns{0};
@@ -53,6 +57,11 @@ struct FsCounters {
 struct FileHandle {
   volume::UniqueFd fd;
   bool append = false;
+  // The open's O_ACCMODE: the backing fd is read-write even for O_WRONLY opens (partial
+  // chunks are read back), so copy_file_range checks the caller's mode here.
+  int access = O_RDWR;
+  bool readable() const { return access != O_WRONLY; }
+  bool writable() const { return access != O_RDONLY; }
 };
 
 struct DirHandle {
@@ -112,6 +121,9 @@ class WardFs {
   void fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
   void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
                  fuse_file_info* fi);
+  void copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info* fi_in,
+                       fuse_ino_t ino_out, off_t off_out, fuse_file_info* fi_out, size_t len,
+                       int flags);
   void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
                bool plus);

@@ -349,6 +349,7 @@ void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mod
   auto handle = std::make_unique<FileHandle>();
   handle->fd = std::move(fd);
   handle->append = engine_appends(fi->flags);
+  handle->access = fi->flags & O_ACCMODE;
   fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
   fi->keep_cache = 1;
   audit_open(req, inode_of(e.ino), fi->flags, true);
@@ -381,6 +382,7 @@ void WardFs::create_existing(fuse_req_t req, Inode& parent, const char* name, fu
     return;
   }
   handle->append = engine_appends(fi->flags);
+  handle->access = fi->flags & O_ACCMODE;
   fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
   audit_open(req, inode, fi->flags, false);
   fuse_reply_create(req, &e, fi);

@@ -152,6 +152,7 @@ void WardFs::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     return;
   }
   handle->append = engine_appends(fi->flags);
+  handle->access = access;
   fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
   fi->keep_cache = changed_elsewhere ? 0 : 1;
   if (changed_elsewhere) invalidate_cached_attrs(ino);
@@ -225,6 +226,46 @@ void WardFs::fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_
       rc = -EOPNOTSUPP;
   }
   fuse_reply_err(req, -rc);
+}
+
+void WardFs::copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info* fi_in,
+                             fuse_ino_t ino_out, off_t off_out, fuse_file_info* fi_out, size_t len,
+                             int flags) {
+  // The kernel checks all of this before asking (and sends only ranges that do not
+  // overlap within a file); checked again because a wrong answer here writes files.
+  const FileHandle& in = handle_of(fi_in);
+  const FileHandle& out = handle_of(fi_out);
+  Inode& src = inode_of(ino_in);
+  Inode& dst = inode_of(ino_out);
+  int rc = 0;
+  if (flags != 0 || !S_ISREG(src.type) || !S_ISREG(dst.type)) {
+    rc = EINVAL;
+  } else if (options_.read_only) {
+    rc = EROFS;
+  } else if (!in.readable() || !out.writable() || out.append) {
+    rc = EBADF;
+  }
+  if (rc != 0) {
+    fuse_reply_err(req, rc);
+    return;
+  }
+  // A source chunk that fails authentication is EIO, reported (and counted) by the
+  // source's reporter like any read; nothing of the block that held it is written. The
+  // kernel drops its cached pages of the destination range once we reply (fs/fuse/file.c,
+  // after FUSE_COPY_FILE_RANGE), so keep_cache opens never see the old bytes there.
+  // The reply's count is 32 bits (fuse_write_out.size): a kernel that does not clamp the
+  // length itself would read 4 GiB copied as 0, end of file.
+  constexpr size_t kMaxReplyCount = 0xFFFFF000;  // UINT32_MAX rounded down to a 4 KiB page
+  const ssize_t n = content_of(src).copy_to(
+      in.fd.get(), static_cast<std::uint64_t>(off_in), content_of(dst), out.fd.get(),
+      static_cast<std::uint64_t>(off_out), std::min(len, kMaxReplyCount));
+  if (n < 0) {
+    fuse_reply_err(req, static_cast<int>(-n));
+    return;
+  }
+  counters_.copy_ranges.fetch_add(1, std::memory_order_relaxed);
+  counters_.bytes_copied.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
+  fuse_reply_write(req, static_cast<size_t>(n));
 }
 
 }  // namespace wardfs::fs

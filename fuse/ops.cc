@@ -138,6 +138,14 @@ fuse_lowlevel_ops make_operations() {
                      fuse_file_info* fi) {
     guarded(req, [&] { fs_of(req).fallocate(req, ino, mode, off, len, fi); });
   };
+  // Without it the kernel copies through its page cache, a READ and a WRITE per page.
+  ops.copy_file_range = [](fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info* fi_in,
+                           fuse_ino_t ino_out, off_t off_out, fuse_file_info* fi_out, size_t len,
+                           int flags) {
+    guarded(req, [&] {
+      fs_of(req).copy_file_range(req, ino_in, off_in, fi_in, ino_out, off_out, fi_out, len, flags);
+    });
+  };
   return ops;
 }
 }  // namespace

@@ -66,6 +66,12 @@ class FileContent {
   // keep_size a range past the end grows the file as a truncate up would.
   int zero_range(int fd, std::uint64_t offset, std::uint64_t len, bool keep_size);
   std::uint64_t size() const;
+  // copy_file_range: copies plaintext [offset, offset + len) of this file to `dest` at
+  // dest_offset (file_copy.cc). Returns bytes copied, short at this file's end (0 at or
+  // past it), or -errno; an error after some blocks were copied returns their count, as a
+  // read() would. The same file with overlapping ranges is -EINVAL.
+  ssize_t copy_to(int fd, std::uint64_t offset, FileContent& dest, int dest_fd,
+                  std::uint64_t dest_offset, std::uint64_t len);
 
   // Counts the generations in use, reading slot headers only (no decryption).
   int scan(int fd, GenerationCounts& out);

@@ -157,7 +157,18 @@ def _fallocate(side, fd, mode_name, off, n):
         raise OSError(err, os.strerror(err))
 
 
+def _copy_range(side, fd, rel, off_in, off_out, n):
+    """copy_file_range from the slot's file into the file at rel (which may be the same one:
+    overlapping ranges fail alike). Offsets are explicit, so no file position moves."""
+    out = os.open(side.path(rel), os.O_WRONLY)
+    try:
+        return os.copy_file_range(fd, out, n, off_in, off_out)
+    finally:
+        os.close(out)
+
+
 SLOT_OPS = {
+    "copy_range": _copy_range,
     "fallocate": _fallocate,
     "write": _write,
     "pwrite": lambda s, fd, off, n, seed: os.pwrite(fd, data_for(seed, n), off),
@@ -230,6 +241,8 @@ class Generator:
             (3, lambda: ("fstat_size", slot)),
             (4, lambda: ("fallocate", slot, r.choice(sorted(FALLOC_MODES)), self._size(),
                          self._len())),
+            (4, lambda: ("copy_range", slot, r.choice(files) if files and r.random() < 0.8
+                         else self._any_path(files, dirs), self._size(), self._size(), self._len())),
             (5, lambda: ("close", slot)),
             (5, lambda: ("rename", self._any_path(files, dirs), self._any_path(files, dirs)
                          if r.random() < 0.3 else self._new_path(dirs))),

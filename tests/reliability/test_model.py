@@ -1,6 +1,6 @@
 """Model-based random testing: seeded random sequences of open/create/write/pwrite/truncate/
-read/rename/link/unlink/mkdir/rmdir/fsync/chmod/xattr/mmap-write/fallocate (punch, zero range)
-run against a wardfs mount and a plain directory on the host file system; every outcome (return
+read/rename/link/unlink/mkdir/rmdir/fsync/chmod/xattr/mmap-write/fallocate (punch, zero range)/
+copy_file_range run against a wardfs mount and a plain directory on the host file system; every outcome (return
 value or errno) and the whole tree (type, mode, size, nlink, content, user.* xattrs, listing)
 must agree after every step, and again after a remount. A mismatch prints the seed and a shrunk
 failing sequence."""
