@@ -252,12 +252,25 @@ volume::UniqueFd connect_to_daemon(const stdfs::path& mount_point) {
 
 }  // namespace
 
-nlohmann::json control_request(const stdfs::path& mount_point, const nlohmann::json& request) {
+nlohmann::json control_request(const stdfs::path& mount_point, const nlohmann::json& request,
+                               std::optional<std::chrono::milliseconds> timeout) {
   const volume::UniqueFd fd = connect_to_daemon(mount_point);
+  if (timeout) {
+    const auto ms = timeout->count();
+    const timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>(ms % 1000 * 1000)};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
   write_line(fd.get(), request.dump());
   std::string line;
-  if (!read_line(fd.get(), line))
+  errno = 0;
+  if (!read_line(fd.get(), line)) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      throw WardError(ErrorKind::mount_failure, "the wardfs daemon for " + mount_point.string() +
+                                                    " did not answer within the timeout");
+    }
     throw WardError(ErrorKind::io, "the daemon closed the control connection");
+  }
   nlohmann::json reply = nlohmann::json::parse(line);
   if (reply.contains("error")) {
     throw WardError(static_cast<ErrorKind>(reply.value("code", 5)),

@@ -6,9 +6,11 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "audit/log.h"
@@ -50,7 +52,9 @@ class ControlServer {
 // daemon answers or it reports an error ({"error": "...", "code": N}), and before
 // sending anything when the socket's directory is not private to the user (or root) or
 // the listener is neither the user nor root (SO_PEERCRED).
+// With `timeout`, a daemon that does not answer within it is an error (WardError(io)).
 nlohmann::json control_request(const std::filesystem::path& mount_point,
-                               const nlohmann::json& request);
+                               const nlohmann::json& request,
+                               std::optional<std::chrono::milliseconds> timeout = std::nullopt);
 
 }  // namespace wardfs::daemon

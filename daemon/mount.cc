@@ -33,6 +33,7 @@
 #include "crypto/secret.h"
 #include "daemon/control.h"
 #include "daemon/logging.h"
+#include "daemon/metrics.h"
 #include "daemon/monitor.h"
 #include "daemon/mount_table.h"
 #include "daemon/notify.h"
@@ -456,6 +457,10 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   } catch (const WardError& e) {
     spdlog::warn("no control socket ({}); rotate/rekey/status need it", e.what());
   }
+  std::optional<MetricsFileWriter> metrics_file;  // written before `mount` returns
+  if (req.metrics_file)
+    metrics_file.emplace(*req.metrics_file, req.metrics_interval.value_or(std::chrono::seconds(15)),
+                         [&service] { return service.prometheus_text(); });
   audit_log.flush(std::chrono::seconds(2));
   ready.report(0, "ok");
   if (!req.foreground) detach_stdio();
@@ -467,6 +472,7 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   const int rc = run_worker_pool(session.get(), req.max_threads,
                                  [&filesystem] { filesystem.quiesce_inode_limit(); });
   monitor.stopping();
+  metrics_file.reset();  // its last values stay in the file
   control.reset();
   inode_limit.reset();
   fuse_session_unmount(session.get());

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "audit/log.h"
+#include "daemon/metrics.h"
 #include "fuse/filesystem.h"
 #include "keystore/keystore.h"
 #include "volume/rekey.h"
@@ -23,9 +24,16 @@ class VolumeService {
   VolumeService& operator=(const VolumeService&) = delete;
 
   nlohmann::json handle(const nlohmann::json& request, const audit::Principal& peer);
+  // The mount's metrics in the Prometheus text format (daemon/metrics.h).
+  std::string prometheus_text();
 
  private:
   nlohmann::json status();
+  // For `wardfs status --check`: the daemon answers, and says whether its backing
+  // directory does.
+  nlohmann::json health();
+  MetricsSnapshot metrics_snapshot();
+  double rekey_rate() const;
   nlohmann::json rotate(const audit::Principal& peer);
   nlohmann::json start_rekey(double rate_bytes_per_sec, const audit::Principal& peer);
   nlohmann::json scan();
@@ -42,6 +50,8 @@ class VolumeService {
   audit::AuditLog& audit_;
   unsigned rekey_tenths_recorded_ = 0;  // rekey thread only
   volume::RekeyProgress progress_;
+  std::atomic<std::int64_t> rekey_started_ns_{0};   // steady clock; 0: never started
+  std::atomic<std::int64_t> rekey_finished_ns_{0};  // 0 while running
   std::thread rekey_thread_;
   std::mutex rotation_mutex_;  // one rotate/retire/rekey start at a time
 };

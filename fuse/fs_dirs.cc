@@ -1,6 +1,7 @@
 // Directory listing, statfs and extended attributes.
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -113,6 +114,14 @@ void WardFs::fsyncdir(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* 
   const int fd = dir_handle_of(fi).fd.get();
   const int r = datasync ? ::fdatasync(fd) : ::fsync(fd);
   fuse_reply_err(req, r == 0 ? 0 : errno);
+}
+
+int WardFs::check_backing_root() {
+  struct stat st {};
+  if (::fstatat(inodes_.root().fd.get(), ".", &st, 0) != 0) return -errno;
+  struct statvfs vfs {};
+  if (::fstatvfs(inodes_.root().fd.get(), &vfs) != 0) return -errno;
+  return 0;
 }
 
 void WardFs::statfs(fuse_req_t req, fuse_ino_t) {
