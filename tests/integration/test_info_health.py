@@ -1,0 +1,102 @@
+"""`wardfs info CIPHERDIR` shows what wardfs.conf states in the clear without a key (and
+names the file when it is missing or corrupt, exit 3); `wardfs status --check TARGET` is a
+liveness probe: 0 only while the daemon answers and its backing directory is reachable."""
+
+import json
+import os
+
+from wardfs_harness import BIN, CONFIG_NAME, WardfsTestCase, describe, is_fuse_mounted, main, read_file, run
+
+USAGE, CORRUPT, MOUNT_FAILURE = 1, 3, 4
+
+
+class Info(WardfsTestCase):
+    def test_info_shows_the_config_facts_without_a_key(self):
+        v = self.new_volume(cipher="xchacha20-poly1305", chunk=16384)
+        v.init()
+        cfg = json.loads(read_file(v.b(CONFIG_NAME)))
+        os.rename(v.keyfile, v.keyfile + ".away")  # no key anywhere near
+        p = run([BIN, "info", v.cipher_dir, "--json"], input="")
+        self.assertEqual(p.returncode, 0, describe(p))
+        s = json.loads(p.stdout)
+        self.assertEqual(s["format_version"], cfg["version"])
+        self.assertEqual(s["volume_id"], cfg["volume_id"])
+        self.assertEqual(s["cipher"], "xchacha20-poly1305")
+        self.assertEqual(s["chunk_size"], 16384)
+        self.assertEqual(s["keystore"], "keyfile")
+        self.assertEqual(s["keystore_details"]["type"], "keyfile")
+        self.assertIn(s["holes"], ("allow", "never"))
+        self.assertEqual(s["active_generation"], 1)
+        self.assertEqual([(g["generation"], g["created"]) for g in s["generations"]],
+                         [(k["generation"], k["created"]) for k in cfg["keys"]])
+        self.assertTrue(all(g["created"] for g in s["generations"]), "creation times shown")
+        self.assertIs(s["audit"]["key"], "audit_key" in cfg)
+        self.assertIn(s["volume_id"], s["audit"]["default_log"])
+        self.assertFalse(s["mounted"])
+        text = json.dumps(s)
+        self.assertNotIn(v.keyfile, text, "the keystore's location is left out")
+        for k in cfg.get("keys", []) + ([cfg["audit_key"]] if "audit_key" in cfg else []):
+            self.assertNotIn(k["wrapped"], text, "no wrapped key material")
+        p = run([BIN, "info", v.cipher_dir], input="")
+        self.assertEqual(p.returncode, 0, describe(p))
+        for want in (cfg["volume_id"], "xchacha20-poly1305", "16384", "keyfile", "format version",
+                     s["generations"][0]["created"], "audit"):
+            self.assertIn(want, p.stdout)
+        # The same facts as `status CIPHERDIR`, from the same function.
+        st = json.loads(run([BIN, "status", v.cipher_dir, "--json"]).stdout)
+        self.assertEqual(st, s)
+
+    def test_info_of_a_mount_point_describes_its_volume(self):
+        v = self.mounted_volume()
+        p = run([BIN, "info", v.plain, "--json"])
+        self.assertEqual(p.returncode, 0, describe(p))
+        s = json.loads(p.stdout)
+        self.assertEqual((s["cipher_dir"], s["mounted"], s["mount_point"]), (v.cipher_dir, True, v.plain))
+
+    def test_info_of_a_missing_or_corrupt_config_names_the_file(self):
+        v = self.new_volume()
+        p = run([BIN, "info", v.root])
+        self.assertEqual(p.returncode, CORRUPT, describe(p))
+        self.assertIn(os.path.join(v.root, CONFIG_NAME), p.stderr)
+        v.init()
+        conf = v.b(CONFIG_NAME)
+        os.chmod(conf, 0o600)
+        with open(conf, "w") as f:
+            f.write('{"version": 1, "cipher": ')
+        p = run([BIN, "info", v.cipher_dir, "--json"])
+        self.assertEqual(p.returncode, CORRUPT, describe(p))
+        self.assertIn(conf, p.stderr)
+        self.assertEqual(p.stdout, "")
+        p = run([BIN, "info"])
+        self.assertEqual(p.returncode, USAGE, describe(p))
+
+
+class Check(WardfsTestCase):
+    def test_check_is_zero_only_while_the_daemon_answers(self):
+        v = self.mounted_volume()
+        p = run([BIN, "status", "--check", v.plain], timeout=30)
+        self.assertEqual(p.returncode, 0, describe(p))
+        self.assertEqual(len(p.stdout.splitlines()), 1, describe(p))
+        self.assertIn("ok", p.stdout)
+        p = run([BIN, "status", "--check", v.cipher_dir], timeout=30)
+        self.assertEqual(p.returncode, 0, "a backing directory stands for its mount\n" + describe(p))
+        self.kill_daemon(v)
+        self.assertTrue(is_fuse_mounted(v.plain))
+        p = run([BIN, "status", "--check", v.plain], timeout=30)
+        self.assertNotEqual(p.returncode, 0, describe(p))
+        self.assertEqual(p.returncode, MOUNT_FAILURE, describe(p))
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, "a one-line reason\n" + describe(p))
+        self.assertIn("dead", p.stderr)
+        p = run([BIN, "unmount", v.plain])
+        self.assertEqual(p.returncode, 0, describe(p))
+        p = run([BIN, "status", "--check", v.plain], timeout=30)
+        self.assertEqual(p.returncode, MOUNT_FAILURE, describe(p))
+        self.assertIn("not mounted", p.stderr)
+
+    def test_check_needs_a_target(self):
+        p = run([BIN, "status", "--check"])
+        self.assertEqual(p.returncode, USAGE, describe(p))
+
+
+if __name__ == "__main__":
+    main()
