@@ -158,16 +158,42 @@ int run_status_prometheus(const std::string& target) {
   return 0;
 }
 
+// What any user may learn of an allow_other mount, through its public socket.
+int run_status_public(const std::string& target, bool json_output) {
+  const stdfs::path mount = live_mount_of(target);
+  json s = daemon::public_status_request(mount);
+  s["mount_point"] = mount.string();  // the caller's own words, not the daemon's
+  if (json_output) {
+    std::cout << s.dump(2) << "\n";
+    return 0;
+  }
+  const auto& c = s["counters"];
+  const auto& r = s["rekey"];
+  std::cout << mount.string() << "  (public view)\n  live, backing directory "
+            << (s["backing_reachable"].get<bool>() ? "reachable" : "UNREACHABLE") << ", audit log "
+            << (s["audit_healthy"].get<bool>() ? "healthy" : "FAILING") << "\n  generation "
+            << s["active_generation"] << " active (" << s["generations"] << " held)\n  read "
+            << c["bytes_read"] << " bytes, wrote " << c["bytes_written"] << " bytes, "
+            << c["integrity_failures"] << " integrity failures, " << c["open_handles"]
+            << " open\n  rekey: " << (r["running"].get<bool>() ? "running, " : "idle, ")
+            << r["bytes_done"] << " of " << r["bytes_total"] << " bytes\n";
+  return 0;
+}
+
 struct StatusArgs {
   std::string target;
   bool json_output = false;
   bool check = false;
   bool prometheus = false;
+  bool public_view = false;
 };
 
 int run_status(const StatusArgs& a) {
-  if ((a.check || a.prometheus) && a.target.empty())
-    throw WardError(ErrorKind::usage, "--check and --prometheus need a TARGET (a mount point)");
+  if ((a.check || a.prometheus || a.public_view) && a.target.empty()) {
+    throw WardError(ErrorKind::usage,
+                    "--check, --prometheus and --public need a TARGET (a mount point)");
+  }
+  if (a.public_view) return run_status_public(a.target, a.json_output);
   if (a.check) return run_status_check(a.target);
   if (a.prometheus) return run_status_prometheus(a.target);
   return a.target.empty() ? run_status_list(a.json_output) : run_status_of(a.target, a.json_output);
@@ -195,6 +221,12 @@ void add_status_command(CLI::App& app, Runner& run) {
       ->excludes(json_flag)
       ->excludes(check);
   check->excludes(json_flag);
+  status
+      ->add_flag("--public", args->public_view,
+                 "As any user: the public view of an allow_other mount (health, generation, "
+                 "counters, rekey progress; no keys, ids or paths) from its public socket")
+      ->excludes(check)
+      ->excludes("--prometheus");
   status->callback([args, &run] { run = [args] { return run_status(*args); }; });
 }
 

@@ -27,8 +27,9 @@ std::string unescape_mountinfo(std::string_view field) {
 }
 
 struct MountEntry {
-  std::string device;  // major:minor
-  std::string fstype;  // "fuse.wardfs" for ours
+  std::string device;         // major:minor
+  std::string fstype;         // "fuse.wardfs" for ours
+  std::string super_options;  // "rw,user_id=0,group_id=0,..." for a FUSE mount
 };
 
 // The last mount listed at one of `paths`, compared as strings.
@@ -46,9 +47,9 @@ std::optional<MountEntry> entry_listed_at(const std::string& first, const std::s
     // Optional fields up to a lone "-", then the filesystem type.
     while (fields >> field && field != "-") {
     }
-    std::string fstype;
-    fields >> fstype;
-    entry = MountEntry{devs, fstype};
+    std::string fstype, source, super_options;
+    fields >> fstype >> source >> super_options;
+    entry = MountEntry{devs, fstype, super_options};
   }
   return entry;
 }
@@ -75,6 +76,20 @@ std::optional<std::string> mounted_fstype(const stdfs::path& path) {
 }
 
 bool is_mount_point(const stdfs::path& path) { return entry_at(path).has_value(); }
+
+std::optional<uid_t> fuse_mount_owner(const stdfs::path& path) {
+  const auto entry = entry_at(path);
+  if (!entry) return std::nullopt;
+  std::istringstream options(entry->super_options);
+  for (std::string opt; std::getline(options, opt, ',');) {
+    if (!opt.starts_with("user_id=")) continue;
+    const std::string n = opt.substr(8);
+    if (n.empty() || n.size() > 10 || n.find_first_not_of("0123456789") != std::string::npos)
+      return std::nullopt;
+    return static_cast<uid_t>(std::stoul(n));
+  }
+  return std::nullopt;
+}
 
 bool widen_readahead(const stdfs::path& canonical_path, unsigned kib) {
   const std::string listed = canonical_path.string();

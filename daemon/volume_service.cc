@@ -166,6 +166,28 @@ nlohmann::json VolumeService::health() {
   return out;
 }
 
+nlohmann::json VolumeService::handle_public(const nlohmann::json& request) {
+  if (!request.is_object() || request.value("op", "") != "public_status")
+    throw WardError(ErrorKind::usage, "the public status socket answers only public_status");
+  const MetricsSnapshot s = metrics_snapshot();
+  return {{"state", "live"},
+          {"public", true},
+          {"backing_reachable", s.backing_reachable},
+          {"audit_healthy", s.audit_healthy},
+          {"active_generation", s.active_generation},
+          {"generations", s.generations},
+          {"counters",
+           {{"bytes_read", s.bytes_read},
+            {"bytes_written", s.bytes_written},
+            {"integrity_failures", s.integrity_failures},
+            {"open_handles", s.open_handles},
+            {"inodes_held", s.inodes_held}}},
+          {"rekey",
+           {{"running", s.rekey_running},
+            {"bytes_done", s.rekey_done_bytes},
+            {"bytes_total", s.rekey_planned_bytes}}}};
+}
+
 double VolumeService::rekey_rate() const {
   const std::int64_t started = rekey_started_ns_.load();
   if (started == 0) return 0;

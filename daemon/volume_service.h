@@ -24,6 +24,9 @@ class VolumeService {
   VolumeService& operator=(const VolumeService&) = delete;
 
   nlohmann::json handle(const nlohmann::json& request, const audit::Principal& peer);
+  // The public socket's requests (any local user may ask): only "public_status", which
+  // gives counters, health and generation, never keys, paths or ids.
+  nlohmann::json handle_public(const nlohmann::json& request);
   // The mount's metrics in the Prometheus text format (daemon/metrics.h).
   std::string prometheus_text();
 

@@ -1,13 +1,46 @@
 """`wardfs info CIPHERDIR` shows what wardfs.conf states in the clear without a key (and
 names the file when it is missing or corrupt, exit 3); `wardfs status --check TARGET` is a
-liveness probe: 0 only while the daemon answers and its backing directory is reachable."""
+liveness probe: 0 only while the daemon answers and its backing directory is reachable;
+`wardfs status --public MOUNT` gives any user the health and counters of an allow_other
+mount through a second socket that answers nothing else."""
 
+import hashlib
 import json
 import os
+import socket
+import stat
+import subprocess
 
 from wardfs_harness import BIN, CONFIG_NAME, WardfsTestCase, describe, is_fuse_mounted, main, read_file, run
 
 USAGE, CORRUPT, MOUNT_FAILURE = 1, 3, 4
+NOBODY = 65534
+
+
+def as_nobody(args):
+    return subprocess.run(args, user=NOBODY, group=NOBODY, extra_groups=[], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=60, cwd="/",
+                          env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+
+
+def public_socket(mount_point):
+    """Where a root daemon serves the public status of `mount_point` (daemon/control.cc)."""
+    digest = hashlib.sha256(os.path.realpath(mount_point).encode()).hexdigest()[:24]
+    return os.path.join("/run/wardfs-public", digest + ".sock")
+
+
+def ask_socket(path, request):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(path)
+        s.sendall((json.dumps(request) + "\n").encode())
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    return json.loads(data)
 
 
 class Info(WardfsTestCase):
@@ -96,6 +129,55 @@ class Check(WardfsTestCase):
     def test_check_needs_a_target(self):
         p = run([BIN, "status", "--check"])
         self.assertEqual(p.returncode, USAGE, describe(p))
+
+
+class PublicStatus(WardfsTestCase):
+    def test_other_users_get_counters_and_health_but_nothing_secret(self):
+        v = self.new_volume()
+        self._volumes_for_watchdog = (v,)
+        v.init()
+        v.mount("allow_other")
+        os.chmod(v.root, 0o755)
+        data = os.urandom(50_000)
+        with open(v.p("f"), "wb") as f:
+            f.write(data)
+        p = as_nobody([BIN, "status", "--public", v.plain, "--json"])
+        self.assertEqual(p.returncode, 0, describe(p))
+        s = json.loads(p.stdout)
+        self.assertEqual((s["state"], s["public"], s["backing_reachable"]), ("live", True, True))
+        self.assertEqual((s["active_generation"], s["generations"]), (1, 1))
+        self.assertGreaterEqual(s["counters"]["bytes_written"], len(data))
+        self.assertIn("running", s["rekey"])
+        cfg = json.loads(read_file(v.b(CONFIG_NAME)))
+        for secret in (v.cipher_dir, v.keyfile, v.key.hex(), cfg["volume_id"], "keyfile"):
+            self.assertNotIn(secret, p.stdout, "no key, id or backing path in the public view")
+        p = as_nobody([BIN, "status", "--public", v.plain])
+        self.assertEqual(p.returncode, 0, describe(p))
+        self.assertIn("public view", p.stdout)
+        self.assertIn("reachable", p.stdout)
+        # The full status stays for root and the owner; the refusal points to --public.
+        p = as_nobody([BIN, "status", v.plain])
+        self.assertEqual(p.returncode, MOUNT_FAILURE, describe(p))
+        self.assertIn("permission denied", p.stderr)
+        self.assertIn("--public", p.stderr)
+        # The public socket answers everyone, and nothing but public_status.
+        path = public_socket(v.plain)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o666)
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode), 0o755)
+        for op in ("status", "metrics", "health", "rotate", "rekey", "audit_verify"):
+            reply = ask_socket(path, {"op": op})
+            self.assertIn("error", reply, op)
+            self.assertNotIn(v.cipher_dir, json.dumps(reply))
+        self.assertEqual(ask_socket(path, {"op": "public_status"})["state"], "live")
+        v.unmount()
+        self.assertFalse(os.path.exists(path), "the public socket goes with the daemon")
+
+    def test_no_public_socket_without_allow_other(self):
+        v = self.mounted_volume()
+        self.assertFalse(os.path.exists(public_socket(v.plain)))
+        p = run([BIN, "status", "--public", v.plain])
+        self.assertEqual(p.returncode, MOUNT_FAILURE, describe(p))
+        self.assertIn("allow_other", p.stderr)
 
 
 if __name__ == "__main__":
