@@ -127,7 +127,9 @@ int WardFs::check_backing_root() {
 void WardFs::statfs(fuse_req_t req, fuse_ino_t) {
   struct statvfs st {};
   if (::fstatvfs(inodes_.root().fd.get(), &st) != 0) {
-    fuse_reply_err(req, errno);
+    // ENOTCONN from a wardfs mount means its own daemon is gone (wardfs status reads it
+    // so); a backing file system that lost its server is an I/O error here.
+    fuse_reply_err(req, errno == ENOTCONN ? EIO : errno);
     return;
   }
   // Report what fits as plaintext: each chunk costs a slot on disk.

@@ -11,9 +11,12 @@ import socket
 import stat
 import subprocess
 
-from wardfs_harness import BIN, CONFIG_NAME, WardfsTestCase, describe, is_fuse_mounted, main, read_file, run
+import signal
 
-USAGE, CORRUPT, MOUNT_FAILURE = 1, 3, 4
+from wardfs_harness import (BIN, CONFIG_NAME, WardfsTestCase, describe, is_fuse_mounted, main, read_file, run,
+                            wait_for, wardfs_pids)
+
+USAGE, CORRUPT, MOUNT_FAILURE, IO = 1, 3, 4, 5
 NOBODY = 65534
 
 
@@ -125,6 +128,29 @@ class Check(WardfsTestCase):
         p = run([BIN, "status", "--check", v.plain], timeout=30)
         self.assertEqual(p.returncode, MOUNT_FAILURE, describe(p))
         self.assertIn("not mounted", p.stderr)
+
+    def test_check_fails_when_the_backing_directory_stops_answering(self):
+        # The backing directory of `inner` lives on the mount `outer`; killing outer's
+        # daemon makes it fail as a dead network file system would (ENOTCONN).
+        outer = self.mounted_volume()
+        inner = self.new_volume(backing_root=outer.plain)
+        self._volumes_for_watchdog = (outer, inner)
+        inner.init()
+        inner.mount()
+        p = run([BIN, "status", "--check", inner.plain], timeout=30)
+        self.assertEqual(p.returncode, 0, describe(p))
+        pids = wardfs_pids(outer.cipher_dir)
+        self.assertEqual(len(pids), 1, pids)
+        os.kill(pids[0], signal.SIGKILL)
+        self.assertTrue(wait_for(lambda: not wardfs_pids(outer.cipher_dir), 10))
+        p = run([BIN, "status", "--check", inner.plain], timeout=30)
+        self.assertEqual(p.returncode, IO, describe(p))
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, describe(p))
+        self.assertIn("backing directory does not", p.stderr)
+        self.assertIn("not connected", p.stderr)
+        p = run([BIN, "status", inner.plain, "--prometheus"], timeout=30)
+        self.assertEqual(p.returncode, 0, describe(p))
+        self.assertIn('wardfs_backing_reachable{mount="%s"} 0' % inner.plain, p.stdout.splitlines())
 
     def test_check_needs_a_target(self):
         p = run([BIN, "status", "--check"])
