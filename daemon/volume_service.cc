@@ -143,6 +143,7 @@ nlohmann::json VolumeService::status() {
             {"bytes_written", c.bytes_written.load()},
             {"integrity_failures", c.integrity_failures.load()},
             {"inodes_held", filesystem_.inodes_held()},
+            {"open_handles", c.open_handles.load()},
             {"entries_released", c.entries_released.load()}}},
           {"rekey", rekey},
           {"audit",
