@@ -170,13 +170,14 @@ std::string read_text_file(const stdfs::path& path) {
   return text.str();
 }
 
-void write_file_atomic(const stdfs::path& path, std::string_view text) {
+void write_file_atomic(const stdfs::path& path, std::string_view text, mode_t mode) {
   const stdfs::path temp = path.string() + ".tmp";
   volume::UniqueFd fd(
       ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd)
     throw WardError(ErrorKind::io, "cannot write " + temp.string() + ": " + std::strerror(errno));
-  if (volume::pwrite_full(fd.get(), text.data(), text.size(), 0) < 0 ||
+  if (::fchmod(fd.get(), mode) != 0 ||
+      volume::pwrite_full(fd.get(), text.data(), text.size(), 0) < 0 ||
       ::fdatasync(fd.get()) != 0 || ::rename(temp.c_str(), path.c_str()) != 0) {
     const int err = errno;
     ::unlink(temp.c_str());

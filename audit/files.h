@@ -3,6 +3,8 @@
 // serialises writers (the daemon and the CLI may both append).
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -51,6 +53,8 @@ int read_tail(int fd, Tail& out);
 
 // Whole-file helpers for the CLI and the verifier. Throw WardError(io).
 std::string read_text_file(const std::filesystem::path& path);
-void write_file_atomic(const std::filesystem::path& path, std::string_view text);
+// temp file beside it, fsync, rename over; the file gets `mode` whatever the umask.
+void write_file_atomic(const std::filesystem::path& path, std::string_view text,
+                       mode_t mode = 0600);
 
 }  // namespace wardfs::audit

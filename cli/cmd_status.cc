@@ -1,15 +1,10 @@
 // wardfs status: the list of wardfs mounts (live or dead), one mount's daemon state, or
 // the offline facts of an unmounted volume's wardfs.conf (no unlock, no secrets).
-#include <sys/statfs.h>
-
-#include <cerrno>
-#include <cstring>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
-#include "crypto/aead.h"
-#include "crypto/bytes.h"
+#include "cli/volume_facts.h"
 #include "crypto/config.h"
 #include "crypto/errors.h"
 #include "daemon/control.h"
@@ -22,29 +17,10 @@ using nlohmann::json;
 
 namespace {
 
-// A mount whose daemon died stays in the mount table and fails every request with
-// ENOTCONN until it is detached. statfs always reaches the daemon, where a stat may be
-// answered from the kernel's attribute cache.
-bool mount_is_dead(const std::string& mount_point) {
-  struct statfs st {};
-  return ::statfs(mount_point.c_str(), &st) != 0 && errno == ENOTCONN;
-}
-
 std::string dead_mount_fix(const std::string& mount_point) {
   return "its daemon is gone (transport endpoint is not connected); detach it with: wardfs "
          "unmount " +
          mount_point + "  (or: fusermount3 -uz " + mount_point + "), then mount again";
-}
-
-json wardfs_mounts() {
-  json mounts = json::array();
-  for (const auto& m : daemon::wardfs_mounts()) {
-    mounts.push_back({{"cipher_dir", m.cipher_dir},
-                      {"mount_point", m.mount_point},
-                      {"read_only", m.read_only},
-                      {"state", mount_is_dead(m.mount_point) ? "dead" : "live"}});
-  }
-  return mounts;
 }
 
 int run_status_list(bool json_output) {
@@ -87,42 +63,6 @@ void print_daemon_status(const json& status) {
       std::cout << "  backing fallback: " << f.get<std::string>() << "\n";
     }
   }
-}
-
-// Where `cipher_dir` is mounted right now, if anywhere.
-std::optional<std::string> mounted_at(const stdfs::path& cipher_dir) {
-  for (const auto& m : wardfs_mounts()) {
-    if (m["cipher_dir"] == cipher_dir.string()) return m["mount_point"].get<std::string>();
-  }
-  return std::nullopt;
-}
-
-// The facts wardfs.conf states in the clear, like gocryptfs -info: nothing is unwrapped,
-// and the keystore's location (a PKCS#11 URI may carry a PIN) is left out.
-json offline_status(const stdfs::path& cipher_dir) {
-  const auto config = crypto::load_config(cipher_dir);
-  json gens = json::array();
-  for (const auto& k : config.keys) {
-    gens.push_back({{"generation", k.generation},
-                    {"created", k.created},
-                    {"active", k.generation == config.active_generation}});
-  }
-  json out = {{"cipher_dir", cipher_dir.string()},
-              {"mounted", false},
-              {"format_version", config.version},
-              {"volume_id", crypto::base64url_encode(config.volume_id)},
-              {"cipher", std::string(crypto::cipher_name(config.cipher))},
-              {"chunk_size", config.chunk_size},
-              {"holes", config.holes == crypto::HolesPolicy::allow ? "allow" : "never"},
-              {"keystore", config.keystore.type},
-              {"active_generation", config.active_generation},
-              {"generations", gens},
-              {"audit_key", config.audit_key.has_value()}};
-  if (const auto where = mounted_at(cipher_dir)) {
-    out["mounted"] = true;
-    out["mount_point"] = *where;
-  }
-  return out;
 }
 
 void print_offline_status(const json& s) {
@@ -169,7 +109,7 @@ int run_status_of(const std::string& target, bool json_output) {
                         std::string(crypto::kConfigFileName) +
                         "); 'wardfs status' lists the mounts");
   }
-  const json status = offline_status(path);
+  const json status = volume_facts(path);
   if (json_output) {
     std::cout << status.dump(2) << "\n";
   } else {
@@ -178,24 +118,117 @@ int run_status_of(const std::string& target, bool json_output) {
   return 0;
 }
 
+// The wardfs mount TARGET names: itself, or where the backing directory TARGET is
+// mounted. Throws WardError(mount_failure) with the reason when there is none, or when
+// its daemon is dead.
+stdfs::path live_mount_of(const std::string& target) {
+  stdfs::path path = stdfs::absolute(target).lexically_normal();
+  if (daemon::mounted_fstype(path) != daemon::kWardfsFsType) {
+    const auto where = mounted_at(path);
+    if (!where) throw WardError(ErrorKind::mount_failure, path.string() + " is not mounted");
+    path = *where;
+  }
+  if (mount_is_dead(path.string())) {
+    throw WardError(ErrorKind::mount_failure,
+                    path.string() + " is a dead wardfs mount: " + dead_mount_fix(path.string()));
+  }
+  return path;
+}
+
+// A probe's answer is quick or a failure.
+constexpr std::chrono::seconds kCheckTimeout{10};
+
+// For liveness probes: 0 only when the daemon answers and its backing directory does.
+int run_status_check(const std::string& target) {
+  const stdfs::path mount = live_mount_of(target);
+  const json health = daemon::control_request(mount, {{"op", "health"}}, kCheckTimeout);
+  if (!health.value("backing_reachable", false)) {
+    throw WardError(ErrorKind::io, mount.string() + ": the daemon (pid " +
+                                       std::to_string(health.value("pid", 0)) +
+                                       ") answers, but its backing directory does not: " +
+                                       health.value("backing_error", std::string("unknown")));
+  }
+  std::cout << mount.string() << ": ok (daemon pid " << health.value("pid", 0)
+            << " answers, backing directory reachable)\n";
+  return 0;
+}
+
+int run_status_prometheus(const std::string& target) {
+  const json reply = daemon::control_request(live_mount_of(target), {{"op", "metrics"}});
+  std::cout << reply.at("text").get<std::string>();
+  return 0;
+}
+
+// What any user may learn of an allow_other mount, through its public socket.
+int run_status_public(const std::string& target, bool json_output) {
+  const stdfs::path mount = live_mount_of(target);
+  json s = daemon::public_status_request(mount);
+  s["mount_point"] = mount.string();  // the caller's own words, not the daemon's
+  if (json_output) {
+    std::cout << s.dump(2) << "\n";
+    return 0;
+  }
+  const auto& c = s["counters"];
+  const auto& r = s["rekey"];
+  std::cout << mount.string() << "  (public view)\n  live, backing directory "
+            << (s["backing_reachable"].get<bool>() ? "reachable" : "UNREACHABLE") << ", audit log "
+            << (s["audit_healthy"].get<bool>() ? "healthy" : "FAILING") << "\n  generation "
+            << s["active_generation"] << " active (" << s["generations"] << " held)\n  read "
+            << c["bytes_read"] << " bytes, wrote " << c["bytes_written"] << " bytes, "
+            << c["integrity_failures"] << " integrity failures, " << c["open_handles"]
+            << " open\n  rekey: " << (r["running"].get<bool>() ? "running, " : "idle, ")
+            << r["bytes_done"] << " of " << r["bytes_total"] << " bytes\n";
+  return 0;
+}
+
+struct StatusArgs {
+  std::string target;
+  bool json_output = false;
+  bool check = false;
+  bool prometheus = false;
+  bool public_view = false;
+};
+
+int run_status(const StatusArgs& a) {
+  if ((a.check || a.prometheus || a.public_view) && a.target.empty()) {
+    throw WardError(ErrorKind::usage,
+                    "--check, --prometheus and --public need a TARGET (a mount point)");
+  }
+  if (a.public_view) return run_status_public(a.target, a.json_output);
+  if (a.check) return run_status_check(a.target);
+  if (a.prometheus) return run_status_prometheus(a.target);
+  return a.target.empty() ? run_status_list(a.json_output) : run_status_of(a.target, a.json_output);
+}
+
 }  // namespace
 
 void add_status_command(CLI::App& app, Runner& run) {
-  auto json_output = std::make_shared<bool>(false);
-  auto status_target = std::make_shared<std::string>();
+  auto args = std::make_shared<StatusArgs>();
   CLI::App* status = app.add_subcommand(
       "status",
       "List the wardfs mounts (exit 4 if one is dead), show a mount's generations, counters and "
       "rekey progress, or a backing directory's config facts without unlocking it.");
-  status->add_option("TARGET", *status_target,
+  status->add_option("TARGET", args->target,
                      "A wardfs mount point, or a backing directory (CIPHERDIR)");
-  status->add_flag("--json", *json_output, "Machine-readable output");
-  status->callback([json_output, status_target, &run] {
-    run = [json_output, status_target] {
-      return status_target->empty() ? run_status_list(*json_output)
-                                    : run_status_of(*status_target, *json_output);
-    };
-  });
+  auto* json_flag = status->add_flag("--json", args->json_output, "Machine-readable output");
+  auto* check = status->add_flag(
+      "--check", args->check,
+      "Liveness probe: exit 0 only when the daemon of TARGET answers (within 10 s) and its "
+      "backing directory is reachable; else non-zero with a one-line reason (4: not mounted, "
+      "dead or no answer; 5: backing directory unreachable)");
+  status
+      ->add_flag("--prometheus", args->prometheus,
+                 "Print the mount's metrics in the Prometheus text format (version 0.0.4)")
+      ->excludes(json_flag)
+      ->excludes(check);
+  check->excludes(json_flag);
+  status
+      ->add_flag("--public", args->public_view,
+                 "As any user: the public view of an allow_other mount (health, generation, "
+                 "counters, rekey progress; no keys, ids or paths) from its public socket")
+      ->excludes(check)
+      ->excludes("--prometheus");
+  status->callback([args, &run] { run = [args] { return run_status(*args); }; });
 }
 
 }  // namespace wardfs::cli

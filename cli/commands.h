@@ -16,6 +16,7 @@ using Runner = std::function<int()>;
 void add_init_command(CLI::App& app, Runner& run);
 void add_mount_commands(CLI::App& app, Runner& run);  // also status and key commands
 void add_status_command(CLI::App& app, Runner& run);
+void add_info_command(CLI::App& app, Runner& run);
 void add_rewrap_command(CLI::App& app, Runner& run);
 void add_audit_command(CLI::App& app, Runner& run);
 

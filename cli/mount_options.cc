@@ -38,6 +38,21 @@ std::vector<std::string> split_commas(const std::string& list) {
   return out;
 }
 
+// The daemon runs from / and writes the file later: an absolute path, in a directory that
+// exists now, or a usage error now rather than a warning in the log later.
+std::filesystem::path metrics_file_path(const std::string& opt, const std::string& value) {
+  const auto path = std::filesystem::absolute(value);
+  std::error_code ec;
+  if (path.filename().empty() || !std::filesystem::is_directory(path.parent_path(), ec)) {
+    throw WardError(ErrorKind::usage, "mount option '" + opt + "': " + path.parent_path().string() +
+                                          " is not an existing directory; create it first");
+  }
+  if (std::filesystem::is_directory(path, ec))
+    throw WardError(ErrorKind::usage, "mount option '" + opt + "': " + path.string() +
+                                          " is a directory; name a file in it");
+  return path;
+}
+
 }  // namespace
 
 const std::vector<MountOptionInfo>& mount_option_table() {
@@ -67,6 +82,12 @@ const std::vector<MountOptionInfo>& mount_option_table() {
        "costs the daemon an fd); past it the daemon asks the kernel to forget the least "
        "recently used. Default and upper bound: 3/4 of the daemon's RLIMIT_NOFILE (half when that "
        "is under 4096)"},
+      {"metrics_file=FILE",
+       "keep the mount's metrics in the Prometheus text format in FILE (mode 0644, replaced "
+       "atomically; e.g. in node_exporter's textfile collector directory, named *.prom). "
+       "The directory must exist; the file stays after unmount with the last values"},
+      {"metrics_interval=DURATION",
+       "how often metrics_file is rewritten: 15s (default), 1m, or plain seconds; 1s to 1d"},
       {"log_file=FILE",
        "log to this file (created 0600) instead of syslog (the same as --log-file); SIGHUP "
        "reopens it"},
@@ -133,6 +154,15 @@ bool apply_extra_mount_option(const std::string& opt, daemon::MountRequest& req)
       throw WardError(ErrorKind::usage, "mount option '" + opt + "': expected 64 to 100000000");
     }
     req.max_inodes = std::stoul(n);
+  } else if (opt.starts_with("metrics_file=")) {
+    req.metrics_file = metrics_file_path(opt, value_of(opt, 13));
+  } else if (opt.starts_with("metrics_interval=")) {
+    const auto interval = daemon::parse_duration(value_of(opt, 17));
+    if (!interval || *interval < std::chrono::seconds(1) || *interval > std::chrono::hours(24))
+      throw WardError(ErrorKind::usage, "mount option '" + opt +
+                                            "': expected a duration from 1s to 1d, like 15s, "
+                                            "1m or 30 (seconds)");
+    req.metrics_interval = *interval;
   } else if (opt.starts_with("log_file=")) {
     req.log_file = std::filesystem::absolute(value_of(opt, 9));
   } else if (opt.starts_with("log_level=")) {

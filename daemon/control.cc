@@ -17,6 +17,7 @@
 #include "crypto/bytes.h"
 #include "crypto/errors.h"
 #include "crypto/kdf.h"
+#include "daemon/mount_table.h"
 
 namespace wardfs::daemon {
 
@@ -61,13 +62,13 @@ sockaddr_un address_of(const stdfs::path& path) {
 // Without XDG_RUNTIME_DIR the socket lives under the shared /tmp, where anyone could have
 // made the directory first and answer in the daemon's place. Only a real directory that
 // belongs to us (or root) and that nobody else may write into is trusted.
-void require_private_directory(const stdfs::path& dir) {
+// `me`: who else but root may own it (the mount's owner, for a public socket).
+void require_private_directory(const stdfs::path& dir, uid_t me = ::geteuid()) {
   struct stat st {};
   if (::lstat(dir.c_str(), &st) != 0) {
     throw WardError(ErrorKind::mount_failure,
                     "control socket directory " + dir.string() + ": " + std::strerror(errno));
   }
-  const uid_t me = ::geteuid();
   if (!S_ISDIR(st.st_mode) || (st.st_uid != me && st.st_uid != 0) || (st.st_mode & 022) != 0) {
     throw WardError(ErrorKind::mount_failure,
                     "control socket directory " + dir.string() +
@@ -77,28 +78,31 @@ void require_private_directory(const stdfs::path& dir) {
   }
 }
 
-// The daemon's side: our own directory, 0700 even if an older wardfs made it wider.
-void prepare_socket_directory(const stdfs::path& dir) {
+// The daemon's side: our own directory, 0700 even if an older wardfs made it wider (0755
+// for the public socket, which others must reach).
+void prepare_socket_directory(const stdfs::path& dir, mode_t mode) {
   volume::create_private_directories(dir);
   struct stat st {};
   if (::lstat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == ::geteuid())
-    ::chmod(dir.c_str(), 0700);
+    ::chmod(dir.c_str(), mode);
   require_private_directory(dir);
 }
 
-// The client's side: the process listening must be the user's own daemon or root's.
-void require_trusted_peer(int fd, const stdfs::path& path) {
+// The client's side: the process listening must be the user's own daemon or root's
+// (`trusted`: the mount's owner, for a public socket).
+void require_trusted_peer(int fd, const stdfs::path& path, uid_t trusted = ::geteuid()) {
   ucred peer{};
   socklen_t len = sizeof peer;
   if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0) {
     throw WardError(ErrorKind::io,
                     "cannot ask who listens on " + path.string() + ": " + std::strerror(errno));
   }
-  if (peer.uid != ::geteuid() && peer.uid != 0) {
+  if (peer.uid != trusted && peer.uid != 0) {
     throw WardError(ErrorKind::mount_failure,
                     "the control socket " + path.string() + " is served by uid " +
                         std::to_string(peer.uid) + " (pid " + std::to_string(peer.pid) +
-                        "), not by you or root: refusing to trust it; remove the socket and "
+                        "), not by uid " + std::to_string(trusted) +
+                        " or root: refusing to trust it; remove the socket and "
                         "check who made it");
   }
 }
@@ -119,6 +123,13 @@ const stdfs::path kRootSocketDir = "/run/wardfs";
 
 }  // namespace
 
+stdfs::path public_socket_path(const stdfs::path& mount_point, uid_t owner) {
+  const stdfs::path dir = owner == 0
+                              ? stdfs::path("/run/wardfs-public")
+                              : stdfs::path("/tmp") / ("wardfs-public-" + std::to_string(owner));
+  return dir / socket_id(mount_point);
+}
+
 stdfs::path control_socket_path(const stdfs::path& mount_point) {
   stdfs::path dir = kRootSocketDir;
   if (::geteuid() != 0) {
@@ -132,14 +143,19 @@ stdfs::path control_socket_path(const stdfs::path& mount_point) {
 }
 
 ControlServer::ControlServer(stdfs::path socket_path, uid_t owner, Handler handler,
-                             audit::AuditLog* audit)
-    : path_(std::move(socket_path)), owner_(owner), handler_(std::move(handler)), audit_(audit) {
-  prepare_socket_directory(path_.parent_path());
+                             audit::AuditLog* audit, Peers peers)
+    : path_(std::move(socket_path)),
+      owner_(owner),
+      handler_(std::move(handler)),
+      audit_(audit),
+      peers_(peers) {
+  prepare_socket_directory(path_.parent_path(), peers_ == Peers::anyone ? 0755 : 0700);
   ::unlink(path_.c_str());  // a stale socket of a daemon that died
   listener_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!listener_) throw WardError(ErrorKind::io, "socket: " + std::string(std::strerror(errno)));
   const sockaddr_un addr = address_of(path_);
-  const mode_t old_mask = ::umask(0177);  // the socket is born 0600
+  // The socket is born 0600 (0666 for anyone: connecting needs write permission).
+  const mode_t old_mask = ::umask(peers_ == Peers::anyone ? 0111 : 0177);
   const int bound = ::bind(listener_.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
   ::umask(old_mask);
   if (bound != 0 || ::listen(listener_.get(), 8) != 0) {
@@ -177,7 +193,7 @@ void ControlServer::handle(int connection) {
   ucred peer{};
   socklen_t len = sizeof peer;
   if (::getsockopt(connection, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 ||
-      (peer.uid != 0 && peer.uid != owner_)) {
+      (peers_ == Peers::owner_and_root && peer.uid != 0 && peer.uid != owner_)) {
     spdlog::warn("control socket: refused a request from uid {} pid {}", peer.uid, peer.pid);
     if (audit_ != nullptr) {
       audit::Event e;
@@ -243,7 +259,8 @@ volume::UniqueFd connect_to_daemon(const stdfs::path& mount_point) {
                     "permission denied: the control socket of the wardfs daemon for " +
                         mount_point.string() +
                         " is only for root and the user who mounted it; run this as root "
-                        "(sudo) or as that user (" +
+                        "(sudo) or as that user, or ask for the public counters of an "
+                        "allow_other mount with 'wardfs status --public' (" +
                         tried + ")");
   }
   throw WardError(ErrorKind::mount_failure,
@@ -252,12 +269,60 @@ volume::UniqueFd connect_to_daemon(const stdfs::path& mount_point) {
 
 }  // namespace
 
-nlohmann::json control_request(const stdfs::path& mount_point, const nlohmann::json& request) {
+nlohmann::json control_request(const stdfs::path& mount_point, const nlohmann::json& request,
+                               std::optional<std::chrono::milliseconds> timeout) {
   const volume::UniqueFd fd = connect_to_daemon(mount_point);
+  if (timeout) {
+    const auto ms = timeout->count();
+    const timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>(ms % 1000 * 1000)};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
   write_line(fd.get(), request.dump());
   std::string line;
-  if (!read_line(fd.get(), line))
+  errno = 0;
+  if (!read_line(fd.get(), line)) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      throw WardError(ErrorKind::mount_failure, "the wardfs daemon for " + mount_point.string() +
+                                                    " did not answer within the timeout");
+    }
     throw WardError(ErrorKind::io, "the daemon closed the control connection");
+  }
+  nlohmann::json reply = nlohmann::json::parse(line);
+  if (reply.contains("error")) {
+    throw WardError(static_cast<ErrorKind>(reply.value("code", 5)),
+                    reply["error"].get<std::string>());
+  }
+  return reply;
+}
+
+nlohmann::json public_status_request(const stdfs::path& mount_point) {
+  const auto owner = fuse_mount_owner(mount_point);
+  if (!owner) throw WardError(ErrorKind::mount_failure, mount_point.string() + " is not mounted");
+  const stdfs::path path = public_socket_path(mount_point, *owner);
+  std::error_code ec;
+  if (!stdfs::exists(path, ec)) {
+    throw WardError(ErrorKind::mount_failure,
+                    "no public status for " + mount_point.string() + " (" + path.string() +
+                        " is missing): only a mount with -o allow_other offers one");
+  }
+  require_private_directory(path.parent_path(), *owner);
+  volume::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) throw WardError(ErrorKind::io, "socket: " + std::string(std::strerror(errno)));
+  const sockaddr_un addr = address_of(path);
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    throw WardError(ErrorKind::mount_failure, "no wardfs daemon answers for " +
+                                                  mount_point.string() + " (" + path.string() +
+                                                  ": " + std::strerror(errno) + ")");
+  }
+  require_trusted_peer(fd.get(), path, *owner);
+  const timeval tv{10, 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  write_line(fd.get(), nlohmann::json{{"op", "public_status"}}.dump());
+  std::string line;
+  if (!read_line(fd.get(), line))
+    throw WardError(ErrorKind::mount_failure, "the wardfs daemon for " + mount_point.string() +
+                                                  " did not answer its public socket");
   nlohmann::json reply = nlohmann::json::parse(line);
   if (reply.contains("error")) {
     throw WardError(static_cast<ErrorKind>(reply.value("code", 5)),

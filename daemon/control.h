@@ -6,9 +6,11 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "audit/log.h"
@@ -20,14 +22,22 @@ namespace wardfs::daemon {
 // it /tmp/wardfs-<uid>/<id>.sock), where id derives from the canonical mount point path.
 std::filesystem::path control_socket_path(const std::filesystem::path& mount_point);
 
+// The public status socket of an allow_other mount made by `owner`, for every user:
+// /run/wardfs-public/<id>.sock for root, /tmp/wardfs-public-<uid>/<id>.sock otherwise (a
+// directory others may enter but only its owner write), the socket mode 0666.
+std::filesystem::path public_socket_path(const std::filesystem::path& mount_point, uid_t owner);
+
 class ControlServer {
  public:
   // The peer is who asked (from SO_PEERCRED), for the audit log.
   using Handler =
       std::function<nlohmann::json(const nlohmann::json& request, const audit::Principal& peer)>;
+  // Who may connect: root and the owner, or anyone (the public socket, whose handler must
+  // answer nothing but what everyone may know).
+  enum class Peers { owner_and_root, anyone };
   // Refused peers are recorded in `audit` (may be null).
   ControlServer(std::filesystem::path socket_path, uid_t owner, Handler handler,
-                audit::AuditLog* audit = nullptr);
+                audit::AuditLog* audit = nullptr, Peers peers = Peers::owner_and_root);
   ~ControlServer();
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
@@ -40,6 +50,7 @@ class ControlServer {
   uid_t owner_;
   Handler handler_;
   audit::AuditLog* audit_;
+  Peers peers_;
   volume::UniqueFd listener_;
   volume::UniqueFd stop_read_;
   volume::UniqueFd stop_write_;
@@ -50,7 +61,13 @@ class ControlServer {
 // daemon answers or it reports an error ({"error": "...", "code": N}), and before
 // sending anything when the socket's directory is not private to the user (or root) or
 // the listener is neither the user nor root (SO_PEERCRED).
+// With `timeout`, a daemon that does not answer within it is an error (WardError(io)).
 nlohmann::json control_request(const std::filesystem::path& mount_point,
-                               const nlohmann::json& request);
+                               const nlohmann::json& request,
+                               std::optional<std::chrono::milliseconds> timeout = std::nullopt);
+
+// Asks the public socket of the mount at `mount_point` for its public status, as any
+// user; the listener must be the mount's owner (the kernel's user_id=) or root.
+nlohmann::json public_status_request(const std::filesystem::path& mount_point);
 
 }  // namespace wardfs::daemon

@@ -34,6 +34,7 @@
 #include "daemon/config_follower.h"
 #include "daemon/control.h"
 #include "daemon/logging.h"
+#include "daemon/metrics.h"
 #include "daemon/monitor.h"
 #include "daemon/mount_table.h"
 #include "daemon/notify.h"
@@ -377,6 +378,21 @@ void record_unmount(audit::AuditLog& log, const MountRequest& req, const fs::FsC
                                   {"audit_records_dropped", log.dropped()}}));
 }
 
+// For the other users of an allow_other mount: health and counters, nothing secret.
+void open_public_status(std::optional<ControlServer>& out, const stdfs::path& path,
+                        VolumeService& service) {
+  try {
+    out.emplace(
+        path, ::getuid(),
+        [&service](const nlohmann::json& request, const audit::Principal&) {
+          return service.handle_public(request);
+        },
+        nullptr, ControlServer::Peers::anyone);
+  } catch (const WardError& e) {
+    spdlog::warn("no public status socket ({})", e.what());
+  }
+}
+
 int serve(const MountRequest& req, ReadinessPipe& ready) {
   harden_process();
   tune_allocator();
@@ -431,6 +447,7 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   // Resolved before mounting: afterwards any stat of the mount point would wait on
   // this very process, which is not serving requests yet.
   const stdfs::path socket_path = control_socket_path(req.mount_point);
+  const stdfs::path public_path = public_socket_path(req.mount_point, ::getuid());
   const stdfs::path canonical_mount_point = stdfs::weakly_canonical(req.mount_point);
   if (fuse_session_mount(session.get(), stdfs::absolute(req.mount_point).c_str()) != 0) {
     fuse_remove_signal_handlers(session.get());
@@ -461,6 +478,12 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   } catch (const WardError& e) {
     spdlog::warn("no control socket ({}); rotate/rekey/status need it", e.what());
   }
+  std::optional<ControlServer> public_status;
+  if (req.allow_other) open_public_status(public_status, public_path, service);
+  std::optional<MetricsFileWriter> metrics_file;  // written before `mount` returns
+  if (req.metrics_file)
+    metrics_file.emplace(*req.metrics_file, req.metrics_interval.value_or(std::chrono::seconds(15)),
+                         [&service] { return service.prometheus_text(); });
   audit_log.flush(std::chrono::seconds(2));
   ready.report(0, "ok");
   if (!req.foreground) detach_stdio();
@@ -474,6 +497,8 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   const int rc = run_worker_pool(session.get(), req.max_threads,
                                  [&filesystem] { filesystem.quiesce_inode_limit(); });
   monitor.stopping();
+  metrics_file.reset();  // its last values stay in the file
+  public_status.reset();
   control.reset();
   inode_limit.reset();
   fuse_session_unmount(session.get());

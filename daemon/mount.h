@@ -35,7 +35,10 @@ struct MountRequest {
   unsigned max_threads = 16;
   bool writeback_cache = false;  // -o writeback_cache=1 (fuse/filesystem.h says why not)
   std::size_t max_inodes = 0;    // -o max_inodes=N; 0: as many as RLIMIT_NOFILE allows
-  std::optional<std::filesystem::path> audit_log;  // default: audit::default_log_path
+  // -o metrics_file=, metrics_interval=: Prometheus text kept current there (daemon/metrics.h)
+  std::optional<std::filesystem::path> metrics_file;
+  std::optional<std::chrono::milliseconds> metrics_interval;  // default 15 s
+  std::optional<std::filesystem::path> audit_log;             // default: audit::default_log_path
   audit::Level audit_level = audit::Level::keys;
   audit::OnFailure audit_on_failure = audit::OnFailure::fail_open;
   std::uint64_t audit_rotate_bytes = 64ULL << 20;  // the live log file moves aside beyond this

@@ -33,6 +33,7 @@ struct MountEntry {
   std::string mount_options;  // per mount: "ro,..." or "rw,..."
   std::string fstype;         // "fuse.wardfs" for ours
   std::string source;
+  std::string super_options;  // "rw,user_id=0,group_id=0,..." for a FUSE mount
 };
 
 // One line of mountinfo: ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS [OPTIONAL...] - TYPE
@@ -45,7 +46,7 @@ std::optional<MountEntry> parse_mountinfo_line(const std::string& line) {
     return std::nullopt;
   while (fields >> field && field != "-") {
   }
-  if (!(fields >> entry.fstype >> entry.source)) return std::nullopt;
+  if (!(fields >> entry.fstype >> entry.source >> entry.super_options)) return std::nullopt;
   entry.mount_point = unescape_mountinfo(entry.mount_point);
   entry.source = unescape_mountinfo(entry.source);
   return entry;
@@ -103,6 +104,20 @@ std::vector<ListedMount> wardfs_mounts() {
 }
 
 bool is_mount_point(const stdfs::path& path) { return entry_at(path).has_value(); }
+
+std::optional<uid_t> fuse_mount_owner(const stdfs::path& path) {
+  const auto entry = entry_at(path);
+  if (!entry) return std::nullopt;
+  std::istringstream options(entry->super_options);
+  for (std::string opt; std::getline(options, opt, ',');) {
+    if (!opt.starts_with("user_id=")) continue;
+    const std::string n = opt.substr(8);
+    if (n.empty() || n.size() > 10 || n.find_first_not_of("0123456789") != std::string::npos)
+      return std::nullopt;
+    return static_cast<uid_t>(std::stoul(n));
+  }
+  return std::nullopt;
+}
 
 bool widen_readahead(const stdfs::path& canonical_path, unsigned kib) {
   const std::string listed = canonical_path.string();

@@ -3,6 +3,8 @@
 // block or fail a stat.
 #pragma once
 
+#include <sys/types.h>
+
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -18,6 +20,10 @@ std::optional<std::string> mounted_device(const std::filesystem::path& path);
 // The type of the filesystem on top at `path` ("fuse.wardfs" for a wardfs mount), if
 // something is mounted there; symlinks resolved as by mounted_device.
 std::optional<std::string> mounted_fstype(const std::filesystem::path& path);
+
+// The uid that mounted the FUSE filesystem at `path` (its user_id= option), as the
+// kernel states it: whom a client may trust to serve that mount.
+std::optional<uid_t> fuse_mount_owner(const std::filesystem::path& path);
 
 // What mounted_fstype says of a wardfs mount.
 inline constexpr std::string_view kWardfsFsType = "fuse.wardfs";

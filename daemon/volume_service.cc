@@ -3,6 +3,9 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cstring>
+
 #include "audit/verify.h"
 #include "crypto/errors.h"
 #include "volume/rotation.h"
@@ -10,6 +13,12 @@
 namespace wardfs::daemon {
 
 namespace {
+std::int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 nlohmann::json counts_to_json(const std::map<std::uint32_t, std::uint64_t>& counts) {
   nlohmann::json out = nlohmann::json::object();
   for (const auto& [g, n] : counts) out[std::to_string(g)] = n;
@@ -86,6 +95,10 @@ VolumeService::~VolumeService() {
 nlohmann::json VolumeService::handle(const nlohmann::json& request, const audit::Principal& peer) {
   const std::string op = request.value("op", "");
   if (op == "status") return status();
+  if (op == "health") return health();
+  if (op == "metrics") {
+    return {{"content_type", std::string(kPrometheusContentType)}, {"text", prometheus_text()}};
+  }
   if (op == "rotate") return rotate(peer);
   if (op == "rekey") return start_rekey(request.value("rate", 0.0), peer);
   if (op == "scan") return scan();
@@ -132,6 +145,7 @@ nlohmann::json VolumeService::status() {
             {"copy_ranges", c.copy_ranges.load()},
             {"bytes_copied", c.bytes_copied.load()},
             {"inodes_held", filesystem_.inodes_held()},
+            {"open_handles", c.open_handles.load()},
             {"entries_released", c.entries_released.load()}}},
           {"rekey", rekey},
           {"audit",
@@ -166,6 +180,72 @@ void VolumeService::follow_config() {
   }
 }
 
+nlohmann::json VolumeService::health() {
+  const int rc = filesystem_.check_backing_root();
+  nlohmann::json out = {{"pid", ::getpid()}, {"backing_reachable", rc == 0}};
+  if (rc != 0) out["backing_error"] = std::strerror(-rc);
+  return out;
+}
+
+nlohmann::json VolumeService::handle_public(const nlohmann::json& request) {
+  if (!request.is_object() || request.value("op", "") != "public_status")
+    throw WardError(ErrorKind::usage, "the public status socket answers only public_status");
+  const MetricsSnapshot s = metrics_snapshot();
+  return {{"state", "live"},
+          {"public", true},
+          {"backing_reachable", s.backing_reachable},
+          {"audit_healthy", s.audit_healthy},
+          {"active_generation", s.active_generation},
+          {"generations", s.generations},
+          {"counters",
+           {{"bytes_read", s.bytes_read},
+            {"bytes_written", s.bytes_written},
+            {"integrity_failures", s.integrity_failures},
+            {"open_handles", s.open_handles},
+            {"inodes_held", s.inodes_held}}},
+          {"rekey",
+           {{"running", s.rekey_running},
+            {"bytes_done", s.rekey_done_bytes},
+            {"bytes_total", s.rekey_planned_bytes}}}};
+}
+
+double VolumeService::rekey_rate() const {
+  const std::int64_t started = rekey_started_ns_.load();
+  if (started == 0) return 0;
+  const std::int64_t finished = rekey_finished_ns_.load();
+  const double seconds =
+      static_cast<double>((finished != 0 ? finished : steady_ns()) - started) / 1e9;
+  return seconds > 0 ? static_cast<double>(progress_.bytes_done.load()) / seconds : 0;
+}
+
+MetricsSnapshot VolumeService::metrics_snapshot() {
+  const auto config = volume_.config();
+  const auto& c = filesystem_.counters();
+  MetricsSnapshot s;
+  s.mount_point = mount_point_.string();
+  s.bytes_read = c.bytes_read.load();
+  s.bytes_written = c.bytes_written.load();
+  s.integrity_failures = c.integrity_failures.load();
+  s.entries_released = c.entries_released.load();
+  copy_op_stats(c.ops, s);
+  s.inodes_held = filesystem_.inodes_held();
+  s.open_handles = c.open_handles.load();
+  s.active_generation = config.active_generation;
+  s.generations = static_cast<std::uint32_t>(config.keys.size());
+  s.rekey_running = progress_.running.load();
+  s.rekey_done_bytes = progress_.bytes_done.load();
+  s.rekey_planned_bytes = progress_.bytes_total.load();
+  s.rekey_rate_bytes_per_second = rekey_rate();
+  s.rekey_errors = progress_.errors.load();
+  s.audit_records_written = audit_.written();
+  s.audit_records_dropped = audit_.dropped();
+  s.audit_healthy = audit_.healthy();
+  s.backing_reachable = filesystem_.check_backing_root() == 0;
+  return s;
+}
+
+std::string VolumeService::prometheus_text() { return render_prometheus(metrics_snapshot()); }
+
 nlohmann::json VolumeService::rotate(const audit::Principal& peer) {
   std::lock_guard lock(rotation_mutex_);
   std::uint32_t generation = 0;
@@ -198,6 +278,8 @@ nlohmann::json VolumeService::start_rekey(double rate_bytes_per_sec, const audit
     progress_.last_error.clear();
   }
   progress_.running = true;
+  rekey_started_ns_ = steady_ns();
+  rekey_finished_ns_ = 0;
   rekey_tenths_recorded_ = 0;
   progress_.on_file_done = [this] { audit_rekey_progress(); };
   const std::uint32_t target = volume_.keys().active_generation();
@@ -216,6 +298,7 @@ nlohmann::json VolumeService::start_rekey(double rate_bytes_per_sec, const audit
            {"files_done", progress_.files_done.load()},
            {"names_done", progress_.names_done.load()},
            {"errors", progress_.errors.load()}});
+    rekey_finished_ns_ = steady_ns();
     progress_.running = false;
   });
   return {{"ok", true}};

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "audit/log.h"
+#include "daemon/metrics.h"
 #include "fuse/filesystem.h"
 #include "keystore/keystore.h"
 #include "volume/rekey.h"
@@ -23,6 +24,11 @@ class VolumeService {
   VolumeService& operator=(const VolumeService&) = delete;
 
   nlohmann::json handle(const nlohmann::json& request, const audit::Principal& peer);
+  // The public socket's requests (any local user may ask): only "public_status", which
+  // gives counters, health and generation, never keys, paths or ids.
+  nlohmann::json handle_public(const nlohmann::json& request);
+  // The mount's metrics in the Prometheus text format (daemon/metrics.h).
+  std::string prometheus_text();
 
   // Takes on generations that another mount rotated, rekeyed or retired (ConfigFollower
   // calls it when wardfs.conf changed). Logs and audits what changed; a refused config
@@ -31,6 +37,11 @@ class VolumeService {
 
  private:
   nlohmann::json status();
+  // For `wardfs status --check`: the daemon answers, and says whether its backing
+  // directory does.
+  nlohmann::json health();
+  MetricsSnapshot metrics_snapshot();
+  double rekey_rate() const;
   nlohmann::json rotate(const audit::Principal& peer);
   nlohmann::json start_rekey(double rate_bytes_per_sec, const audit::Principal& peer);
   nlohmann::json scan();
@@ -47,6 +58,8 @@ class VolumeService {
   audit::AuditLog& audit_;
   unsigned rekey_tenths_recorded_ = 0;  // rekey thread only
   volume::RekeyProgress progress_;
+  std::atomic<std::int64_t> rekey_started_ns_{0};   // steady clock; 0: never started
+  std::atomic<std::int64_t> rekey_finished_ns_{0};  // 0 while running
   std::thread rekey_thread_;
   std::mutex rotation_mutex_;  // one rotate/retire/rekey start at a time
 };

@@ -19,6 +19,7 @@
 
 #include "audit/log.h"
 #include "fuse/inode_table.h"
+#include "fuse/op_stats.h"
 #include "volume/backing_tree.h"
 #include "volume/names.h"
 #include "volume/rekey.h"
@@ -52,6 +53,7 @@ struct FsCounters {
   std::atomic<std::int64_t> open_handles{0};
   // Kernel entries the daemon asked the kernel to forget, to stay within its fd budget.
   std::atomic<std::uint64_t> entries_released{0};
+  OpStats ops;  // requests by kind, latency of the timed ones (for the metrics)
 };
 
 struct FileHandle {
@@ -92,7 +94,14 @@ class WardFs {
   std::size_t inodes_held() { return inodes_.size(); }
   const FsCounters& counters() const { return counters_; }
   bool writeback_active() const { return writeback_active_.load(std::memory_order_relaxed); }
-  void note_request();
+  // A request arrived: remembers when (for --idle) and returns that time (steady, ns).
+  std::int64_t note_request();
+  // The request that arrived at `start_ns` is answered: counted, and timed if it is one of
+  // the operations with a latency histogram.
+  void note_done(Op op, std::int64_t start_ns);
+  // Whether the backing directory still answers: a lookup of "." through the root's fd
+  // (a network file system revalidates it). 0 or -errno.
+  int check_backing_root();
   void note_open(int delta) { counters_.open_handles.fetch_add(delta, std::memory_order_relaxed); }
   const volume::NameMapper& names() const { return names_; }
   // Lets whole-volume walks (rekey, scan) share this filesystem's inodes and locks.

@@ -1,6 +1,7 @@
 // Directory listing, statfs and extended attributes.
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -115,10 +116,20 @@ void WardFs::fsyncdir(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* 
   fuse_reply_err(req, r == 0 ? 0 : errno);
 }
 
+int WardFs::check_backing_root() {
+  struct stat st {};
+  if (::fstatat(inodes_.root().fd.get(), ".", &st, 0) != 0) return -errno;
+  struct statvfs vfs {};
+  if (::fstatvfs(inodes_.root().fd.get(), &vfs) != 0) return -errno;
+  return 0;
+}
+
 void WardFs::statfs(fuse_req_t req, fuse_ino_t) {
   struct statvfs st {};
   if (::fstatvfs(inodes_.root().fd.get(), &st) != 0) {
-    fuse_reply_err(req, errno);
+    // ENOTCONN from a wardfs mount means its own daemon is gone (wardfs status reads it
+    // so); a backing file system that lost its server is an I/O error here.
+    fuse_reply_err(req, errno == ENOTCONN ? EIO : errno);
     return;
   }
   // Report what fits as plaintext: each chunk costs a slot on disk.

@@ -96,6 +96,7 @@ def control():
         "retire": {"op": "retire", "generation": 1}, "retire_force": {"op": "retire", "generation": 1, "force": True},
         "retire_bad": {"op": "retire", "generation": -1}, "unknown": {"op": "format-disk"},
         "wrong_types": {"op": ["status"], "rate": "fast", "generation": "1"},
+        "metrics": {"op": "metrics"}, "health": {"op": "health"},
     }
     for name, req in lines.items():
         write("fuzz_control", name + ".json", json.dumps(req) + "\n")
