@@ -72,6 +72,11 @@ const std::vector<MountOptionInfo>& mount_option_table() {
        "command or pkcs11 one for this mount"},
       {"idle=DURATION", "unmount after DURATION (30s, 5m, 1h) with no requests and nothing open"},
       {"threads=N", "maximum FUSE worker threads, 1 to 256 (default 16)"},
+      {"shared",
+       "several read-write mounts of this volume at once (other machines sharing the backing "
+       "directory over NFS, CephFS or GlusterFS, whose byte-range locks must reach every "
+       "client): every read-write mount uses it; close-to-open consistency, each write "
+       "locks the backing file; not with writeback_cache"},
       {"writeback_cache=0|1",
        "1: let the kernel batch writes in its page cache (faster small and random writes); "
        "a full backing disk is then reported at fsync()/close() instead of write(), and "
@@ -171,6 +176,8 @@ bool apply_extra_mount_option(const std::string& opt, daemon::MountRequest& req)
     req.protect_mount_point = true;
   } else if (opt == "private_backing") {
     req.require_private_backing = true;
+  } else if (opt == "shared") {
+    req.shared = true;
   } else if (opt == "writeback_cache=0" || opt == "writeback_cache=1") {
     req.writeback_cache = opt.back() == '1';
   } else if (opt.starts_with("writeback_cache=")) {

@@ -404,7 +404,9 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   // they run.
   const volume::VolumeLease lease(
       req.cipher_dir,
-      req.read_only ? volume::LeaseUse::read_only_mount : volume::LeaseUse::read_write_mount,
+      req.read_only ? volume::LeaseUse::read_only_mount
+      : req.shared  ? volume::LeaseUse::shared_write_mount
+                    : volume::LeaseUse::read_write_mount,
       stdfs::absolute(req.mount_point).string(),
       [](const std::string& mount_point) { return is_mount_point(mount_point); },
       req.take_over_lease);
@@ -419,9 +421,10 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   keystore::remember_volume(req.cipher_dir, config.volume_id);  // trust on first use
   if (!req.read_only) probe_backing(*volume);
 
-  wardfs::fs::WardFs filesystem(
-      *volume,
-      {.read_only = req.read_only, .writeback_cache = req.writeback_cache, .audit = &audit_log});
+  wardfs::fs::WardFs filesystem(*volume, {.read_only = req.read_only,
+                                          .writeback_cache = req.writeback_cache,
+                                          .shared = req.shared && !req.read_only,
+                                          .audit = &audit_log});
   if (const int rc = filesystem.open_root(); rc != 0) {
     throw WardError(
         ErrorKind::corrupt_volume,

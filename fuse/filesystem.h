@@ -36,6 +36,10 @@ struct FsOptions {
   // next fsync()/close(), and until the kernel drops the inode it keeps its own idea of
   // the size, so the unwritten tail reads as zeros (docs/PERFORMANCE.md).
   bool writeback_cache = false;
+  // -o shared: other read-write mounts of the volume write the same backing files. Each
+  // data operation then locks the backing file and starts from its state on disk, and
+  // opens re-validate what the kernel cached (close-to-open). Excludes writeback_cache.
+  bool shared = false;
   audit::AuditLog* audit = nullptr;  // outlives the filesystem; null = no audit log
 };
 
@@ -188,6 +192,20 @@ class WardFs {
   // Tells the kernel that its attributes of `ino` are stale: another mount changed the
   // file, and the size it caches would cut reads short.
   void invalidate_cached_attrs(fuse_ino_t ino);
+  // Whether other mounts may change the backing files under this one: read-only mounts
+  // (beside a writer elsewhere) and -o shared ones.
+  bool follows_other_mounts() const { return options_.read_only || options_.shared; }
+  // -o shared: takes `lock` on the backing file (exclusive when `modify`) and reloads
+  // `content` from disk, so a read-modify-write never works from another mount's old
+  // state. Lock order: the backing file's lock, then FileContent's own. No-op unless
+  // shared. 0 or -errno.
+  int begin_shared_access(volume::FileContent& content, int fd, bool modify,
+                          volume::BackingFileLock& lock);
+  // What open and a create of an existing name share: load the file's state (where
+  // other mounts write: re-validate it, ESTALE for a replaced file), then truncate for
+  // O_TRUNC. `changed_elsewhere`: the kernel's cached pages and attributes must go.
+  // 0 or -errno.
+  int load_for_open(volume::FileContent& content, int fd, bool truncate, bool& changed_elsewhere);
   void prune_loop();
   // With the writeback cache the kernel resolves O_APPEND offsets itself and sends the
   // real ones; honouring the flag here as well would move its writes to the end again.

@@ -87,7 +87,8 @@ int WardFs::plain_stat(Inode& inode, struct stat& st) {
       std::lock_guard lock(inode.state_mutex);
       content = inode.content.get();
     }
-    if (content != nullptr && content->loaded()) {
+    // Under -o shared another mount may have changed it since: the backing size tells.
+    if (content != nullptr && content->loaded() && !options_.shared) {
       st.st_size = static_cast<off_t>(content->size());
     } else {
       const auto plain = volume_.layout().plaintext_size(static_cast<std::uint64_t>(st.st_size));

@@ -332,6 +332,10 @@ void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mod
     volume::UniqueFd inode_fd(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
     rc = inode_fd ? entry_from_fd(parent, name, std::move(inode_fd), e) : -errno;
   }
+  // -o shared: held until the header is written, so that another mount opening the name
+  // meanwhile waits for it (wait_for_header) instead of reading a cut file.
+  volume::BackingFileLock shared_lock;
+  if (rc == 0 && options_.shared) rc = shared_lock.lock(fd.get(), true);
   if (rc == 0) {
     Inode& inode = inode_of(e.ino);
     rc = content_of(inode).create(fd.get());
@@ -351,7 +355,7 @@ void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mod
   handle->append = engine_appends(fi->flags);
   handle->access = fi->flags & O_ACCMODE;
   fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
-  fi->keep_cache = 1;
+  fi->keep_cache = options_.shared ? 0 : 1;
   audit_open(req, inode_of(e.ino), fi->flags, true);
   fuse_reply_create(req, &e, fi);
 }
@@ -373,9 +377,11 @@ void WardFs::create_existing(fuse_req_t req, Inode& parent, const char* name, fu
   Inode& inode = inode_of(e.ino);
   auto handle = std::make_unique<FileHandle>();
   rc = open_backing(inode, options_.read_only ? O_RDONLY : O_RDWR, handle->fd);
-  auto& content = content_of(inode);
-  if (rc == 0) rc = content.load(handle->fd.get());
-  if (rc == 0 && (fi->flags & O_TRUNC) != 0) rc = content.truncate(handle->fd.get(), 0);
+  bool changed_elsewhere = false;
+  if (rc == 0) {
+    rc = load_for_open(content_of(inode), handle->fd.get(), (fi->flags & O_TRUNC) != 0,
+                       changed_elsewhere);
+  }
   if (rc != 0) {
     forget(e.ino, 1);
     fuse_reply_err(req, -rc);
@@ -384,6 +390,8 @@ void WardFs::create_existing(fuse_req_t req, Inode& parent, const char* name, fu
   handle->append = engine_appends(fi->flags);
   handle->access = fi->flags & O_ACCMODE;
   fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
+  fi->keep_cache = changed_elsewhere ? 0 : 1;
+  if (changed_elsewhere) invalidate_cached_attrs(e.ino);
   audit_open(req, inode, fi->flags, false);
   fuse_reply_create(req, &e, fi);
 }

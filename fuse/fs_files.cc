@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <thread>
 #include <vector>
 
 #include "fuse/filesystem.h"
@@ -26,7 +28,52 @@ bool backing_unlinked(int fd) {
   struct stat st {};
   return ::fstat(fd, &st) == 0 && st.st_nlink == 0;
 }
+
+// -o shared: another mount may have just created the file (O_EXCL), and not yet written
+// its header under the lock it takes right after. Holds a shared lock on return.
+int wait_for_header(int fd, volume::BackingFileLock& lock) {
+  for (int attempt = 0;; ++attempt) {
+    if (const int rc = lock.lock(fd, false); rc != 0) return rc;
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return -errno;
+    if (st.st_size != 0 || attempt == 100) return 0;  // then load() reports the cut file
+    lock.unlock();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
 }  // namespace
+
+int WardFs::load_for_open(volume::FileContent& content, int fd, bool truncate,
+                          bool& changed_elsewhere) {
+  changed_elsewhere = false;
+  if (follows_other_mounts() && backing_unlinked(fd)) {
+    // Another mount replaced or deleted the file since the kernel looked its name up:
+    // ESTALE makes the kernel look the name up again (LOOKUP_REVAL) and retry the open.
+    return -ESTALE;
+  }
+  int rc = 0;
+  volume::BackingFileLock shared_lock;
+  if (follows_other_mounts()) {
+    if (options_.shared) rc = wait_for_header(fd, shared_lock);
+    if (rc == 0) rc = content.reload_if_changed(fd);
+    changed_elsewhere = rc == 1 || options_.shared;
+    rc = std::min(rc, 0);
+  } else {
+    rc = content.load(fd);
+  }
+  if (rc == 0 && truncate) {
+    rc = begin_shared_access(content, fd, true, shared_lock);
+    if (rc == 0) rc = content.truncate(fd, 0);
+  }
+  return rc;
+}
+
+int WardFs::begin_shared_access(volume::FileContent& content, int fd, bool modify,
+                                volume::BackingFileLock& lock) {
+  if (!options_.shared) return 0;
+  if (const int rc = lock.lock(fd, modify); rc != 0) return rc;
+  return content.reload(fd);
+}
 
 void WardFs::getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   struct stat st {};
@@ -65,7 +112,9 @@ void WardFs::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_s
         fd = own.get();
       }
       auto& content = content_of(inode);
+      volume::BackingFileLock shared_lock;
       if (rc == 0) rc = content.load(fd);
+      if (rc == 0) rc = begin_shared_access(content, fd, true, shared_lock);
       if (rc == 0) rc = content.truncate(fd, static_cast<std::uint64_t>(attr->st_size));
     }
   }
@@ -135,18 +184,8 @@ void WardFs::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   // writer elsewhere: it looks again at each open and drops the cache when the file
   // changed (close-to-open, as NFS clients do).
   bool changed_elsewhere = false;
-  if (rc == 0 && options_.read_only && backing_unlinked(handle->fd.get())) {
-    // The writer replaced or deleted the file since the kernel looked its name up:
-    // ESTALE makes the kernel look the name up again (LOOKUP_REVAL) and retry the open.
-    rc = -ESTALE;
-  } else if (rc == 0 && options_.read_only) {
-    rc = content.reload_if_changed(handle->fd.get());
-    changed_elsewhere = rc == 1;
-    rc = std::min(rc, 0);
-  } else if (rc == 0) {
-    rc = content.load(handle->fd.get());
-  }
-  if (rc == 0 && (fi->flags & O_TRUNC) != 0) rc = content.truncate(handle->fd.get(), 0);
+  if (rc == 0)
+    rc = load_for_open(content, handle->fd.get(), (fi->flags & O_TRUNC) != 0, changed_elsewhere);
   if (rc != 0) {
     fuse_reply_err(req, -rc);
     return;
@@ -163,9 +202,14 @@ void WardFs::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void WardFs::read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   auto& buf = reply_buffer();
   if (buf.size() < size) buf.resize(size);
-  const ssize_t n =
-      content_of(inode_of(ino))
-          .read(handle_of(fi).fd.get(), {buf.data(), size}, static_cast<std::uint64_t>(off));
+  auto& content = content_of(inode_of(ino));
+  const int fd = handle_of(fi).fd.get();
+  volume::BackingFileLock shared_lock;
+  if (const int rc = begin_shared_access(content, fd, false, shared_lock); rc != 0) {
+    fuse_reply_err(req, -rc);
+    return;
+  }
+  const ssize_t n = content.read(fd, {buf.data(), size}, static_cast<std::uint64_t>(off));
   if (n < 0) {
     fuse_reply_err(req, static_cast<int>(-n));
     return;
@@ -180,6 +224,11 @@ void WardFs::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size,
   FileHandle& handle = handle_of(fi);
   const std::uint64_t offset =
       handle.append ? volume::kAppendOffset : static_cast<std::uint64_t>(off);
+  volume::BackingFileLock shared_lock;
+  if (const int rc = begin_shared_access(content, handle.fd.get(), true, shared_lock); rc != 0) {
+    fuse_reply_err(req, -rc);
+    return;
+  }
   const ssize_t n =
       content.write(handle.fd.get(), {reinterpret_cast<const std::uint8_t*>(buf), size}, offset);
   if (n < 0) {
@@ -208,8 +257,11 @@ void WardFs::fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_
   const auto offset = static_cast<std::uint64_t>(off);
   const auto length = static_cast<std::uint64_t>(len);
   const bool keep_size = (mode & FALLOC_FL_KEEP_SIZE) != 0;
-  int rc = 0;
-  switch (mode & ~FALLOC_FL_KEEP_SIZE) {
+  volume::BackingFileLock shared_lock;
+  int rc = begin_shared_access(content, fd, true, shared_lock);
+  switch (rc == 0 ? mode & ~FALLOC_FL_KEEP_SIZE : -1) {
+    case -1:
+      break;
     case 0:
       if (!keep_size && offset + length > content.size())
         rc = content.truncate(fd, offset + length);
@@ -244,6 +296,10 @@ void WardFs::copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fu
     rc = EROFS;
   } else if (!in.readable() || !out.writable() || out.append) {
     rc = EBADF;
+  } else if (options_.shared) {
+    // Copying under two backing files' locks is not offered: the kernel falls back to
+    // READ and WRITE requests, each locked as usual.
+    rc = EOPNOTSUPP;
   }
   if (rc != 0) {
     fuse_reply_err(req, rc);

@@ -135,6 +135,12 @@ int FileContent::reload_if_changed(int fd) {
   return rc == 0 ? 1 : rc;
 }
 
+int FileContent::reload(int fd) {
+  std::unique_lock lock(io_mutex_);
+  loaded_ = false;
+  return load_locked(fd);
+}
+
 int FileContent::load_locked(int fd) {
   crypto::RawHeader raw{};
   const ssize_t n = pread_full(fd, raw.data(), raw.size(), 0);

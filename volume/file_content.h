@@ -53,6 +53,9 @@ class FileContent {
   // another mount last closed (close-to-open). 1 when it reloaded, 0 when unchanged,
   // else -errno as load().
   int reload_if_changed(int fd);
+  // Forgets what it knew of the file and loads it again (-o shared: another mount may
+  // have written it since). 0 or -errno as load().
+  int reload(int fd);
 
   // All return bytes transferred or -errno. Reads stop at end of file.
   ssize_t read(int fd, std::span<std::uint8_t> out, std::uint64_t offset);

@@ -123,6 +123,12 @@ std::string by_whom(const Holder& h) {
   const std::string volume = "volume " + cipher_dir.string();
   const ErrorKind kind =
       use == LeaseUse::offline_change ? ErrorKind::usage : ErrorKind::mount_failure;
+  if (!h && use != LeaseUse::offline_change) {
+    throw WardError(kind, volume +
+                              " is mounted read-write with -o shared (or is being changed by "
+                              "another command): mount it with -o shared too, or -o ro, or "
+                              "unmount those mounts first");
+  }
   if (!h) {
     throw WardError(kind, volume + " is in use by another process (it holds " +
                               (cipher_dir / kLeaseFileName).string() +
@@ -136,11 +142,11 @@ std::string by_whom(const Holder& h) {
     throw WardError(kind, volume + " is mounted at " + h->mount_point + " by " + by_whom(*h) +
                               ": run `wardfs " + what + " " + h->mount_point + "` instead");
   }
-  throw WardError(kind, volume + " is already mounted read-write at " + h->mount_point + " by " +
-                            by_whom(*h) +
-                            "; a second read-write mount is refused (mount it with -o ro, or "
-                            "unmount " +
-                            h->mount_point + " first)");
+  throw WardError(
+      kind, volume + " is already mounted read-write at " + h->mount_point + " by " + by_whom(*h) +
+                "; a second read-write mount is refused (mount it with -o ro, or "
+                "unmount " +
+                h->mount_point + " first; several read-write mounts need -o shared on every one)");
 }
 
 // A writer of another host that renewed its heartbeat lately: alive, although its lock
@@ -282,9 +288,12 @@ VolumeLease::VolumeLease(const std::filesystem::path& cipher_dir, LeaseUse use,
                     "cannot open " + path.string() + ": " + std::strerror(errno));
   }
   const int fd = fd_.get();
-  const bool writer = use != LeaseUse::read_only_mount;
-  if (writer && !lock_waiting_for_exit(fd, F_WRLCK, kWriterByte, path, is_mounted))
+  const bool shared = use == LeaseUse::shared_write_mount;
+  const bool writer = use == LeaseUse::read_write_mount || use == LeaseUse::offline_change;
+  if ((writer || shared) &&
+      !lock_waiting_for_exit(fd, shared ? F_RDLCK : F_WRLCK, kWriterByte, path, is_mounted)) {
     refuse_for_holder(cipher_dir, use, what, read_holder(fd));
+  }
   const short users = use == LeaseUse::offline_change ? F_WRLCK : F_RDLCK;
   if (!lock_waiting_for_exit(fd, users, kUsersByte, path, is_mounted)) {
     // The writer byte was free (or not asked for): the users byte is held exclusively by
@@ -292,8 +301,13 @@ VolumeLease::VolumeLease(const std::filesystem::path& cipher_dir, LeaseUse use,
     if (use == LeaseUse::offline_change) refuse_for_readers(cipher_dir, what);
     refuse_for_holder(cipher_dir, use, what, read_holder(fd));
   }
+  const auto previous = read_holder(fd);
+  // Shared mounts write no record (there are many of them), but do not join an exclusive
+  // writer of another host whose lock did not reach us either.
+  if (shared && previous && beats_on_another_host(*previous))
+    refuse_beating(cipher_dir, use, *previous);
   if (!writer) return;
-  if (const auto previous = read_holder(fd); previous && beats_on_another_host(*previous)) {
+  if (previous && beats_on_another_host(*previous)) {
     if (!force) refuse_beating(cipher_dir, use, *previous);
     spdlog::warn("taking over the lease of {} from {} (--force)", cipher_dir.string(),
                  by_whom(*previous));

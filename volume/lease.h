@@ -4,10 +4,12 @@
 //
 // The lease is a pair of OFD byte-range locks on wardfs.lease in the backing root
 // (wardfs.lock is ConfigLock's, taken briefly and blocking, so it cannot serve here):
-//   byte 0, "writer":  read-write mount and offline change: exclusive
+//   byte 0, "writer":  read-write mount and offline change: exclusive; -o shared mount:
+//                      shared
 //   byte 1, "users":   every mount: shared; offline change: exclusive
-// so a second read-write mount is refused, read-only mounts may join a read-write one,
-// and an offline change excludes every mount and is excluded by any. The kernel drops
+// so a second read-write mount is refused, -o shared mounts join each other but not an
+// exclusive writer, read-only mounts may join any, and an offline change excludes every
+// mount and is excluded by any. The kernel drops
 // the locks with the last fd, so a daemon killed with SIGKILL leaves no stale lease. The
 // writer also writes who it is into the file (JSON: host, pid, mount id, heartbeat), for
 // the refusal messages, and renews the heartbeat every kHeartbeatInterval.
@@ -39,7 +41,9 @@ inline constexpr std::chrono::seconds kHeartbeatTimeout{30};
 enum class LeaseUse {
   read_only_mount,
   read_write_mount,
-  offline_change,  // an offline rotate, rekey or retire run by the CLI
+  shared_write_mount,  // -o shared: read-write beside other shared mounts, not beside
+                       // an exclusive one (writer byte shared)
+  offline_change,      // an offline rotate, rekey or retire run by the CLI
 };
 
 class VolumeLease {

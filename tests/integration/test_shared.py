@@ -1,0 +1,160 @@
+"""-o shared: several read-write mounts of one volume (standing for machines that share the
+backing directory). Checked on two mounts of a local backing directory, whose OFD locks
+behave as NFS, CephFS and GlusterFS pass them between clients:
+- shared mounts join each other, never an exclusive read-write mount (either way round);
+- a file closed on one mount reads whole and current at the next open on the other;
+- two mounts writing disjoint byte ranges of one file at once, ranges that share chunks,
+  lose none of each other's bytes (each read-modify-write holds the backing file's lock);
+- two mounts creating one name at once: one wins, the other gets EEXIST (files and
+  directories), and the directory works from both;
+- the backing directory holds no plaintext."""
+
+import errno
+import os
+import threading
+
+from wardfs_harness import (BIN, WardfsTestCase, describe, is_fuse_mounted, main, pattern,
+                            read_file, run, wait_for, write_file)
+
+CHUNK = 4096
+EXIT_MOUNT = 4
+
+
+class Shared(WardfsTestCase):
+    def second_mount(self, vol, *options):
+        path = os.path.join(vol.root, "second")
+        os.makedirs(path, exist_ok=True)
+
+        def cleanup():
+            if is_fuse_mounted(path):
+                run([BIN, "unmount", path], timeout=60)
+            if is_fuse_mounted(path):
+                run(["fusermount3", "-uz", path], timeout=30)
+        self.addCleanup(cleanup)
+        args = [BIN, "mount", vol.cipher_dir, path] + vol.cred_args() + [
+            "--log-file", vol.logfile + ".second"]
+        for o in options:
+            args += ["-o", o]
+        return path, run(args, timeout=60)
+
+    def shared_pair(self):
+        vol = self.new_volume(chunk=CHUNK)
+        vol.init()
+        vol.mount("shared")
+        other, p = self.second_mount(vol, "shared")
+        self.assertEqual(p.returncode, 0, describe(p) + vol.log_tail())
+        return vol, other
+
+    def test_shared_mounts_exclude_an_exclusive_writer(self):
+        vol, other = self.shared_pair()
+        third = os.path.join(vol.root, "third")
+        os.mkdir(third)
+        p = run([BIN, "mount", vol.cipher_dir, third] + vol.cred_args(), timeout=60)
+        self.assertEqual(p.returncode, EXIT_MOUNT, describe(p))
+        self.assertIn("-o shared", p.stderr, describe(p))
+        self.assertFalse(is_fuse_mounted(third))
+
+        solo = self.new_volume(chunk=CHUNK)
+        solo.init()
+        solo.mount()
+        _, p = self.second_mount(solo, "shared")
+        self.assertEqual(p.returncode, EXIT_MOUNT, describe(p))
+        self.assertIn("already mounted read-write at " + solo.plain, p.stderr, describe(p))
+        p = run([BIN, "mount", solo.cipher_dir, third, "-o", "shared,writeback_cache=1"]
+                + solo.cred_args(), timeout=60)
+        self.assertNotEqual(p.returncode, 0, describe(p))
+        self.assertIn("exclude each other", p.stderr, describe(p))
+
+    def test_closed_files_read_current_on_the_other_mount(self):
+        vol, other = self.shared_pair()
+        for size, seed in ((100, 1), (3 * CHUNK + 17, 2), (5, 3), (2 * CHUNK, 4)):
+            data = pattern(size, seed)
+            write_file(vol.p("f"), data)
+            self.assertBytesEqual(read_file(os.path.join(other, "f")), data, "size %d" % size)
+            # And back: the second mount writes, the first reads.
+            back = pattern(size + 1, seed + 10)
+            write_file(os.path.join(other, "f"), back)
+            self.assertBytesEqual(read_file(vol.p("f")), back, "back, size %d" % size)
+        self.assertEqual(os.stat(os.path.join(other, "f")).st_size, 2 * CHUNK + 1)
+
+    def test_concurrent_writers_of_one_file_keep_each_others_bytes(self):
+        vol, other = self.shared_pair()
+        size = 24 * CHUNK
+        write_file(vol.p("f"), b"\0" * size)
+        # Stripes of 1000 bytes alternate between the mounts: most chunks hold bytes of
+        # both, so an unlocked read-modify-write would put back the other's old bytes.
+        stripe = 1000
+        want = bytearray(size)
+        jobs = {vol.p("f"): [], os.path.join(other, "f"): []}
+        paths = list(jobs)
+        for i, off in enumerate(range(0, size, stripe)):
+            data = bytes([(i % 250) + 1]) * min(stripe, size - off)
+            want[off:off + len(data)] = data
+            jobs[paths[i % 2]].append((off, data))
+        errors = []
+
+        def writer(path, stripes):
+            try:
+                fd = os.open(path, os.O_WRONLY)
+                try:
+                    for _ in range(3):  # the same bytes again: more chances to collide
+                        for off, data in stripes:
+                            os.pwrite(fd, data, off)
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=writer, args=(p, s)) for p, s in jobs.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        self.assertEqual(errors, [])
+        for path in paths:
+            got = read_file(path)
+            self.assertEqual(len(got), size)
+            bad = [i for i in range(0, size, stripe) if got[i:i + stripe] != want[i:i + stripe]]
+            self.assertEqual(bad, [], "stripes lost on %s" % path)
+        blob = b"".join(read_file(os.path.join(d, n))
+                        for d, _, names in os.walk(vol.cipher_dir) for n in names
+                        if not n.startswith("wardfs."))
+        self.assertNotIn(bytes(want[:stripe]), blob, "plaintext in the backing directory")
+
+    def test_same_name_created_on_both_mounts_once(self):
+        vol, other = self.shared_pair()
+        for round_ in range(20):
+            results = {}
+            barrier = threading.Barrier(2)
+
+            def create(root, kind):
+                name = os.path.join(root, "%s%d" % (kind, round_))
+                barrier.wait()
+                try:
+                    if kind == "d":
+                        os.mkdir(name)
+                    else:
+                        os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+                    results[root] = 0
+                except OSError as e:
+                    results[root] = e.errno
+
+            for kind in ("d", "f"):
+                results.clear()
+                barrier.reset()
+                threads = [threading.Thread(target=create, args=(r, kind))
+                           for r in (vol.plain, other)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(60)
+                self.assertEqual(sorted(results.values()), [0, errno.EEXIST],
+                                 "%s%d: %r" % (kind, round_, results))
+        for root in (vol.plain, other):
+            self.assertTrue(wait_for(lambda: len(os.listdir(root)) == 40, 5), os.listdir(root))
+        write_file(os.path.join(other, "d3", "inside"), b"made through the second mount")
+        self.assertEqual(read_file(vol.p("d3", "inside")), b"made through the second mount")
+
+
+if __name__ == "__main__":
+    main()
