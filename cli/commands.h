@@ -18,6 +18,7 @@ void add_mount_commands(CLI::App& app, Runner& run);  // also status and key com
 void add_status_command(CLI::App& app, Runner& run);
 void add_rewrap_command(CLI::App& app, Runner& run);
 void add_audit_command(CLI::App& app, Runner& run);
+void add_fsck_command(CLI::App& app, Runner& run);
 
 // "4K", "64k", "1M", "4096" -> bytes; nullopt when malformed.
 std::optional<std::uint64_t> parse_size(const std::string& text);

@@ -1,0 +1,351 @@
+"""wardfs fsck: a healthy volume is clean (exit 0); every damage the tamper and crash suites
+make is reported with its kind and the plaintext path (exit 3); crash leftovers alone give
+exit 6 and --repair removes them; undecryptable entries go to /lost+found; an unneeded
+has-holes flag is cleared; --json lines parse; --repair is refused while mounted; --scrub
+reads through the mount point at a bounded rate and reports a tampered file."""
+
+import base64
+import hashlib
+import json
+import os
+import time
+
+from wardfs_harness import (BIN, OVERHEAD, SIDECAR_RE, WardfsTestCase, backing_data_entries,
+                            build_sample_tree, header_flags, main, patch_file, pattern, read_file,
+                            run, slot_offset, slot_size, write_file)
+from wardfs_format import TARGET_SIDECAR_RE
+
+CHUNK = 4096
+CIPHER = "aes-256-gcm"
+LONG_NAME = "n" * 200             # encodes past 255 bytes: an L. entry and its sidecar
+LONG_TARGET = "t/" * 1750         # 3500 bytes: the T. sidecar form
+
+
+def b64(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def flip(path, offset):
+    patch_file(path, offset, bytes([read_file(path)[offset] ^ 0x20]))
+
+
+class FsckTest(WardfsTestCase):
+    def volume(self, **kw):
+        vol = self.mounted_volume(CIPHER, CHUNK, **kw)
+        self.vol = vol
+        return vol
+
+    def fsck(self, *args, target=None, creds=True):
+        """Runs fsck --json; returns (exit code, problems, summary), every line parsed."""
+        cmd = [BIN, "fsck", target or self.vol.cipher_dir, "--json"] + list(args)
+        if creds:
+            cmd += self.vol.cred_args()
+        p = run(cmd, timeout=300)
+        lines = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+        self.assertTrue(lines, "fsck printed nothing\n%s" % p.stderr)
+        summary = lines[-1]
+        self.assertIn("result", summary, "the last line is the summary: %r" % summary)
+        problems = lines[:-1]
+        for pr in problems:
+            self.assertEqual(set(pr), {"severity", "kind", "path", "backing", "detail", "fix",
+                                       "repaired"}, pr)
+            self.assertIn(pr["severity"], ("leftover", "warning", "damage"))
+        self.assertEqual(summary["exit_code"], p.returncode, p.stderr)
+        return p.returncode, problems, summary
+
+    def new_dir(self, name):
+        """mkdir /name through the mount; returns its backing directory."""
+        before = set(os.listdir(self.vol.cipher_dir))
+        os.mkdir(self.vol.p(name))
+        new = sorted(set(os.listdir(self.vol.cipher_dir)) - before)
+        self.assertEqual(len(new), 1, new)
+        return self.vol.b(new[0])
+
+    def only_entry(self, bdir):
+        entries = backing_data_entries(bdir)
+        self.assertEqual(len(entries), 1, entries)
+        return os.path.join(bdir, entries[0])
+
+    def victim(self, name, data):
+        """/name/victim holding data; returns its backing file."""
+        bdir = self.new_dir(name)
+        write_file(self.vol.p(name, "victim"), data)
+        return self.only_entry(bdir)
+
+    def assertKinds(self, problems, want):
+        """want: {(kind, plaintext path or None)}; each must be among the problems."""
+        got = {(p["kind"], p["path"]) for p in problems}
+        missing = {w for w in want if w not in got}
+        self.assertFalse(missing, "not reported: %r\nall problems:\n%s"
+                         % (missing, "\n".join(json.dumps(p) for p in problems)))
+
+    # ------------------------------------------------------------------ healthy
+    def test_healthy_volume_is_clean(self):
+        vol = self.volume()
+        build_sample_tree(vol.p("tree"), CHUNK)
+        write_file(vol.p(LONG_NAME), b"long name")
+        os.mkdir(vol.p("d" * 180))
+        write_file(vol.p("d" * 180, "inside"), b"inside a long-named dir")
+        os.symlink(LONG_TARGET, vol.p("long-link"))
+        os.symlink(LONG_TARGET, vol.p("d" * 180, "long-link-2"))
+        with open(vol.p("sparse"), "wb") as f:  # a gap: has-holes, a hole
+            f.truncate(3 * CHUNK)
+            f.seek(3 * CHUNK)
+            f.write(b"end")
+        os.setxattr(vol.p(LONG_NAME), "user.k", b"v" * 100)
+        vol.unmount()
+        self.assertTrue(header_flags(self.only_sparse(vol)) & 1, "the sparse file has holes")
+        rc, problems, summary = self.fsck()
+        self.assertEqual(problems, [])
+        self.assertEqual(rc, 0)
+        self.assertEqual(summary["result"], "clean")
+        vol.mount()
+        online = self.fsck(target=vol.plain, creds=False)
+        self.assertEqual(online[:2], (0, []), "online, through the daemon")
+        self.assertEqual(online[2]["files"], summary["files"])
+        vol.unmount()
+        self.assertGreaterEqual(summary["files"], 15)
+        self.assertGreaterEqual(summary["symlinks"], 7)
+        self.assertGreaterEqual(summary["xattrs"], 3)
+        self.assertGreaterEqual(summary["holes"], 1)
+        # The human report says so too.
+        p = run([BIN, "fsck", vol.cipher_dir] + vol.cred_args())
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("clean", p.stdout)
+
+    def only_sparse(self, vol):
+        for n in backing_data_entries(vol.cipher_dir):
+            path = vol.b(n)
+            if os.path.isfile(path) and os.path.getsize(path) > 3 * CHUNK:
+                return path
+        self.fail("no sparse backing file")
+
+    # ------------------------------------------------------------------ damage
+    def test_every_damage_is_reported_and_repair_quarantines_names(self):
+        vol = self.volume()
+        c, ss = CHUNK, slot_size(CHUNK, CIPHER)
+        data = pattern(3 * c + 10, 1)
+        damage = {}
+        damage["flip"] = self.victim("flip", data)
+        damage["cut"] = self.victim("cut", data)
+        damage["cutmid"] = self.victim("cutmid", data)
+        damage["cutshort"] = self.victim("cutshort", data)
+        damage["zero"] = self.victim("zero", data)
+        damage["swap"] = self.victim("swap", data)
+        damage["header"] = self.victim("header", data)
+        damage["xattr"] = self.victim("xattr", b"x")
+        os.setxattr(vol.p("xattr", "victim"), "user.note", b"sealed value")
+        bdir_rename = self.new_dir("rename")
+        write_file(vol.p("rename", "victim"), b"renamed")
+        victim_b = os.path.basename(self.only_entry(bdir_rename))
+        write_file(vol.p("rename", "neighbour"), b"fine")
+        bdir_long = self.new_dir("longgone")
+        write_file(vol.p("longgone", LONG_NAME), b"x")
+        bdir_longedit = self.new_dir("longedit")
+        write_file(vol.p("longedit", LONG_NAME), b"x")
+        bdir_noid = self.new_dir("noid")
+        write_file(vol.p("noid", "f"), b"x")
+        bdir_link = self.new_dir("link")
+        os.symlink("some/target", vol.p("link", "victim"))
+        bdir_tlink = self.new_dir("tlink")
+        os.symlink(LONG_TARGET, vol.p("tlink", "victim"))
+        write_file(vol.p("control"), data)
+        vol.unmount()
+
+        flip(damage["flip"], slot_offset(1, c, CIPHER) + 40)
+        os.truncate(damage["cut"], slot_offset(2, c, CIPHER))                 # at a chunk boundary
+        os.truncate(damage["cutmid"], slot_offset(1, c, CIPHER) + 10)        # mid-slot
+        # Cut where a shorter final chunk could end: that chunk no longer authenticates.
+        os.truncate(damage["cutshort"], slot_offset(1, c, CIPHER) + ss // 2)
+        patch_file(damage["zero"], slot_offset(1, c, CIPHER), b"\0" * ss)
+        raw = read_file(damage["swap"])
+        s0, s1 = (raw[slot_offset(i, c, CIPHER):slot_offset(i, c, CIPHER) + ss] for i in (0, 1))
+        patch_file(damage["swap"], slot_offset(0, c, CIPHER), s1)
+        patch_file(damage["swap"], slot_offset(1, c, CIPHER), s0)
+        flip(damage["header"], 40)                                           # header tag
+        xname = [n for n in os.listxattr(damage["xattr"]) if n.startswith("user.")][0]
+        value = bytearray(os.getxattr(damage["xattr"], xname))
+        value[-3] ^= 1
+        os.setxattr(damage["xattr"], xname, bytes(value))
+        # An edited name (as test_tamper makes it).
+        edited = victim_b[:10] + ("A" if victim_b[10] != "A" else "B") + victim_b[11:]
+        os.rename(os.path.join(bdir_rename, victim_b), os.path.join(bdir_rename, edited))
+        long_entry = [n for n in os.listdir(bdir_long) if SIDECAR_RE.match(n)][0]
+        os.unlink(os.path.join(bdir_long, long_entry))
+        long_edit = [n for n in os.listdir(bdir_longedit) if SIDECAR_RE.match(n)][0]
+        flip(os.path.join(bdir_longedit, long_edit), 20)
+        os.unlink(os.path.join(bdir_noid, "wardfs.dirid"))
+        blink = self.only_entry(bdir_link)
+        t = os.readlink(blink)
+        os.unlink(blink)
+        os.symlink(t[:20] + ("A" if t[20] != "A" else "B") + t[21:], blink)
+        tside = [n for n in os.listdir(bdir_tlink) if TARGET_SIDECAR_RE.match(n)][0]
+        os.unlink(os.path.join(bdir_tlink, tside))
+
+        rc, problems, summary = self.fsck()
+        self.assertEqual(rc, 3, problems)
+        self.assertEqual(summary["result"], "damage")
+        self.assertKinds(problems, {
+            ("chunk_auth", "/flip/victim"),
+            ("file_cut", "/cut/victim"),
+            ("file_cut", "/cutmid/victim"),
+            ("chunk_auth", "/cutshort/victim"),
+            ("chunk_zeroed", "/zero/victim"),
+            ("chunk_auth", "/swap/victim"),
+            ("file_header", "/header/victim"),
+            ("xattr_value", "/xattr/victim"),
+            ("name_undecryptable", None),
+            ("name_sidecar_missing", None),
+            ("name_sidecar_mismatch", None),
+            ("dir_id_missing", "/noid"),
+            ("symlink_target", "/link/victim"),
+            ("symlink_sidecar_missing", "/tlink/victim"),
+        })
+        swapped = [p for p in problems if p["path"] == "/swap/victim"]
+        self.assertEqual(len(swapped), 2, "both swapped chunks: %r" % swapped)
+        self.assertFalse([p for p in problems if p["path"] == "/control"], "control is fine")
+        names = [p for p in problems if p["kind"].startswith("name_")]
+        self.assertEqual(len(names), 3, names)
+        self.assertIn(os.path.relpath(os.path.join(bdir_rename, edited), vol.cipher_dir),
+                      [p["backing"] for p in names])
+
+        # --repair moves the undecryptable entries to /lost+found, and nothing else of
+        # the damage changes; a second fsck no longer reports them.
+        rc, problems, summary = self.fsck("--repair")
+        self.assertEqual(rc, 3)
+        moved = [p for p in problems if p["kind"].startswith("name_")]
+        self.assertEqual(len(moved), 3)
+        self.assertTrue(all(p["repaired"] and "lost+found" in p["fix"] for p in moved), moved)
+        self.assertFalse(os.path.exists(os.path.join(bdir_rename, edited)))
+        rc, problems, summary = self.fsck()
+        self.assertEqual(rc, 3)
+        self.assertFalse([p for p in problems if p["kind"].startswith("name_")], problems)
+        self.assertEqual(summary["quarantined"], 3)
+        self.assertKinds(problems, {("chunk_auth", "/flip/victim"), ("dir_id_missing", "/noid")})
+        vol.mount()
+        # Online, the daemon finds the same damage with its own keys.
+        rc, problems, _ = self.fsck(target=vol.plain, creds=False)
+        self.assertEqual(rc, 3, problems)
+        self.assertKinds(problems, {("chunk_auth", "/flip/victim"), ("file_cut", "/cut/victim"),
+                                    ("dir_id_missing", "/noid"), ("xattr_value", "/xattr/victim")})
+        self.assertIn("lost+found", os.listdir(vol.plain))
+        self.assertEqual(os.listdir(vol.p("rename")), ["neighbour"])
+        self.assertEqual(read_file(vol.p("control")), data)
+
+    def test_audit_chain_edit_is_reported(self):
+        vol = self.volume()
+        write_file(vol.p("f"), b"x")
+        vol.unmount()
+        p = run([BIN, "audit", vol.cipher_dir, "verify", "--json"] + vol.cred_args())
+        log = json.loads(p.stdout)["log"]
+        lines = read_file(log).splitlines(keepends=True)
+        at = lines[0].index(b'"event":"') + len(b'"event":"')
+        lines[0] = lines[0][:at] + (b"X" if lines[0][at:at + 1] != b"X" else b"Y") + lines[0][at + 1:]
+        with open(log, "wb") as f:
+            f.write(b"".join(lines))
+        rc, problems, _ = self.fsck()
+        self.assertEqual(rc, 3, problems)
+        self.assertEqual([p["kind"] for p in problems], ["audit_chain"])
+
+    # ------------------------------------------------------------------ leftovers
+    def test_crash_leftovers_alone_exit_6_and_repair_removes_them(self):
+        vol = self.volume()
+        os.mkdir(vol.p("sub"))
+        write_file(vol.p("sub", "f"), b"data")
+        os.symlink(LONG_TARGET, vol.p("sub", "l"))
+        vol.unmount()
+        bsub = [vol.b(n) for n in backing_data_entries(vol.cipher_dir)][0]
+        # What an interrupted mkdir, create or long-name/long-target operation leaves.
+        tmpdir = os.path.join(bsub, "wardfs.tmp." + "ab" * 12)
+        os.mkdir(tmpdir, 0o700)
+        write_file(os.path.join(tmpdir, "wardfs.dirid"), os.urandom(16))
+        write_file(vol.b("wardfs.tmp." + "cd" * 12), b"")
+        write_file(os.path.join(bsub, "L." + b64(hashlib.sha256(b"gone").digest()) + ".n"), b"x")
+        write_file(os.path.join(bsub, "T." + b64(hashlib.sha256(b"gone").digest())), b"x" * 60)
+        write_file(vol.b("notes.txt"), b"not wardfs's")
+        rc, problems, summary = self.fsck()
+        self.assertEqual(rc, 6, problems)
+        self.assertEqual(summary["result"], "leftovers")
+        kinds = sorted(p["kind"] for p in problems)
+        self.assertEqual(kinds, ["orphan_name_sidecar", "orphan_target_sidecar", "temp_leftover",
+                                 "temp_leftover", "unknown_entry"])
+        self.assertTrue(all(p["severity"] != "damage" for p in problems))
+        self.assertIn("/sub", [p["path"] for p in problems])
+        rc, problems, _ = self.fsck("--repair")
+        self.assertEqual(rc, 6, "the unknown entry stays: %r" % problems)
+        self.assertTrue(all(p["repaired"] for p in problems if p["severity"] == "leftover"))
+        os.unlink(vol.b("notes.txt"))
+        rc, problems, _ = self.fsck()
+        self.assertEqual((rc, problems), (0, []))
+        self.assertFalse(os.path.exists(tmpdir))
+        vol.mount()
+        self.assertEqual(os.readlink(vol.p("sub", "l")), LONG_TARGET)
+        self.assertEqual(read_file(vol.p("sub", "f")), b"data")
+
+    def test_unneeded_has_holes_flag_is_cleared(self):
+        vol = self.volume()
+        c = CHUNK
+        with open(vol.p("f"), "wb") as f:
+            f.seek(2 * c)
+            f.write(b"tail")      # chunks 0 and 1 are a gap: has-holes set
+        # Filled across daemon runs, so no one run knows every chunk is sealed.
+        for index in (0, 1):
+            vol.remount()
+            with open(vol.p("f"), "r+b") as f:
+                f.seek(index * c)
+                f.write(pattern(c, index))
+        vol.unmount()
+        bfile = self.only_entry(vol.cipher_dir)
+        self.assertTrue(header_flags(bfile) & 1, "setup: the flag outlived the gap")
+        rc, problems, _ = self.fsck()
+        self.assertEqual(rc, 6)
+        self.assertEqual([(p["kind"], p["path"]) for p in problems], [("has_holes_unneeded", "/f")])
+        rc, problems, _ = self.fsck("--repair")
+        self.assertEqual(rc, 0)
+        self.assertTrue(problems[0]["repaired"])
+        self.assertFalse(header_flags(bfile) & 1)
+        rc, problems, _ = self.fsck()
+        self.assertEqual((rc, problems), (0, []))
+        # Without the flag a zeroed chunk is damage again.
+        patch_file(bfile, slot_offset(0, c, CIPHER), b"\0" * slot_size(c, CIPHER))
+        rc, problems, _ = self.fsck()
+        self.assertEqual((rc, [p["kind"] for p in problems]), (3, ["chunk_zeroed"]))
+
+    # ------------------------------------------------------------------ mounted
+    def test_repair_refused_while_mounted(self):
+        vol = self.volume()
+        p = run([BIN, "fsck", vol.cipher_dir, "--repair"] + vol.cred_args())
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("mount", p.stderr)
+        p = run([BIN, "fsck", vol.plain, "--repair"])
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("unmount", p.stderr)
+        p = run([BIN, "fsck", "--scrub", vol.cipher_dir])
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+
+    def test_scrub_reports_tampered_file_at_bounded_rate(self):
+        vol = self.volume()
+        os.mkdir(vol.p("d"))
+        write_file(vol.p("d", "victim"), pattern(3 * CHUNK, 5))
+        write_file(vol.p("big"), pattern(2 << 20, 6))
+        os.setxattr(vol.p("big"), "user.a", b"b")
+        os.symlink(LONG_TARGET, vol.p("link"))
+        start = time.monotonic()
+        rc, problems, summary = self.fsck("--scrub", "--rate", "1M", target=vol.plain, creds=False)
+        elapsed = time.monotonic() - start
+        self.assertEqual((rc, problems), (0, []))
+        self.assertGreaterEqual(summary["bytes"], (2 << 20) + 3 * CHUNK)
+        self.assertGreaterEqual(elapsed, 1.5, "2 MiB at 1 MiB/s")
+        vol.unmount()
+        bdir = [vol.b(n) for n in backing_data_entries(vol.cipher_dir)
+                if os.path.isdir(vol.b(n))][0]
+        flip(self.only_entry(bdir), slot_offset(1, CHUNK, CIPHER) + OVERHEAD[CIPHER])
+        vol.mount()
+        rc, problems, _ = self.fsck("--scrub", "--rate", "1G", target=vol.plain, creds=False)
+        self.assertEqual(rc, 3)
+        self.assertEqual([(p["kind"], p["path"]) for p in problems],
+                         [("scrub_eio", "/d/victim")])
+
+
+if __name__ == "__main__":
+    main()
