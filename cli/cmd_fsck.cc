@@ -132,18 +132,15 @@ void add_fsck_command(CLI::App& app, Runner& run) {
   cmd->add_flag("--skip-audit", a->skip_audit, "Do not verify the audit log's chain");
   add_offline_credentials(*cmd, a->creds);
   cmd->footer(
-      "\nfsck exit codes:\n"
+      "\nExit codes:\n"
       "  0  clean (or everything found was repaired)\n"
       "  1  usage error\n"
       "  2  wrong passphrase or key\n"
       "  3  damage found: data or metadata that fails authentication\n"
       "  5  I/O error\n"
       "  6  no damage, but leftovers or unknown entries remain (--repair removes leftovers)\n"
-      "\nExamples:\n"
-      "  wardfs fsck /srv/cipher --keyfile /etc/wardfs/key\n"
-      "  wardfs fsck /srv/cipher --keyfile /etc/wardfs/key --repair\n"
-      "  wardfs fsck /mnt/plain --json\n"
-      "  wardfs fsck --scrub --rate 50M /mnt/plain\n");
+      "\n  For example: wardfs fsck /srv/cipher --keyfile KEY [--repair],\n"
+      "  wardfs fsck /mnt/plain --json, wardfs fsck --scrub --rate 50M /mnt/plain\n");
   cmd->callback([a, &run] { run = [a] { return run_fsck(*a); }; });
 }
 
