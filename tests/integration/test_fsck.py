@@ -8,12 +8,15 @@ import base64
 import hashlib
 import json
 import os
+import pty
+import subprocess
 import time
 
 from wardfs_harness import (BIN, OVERHEAD, SIDECAR_RE, WardfsTestCase, backing_data_entries,
                             build_sample_tree, header_flags, main, patch_file, pattern, read_file,
                             run, slot_offset, slot_size, write_file)
 from wardfs_format import TARGET_SIDECAR_RE
+from test_punch import FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, fallocate
 
 CHUNK = 4096
 CIPHER = "aes-256-gcm"
@@ -93,8 +96,9 @@ class FsckTest(WardfsTestCase):
             f.seek(3 * CHUNK)
             f.write(b"end")
         os.setxattr(vol.p(LONG_NAME), "user.k", b"v" * 100)
+        write_file(vol.p("punched"), pattern(4 * CHUNK, 3))
+        fallocate(vol.p("punched"), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, CHUNK, CHUNK)
         vol.unmount()
-        self.assertTrue(header_flags(self.only_sparse(vol)) & 1, "the sparse file has holes")
         rc, problems, summary = self.fsck()
         self.assertEqual(problems, [])
         self.assertEqual(rc, 0)
@@ -107,18 +111,38 @@ class FsckTest(WardfsTestCase):
         self.assertGreaterEqual(summary["files"], 15)
         self.assertGreaterEqual(summary["symlinks"], 7)
         self.assertGreaterEqual(summary["xattrs"], 3)
-        self.assertGreaterEqual(summary["holes"], 1)
+        self.assertGreaterEqual(summary["holes"], 2, "the gap and the punched chunk")
         # The human report says so too.
         p = run([BIN, "fsck", vol.cipher_dir] + vol.cred_args())
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertIn("clean", p.stdout)
 
-    def only_sparse(self, vol):
-        for n in backing_data_entries(vol.cipher_dir):
-            path = vol.b(n)
-            if os.path.isfile(path) and os.path.getsize(path) > 3 * CHUNK:
-                return path
-        self.fail("no sparse backing file")
+    def test_progress_only_on_a_terminal(self):
+        vol = self.volume()
+        build_sample_tree(vol.p("tree"), CHUNK)
+        vol.unmount()
+        master, slave = pty.openpty()
+        try:
+            p = subprocess.run([BIN, "fsck", vol.cipher_dir] + vol.cred_args(),
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
+                               timeout=120)
+        finally:
+            os.close(slave)
+        err = b""
+        try:
+            while True:
+                chunk = os.read(master, 4096)
+                if not chunk:
+                    break
+                err += chunk
+        except OSError:
+            pass  # EIO: the other end is closed and drained
+        os.close(master)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn(b"\rfsck: ", err.replace(b"\x1b[K", b""), "a progress line on a terminal")
+        self.assertNotIn(b"directories", p.stdout.splitlines()[-1], "the verdict is last")
+        piped = run([BIN, "fsck", vol.cipher_dir] + vol.cred_args())
+        self.assertNotIn("fsck: ", piped.stderr, "no progress line into a pipe")
 
     # ------------------------------------------------------------------ damage
     def test_every_damage_is_reported_and_repair_quarantines_names(self):
@@ -274,6 +298,9 @@ class FsckTest(WardfsTestCase):
         rc, problems, _ = self.fsck("--repair")
         self.assertEqual(rc, 6, "the unknown entry stays: %r" % problems)
         self.assertTrue(all(p["repaired"] for p in problems if p["severity"] == "leftover"))
+        shown = run([BIN, "audit", vol.cipher_dir, "show", "--json", "--event", "fsck_repair"])
+        records = [json.loads(line) for line in shown.stdout.splitlines()]
+        self.assertEqual([r["detail"]["repaired"] for r in records], [4], shown.stderr)
         os.unlink(vol.b("notes.txt"))
         rc, problems, _ = self.fsck()
         self.assertEqual((rc, problems), (0, []))
