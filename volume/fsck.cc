@@ -330,6 +330,10 @@ class Checker {
                      const std::string& name) {
     bool removed = false;
     if (options_.repair) {
+      // A config being replaced is wardfs.conf.tmp only while its writer holds the config
+      // lock: holding it too, what is left is a crash's.
+      std::optional<crypto::ConfigLock> config_lock;
+      if (name == kConfigTmpName) config_lock.emplace(volume_.cipher_dir());
       if (::unlinkat(dir_fd, name.c_str(), 0) == 0) {
         removed = true;
       } else if (errno == EISDIR) {

@@ -284,6 +284,7 @@ class FsckTest(WardfsTestCase):
         os.mkdir(tmpdir, 0o700)
         write_file(os.path.join(tmpdir, "wardfs.dirid"), os.urandom(16))
         write_file(vol.b("wardfs.tmp." + "cd" * 12), b"")
+        write_file(vol.b("wardfs.conf.tmp"), b"{")  # a config replacement cut short
         write_file(os.path.join(bsub, "L." + b64(hashlib.sha256(b"gone").digest()) + ".n"), b"x")
         write_file(os.path.join(bsub, "T." + b64(hashlib.sha256(b"gone").digest())), b"x" * 60)
         write_file(vol.b("notes.txt"), b"not wardfs's")
@@ -292,7 +293,7 @@ class FsckTest(WardfsTestCase):
         self.assertEqual(summary["result"], "leftovers")
         kinds = sorted(p["kind"] for p in problems)
         self.assertEqual(kinds, ["orphan_name_sidecar", "orphan_target_sidecar", "temp_leftover",
-                                 "temp_leftover", "unknown_entry"])
+                                 "temp_leftover", "temp_leftover", "unknown_entry"])
         self.assertTrue(all(p["severity"] != "damage" for p in problems))
         self.assertIn("/sub", [p["path"] for p in problems])
         rc, problems, _ = self.fsck("--repair")
@@ -300,7 +301,7 @@ class FsckTest(WardfsTestCase):
         self.assertTrue(all(p["repaired"] for p in problems if p["severity"] == "leftover"))
         shown = run([BIN, "audit", vol.cipher_dir, "show", "--json", "--event", "fsck_repair"])
         records = [json.loads(line) for line in shown.stdout.splitlines()]
-        self.assertEqual([r["detail"]["repaired"] for r in records], [4], shown.stderr)
+        self.assertEqual([r["detail"]["repaired"] for r in records], [5], shown.stderr)
         os.unlink(vol.b("notes.txt"))
         rc, problems, _ = self.fsck()
         self.assertEqual((rc, problems), (0, []))
