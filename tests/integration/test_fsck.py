@@ -271,6 +271,26 @@ class FsckTest(WardfsTestCase):
         self.assertEqual(rc, 3, problems)
         self.assertEqual([p["kind"] for p in problems], ["audit_chain"])
 
+    def test_planted_fifos_do_not_hang(self):
+        """A FIFO planted as a long name's sidecar or as a directory id must be refused, not
+        waited on (fsck, and the daemon listing the directory, would hang forever)."""
+        vol = self.volume()
+        blong = self.new_dir("long")
+        write_file(vol.p("long", LONG_NAME), b"x")
+        bnoid = self.new_dir("noid")
+        vol.unmount()
+        sidecar = [n for n in os.listdir(blong) if SIDECAR_RE.match(n)][0]
+        os.unlink(os.path.join(blong, sidecar))
+        os.mkfifo(os.path.join(blong, sidecar), 0o600)
+        os.unlink(os.path.join(bnoid, "wardfs.dirid"))
+        os.mkfifo(os.path.join(bnoid, "wardfs.dirid"), 0o600)
+        p = run([BIN, "fsck", vol.cipher_dir, "--json"] + vol.cred_args(), timeout=30)
+        kinds = sorted(json.loads(line)["kind"] for line in p.stdout.splitlines()[:-1])
+        self.assertEqual((p.returncode, kinds), (3, ["dir_id_missing", "name_sidecar_mismatch"]),
+                         p.stdout + p.stderr)
+        vol.mount()
+        self.assertEqual(os.listdir(vol.p("long")), [])
+
     # ------------------------------------------------------------------ leftovers
     def test_crash_leftovers_alone_exit_6_and_repair_removes_them(self):
         vol = self.volume()
