@@ -70,8 +70,18 @@ int run_offline(const FsckArgs& a) {
   const stdfs::path cipher_dir = stdfs::absolute(a.target);
   // --repair changes the backing tree: the offline lease refuses while any daemon serves
   // the volume, as for rotate and rekey.
-  OfflineVolume offline(cipher_dir, a.creds,
-                        a.repair ? std::optional<std::string>("fsck --repair") : std::nullopt);
+  std::optional<OfflineVolume> opened;
+  try {
+    opened.emplace(cipher_dir, a.creds,
+                   a.repair ? std::optional<std::string>("fsck") : std::nullopt);
+  } catch (const WardError& e) {
+    // The lease's refusal suggests the online command, which only checks.
+    if (!a.repair || e.kind() != ErrorKind::usage) throw;
+    throw WardError(e.kind(), std::string(e.what()) +
+                                  " (that checks read-only; to --repair, unmount the volume "
+                                  "first)");
+  }
+  OfflineVolume& offline = *opened;
   FsckReporter out(a.json, cipher_dir.string());
   volume::FsckOptions options;
   options.repair = a.repair;
