@@ -97,6 +97,7 @@ nlohmann::json VolumeService::fsck() {
     problems.push_back(std::move(j));
   };
   volume::FsckOptions options;  // read-only: the daemon's own writers are at work
+  options.access = &filesystem_.tree_access();
   options.on_problem = add;
   const auto counts = volume::check_volume(volume_, options);
   if (!volume_.audit_mac_key().empty()) {

@@ -2,15 +2,24 @@
 // uses, so fsck accepts exactly what a reader accepts (torn tails, holes, final flags).
 #include <algorithm>
 #include <cerrno>
+#include <utility>
 
 #include "volume/file_content.h"
 #include "volume/posix_io.h"
 
 namespace wardfs::volume {
 
-int FileContent::check_all(int fd, ContentCheck& out, bool clear_unneeded_holes) {
+int FileContent::check_all(int fd, ContentCheck& out, bool clear_unneeded_holes,
+                           const IntegrityReporter& sink) {
   std::unique_lock lock(io_mutex_);
   if (!loaded_) return -EIO;
+  // Readers use reporter_ holding the lock shared; no one does while this holds it.
+  IntegrityReporter own = std::exchange(reporter_, sink);
+  struct Restore {
+    IntegrityReporter& slot;
+    IntegrityReporter& saved;
+    ~Restore() { slot = std::move(saved); }
+  } restore{reporter_, own};
   out.plain_size = size_;
   out.had_holes_flag = header_.has_holes();
   const std::uint64_t final_index = layout_.final_index(size_);

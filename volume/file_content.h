@@ -80,10 +80,13 @@ class FileContent {
   int rekey(int fd, const std::function<void(std::uint64_t)>& on_batch);
 
   // fsck (volume/file_check.cc): authenticates every chunk up to the final one, reporting
-  // each failure and going on with the next chunk. With clear_unneeded_holes, a has-holes
-  // flag is cleared when every slot before the final chunk proved sealed (the writer's own
-  // rule, FORMAT.md §4.6.1). Holds the write lock throughout. 0 or -errno (I/O only).
-  int check_all(int fd, ContentCheck& out, bool clear_unneeded_holes);
+  // each failure to `sink` (not to this object's reporter: a live filesystem's object is
+  // shared) and going on with the next chunk. With clear_unneeded_holes, a has-holes flag
+  // is cleared when every slot before the final chunk proved sealed (the writer's own
+  // rule, FORMAT.md §4.6.1). Holds the write lock throughout, so a live filesystem's
+  // writers never show fsck a half-written file. 0 or -errno (I/O only).
+  int check_all(int fd, ContentCheck& out, bool clear_unneeded_holes,
+                const IntegrityReporter& sink);
 
   void set_reporter(IntegrityReporter reporter) { reporter_ = std::move(reporter); }
   const crypto::FileHeader& header() const { return header_; }

@@ -18,6 +18,7 @@
 #include "crypto/errors.h"
 #include "volume/file_content.h"
 #include "volume/names.h"
+#include "volume/rekey.h"
 
 namespace wardfs::volume {
 
@@ -95,7 +96,25 @@ class Checker {
     std::set<std::string> name_sidecars;    // L.<hash>.n
     std::set<std::string> target_sidecars;  // T.<hash>
     std::set<std::string> targets_used;     // T.<hash> named by a link here
+    // Checked after the directory's lock is released: a file's check takes the file's
+    // own lock, and holding a parent's lock while taking a child's could deadlock.
+    struct Deferred {
+      std::string name, plain, bpath;
+      struct stat st;
+      bool lost_and_found;
+    };
+    std::vector<Deferred> deferred;
   };
+
+  // Runs fn holding the lock a live filesystem takes to change this directory's entries.
+  void in_directory(int dir_fd, const std::string& plain, const std::function<void()>& fn) {
+    if (options_.access == nullptr) return fn();
+    const int rc = options_.access->with_dir(dir_fd, plain, [&] {
+      fn();
+      return 0;
+    });
+    if (rc != 0) io_problem(plain, "", "cannot lock the directory", rc);
+  }
 
   void problem(FsckProblem p) {
     switch (p.severity) {
@@ -120,30 +139,49 @@ class Checker {
   void check_directory(int dir_fd, const std::string& plain, const std::string& backing,
                        bool is_root, bool quarantine) {
     ++counts_.directories;
-    crypto::DirId id{};
-    if (const int rc = read_dir_id(dir_fd, id); rc != 0) {
-      problem({FsckSeverity::damage, "dir_id_missing", plain, join(backing, kDirIdFileName),
-               std::string("directory id file is missing or unreadable (") + std::strerror(-rc) +
-                   "): none of the directory's entry names can be decrypted",
-               "restore " + std::string(kDirIdFileName) +
-                   " of this directory from a backup of the backing directory",
-               false});
-      return;
-    }
-    if (is_root) root_id_ = id;
-    check_xattrs(dir_fd, plain, backing.empty() ? "." : backing);
-    std::vector<std::string> all;
-    if (const int rc = list_names(dir_fd, all); rc != 0) {
-      io_problem(plain, backing, "cannot list the directory", rc);
-      return;
-    }
     Listing listing;
-    listing.entries.insert(all.begin(), all.end());
-    for (const auto& name : all) {
-      check_name(dir_fd, id, plain, backing, name, is_root, quarantine, listing);
+    in_directory(dir_fd, plain, [&] {
+      crypto::DirId id{};
+      if (const int rc = read_dir_id(dir_fd, id); rc != 0) {
+        if (removed(dir_fd)) {  // a live rmdir got there first: nothing to check
+          --counts_.directories;
+          return;
+        }
+        problem({FsckSeverity::damage, "dir_id_missing", plain, join(backing, kDirIdFileName),
+                 std::string("directory id file is missing or unreadable (") + std::strerror(-rc) +
+                     "): none of the directory's entry names can be decrypted",
+                 "restore " + std::string(kDirIdFileName) +
+                     " of this directory from a backup of the backing directory",
+                 false});
+        return;
+      }
+      if (is_root) root_id_ = id;
+      check_xattrs(dir_fd, plain, backing.empty() ? "." : backing);
+      std::vector<std::string> all;
+      if (const int rc = list_names(dir_fd, all); rc != 0) {
+        io_problem(plain, backing, "cannot list the directory", rc);
+        return;
+      }
+      listing.entries.insert(all.begin(), all.end());
+      for (const auto& name : all)
+        check_name(dir_fd, id, plain, backing, name, is_root, quarantine, listing);
+      if (!quarantine) check_orphans(dir_fd, plain, backing, listing);
+    });
+    for (const auto& d : listing.deferred) {
+      if (S_ISREG(d.st.st_mode)) {
+        check_file(dir_fd, d.plain, d.bpath, d.name, d.st);
+      } else {
+        UniqueFd sub(
+            ::openat(dir_fd, d.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (!sub) {
+          // Gone since the listing: a live filesystem's rmdir or rename.
+          if (errno != ENOENT) io_problem(d.plain, d.bpath, "cannot open the directory", -errno);
+          continue;
+        }
+        check_directory(sub.get(), d.plain, d.bpath, false, d.lost_and_found);
+      }
       progress();
     }
-    if (!quarantine) check_orphans(dir_fd, plain, backing, listing);
   }
 
   void check_name(int dir_fd, const crypto::DirId& id, const std::string& plain,
@@ -193,18 +231,9 @@ class Checker {
       return;
     }
     switch (st.st_mode & S_IFMT) {
-      case S_IFDIR: {
-        UniqueFd sub(
-            ::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-        if (!sub) {
-          io_problem(plain, bpath, "cannot open the directory", -errno);
-          return;
-        }
-        check_directory(sub.get(), plain, bpath, false, lost_and_found);
-        return;
-      }
+      case S_IFDIR:
       case S_IFREG:
-        check_file(dir_fd, plain, bpath, name, st);
+        listing.deferred.push_back({name, plain, bpath, st, lost_and_found});
         return;
       case S_IFLNK:
         check_symlink(dir_fd, plain, bpath, name, listing);
@@ -223,6 +252,10 @@ class Checker {
     UniqueFd fd;
     if (options_.repair) fd.reset(::openat(dir_fd, name.c_str(), O_RDWR | kFlags));
     if (!fd) fd.reset(::openat(dir_fd, name.c_str(), O_RDONLY | kFlags));
+    if (!fd && errno == ENOENT) {  // gone since the listing: a live unlink or rename
+      --counts_.files;
+      return;
+    }
     struct stat opened {};
     if (!fd || ::fstat(fd.get(), &opened) != 0 || !S_ISREG(opened.st_mode)) {
       io_problem(plain, bpath, "cannot open the file", fd ? -EIO : -errno);
@@ -230,13 +263,22 @@ class Checker {
     }
     check_xattrs(fd.get(), plain, bpath);
     std::vector<std::pair<std::uint64_t, std::string>> reports;
-    FileContent content(volume_);
-    content.set_reporter([&reports](std::uint64_t chunk, std::string_view reason) {
+    const IntegrityReporter sink = [&reports](std::uint64_t chunk, std::string_view reason) {
       reports.emplace_back(chunk, std::string(reason));
-    });
+    };
     ContentCheck result;
-    int rc = content.load(fd.get());
-    if (rc == 0) rc = content.check_all(fd.get(), result, options_.repair && fd_writable(fd.get()));
+    const bool clear = options_.repair && fd_writable(fd.get());
+    int rc = check_content(dir_fd, name, plain, fd.get(), clear, sink, result);
+    if (options_.access != nullptr && (rc != 0 || !reports.empty())) {
+      // A file being created is empty until its header is written, under its directory's
+      // lock: ask again holding it (a directory before a file, as the filesystem locks).
+      reports.clear();
+      result = {};
+      const std::string parent = plain.substr(0, std::max<std::size_t>(1, plain.rfind('/')));
+      in_directory(dir_fd, parent,
+                   [&] { rc = check_content(dir_fd, name, plain, fd.get(), clear, sink, result); });
+    }
+    if (rc == -ENOENT && reports.empty()) return;  // unlinked meanwhile
     if (rc != 0 && reports.empty()) {
       io_problem(plain, bpath, "cannot read the file", rc);
       return;
@@ -253,6 +295,31 @@ class Checker {
                                          : "run wardfs fsck --repair to clear the flag",
                result.cleared_holes_flag});
     }
+  }
+
+  int check_content(int dir_fd, const std::string& name, const std::string& plain, int fd,
+                    bool clear, const IntegrityReporter& sink, ContentCheck& result) {
+    if (options_.access != nullptr) {
+      bool checked = false;
+      // The live filesystem's own FileContent, so its writers wait for the check.
+      const int rc =
+          options_.access->with_file(dir_fd, name, plain, [&](FileContent& shared, int live_fd) {
+            checked = true;
+            return shared.check_all(live_fd, result, clear, sink);
+          });
+      // Not loaded: its header fails, so no writer can have it open; check it privately.
+      if (checked) return rc;
+    }
+    FileContent content(volume_);
+    content.set_reporter(sink);
+    int rc = content.load(fd);
+    if (rc == 0) rc = content.check_all(fd, result, clear, sink);
+    return rc;
+  }
+
+  static bool removed(int fd) {
+    struct stat st {};
+    return ::fstat(fd, &st) == 0 && st.st_nlink == 0;
   }
 
   static bool fd_writable(int fd) { return (::fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDWR; }

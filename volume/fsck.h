@@ -54,8 +54,13 @@ struct FsckCounts {
   std::uint64_t quarantined = 0;  // entries already in lost+found
 };
 
+class TreeAccess;
+
 struct FsckOptions {
   bool repair = false;
+  // A live filesystem's locks (volume/rekey.h): a mounted volume's daemon passes its own,
+  // so fsck sees no directory or file half-changed by its writers. Null offline.
+  TreeAccess* access = nullptr;
   std::function<void(const FsckProblem&)> on_problem;
   // After each entry, for a progress display.
   std::function<void(const FsckCounts&)> on_progress;

@@ -32,7 +32,7 @@ TEST_CASE("check_all reports every failing chunk and counts holes", "[fsck]") {
   fc.set_reporter(reports.fn());
   REQUIRE(fc.load(fd.get()) == 0);
   volume::ContentCheck result;
-  REQUIRE(fc.check_all(fd.get(), result, true) == 0);
+  REQUIRE(fc.check_all(fd.get(), result, true, reports.fn()) == 0);
   CHECK(result.failures == 2);
   CHECK(result.chunks == 4);
   CHECK(result.holes == 0);
@@ -54,7 +54,7 @@ TEST_CASE("check_all clears has-holes only when no hole is left", "[fsck]") {
     FileContent fc(*tv.vol);
     REQUIRE(fc.load(fd.get()) == 0);
     volume::ContentCheck result;
-    REQUIRE(fc.check_all(fd.get(), result, true) == 0);
+    REQUIRE(fc.check_all(fd.get(), result, true, {}) == 0);
     CHECK(result.holes == 2);  // chunk 0, the old end of file, was sealed
     CHECK_FALSE(result.cleared_holes_flag);
     CHECK(fc.header().has_holes());
@@ -68,10 +68,10 @@ TEST_CASE("check_all clears has-holes only when no hole is left", "[fsck]") {
   REQUIRE(fc.load(fd.get()) == 0);
   REQUIRE(fc.header().has_holes());
   volume::ContentCheck result;
-  REQUIRE(fc.check_all(fd.get(), result, false) == 0);
+  REQUIRE(fc.check_all(fd.get(), result, false, {}) == 0);
   CHECK(result.holes == 0);
   CHECK(fc.header().has_holes());  // without repair nothing changes
-  REQUIRE(fc.check_all(fd.get(), result, true) == 0);
+  REQUIRE(fc.check_all(fd.get(), result, true, {}) == 0);
   CHECK(result.cleared_holes_flag);
   FileContent reloaded(*tv.vol);
   REQUIRE(reloaded.load(fd.get()) == 0);
