@@ -14,13 +14,12 @@ import threading
 import time
 
 from wardfs_harness import (BIN, OVERHEAD, SIDECAR_RE, WardfsTestCase, backing_data_entries,
-                            build_sample_tree, header_flags, main, patch_file, pattern, read_file,
-                            run, slot_offset, slot_size, write_file)
+                            build_sample_tree, chunk_label, config_matrix, header_flags, main,
+                            patch_file, pattern, read_file, run, short_cipher, slot_offset,
+                            slot_size, write_file)
 from wardfs_format import TARGET_SIDECAR_RE
 from test_punch import FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, fallocate
 
-CHUNK = 4096
-CIPHER = "aes-256-gcm"
 LONG_NAME = "n" * 200             # encodes past 255 bytes: an L. entry and its sidecar
 LONG_TARGET = "t/" * 1750         # 3500 bytes: the T. sidecar form
 
@@ -33,9 +32,12 @@ def flip(path, offset):
     patch_file(path, offset, bytes([read_file(path)[offset] ^ 0x20]))
 
 
-class FsckTest(WardfsTestCase):
+class FsckCases:
+    CIPHER = "aes-256-gcm"
+    CHUNK = 4096
+
     def volume(self, **kw):
-        vol = self.mounted_volume(CIPHER, CHUNK, **kw)
+        vol = self.mounted_volume(self.CIPHER, self.CHUNK, **kw)
         self.vol = vol
         return vol
 
@@ -86,19 +88,20 @@ class FsckTest(WardfsTestCase):
     # ------------------------------------------------------------------ healthy
     def test_healthy_volume_is_clean(self):
         vol = self.volume()
-        build_sample_tree(vol.p("tree"), CHUNK)
+        build_sample_tree(vol.p("tree"), self.CHUNK)
         write_file(vol.p(LONG_NAME), b"long name")
         os.mkdir(vol.p("d" * 180))
         write_file(vol.p("d" * 180, "inside"), b"inside a long-named dir")
         os.symlink(LONG_TARGET, vol.p("long-link"))
         os.symlink(LONG_TARGET, vol.p("d" * 180, "long-link-2"))
         with open(vol.p("sparse"), "wb") as f:  # a gap: has-holes, a hole
-            f.truncate(3 * CHUNK)
-            f.seek(3 * CHUNK)
+            f.truncate(3 * self.CHUNK)
+            f.seek(3 * self.CHUNK)
             f.write(b"end")
         os.setxattr(vol.p(LONG_NAME), "user.k", b"v" * 100)
-        write_file(vol.p("punched"), pattern(4 * CHUNK, 3))
-        fallocate(vol.p("punched"), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, CHUNK, CHUNK)
+        write_file(vol.p("punched"), pattern(4 * self.CHUNK, 3))
+        fallocate(vol.p("punched"), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, self.CHUNK,
+                  self.CHUNK)
         vol.unmount()
         rc, problems, summary = self.fsck()
         self.assertEqual(problems, [])
@@ -120,7 +123,7 @@ class FsckTest(WardfsTestCase):
 
     def test_progress_only_on_a_terminal(self):
         vol = self.volume()
-        build_sample_tree(vol.p("tree"), CHUNK)
+        build_sample_tree(vol.p("tree"), self.CHUNK)
         vol.unmount()
         master, slave = pty.openpty()
         try:
@@ -148,7 +151,7 @@ class FsckTest(WardfsTestCase):
     # ------------------------------------------------------------------ damage
     def test_every_damage_is_reported_and_repair_quarantines_names(self):
         vol = self.volume()
-        c, ss = CHUNK, slot_size(CHUNK, CIPHER)
+        c, ss = self.CHUNK, slot_size(self.CHUNK, self.CIPHER)
         data = pattern(3 * c + 10, 1)
         damage = {}
         damage["flip"] = self.victim("flip", data)
@@ -177,16 +180,17 @@ class FsckTest(WardfsTestCase):
         write_file(vol.p("control"), data)
         vol.unmount()
 
-        flip(damage["flip"], slot_offset(1, c, CIPHER) + 40)
-        os.truncate(damage["cut"], slot_offset(2, c, CIPHER))                 # at a chunk boundary
-        os.truncate(damage["cutmid"], slot_offset(1, c, CIPHER) + 10)        # mid-slot
+        flip(damage["flip"], slot_offset(1, c, self.CIPHER) + 40)
+        os.truncate(damage["cut"], slot_offset(2, c, self.CIPHER))          # at a chunk boundary
+        os.truncate(damage["cutmid"], slot_offset(1, c, self.CIPHER) + 10)        # mid-slot
         # Cut where a shorter final chunk could end: that chunk no longer authenticates.
-        os.truncate(damage["cutshort"], slot_offset(1, c, CIPHER) + ss // 2)
-        patch_file(damage["zero"], slot_offset(1, c, CIPHER), b"\0" * ss)
+        os.truncate(damage["cutshort"], slot_offset(1, c, self.CIPHER) + ss // 2)
+        patch_file(damage["zero"], slot_offset(1, c, self.CIPHER), b"\0" * ss)
         raw = read_file(damage["swap"])
-        s0, s1 = (raw[slot_offset(i, c, CIPHER):slot_offset(i, c, CIPHER) + ss] for i in (0, 1))
-        patch_file(damage["swap"], slot_offset(0, c, CIPHER), s1)
-        patch_file(damage["swap"], slot_offset(1, c, CIPHER), s0)
+        s0, s1 = (raw[slot_offset(i, c, self.CIPHER):slot_offset(i, c, self.CIPHER) + ss]
+                  for i in (0, 1))
+        patch_file(damage["swap"], slot_offset(0, c, self.CIPHER), s1)
+        patch_file(damage["swap"], slot_offset(1, c, self.CIPHER), s0)
         flip(damage["header"], 40)                                           # header tag
         xname = [n for n in os.listxattr(damage["xattr"]) if n.startswith("user.")][0]
         value = bytearray(os.getxattr(damage["xattr"], xname))
@@ -265,7 +269,8 @@ class FsckTest(WardfsTestCase):
         log = json.loads(p.stdout)["log"]
         lines = read_file(log).splitlines(keepends=True)
         at = lines[0].index(b'"event":"') + len(b'"event":"')
-        lines[0] = lines[0][:at] + (b"X" if lines[0][at:at + 1] != b"X" else b"Y") + lines[0][at + 1:]
+        edit = b"X" if lines[0][at:at + 1] != b"X" else b"Y"
+        lines[0] = lines[0][:at] + edit + lines[0][at + 1:]
         with open(log, "wb") as f:
             f.write(b"".join(lines))
         rc, problems, _ = self.fsck()
@@ -333,7 +338,7 @@ class FsckTest(WardfsTestCase):
 
     def test_unneeded_has_holes_flag_is_cleared(self):
         vol = self.volume()
-        c = CHUNK
+        c = self.CHUNK
         with open(vol.p("f"), "wb") as f:
             f.seek(2 * c)
             f.write(b"tail")      # chunks 0 and 1 are a gap: has-holes set
@@ -356,7 +361,7 @@ class FsckTest(WardfsTestCase):
         rc, problems, _ = self.fsck()
         self.assertEqual((rc, problems), (0, []))
         # Without the flag a zeroed chunk is damage again.
-        patch_file(bfile, slot_offset(0, c, CIPHER), b"\0" * slot_size(c, CIPHER))
+        patch_file(bfile, slot_offset(0, c, self.CIPHER), b"\0" * slot_size(c, self.CIPHER))
         rc, problems, _ = self.fsck()
         self.assertEqual((rc, [p["kind"] for p in problems]), (3, ["chunk_zeroed"]))
 
@@ -393,7 +398,7 @@ class FsckTest(WardfsTestCase):
                     with open(f, "ab") as fh:
                         fh.write(pattern(3000 + k % 9000, k))
                     if k % 7 == 0:
-                        os.truncate(f, (k * 977) % (3 * CHUNK))
+                        os.truncate(f, (k * 977) % (3 * self.CHUNK))
                     if k % 11 == 0:
                         d = os.path.join(path, "d%d" % (k % 3))
                         if os.path.isdir(d):
@@ -423,7 +428,7 @@ class FsckTest(WardfsTestCase):
     def test_scrub_reports_tampered_file_at_bounded_rate(self):
         vol = self.volume()
         os.mkdir(vol.p("d"))
-        write_file(vol.p("d", "victim"), pattern(3 * CHUNK, 5))
+        write_file(vol.p("d", "victim"), pattern(3 * self.CHUNK, 5))
         write_file(vol.p("big"), pattern(2 << 20, 6))
         os.setxattr(vol.p("big"), "user.a", b"b")
         os.symlink(LONG_TARGET, vol.p("link"))
@@ -431,18 +436,23 @@ class FsckTest(WardfsTestCase):
         rc, problems, summary = self.fsck("--scrub", "--rate", "1M", target=vol.plain, creds=False)
         elapsed = time.monotonic() - start
         self.assertEqual((rc, problems), (0, []))
-        self.assertGreaterEqual(summary["bytes"], (2 << 20) + 3 * CHUNK)
+        self.assertGreaterEqual(summary["bytes"], (2 << 20) + 3 * self.CHUNK)
         self.assertGreaterEqual(elapsed, 1.5, "2 MiB at 1 MiB/s")
         vol.unmount()
         bdir = [vol.b(n) for n in backing_data_entries(vol.cipher_dir)
                 if os.path.isdir(vol.b(n))][0]
-        flip(self.only_entry(bdir), slot_offset(1, CHUNK, CIPHER) + OVERHEAD[CIPHER])
+        flip(self.only_entry(bdir), slot_offset(1, self.CHUNK, self.CIPHER) + OVERHEAD[self.CIPHER])
         vol.mount()
         rc, problems, _ = self.fsck("--scrub", "--rate", "1G", target=vol.plain, creds=False)
         self.assertEqual(rc, 3)
         self.assertEqual([(p["kind"], p["path"]) for p in problems],
                          [("scrub_eio", "/d/victim")])
 
+
+for _cipher, _chunk in config_matrix("diag"):
+    _name = "Fsck_%s_%s" % (short_cipher(_cipher), chunk_label(_chunk))
+    globals()[_name] = type(_name, (FsckCases, WardfsTestCase),
+                            {"CIPHER": _cipher, "CHUNK": _chunk})
 
 if __name__ == "__main__":
     main()
