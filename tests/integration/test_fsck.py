@@ -425,6 +425,21 @@ class FsckCases:
         self.assertEqual(errors, [])
         self.assertGreater(summary["files"], 0)
 
+    def test_wrong_key_and_bad_usage(self):
+        vol = self.volume()
+        vol.unmount()
+        wrong = os.path.join(vol.root, "wrong.key")
+        fd = os.open(wrong, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, (os.urandom(32).hex() + "\n").encode())
+        os.close(fd)
+        p = run([BIN, "fsck", vol.cipher_dir, "--keyfile", wrong])
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertNotIn("damage", p.stdout, "nothing was checked")
+        p = run([BIN, "fsck", "--scrub", vol.plain])
+        self.assertEqual(p.returncode, 1, "--scrub needs a mount point: " + p.stderr)
+        p = run([BIN, "fsck", vol.cipher_dir, "--bogus"] + vol.cred_args())
+        self.assertEqual(p.returncode, 1, p.stderr)
+
     def test_scrub_reports_tampered_file_at_bounded_rate(self):
         vol = self.volume()
         os.mkdir(vol.p("d"))
