@@ -19,6 +19,7 @@ void add_status_command(CLI::App& app, Runner& run);
 void add_info_command(CLI::App& app, Runner& run);
 void add_rewrap_command(CLI::App& app, Runner& run);
 void add_audit_command(CLI::App& app, Runner& run);
+void add_fsck_command(CLI::App& app, Runner& run);
 
 // "4K", "64k", "1M", "4096" -> bytes; nullopt when malformed.
 std::optional<std::uint64_t> parse_size(const std::string& text);

@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   wardfs::cli::add_info_command(app, run);
   wardfs::cli::add_rewrap_command(app, run);
   wardfs::cli::add_audit_command(app, run);
+  wardfs::cli::add_fsck_command(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

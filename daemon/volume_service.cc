@@ -107,6 +107,7 @@ nlohmann::json VolumeService::handle(const nlohmann::json& request, const audit:
                   peer);
   }
   if (op == "audit_verify") return audit_verify();
+  if (op == "fsck") return fsck();
   throw WardError(ErrorKind::usage, "unknown control request '" + op + "'");
 }
 

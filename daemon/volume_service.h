@@ -47,6 +47,7 @@ class VolumeService {
   nlohmann::json scan();
   nlohmann::json retire(std::uint32_t generation, bool force, const audit::Principal& peer);
   nlohmann::json audit_verify();
+  nlohmann::json fsck();  // daemon/online_fsck.cc
   void audit(std::string event, const audit::Principal& who,
              std::optional<std::uint32_t> generation, std::string result, nlohmann::json detail);
   void audit_rekey_progress();

@@ -39,6 +39,16 @@ struct GenerationCounts {
   void add(const GenerationCounts& other);
 };
 
+// What FileContent::check_all found in one file.
+struct ContentCheck {
+  std::uint64_t plain_size = 0;
+  std::uint64_t chunks = 0;    // sealed chunks that authenticated
+  std::uint64_t holes = 0;     // all-zero slots read as holes (has-holes files only)
+  std::uint64_t failures = 0;  // chunks that did not authenticate
+  bool had_holes_flag = false;
+  bool cleared_holes_flag = false;
+};
+
 class FileContent {
  public:
   explicit FileContent(const Volume& volume);
@@ -83,6 +93,15 @@ class FileContent {
   // wait at most one batch; after each batch, outside the lock, on_batch gets the
   // backing bytes it covered (for progress and throttling). Idempotent and resumable.
   int rekey(int fd, const std::function<void(std::uint64_t)>& on_batch);
+
+  // fsck (volume/file_check.cc): authenticates every chunk up to the final one, reporting
+  // each failure to `sink` (not to this object's reporter: a live filesystem's object is
+  // shared) and going on with the next chunk. With clear_unneeded_holes, a has-holes flag
+  // is cleared when every slot before the final chunk proved sealed (the writer's own
+  // rule, FORMAT.md §4.6.1). Holds the write lock throughout, so a live filesystem's
+  // writers never show fsck a half-written file. 0 or -errno (I/O only).
+  int check_all(int fd, ContentCheck& out, bool clear_unneeded_holes,
+                const IntegrityReporter& sink);
 
   void set_reporter(IntegrityReporter reporter) { reporter_ = std::move(reporter); }
   const crypto::FileHeader& header() const { return header_; }

@@ -115,8 +115,11 @@ std::optional<std::string> NameMapper::decrypt_entry(int dir_fd, const crypto::D
                                                      std::uint32_t* generation) const {
   std::string encoded(backing);
   if (crypto::is_long_name(backing)) {
-    UniqueFd fd(::openat(dir_fd, sidecar_name(backing).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-    if (!fd) return std::nullopt;
+    // O_NONBLOCK: a FIFO planted under the sidecar's name must not hang the listing.
+    UniqueFd fd(::openat(dir_fd, sidecar_name(backing).c_str(),
+                         O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
+    struct stat st {};
+    if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
     encoded.assign(4096, '\0');
     const ssize_t n = pread_full(fd.get(), encoded.data(), encoded.size(), 0);
     if (n <= 0) return std::nullopt;

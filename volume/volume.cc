@@ -1,6 +1,7 @@
 #include "volume/volume.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -155,9 +156,13 @@ void ensure_audit_key(Volume& volume, keystore::Keystore& keystore) {
 }
 
 int read_dir_id(int dir_fd, crypto::DirId& out) {
-  UniqueFd fd(
-      ::openat(dir_fd, std::string(kDirIdFileName).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  // O_NONBLOCK: a FIFO planted as the id must be refused, not waited on.
+  UniqueFd fd(::openat(dir_fd, std::string(kDirIdFileName).c_str(),
+                       O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
   if (!fd) return -errno;
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return -errno;
+  if (!S_ISREG(st.st_mode)) return -EIO;
   const ssize_t n = pread_full(fd.get(), out.data(), out.size(), 0);
   if (n < 0) return static_cast<int>(n);
   return static_cast<std::size_t>(n) == out.size() ? 0 : -EIO;

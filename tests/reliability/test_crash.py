@@ -13,6 +13,7 @@ The writer's operations come from a seeded generator that this test replays to k
 what was written; the writer only reports how far it got."""
 
 import errno
+import json
 import os
 import random
 import subprocess
@@ -20,7 +21,8 @@ import sys
 import time
 
 import reliability_env
-from wardfs_harness import SEED, WardfsTestCase, chunk_label, config_matrix, main, short_cipher
+from wardfs_harness import (BIN, SEED, WardfsTestCase, chunk_label, config_matrix, main, run,
+                            short_cipher)
 
 NFILES = 4
 
@@ -205,18 +207,37 @@ class CrashCases:
                           % (what, p, b, sorted(allowed)[:6], len(synced),
                              "written after the fsync" if p in written else "not written since"))
 
+    def check_fsck(self, eio_files):
+        """fsck, through the daemon, finds damage in exactly the files whose reads hit a torn
+        chunk, and nothing but chunk damage: a crash leaves no other kind."""
+        p = run([BIN, "fsck", self.vol.plain, "--json"], timeout=300)
+        lines = [json.loads(line) for line in p.stdout.splitlines()]
+        self.assertTrue(lines and "result" in lines[-1], p.stdout + p.stderr)
+        damaged = set()
+        for pr in lines[:-1]:
+            if pr["severity"] == "damage":
+                self.assertIn(pr["kind"], ("chunk_auth", "file_cut"), pr)
+                damaged.add(pr["path"])
+        self.assertEqual(damaged, eio_files, "fsck's damage vs the torn chunks reads found:\n"
+                         + p.stdout)
+        self.assertEqual(p.returncode, 3 if eio_files else lines[-1]["exit_code"])
+        self.assertIn(p.returncode, (3,) if eio_files else (0, 6))
+
     def test_kill_during_writes(self):
         eio = []
+        eio_files = set()
         for rnd in range(reliability_env.CRASH_ROUNDS):
             seed = SEED * 100 + rnd
             counts = self.run_round(rnd, seed)
             eio += [(rnd, i, n) for i, n in enumerate(counts) if n]
+            eio_files |= {"/round%d/f%d" % (rnd, i) for i, n in enumerate(counts) if n}
             # the volume keeps working after recovery
             p = self.vol.p("round%d" % rnd, "after")
             with open(p, "wb") as f:
                 f.write(b"after recovery")
             with open(p, "rb") as f:
                 self.assertEqual(f.read(), b"after recovery")
+            self.check_fsck(eio_files)
         if eio:
             print("\n  torn chunks read as EIO (allowed, FORMAT.md §10): %r" % eio, flush=True)
 

@@ -1,0 +1,124 @@
+// fsck's engine: FileContent::check_all goes on past a bad chunk and counts every one,
+// clears a has-holes flag only when no hole is left; check_volume reports leftovers and
+// undecryptable names in a backing tree built with the volume's own functions.
+#include <sys/stat.h>
+
+#include <set>
+
+#include "volume/fsck.h"
+#include "volume/names.h"
+#include "volume_test_util.h"
+
+using namespace wardfs;
+using namespace wardfs::vtest;
+
+TEST_CASE("check_all reports every failing chunk and counts holes", "[fsck]") {
+  const auto cipher = GENERATE(CipherId::aes256gcm, CipherId::xchacha20poly1305);
+  CAPTURE(cipher_label(cipher));
+  TestVolume tv(cipher, 4096);
+  const auto& layout = tv.layout();
+  UniqueFd fd = tv.open_file("f");
+  {
+    FileContent writer(*tv.vol);
+    REQUIRE(writer.create(fd.get()) == 0);
+    write_ok(writer, fd.get(), pattern(5 * 4096 + 7), 0);
+  }
+  for (const std::uint64_t bad : {1U, 3U}) {
+    const auto at = layout.slot_offset(bad) + layout.overhead() + 5;
+    poke(fd.get(), at, Bytes{static_cast<std::uint8_t>(peek(fd.get(), at, 1)[0] ^ 1)});
+  }
+  FileContent fc(*tv.vol);
+  Reports reports;
+  fc.set_reporter(reports.fn());
+  REQUIRE(fc.load(fd.get()) == 0);
+  volume::ContentCheck result;
+  REQUIRE(fc.check_all(fd.get(), result, true, reports.fn()) == 0);
+  CHECK(result.failures == 2);
+  CHECK(result.chunks == 4);
+  CHECK(result.holes == 0);
+  CHECK(reports.has(1));
+  CHECK(reports.has(3));
+  CHECK_FALSE(result.cleared_holes_flag);
+}
+
+TEST_CASE("check_all clears has-holes only when no hole is left", "[fsck]") {
+  TestVolume tv(CipherId::aes256gcm, 4096);
+  UniqueFd fd = tv.open_file("f");
+  {
+    FileContent writer(*tv.vol);
+    REQUIRE(writer.create(fd.get()) == 0);
+    write_ok(writer, fd.get(), pattern(10), 3 * 4096);  // chunks 1 and 2 are a gap
+    REQUIRE(writer.header().has_holes());
+  }
+  {
+    FileContent fc(*tv.vol);
+    REQUIRE(fc.load(fd.get()) == 0);
+    volume::ContentCheck result;
+    REQUIRE(fc.check_all(fd.get(), result, true, {}) == 0);
+    CHECK(result.holes == 2);  // chunk 0, the old end of file, was sealed
+    CHECK_FALSE(result.cleared_holes_flag);
+    CHECK(fc.header().has_holes());
+  }
+  for (std::uint64_t i = 0; i < 3; ++i) {
+    FileContent writer(*tv.vol);  // a fresh load each time: no one run knows all chunks
+    REQUIRE(writer.load(fd.get()) == 0);
+    write_ok(writer, fd.get(), pattern(4096, static_cast<std::uint32_t>(i + 2)), i * 4096);
+  }
+  FileContent fc(*tv.vol);
+  REQUIRE(fc.load(fd.get()) == 0);
+  REQUIRE(fc.header().has_holes());
+  volume::ContentCheck result;
+  REQUIRE(fc.check_all(fd.get(), result, false, {}) == 0);
+  CHECK(result.holes == 0);
+  CHECK(fc.header().has_holes());  // without repair nothing changes
+  REQUIRE(fc.check_all(fd.get(), result, true, {}) == 0);
+  CHECK(result.cleared_holes_flag);
+  FileContent reloaded(*tv.vol);
+  REQUIRE(reloaded.load(fd.get()) == 0);
+  CHECK_FALSE(reloaded.header().has_holes());
+  CHECK(read_all(reloaded, fd.get()).size() == 3 * 4096 + 10);
+}
+
+TEST_CASE("check_volume finds leftovers and bad names and repairs them", "[fsck]") {
+  TestVolume tv(CipherId::aes256gcm, 4096);
+  UniqueFd root(::open(tv.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  REQUIRE(root);
+  crypto::DirId root_id{};
+  REQUIRE(volume::read_dir_id(root.get(), root_id) == 0);
+  volume::NameMapper names(*tv.vol);
+  volume::ResolvedName sub;
+  REQUIRE(names.resolve(root.get(), root_id, "sub", sub) == 0);
+  UniqueFd sub_fd;
+  REQUIRE(volume::make_directory(tv.vol->backing_features(), root.get(), sub.backing, 0755, {},
+                                 sub_fd) == 0);
+  UniqueFd tmp(::openat(root.get(), "wardfs.tmp.0123456789abcdef01234567",
+                        O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  REQUIRE(tmp);
+  UniqueFd planted(::openat(root.get(), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                            O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  REQUIRE(planted);
+
+  std::vector<volume::FsckProblem> problems;
+  volume::FsckOptions options;
+  options.on_problem = [&](const volume::FsckProblem& p) { problems.push_back(p); };
+  auto counts = volume::check_volume(*tv.vol, options);
+  std::set<std::string> kinds;
+  for (const auto& p : problems) kinds.insert(p.kind);
+  CHECK(kinds == std::set<std::string>{"temp_leftover", "name_undecryptable"});
+  CHECK(counts.directories == 2);
+  CHECK(counts.damaged == 1);
+  CHECK(counts.leftovers == 1);
+
+  problems.clear();
+  options.repair = true;
+  counts = volume::check_volume(*tv.vol, options);
+  CHECK(counts.repaired == 2);
+  for (const auto& p : problems) CHECK(p.repaired);
+
+  problems.clear();
+  options.repair = false;
+  counts = volume::check_volume(*tv.vol, options);
+  CHECK(problems.empty());
+  CHECK(counts.quarantined == 1);
+  CHECK(counts.directories == 3);  // sub and lost+found
+}
