@@ -195,12 +195,12 @@ class WardFs {
   // Whether other mounts may change the backing files under this one: read-only mounts
   // (beside a writer elsewhere) and -o shared ones.
   bool follows_other_mounts() const { return options_.read_only || options_.shared; }
-  // -o shared: takes `lock` on the backing file (exclusive when `modify`) and reloads
-  // `content` from disk, so a read-modify-write never works from another mount's old
-  // state. Lock order: the backing file's lock, then FileContent's own. No-op unless
-  // shared. 0 or -errno.
+  // -o shared: enters the file's gate (exclusive when `modify`: this daemon's threads,
+  // then other mounts, through the backing file's lock) and reloads `content` from disk,
+  // so a read-modify-write never works from another mount's old state. Release `pass`
+  // before replying. No-op unless shared. 0 or -errno.
   int begin_shared_access(volume::FileContent& content, int fd, bool modify,
-                          volume::BackingFileLock& lock);
+                          volume::SharedFileGate::Pass& pass);
   // What open and a create of an existing name share: load the file's state (where
   // other mounts write: re-validate it, ESTALE for a replaced file), then truncate for
   // O_TRUNC. `changed_elsewhere`: the kernel's cached pages and attributes must go.

@@ -332,13 +332,14 @@ void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mod
     volume::UniqueFd inode_fd(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
     rc = inode_fd ? entry_from_fd(parent, name, std::move(inode_fd), e) : -errno;
   }
-  // -o shared: held until the header is written, so that another mount opening the name
-  // meanwhile waits for it (wait_for_header) instead of reading a cut file.
-  volume::BackingFileLock shared_lock;
-  if (rc == 0 && options_.shared) rc = shared_lock.lock(fd.get(), true);
   if (rc == 0) {
-    Inode& inode = inode_of(e.ino);
-    rc = content_of(inode).create(fd.get());
+    auto& content = content_of(inode_of(e.ino));
+    // -o shared: held until the header is written, so that another mount opening the
+    // name meanwhile waits for it (wait_for_header) instead of reading a cut file.
+    volume::SharedFileGate::Pass pass;
+    if (options_.shared) rc = content.shared_gate().enter(fd.get(), true, pass);
+    if (rc == 0) rc = content.create(fd.get());
+    pass.release();
     if (rc != 0) {
       ::unlinkat(parent.fd.get(), r.backing.c_str(), 0);
       forget(e.ino, 1);

@@ -30,14 +30,14 @@ bool backing_unlinked(int fd) {
 }
 
 // -o shared: another mount may have just created the file (O_EXCL), and not yet written
-// its header under the lock it takes right after. Holds a shared lock on return.
-int wait_for_header(int fd, volume::BackingFileLock& lock) {
+// its header under the lock it takes right after. Holds the gate shared on return.
+int wait_for_header(volume::SharedFileGate& gate, int fd, volume::SharedFileGate::Pass& pass) {
   for (int attempt = 0;; ++attempt) {
-    if (const int rc = lock.lock(fd, false); rc != 0) return rc;
+    if (const int rc = gate.enter(fd, false, pass); rc != 0) return rc;
     struct stat st {};
     if (::fstat(fd, &st) != 0) return -errno;
     if (st.st_size != 0 || attempt == 100) return 0;  // then load() reports the cut file
-    lock.unlock();
+    pass.release();
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 }
@@ -52,26 +52,27 @@ int WardFs::load_for_open(volume::FileContent& content, int fd, bool truncate,
     return -ESTALE;
   }
   int rc = 0;
-  volume::BackingFileLock shared_lock;
+  volume::SharedFileGate::Pass pass;
   if (follows_other_mounts()) {
-    if (options_.shared) rc = wait_for_header(fd, shared_lock);
+    if (options_.shared) rc = wait_for_header(content.shared_gate(), fd, pass);
     if (rc == 0) rc = content.reload_if_changed(fd);
     changed_elsewhere = rc == 1 || options_.shared;
     rc = std::min(rc, 0);
   } else {
     rc = content.load(fd);
   }
+  pass.release();  // a reader cannot become the writer in place: leave, then enter again
   if (rc == 0 && truncate) {
-    rc = begin_shared_access(content, fd, true, shared_lock);
+    rc = begin_shared_access(content, fd, true, pass);
     if (rc == 0) rc = content.truncate(fd, 0);
   }
   return rc;
 }
 
 int WardFs::begin_shared_access(volume::FileContent& content, int fd, bool modify,
-                                volume::BackingFileLock& lock) {
+                                volume::SharedFileGate::Pass& pass) {
   if (!options_.shared) return 0;
-  if (const int rc = lock.lock(fd, modify); rc != 0) return rc;
+  if (const int rc = content.shared_gate().enter(fd, modify, pass); rc != 0) return rc;
   return content.reload(fd);
 }
 
@@ -112,9 +113,9 @@ void WardFs::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_s
         fd = own.get();
       }
       auto& content = content_of(inode);
-      volume::BackingFileLock shared_lock;
+      volume::SharedFileGate::Pass pass;
       if (rc == 0) rc = content.load(fd);
-      if (rc == 0) rc = begin_shared_access(content, fd, true, shared_lock);
+      if (rc == 0) rc = begin_shared_access(content, fd, true, pass);
       if (rc == 0) rc = content.truncate(fd, static_cast<std::uint64_t>(attr->st_size));
     }
   }
@@ -204,12 +205,13 @@ void WardFs::read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_f
   if (buf.size() < size) buf.resize(size);
   auto& content = content_of(inode_of(ino));
   const int fd = handle_of(fi).fd.get();
-  volume::BackingFileLock shared_lock;
-  if (const int rc = begin_shared_access(content, fd, false, shared_lock); rc != 0) {
+  volume::SharedFileGate::Pass pass;
+  if (const int rc = begin_shared_access(content, fd, false, pass); rc != 0) {
     fuse_reply_err(req, -rc);
     return;
   }
   const ssize_t n = content.read(fd, {buf.data(), size}, static_cast<std::uint64_t>(off));
+  pass.release();
   if (n < 0) {
     fuse_reply_err(req, static_cast<int>(-n));
     return;
@@ -224,13 +226,14 @@ void WardFs::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size,
   FileHandle& handle = handle_of(fi);
   const std::uint64_t offset =
       handle.append ? volume::kAppendOffset : static_cast<std::uint64_t>(off);
-  volume::BackingFileLock shared_lock;
-  if (const int rc = begin_shared_access(content, handle.fd.get(), true, shared_lock); rc != 0) {
+  volume::SharedFileGate::Pass pass;
+  if (const int rc = begin_shared_access(content, handle.fd.get(), true, pass); rc != 0) {
     fuse_reply_err(req, -rc);
     return;
   }
   const ssize_t n =
       content.write(handle.fd.get(), {reinterpret_cast<const std::uint8_t*>(buf), size}, offset);
+  pass.release();
   if (n < 0) {
     fuse_reply_err(req, static_cast<int>(-n));
     return;
@@ -257,8 +260,8 @@ void WardFs::fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_
   const auto offset = static_cast<std::uint64_t>(off);
   const auto length = static_cast<std::uint64_t>(len);
   const bool keep_size = (mode & FALLOC_FL_KEEP_SIZE) != 0;
-  volume::BackingFileLock shared_lock;
-  int rc = begin_shared_access(content, fd, true, shared_lock);
+  volume::SharedFileGate::Pass pass;
+  int rc = begin_shared_access(content, fd, true, pass);
   switch (rc == 0 ? mode & ~FALLOC_FL_KEEP_SIZE : -1) {
     case -1:
       break;
@@ -277,6 +280,7 @@ void WardFs::fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_
       // sealed to its index: every chunk after the range would be re-sealed. Not offered.
       rc = -EOPNOTSUPP;
   }
+  pass.release();
   fuse_reply_err(req, -rc);
 }
 

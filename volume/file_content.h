@@ -17,6 +17,7 @@
 #include "crypto/file_format.h"
 #include "volume/chunk_intervals.h"
 #include "volume/rw_lock.h"
+#include "volume/shared_gate.h"
 #include "volume/volume.h"
 
 namespace wardfs::volume {
@@ -66,6 +67,9 @@ class FileContent {
   // Forgets what it knew of the file and loads it again (-o shared: another mount may
   // have written it since). 0 or -errno as load().
   int reload(int fd);
+  // -o shared: where this daemon's threads meet other mounts' lock on the file. Taken
+  // before any of FileContent's own locks.
+  SharedFileGate& shared_gate() { return shared_gate_; }
 
   // All return bytes transferred or -errno. Reads stop at end of file.
   ssize_t read(int fd, std::span<std::uint8_t> out, std::uint64_t offset);
@@ -143,6 +147,7 @@ class FileContent {
 
   mutable WriterPreferringRwLock io_mutex_;  // shared: read; exclusive: write, truncate, load
   int load_locked(int fd);
+  SharedFileGate shared_gate_;
   bool loaded_ = false;
   // The backing file as it was when loaded: size, modification and change times.
   std::array<std::int64_t, 5> loaded_stamp_{};

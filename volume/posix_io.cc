@@ -1,6 +1,5 @@
 #include "volume/posix_io.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -41,27 +40,6 @@ int create_private_directories(const std::filesystem::path& dir) {
     if (::mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST) return -errno;
   }
   return 0;
-}
-
-int BackingFileLock::lock(int fd, bool exclusive) {
-  unlock();
-  struct flock fl {};
-  fl.l_type = exclusive ? F_WRLCK : F_RDLCK;
-  fl.l_whence = SEEK_SET;  // l_start 0, l_len 0: the whole file, however long it grows
-  while (::fcntl(fd, F_OFD_SETLKW, &fl) != 0) {
-    if (errno != EINTR) return -errno;
-  }
-  fd_ = fd;
-  return 0;
-}
-
-void BackingFileLock::unlock() {
-  if (fd_ < 0) return;
-  struct flock fl {};
-  fl.l_type = F_UNLCK;
-  fl.l_whence = SEEK_SET;
-  (void)::fcntl(fd_, F_OFD_SETLK, &fl);
-  fd_ = -1;
 }
 
 }  // namespace wardfs::volume

@@ -38,24 +38,6 @@ class UniqueFd {
   int fd_ = -1;
 };
 
-// An OFD lock on a whole backing file, held until it goes. Other mounts of the volume
-// (-o shared) take the same locks on their own fds, and network file systems (NFS,
-// CephFS, GlusterFS) pass them between clients.
-class BackingFileLock {
- public:
-  BackingFileLock() = default;
-  ~BackingFileLock() { unlock(); }
-  BackingFileLock(const BackingFileLock&) = delete;
-  BackingFileLock& operator=(const BackingFileLock&) = delete;
-
-  // Waits for a shared (`exclusive` false) or exclusive lock of `fd`'s file. 0 or -errno.
-  int lock(int fd, bool exclusive);
-  void unlock();
-
- private:
-  int fd_ = -1;
-};
-
 // Both return the bytes transferred (short only at EOF for reads) or -errno.
 ssize_t pread_full(int fd, void* buf, std::size_t len, off_t offset);
 ssize_t pwrite_full(int fd, const void* buf, std::size_t len, off_t offset);

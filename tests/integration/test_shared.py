@@ -4,7 +4,8 @@ behave as NFS, CephFS and GlusterFS pass them between clients:
 - shared mounts join each other, never an exclusive read-write mount (either way round);
 - a file closed on one mount reads whole and current at the next open on the other;
 - two mounts writing disjoint byte ranges of one file at once, ranges that share chunks,
-  lose none of each other's bytes (each read-modify-write holds the backing file's lock);
+  lose none of each other's bytes (each read-modify-write holds the backing file's lock),
+  and readers on both meanwhile never fail;
 - two mounts creating one name at once: one wins, the other gets EEXIST (files and
   directories), and the directory works from both;
 - the backing directory holds no plaintext."""
@@ -79,11 +80,12 @@ class Shared(WardfsTestCase):
 
     def test_concurrent_writers_of_one_file_keep_each_others_bytes(self):
         vol, other = self.shared_pair()
-        size = 24 * CHUNK
+        size = 32 * CHUNK
         write_file(vol.p("f"), b"\0" * size)
-        # Stripes of 1000 bytes alternate between the mounts: most chunks hold bytes of
-        # both, so an unlocked read-modify-write would put back the other's old bytes.
-        stripe = 1000
+        # Stripes of 300 bytes alternate between the mounts, each written once: every
+        # chunk holds bytes of both, so an unlocked read-modify-write would put back the
+        # other's old bytes, and nothing would write them again.
+        stripe = 300
         want = bytearray(size)
         jobs = {vol.p("f"): [], os.path.join(other, "f"): []}
         paths = list(jobs)
@@ -97,19 +99,35 @@ class Shared(WardfsTestCase):
             try:
                 fd = os.open(path, os.O_WRONLY)
                 try:
-                    for _ in range(3):  # the same bytes again: more chances to collide
-                        for off, data in stripes:
-                            os.pwrite(fd, data, off)
+                    for off, data in stripes:
+                        n = os.pwrite(fd, data, off)
+                        if n != len(data):
+                            errors.append(("short", off, n))
                 finally:
                     os.close(fd)
             except OSError as e:
                 errors.append(e)
 
-        threads = [threading.Thread(target=writer, args=(p, s)) for p, s in jobs.items()]
-        for t in threads:
+        writing = threading.Event()
+        writing.set()
+
+        def reader(path):
+            # Reads meanwhile never see half of another mount's chunk (that would be EIO).
+            try:
+                while writing.is_set():
+                    self.assertEqual(len(read_file(path)), size)
+            except OSError as e:
+                errors.append(e)
+
+        writers = [threading.Thread(target=writer, args=(p, s)) for p, s in jobs.items()]
+        readers = [threading.Thread(target=reader, args=(p,)) for p in paths]
+        for t in writers + readers:
             t.start()
-        for t in threads:
+        for t in writers:
             t.join(120)
+        writing.clear()
+        for t in readers:
+            t.join(60)
         self.assertEqual(errors, [])
         for path in paths:
             got = read_file(path)
