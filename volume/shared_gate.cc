@@ -15,6 +15,10 @@ int set_whole_file_lock(int fd, short type) {
   while (::fcntl(fd, type == F_UNLCK ? F_OFD_SETLK : F_OFD_SETLKW, &fl) != 0) {
     if (errno != EINTR) return -errno;
   }
+  // Another machine may have written the file since this kernel cached its pages (a
+  // FUSE client such as GlusterFS's keeps them while a file is open; NFS revalidates on
+  // locking by itself): what this lock now protects is read from the server.
+  if (type != F_UNLCK) (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
   return 0;
 }
 

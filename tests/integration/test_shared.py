@@ -68,110 +68,126 @@ class Shared(WardfsTestCase):
 
     def test_closed_files_read_current_on_the_other_mount(self):
         vol, other = self.shared_pair()
-        for size, seed in ((100, 1), (3 * CHUNK + 17, 2), (5, 3), (2 * CHUNK, 4)):
-            data = pattern(size, seed)
-            write_file(vol.p("f"), data)
-            self.assertBytesEqual(read_file(os.path.join(other, "f")), data, "size %d" % size)
-            # And back: the second mount writes, the first reads.
-            back = pattern(size + 1, seed + 10)
-            write_file(os.path.join(other, "f"), back)
-            self.assertBytesEqual(read_file(vol.p("f")), back, "back, size %d" % size)
-        self.assertEqual(os.stat(os.path.join(other, "f")).st_size, 2 * CHUNK + 1)
+        check_close_to_open(self, vol.plain, other)
 
     def test_concurrent_writers_of_one_file_keep_each_others_bytes(self):
         vol, other = self.shared_pair()
-        size = 32 * CHUNK
-        write_file(vol.p("f"), b"\0" * size)
-        # Stripes of 300 bytes alternate between the mounts, each written once: every
-        # chunk holds bytes of both, so an unlocked read-modify-write would put back the
-        # other's old bytes, and nothing would write them again.
-        stripe = 300
-        want = bytearray(size)
-        jobs = {vol.p("f"): [], os.path.join(other, "f"): []}
-        paths = list(jobs)
-        for i, off in enumerate(range(0, size, stripe)):
-            data = bytes([(i % 250) + 1]) * min(stripe, size - off)
-            want[off:off + len(data)] = data
-            jobs[paths[i % 2]].append((off, data))
-        errors = []
-
-        def writer(path, stripes):
-            try:
-                fd = os.open(path, os.O_WRONLY)
-                try:
-                    for off, data in stripes:
-                        n = os.pwrite(fd, data, off)
-                        if n != len(data):
-                            errors.append(("short", off, n))
-                finally:
-                    os.close(fd)
-            except OSError as e:
-                errors.append(e)
-
-        writing = threading.Event()
-        writing.set()
-
-        def reader(path):
-            # Reads meanwhile never see half of another mount's chunk (that would be EIO).
-            try:
-                while writing.is_set():
-                    self.assertEqual(len(read_file(path)), size)
-            except OSError as e:
-                errors.append(e)
-
-        writers = [threading.Thread(target=writer, args=(p, s)) for p, s in jobs.items()]
-        readers = [threading.Thread(target=reader, args=(p,)) for p in paths]
-        for t in writers + readers:
-            t.start()
-        for t in writers:
-            t.join(120)
-        writing.clear()
-        for t in readers:
-            t.join(60)
-        self.assertEqual(errors, [])
-        for path in paths:
-            got = read_file(path)
-            self.assertEqual(len(got), size)
-            bad = [i for i in range(0, size, stripe) if got[i:i + stripe] != want[i:i + stripe]]
-            self.assertEqual(bad, [], "stripes lost on %s" % path)
-        blob = b"".join(read_file(os.path.join(d, n))
-                        for d, _, names in os.walk(vol.cipher_dir) for n in names
-                        if not n.startswith("wardfs."))
-        self.assertNotIn(bytes(want[:stripe]), blob, "plaintext in the backing directory")
+        check_interleaved_writers(self, vol.plain, other, vol.cipher_dir)
 
     def test_same_name_created_on_both_mounts_once(self):
         vol, other = self.shared_pair()
-        for round_ in range(20):
-            results = {}
-            barrier = threading.Barrier(2)
+        check_create_races(self, vol.plain, other)
 
-            def create(root, kind):
-                name = os.path.join(root, "%s%d" % (kind, round_))
-                barrier.wait()
-                try:
-                    if kind == "d":
-                        os.mkdir(name)
-                    else:
-                        os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-                    results[root] = 0
-                except OSError as e:
-                    results[root] = e.errno
 
-            for kind in ("d", "f"):
-                results.clear()
-                barrier.reset()
-                threads = [threading.Thread(target=create, args=(r, kind))
-                           for r in (vol.plain, other)]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join(60)
-                self.assertEqual(sorted(results.values()), [0, errno.EEXIST],
-                                 "%s%d: %r" % (kind, round_, results))
-        for root in (vol.plain, other):
-            self.assertTrue(wait_for(lambda: len(os.listdir(root)) == 40, 5), os.listdir(root))
-        write_file(os.path.join(other, "d3", "inside"), b"made through the second mount")
-        self.assertEqual(read_file(vol.p("d3", "inside")), b"made through the second mount")
+# The checks, also run by tests/storage/test_gluster.py with the two mounts on two
+# GlusterFS clients. `tc` is the running TestCase; `a` and `b` the two mount points.
+
+def check_close_to_open(tc, a, b):
+    for size, seed in ((100, 1), (3 * CHUNK + 17, 2), (5, 3), (2 * CHUNK, 4)):
+        data = pattern(size, seed)
+        write_file(os.path.join(a, "f"), data)
+        tc.assertBytesEqual(read_file(os.path.join(b, "f")), data, "size %d" % size)
+        # And back: the second mount writes, the first reads.
+        back = pattern(size + 1, seed + 10)
+        write_file(os.path.join(b, "f"), back)
+        tc.assertBytesEqual(read_file(os.path.join(a, "f")), back, "back, size %d" % size)
+    tc.assertEqual(os.stat(os.path.join(b, "f")).st_size, 2 * CHUNK + 1)
+
+
+
+
+def check_interleaved_writers(tc, a, b, cipher_dir):
+    size = 32 * CHUNK
+    write_file(os.path.join(a, "f"), b"\0" * size)
+    # Stripes of 300 bytes alternate between the mounts, each written once: every
+    # chunk holds bytes of both, so an unlocked read-modify-write would put back the
+    # other's old bytes, and nothing would write them again.
+    stripe = 300
+    want = bytearray(size)
+    jobs = {os.path.join(a, "f"): [], os.path.join(b, "f"): []}
+    paths = list(jobs)
+    for i, off in enumerate(range(0, size, stripe)):
+        data = bytes([(i % 250) + 1]) * min(stripe, size - off)
+        want[off:off + len(data)] = data
+        jobs[paths[i % 2]].append((off, data))
+    errors = []
+
+    def writer(path, stripes):
+        try:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                for off, data in stripes:
+                    n = os.pwrite(fd, data, off)
+                    if n != len(data):
+                        errors.append(("short", off, n))
+            finally:
+                os.close(fd)
+        except OSError as e:
+            errors.append(e)
+
+    writing = threading.Event()
+    writing.set()
+
+    def reader(path):
+        # Reads meanwhile never see half of another mount's chunk (that would be EIO).
+        try:
+            while writing.is_set():
+                tc.assertEqual(len(read_file(path)), size)
+        except OSError as e:
+            errors.append(e)
+
+    writers = [threading.Thread(target=writer, args=(p, s)) for p, s in jobs.items()]
+    readers = [threading.Thread(target=reader, args=(p,)) for p in paths]
+    for t in writers + readers:
+        t.start()
+    for t in writers:
+        t.join(120)
+    writing.clear()
+    for t in readers:
+        t.join(60)
+    tc.assertEqual(errors, [])
+    for path in paths:
+        got = read_file(path)
+        tc.assertEqual(len(got), size)
+        bad = [i for i in range(0, size, stripe) if got[i:i + stripe] != want[i:i + stripe]]
+        tc.assertEqual(bad, [], "stripes lost on %s" % path)
+    blob = b"".join(read_file(os.path.join(d, n))
+                    for d, _, names in os.walk(cipher_dir) for n in names
+                    if not n.startswith("wardfs."))
+    tc.assertNotIn(bytes(want[:stripe]), blob, "plaintext in the backing directory")
+
+
+def check_create_races(tc, a, b):
+    for round_ in range(20):
+        results = {}
+        barrier = threading.Barrier(2)
+
+        def create(root, kind):
+            name = os.path.join(root, "%s%d" % (kind, round_))
+            barrier.wait()
+            try:
+                if kind == "d":
+                    os.mkdir(name)
+                else:
+                    os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+                results[root] = 0
+            except OSError as e:
+                results[root] = e.errno
+
+        for kind in ("d", "f"):
+            results.clear()
+            barrier.reset()
+            threads = [threading.Thread(target=create, args=(r, kind)) for r in (a, b)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            tc.assertEqual(sorted(results.values()), [0, errno.EEXIST],
+                           "%s%d: %r" % (kind, round_, results))
+    for root in (a, b):
+        tc.assertTrue(wait_for(lambda: len(os.listdir(root)) == 40, 5), os.listdir(root))
+    write_file(os.path.join(b, "d3", "inside"), b"made through the second mount")
+    tc.assertEqual(read_file(os.path.join(a, "d3", "inside")), b"made through the second mount")
 
 
 if __name__ == "__main__":

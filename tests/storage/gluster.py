@@ -26,6 +26,12 @@ class GlusterUnavailable(Exception):
 os.environ["PATH"] = os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin"
 
 
+SHARED_VOLUME_OPTIONS = ("performance.write-behind", "performance.quick-read",
+                         "performance.io-cache", "performance.read-ahead",
+                         "performance.stat-prefetch", "performance.open-behind",
+                         "performance.readdir-ahead")
+
+
 def _run(args, timeout=60):
     return subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, timeout=timeout, text=True)
@@ -119,6 +125,12 @@ class GlusterVolume:
         p = self.gluster("volume", "create", self.name, "%s:%s" % (host, self.brick), "force")
         self._check(p, "gluster volume create")
         self.created = True
+        # What the README asks of a volume that wardfs mounts with -o shared from several
+        # clients: no client-side caching of data or metadata beyond the kernel's, and
+        # writes sent at once (write-behind would hold them past the lock's release).
+        for option in SHARED_VOLUME_OPTIONS:
+            self._check(self.gluster("volume", "set", self.name, option, "off"),
+                        "gluster volume set " + option)
         self._check(self.gluster("volume", "start", self.name), "gluster volume start")
 
     def _log_tail(self):

@@ -8,7 +8,10 @@ twice with its FUSE client (client-a and client-b stand for two machines).
 - an online rekey (which renames every name without replacing) on Gluster;
 - the single-writer lease across clients: with the volume mounted read-write through
   client-a, a read-write mount of it through client-b is refused, a read-only one is not,
-  and once client-a's mount ends client-b mounts read-write.
+  and once client-a's mount ends client-b mounts read-write;
+- -o shared across the two clients: the checks of tests/integration/test_shared.py
+  (close-to-open both ways, two mounts writing interleaved stripes of one file while both
+  read it, one name created from both at once), and an exclusive mount refused beside.
 
 glusterd, the volume and both client mounts are set up here and torn down at the end, on
 failure and on SIGTERM. Where glusterd cannot start (not installed, its port taken) the
@@ -29,6 +32,8 @@ sys.path.insert(0, INTEGRATION)
 
 import wardfs_volume  # noqa: E402
 from gluster import GlusterUnavailable, GlusterVolume  # noqa: E402
+from test_shared import (check_close_to_open, check_create_races,  # noqa: E402
+                         check_interleaved_writers)
 from wardfs_harness import (BIN, RENAME_EXCHANGE, RENAME_NOREPLACE, WardfsTestCase,  # noqa: E402
                             describe, is_fuse_mounted, read_file, renameat2, run, wait_for,
                             write_file)
@@ -77,6 +82,27 @@ class OnGluster(WardfsTestCase):
         p = run([BIN, "status", vol.plain, "--json"], timeout=30)
         self.assertEqual(p.returncode, 0, describe(p))
         return json.loads(p.stdout)
+
+    def other_mount_point(self, vol, name):
+        path = os.path.join(vol.root, name)
+        os.mkdir(path)
+
+        def cleanup():
+            for args in ([BIN, "unmount", path], ["fusermount3", "-uz", path]):
+                if is_fuse_mounted(path):
+                    run(args, timeout=60)
+        self.addCleanup(cleanup)
+        return path
+
+    def mount_via_b(self, vol, path, *options):
+        """The same volume, reached through the second Gluster client."""
+        cipher_b = os.path.join(GLUSTER.client_b, os.path.relpath(vol.cipher_dir,
+                                                                   GLUSTER.client_a))
+        args = [BIN, "mount", cipher_b, path, "--keyfile", vol.keyfile,
+                "--log-file", vol.logfile + "." + os.path.basename(path)]
+        for o in options:
+            args += ["-o", o]
+        return run(args, timeout=60)
 
 
 class ExistingSuites(OnGluster):
@@ -186,27 +212,6 @@ class Directories(OnGluster):
 
 
 class LeaseAcrossClients(OnGluster):
-    def other_mount_point(self, vol, name):
-        path = os.path.join(vol.root, name)
-        os.mkdir(path)
-
-        def cleanup():
-            for args in ([BIN, "unmount", path], ["fusermount3", "-uz", path]):
-                if is_fuse_mounted(path):
-                    run(args, timeout=60)
-        self.addCleanup(cleanup)
-        return path
-
-    def mount_via_b(self, vol, path, *options):
-        """The same volume, reached through the second Gluster client."""
-        cipher_b = os.path.join(GLUSTER.client_b, os.path.relpath(vol.cipher_dir,
-                                                                   GLUSTER.client_a))
-        args = [BIN, "mount", cipher_b, path, "--keyfile", vol.keyfile,
-                "--log-file", vol.logfile + "." + os.path.basename(path)]
-        for o in options:
-            args += ["-o", o]
-        return run(args, timeout=60)
-
     def test_second_read_write_mount_from_other_client_refused(self):
         vol = self.gluster_volume()
         vol.mount()
@@ -233,6 +238,35 @@ class LeaseAcrossClients(OnGluster):
         self.assertEqual(run([BIN, "unmount", rw], timeout=60).returncode, 0)
         vol.mount()
         self.assertEqual(read_file(vol.p("g")), b"written through client b")
+
+
+class SharedAcrossClients(OnGluster):
+    def shared_pair(self):
+        vol = self.gluster_volume()
+        vol.mount("shared")
+        other = self.other_mount_point(vol, "shared-b")
+        p = self.mount_via_b(vol, other, "shared")
+        self.assertEqual(p.returncode, 0, describe(p) + vol.log_tail())
+        return vol, other
+
+    def test_exclusive_mount_refused_beside_shared_ones(self):
+        vol, _ = self.shared_pair()
+        rw = self.other_mount_point(vol, "rw-b")
+        p = self.mount_via_b(vol, rw)
+        self.assertEqual(p.returncode, EXIT_MOUNT, describe(p))
+        self.assertIn("-o shared", p.stderr, describe(p))
+
+    def test_close_to_open_across_clients(self):
+        vol, other = self.shared_pair()
+        check_close_to_open(self, vol.plain, other)
+
+    def test_interleaved_writers_across_clients(self):
+        vol, other = self.shared_pair()
+        check_interleaved_writers(self, vol.plain, other, vol.cipher_dir)
+
+    def test_create_races_across_clients(self):
+        vol, other = self.shared_pair()
+        check_create_races(self, vol.plain, other)
 
 
 def main():
