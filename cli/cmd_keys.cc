@@ -9,6 +9,7 @@
 #include "cli/offline.h"
 #include "crypto/errors.h"
 #include "daemon/control.h"
+#include "daemon/monitor.h"
 #include "daemon/volume_service.h"
 #include "volume/rekey.h"
 #include "volume/rotation.h"
@@ -54,21 +55,6 @@ int run_rotate(const Target& t) {
   return 0;
 }
 
-// Whole bytes below 1 KB ("47 B", never "47.0 B"), one decimal above.
-std::string human_bytes(std::uint64_t bytes) {
-  const char* units[] = {"B", "KB", "MB", "GB", "TB"};
-  if (bytes < 1000) return std::to_string(bytes) + " B";
-  double value = static_cast<double>(bytes);
-  int u = 0;
-  while (value >= 1000 && u < 4) {
-    value /= 1000;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f %s", value, units[u]);
-  return buf;
-}
-
 // The daemon's bytes_total is the backing tree's size as first scanned (headers, tags,
 // chunks already under the active generation); bytes_done counts what was re-sealed. So a
 // finished rekey is reported by what it did, and a running one never shows 100 %.
@@ -93,8 +79,8 @@ void print_progress(const json& rekey, double seconds, bool tty, bool json_lines
   const std::string counts = std::to_string(rekey["files_done"].get<std::uint64_t>()) + " files, " +
                              std::to_string(rekey["names_done"].get<std::uint64_t>()) + " names";
   if (final) {
-    std::cout << (tty ? "\r" : "") << "rekey: done: " << counts << ", " << human_bytes(done)
-              << " re-sealed (of " << human_bytes(total) << " scanned) in "
+    std::cout << (tty ? "\r" : "") << "rekey: done: " << counts << ", " << daemon::human_bytes(done)
+              << " re-sealed (of " << daemon::human_bytes(total) << " scanned) in "
               << static_cast<int>(seconds) << " s" << (tty ? "          \n" : "\n") << std::flush;
     return;
   }
@@ -104,12 +90,13 @@ void print_progress(const json& rekey, double seconds, bool tty, bool json_lines
     const int width = 30;
     const std::string bar =
         std::string(pct * width / 100, '#') + std::string(width - pct * width / 100, '.');
-    std::cout << "\r[" << bar << "] " << pct << "%  " << human_bytes(done) << " / "
-              << human_bytes(total) << "  " << human_bytes(rate) << "/s  ETA " << eta << " s   "
-              << std::flush;
+    std::cout << "\r[" << bar << "] " << pct << "%  " << daemon::human_bytes(done) << " / "
+              << daemon::human_bytes(total) << "  " << daemon::human_bytes(rate) << "/s  ETA "
+              << eta << " s   " << std::flush;
   } else {
-    std::cout << "rekey: " << pct << "% " << human_bytes(done) << " of " << human_bytes(total)
-              << ", " << human_bytes(rate) << "/s, ETA " << eta << " s" << std::endl;
+    std::cout << "rekey: " << pct << "% " << daemon::human_bytes(done) << " of "
+              << daemon::human_bytes(total) << ", " << daemon::human_bytes(rate) << "/s, ETA "
+              << eta << " s" << std::endl;
   }
 }
 

@@ -6,24 +6,10 @@
 #include <nlohmann/json.hpp>
 
 #include "crypto/errors.h"
+#include "daemon/monitor.h"
 #include "daemon/online_fsck.h"
 
 namespace wardfs::cli {
-
-namespace {
-std::string human_bytes(std::uint64_t n) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(n);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-  return buf;
-}
-}  // namespace
 
 FsckReporter::FsckReporter(bool json, std::string what)
     : json_(json), tty_(::isatty(STDERR_FILENO) != 0), what_(std::move(what)) {}
@@ -82,7 +68,7 @@ void FsckReporter::progress(const volume::FsckCounts& c) {
   if (now - last_progress_ < std::chrono::milliseconds(100)) return;
   last_progress_ = now;
   std::cerr << "\r\033[Kfsck: " << c.directories << " directories, " << c.files << " files, "
-            << human_bytes(c.bytes) << " checked" << std::flush;
+            << daemon::human_bytes(c.bytes) << " checked" << std::flush;
   progress_shown_ = true;
 }
 
@@ -105,8 +91,9 @@ int FsckReporter::finish(const volume::FsckCounts& c) {
     return code;
   }
   std::cout << what_ << ": " << c.directories << " directories, " << c.files << " files, "
-            << c.symlinks << " symbolic links, " << human_bytes(c.bytes) << " in " << c.chunks
-            << " chunks (" << c.holes << " holes), " << c.xattrs << " extended attributes\n";
+            << c.symlinks << " symbolic links, " << daemon::human_bytes(c.bytes) << " in "
+            << c.chunks << " chunks (" << c.holes << " holes), " << c.xattrs
+            << " extended attributes\n";
   if (unlisted_ > 0)
     std::cout << unlisted_ << " more problems not listed: run fsck offline for all of them\n";
   if (c.quarantined > 0)

@@ -1,5 +1,7 @@
 // wardfs: transparent encrypting filesystem. Entry point and exit-code policy.
 #include <sodium.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include <iostream>
 
@@ -19,6 +21,9 @@ constexpr const char* kExitCodes =
 }
 
 int main(int argc, char** argv) {
+  // Library warnings go to stderr: stdout carries what a command prints (--json output
+  // that scripts parse). A mounting daemon installs its own logger (daemon/logging.h).
+  spdlog::set_default_logger(spdlog::stderr_color_st("cli"));
   wardfs::cli::HelperArgs helper;  // mount(8) runs this binary as mount.fuse.wardfs
   if (const auto rc = wardfs::cli::adopt_mount_helper_args(argc, argv, helper)) return *rc;
   CLI::App app{

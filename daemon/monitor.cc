@@ -25,19 +25,6 @@ std::int64_t now_ns() {
       .count();
 }
 
-std::string human_bytes(std::uint64_t n) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double value = static_cast<double>(n);
-  int unit = 0;
-  while (value >= 1024 && unit < 4) {
-    value /= 1024;
-    ++unit;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, unit == 0 ? "%.0f %s" : "%.1f %s", value, units[unit]);
-  return buf;
-}
-
 int run_fusermount_unmount(const std::filesystem::path& mount_point) {
   // posix_spawn, not fork: this process is multi-threaded.
   const char* argv[] = {"fusermount3", "-u", mount_point.c_str(), nullptr};
@@ -52,6 +39,20 @@ int run_fusermount_unmount(const std::filesystem::path& mount_point) {
 }
 
 }  // namespace
+
+std::string human_bytes(std::uint64_t bytes) {
+  if (bytes < 1024) return std::to_string(bytes) + " B";
+  const char* units[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
+  double value = static_cast<double>(bytes) / 1024;
+  int unit = 0;
+  while (value >= 1024 && unit < 4) {
+    value /= 1024;
+    ++unit;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f %s", value, units[unit]);
+  return buf;
+}
 
 int unmount_if_unused(const std::filesystem::path& mount_point) {
   if (::geteuid() != 0) return run_fusermount_unmount(mount_point);

@@ -64,6 +64,10 @@ class MountMonitor {
 // in use there. umount2 as root, else fusermount3 -u. 0 or an errno value.
 int unmount_if_unused(const std::filesystem::path& mount_point);
 
+// A byte count for people: whole bytes below 1 KiB ("47 B", never "47.0 B"), else one
+// decimal in binary units ("1.5 MiB"). Status lines, progress and reports all use it.
+std::string human_bytes(std::uint64_t bytes);
+
 // "30s", "5m", "1h", "250ms", "90" (seconds) -> duration; nullopt when malformed.
 std::optional<std::chrono::milliseconds> parse_duration(const std::string& text);
 

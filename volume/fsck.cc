@@ -1,6 +1,5 @@
 #include "volume/fsck.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -29,26 +28,11 @@ constexpr std::uint64_t kMaxChunkProblemsPerFile = 8;
 constexpr std::string_view kConfigTmpName = "wardfs.conf.tmp";
 constexpr std::string_view kRootFiles[] = {"wardfs.conf", "wardfs.lock", "wardfs.lease"};
 
-struct DirCloser {
-  void operator()(DIR* d) const { ::closedir(d); }
-};
-
 // The entry names of a directory, sorted so reports come in a stable order.
 int list_names(int dir_fd, std::vector<std::string>& out) {
-  const int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return -errno;
-  std::unique_ptr<DIR, DirCloser> dir(::fdopendir(fd));
-  if (!dir) {
-    const int err = errno;
-    ::close(fd);
-    return -err;
-  }
-  errno = 0;
-  while (const dirent* d = ::readdir(dir.get())) {
-    const std::string_view n = d->d_name;
-    if (n != "." && n != "..") out.emplace_back(n);
-  }
-  if (errno != 0) return -errno;
+  const int rc = for_each_dir_entry(
+      dir_fd, [&](std::string_view name, ino_t, unsigned char) { out.emplace_back(name); });
+  if (rc != 0) return rc;
   std::sort(out.begin(), out.end());
   return 0;
 }

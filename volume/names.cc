@@ -1,6 +1,5 @@
 #include "volume/names.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 
 #include <cerrno>
@@ -19,10 +18,6 @@ constexpr std::string_view kUserPrefix = "user.";
 std::string sidecar_name(std::string_view backing) {
   return std::string(backing) + std::string(crypto::kLongNameSidecarSuffix);
 }
-
-struct DirCloser {
-  void operator()(DIR* d) const { ::closedir(d); }
-};
 
 crypto::Bytes xattr_value_ad(std::string_view plain_name) {
   crypto::Bytes ad(kXattrValueAd.begin(), kXattrValueAd.end());
@@ -139,29 +134,18 @@ std::optional<std::string> NameMapper::decrypt_entry(int dir_fd, const crypto::D
 
 int NameMapper::list(int dir_fd, const crypto::DirId& dir_id, std::vector<DirEntry>& out,
                      const NameReporter& reporter) const {
-  const int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return -errno;
-  std::unique_ptr<DIR, DirCloser> dir(::fdopendir(fd));
-  if (!dir) {
-    const int err = errno;
-    ::close(fd);
-    return -err;
-  }
-  errno = 0;
-  while (const dirent* d = ::readdir(dir.get())) {
-    const std::string_view backing = d->d_name;
-    if (backing == "." || backing == ".." || is_metadata_entry(backing)) continue;
+  return for_each_dir_entry(dir_fd, [&](std::string_view backing, ino_t ino, unsigned char type) {
+    if (is_metadata_entry(backing)) return;
     std::uint32_t generation = 0;
     auto name = decrypt_entry(dir_fd, dir_id, backing, &generation);
     if (!name) {
       if (reporter)
         reporter(backing,
                  "entry name failed authentication (edited, or moved from another directory)");
-      continue;
+      return;
     }
-    out.push_back({std::move(*name), std::string(backing), d->d_ino, d->d_type, generation});
-  }
-  return 0;
+    out.push_back({std::move(*name), std::string(backing), ino, type, generation});
+  });
 }
 
 std::string NameMapper::xattr_backing_name(std::string_view plain_name,

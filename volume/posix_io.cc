@@ -1,5 +1,7 @@
 #include "volume/posix_io.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -40,6 +42,27 @@ int create_private_directories(const std::filesystem::path& dir) {
     if (::mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST) return -errno;
   }
   return 0;
+}
+
+int for_each_dir_entry(int dir_fd,
+                       const std::function<void(std::string_view, ino_t, unsigned char)>& fn) {
+  const int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  DIR* dir = ::fdopendir(fd);
+  if (dir == nullptr) {
+    const int err = errno;
+    ::close(fd);
+    return -err;
+  }
+  errno = 0;
+  while (const dirent* d = ::readdir(dir)) {
+    const std::string_view name = d->d_name;
+    if (name != "." && name != "..") fn(name, d->d_ino, d->d_type);
+    errno = 0;
+  }
+  const int err = errno;
+  ::closedir(dir);
+  return -err;
 }
 
 }  // namespace wardfs::volume

@@ -6,6 +6,8 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <functional>
+#include <string_view>
 #include <utility>
 
 namespace wardfs::volume {
@@ -37,6 +39,11 @@ class UniqueFd {
  private:
   int fd_ = -1;
 };
+
+// Calls `fn(name, inode, type)` for each entry of directory `dir_fd` but "." and "..",
+// read through a descriptor of its own (`dir_fd`'s position is left alone). 0 or -errno.
+int for_each_dir_entry(int dir_fd,
+                       const std::function<void(std::string_view, ino_t, unsigned char)>& fn);
 
 // Both return the bytes transferred (short only at EOF for reads) or -errno.
 ssize_t pread_full(int fd, void* buf, std::size_t len, off_t offset);
