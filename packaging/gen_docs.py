@@ -107,6 +107,9 @@ def roff_entries(entries):
     for name, lines in entries:
         out.append(".TP")
         out.append("\\fB%s\\fR" % roff_escape(clean_name(name)))
+        # The description always starts on the next line: a tag shorter than the indent
+        # ("shared") would otherwise share its line with one space before the text.
+        out.append(".br")
         notes = re.findall(r" ((?:Excludes|Needs): .*)$", name)
         for line in clean_lines(lines + notes):
             out.append(roff_escape(line))
