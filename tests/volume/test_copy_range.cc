@@ -24,20 +24,6 @@ std::uint64_t model_copy(const Bytes& src, std::uint64_t off, Bytes& dst, std::u
   return n;
 }
 
-// The engine, a fresh load of the file and the independent format checker agree.
-void require_content(const TestVolume& tv, FileContent& fc, int fd, const Bytes& model) {
-  REQUIRE(fc.size() == model.size());
-  REQUIRE(first_diff(read_all(fc, fd), model) == -1);
-  REQUIRE(first_diff(verify_format(tv, fd), model) == -1);
-  FileContent fresh(*tv.vol);
-  Reports reports;
-  fresh.set_reporter(reports.fn());
-  REQUIRE(fresh.load(fd) == 0);
-  REQUIRE(first_diff(read_all(fresh, fd), model) == -1);
-  INFO(reports.describe());
-  REQUIRE(reports.list.empty());
-}
-
 struct Case {
   std::uint64_t src_off;
   std::uint64_t dst_off;

@@ -23,20 +23,6 @@ void zero_model(Bytes& model, std::uint64_t from, std::uint64_t to) {
   if (from < to) std::fill(model.begin() + from, model.begin() + to, 0);
 }
 
-// The engine, a fresh load of the same file and the format checker all agree with model.
-void require_content(const TestVolume& tv, FileContent& fc, int fd, const Bytes& model) {
-  REQUIRE(fc.size() == model.size());
-  REQUIRE(first_diff(read_all(fc, fd), model) == -1);
-  REQUIRE(first_diff(verify_format(tv, fd), model) == -1);
-  FileContent fresh(*tv.vol);
-  Reports reports;
-  fresh.set_reporter(reports.fn());
-  REQUIRE(fresh.load(fd) == 0);
-  REQUIRE(first_diff(read_all(fresh, fd), model) == -1);
-  INFO(reports.describe());
-  REQUIRE(reports.list.empty());
-}
-
 }  // namespace
 
 TEST_CASE("Punching whole chunks makes holes and frees their blocks; edges are re-sealed",
