@@ -11,8 +11,8 @@
 #include "daemon/control.h"
 #include "daemon/monitor.h"
 #include "daemon/volume_service.h"
+#include "service/key_admin.h"
 #include "volume/rekey.h"
-#include "volume/rotation.h"
 
 namespace wardfs::cli {
 
@@ -27,10 +27,26 @@ struct Target {
 };
 
 // Offline work needs the volume unlocked here, with the user's credentials, and the
-// volume's lease: refused while a daemon serves it, anywhere.
-std::unique_ptr<OfflineVolume> unlock_offline(const Target& t, const std::string& command) {
-  return std::make_unique<OfflineVolume>(stdfs::absolute(t.path), t.creds, command);
-}
+// volume's lease: refused while a daemon serves it, anywhere. Then it runs the same
+// service::KeyAdmin as a daemon does.
+struct OfflineKeyAdmin {
+  OfflineVolume offline;
+  volume::OfflineTreeAccess tree;
+  volume::NameMapper names;
+  service::KeyAdmin admin;
+
+  OfflineKeyAdmin(const Target& t, const std::string& command)
+      : offline(stdfs::absolute(t.path), t.creds, command),
+        tree(offline.volume()),
+        names(offline.volume()),
+        admin({.volume = offline.volume(),
+               .keystore = offline.keystore(),
+               .tree = tree,
+               .names = names,
+               .log = offline.audit_log(),
+               .online = false,
+               .where = "offline"}) {}
+};
 
 int run_rotate(const Target& t) {
   std::uint32_t generation = 0;
@@ -38,16 +54,8 @@ int run_rotate(const Target& t) {
     generation = daemon::control_request(stdfs::absolute(t.path), {{"op", "rotate"}})["generation"]
                      .get<std::uint32_t>();
   } else {
-    const auto offline = unlock_offline(t, "rotate");
-    try {
-      generation = volume::rotate_generation(offline->volume(), offline->keystore());
-    } catch (const std::exception& e) {
-      offline->record("rotate", std::nullopt, "failed", {{"error", e.what()}});
-      throw;
-    }
-    offline->record("rotate", generation, "ok", {{"online", false}});
-    offline->record("config_change", generation, "ok",
-                    {{"reason", "rotate"}, {"active_generation", generation}});
+    OfflineKeyAdmin offline(t, "rotate");
+    generation = offline.admin.rotate(audit::Principal::self());
   }
   std::cout << "generation " << generation
             << " is now active: new chunks and names are sealed under it.\n"
@@ -103,22 +111,14 @@ void print_progress(const json& rekey, double seconds, bool tty, bool json_lines
 int run_rekey(const Target& t, double rate_mb, bool background, bool json_lines) {
   const double rate = rate_mb * 1e6;
   if (!is_mounted(t.path)) {
-    const auto offline = unlock_offline(t, "rekey");
-    volume::Volume& vol = offline->volume();
-    volume::OfflineTreeAccess access(vol);
-    volume::NameMapper names(vol);
+    OfflineKeyAdmin offline(t, "rekey");
+    const auto who = audit::Principal::self();
+    volume::RekeyLease lease = offline.admin.begin_rekey(rate, who);
     volume::RekeyProgress progress;
-    const std::uint32_t target = vol.keys().active_generation();
-    offline->record("rekey_start", target, "ok", {{"online", false}, {"rate_bytes_per_sec", rate}});
-    const int rc = volume::Rekeyer(vol, access, names).rekey(progress, rate);
-    offline->record("rekey_finish", target, rc == 0 && progress.errors == 0 ? "ok" : "failed",
-                    {{"bytes_done", progress.bytes_done.load()},
-                     {"files_done", progress.files_done.load()},
-                     {"names_done", progress.names_done.load()},
-                     {"errors", progress.errors.load()}});
+    const auto outcome = offline.admin.run_rekey(lease, progress, rate, who);
     std::cout << "rekey: " << progress.files_done << " files, " << progress.names_done << " names, "
               << progress.errors << " errors\n";
-    if (rc != 0)
+    if (outcome.rc != 0 || progress.errors > 0)
       throw WardError(ErrorKind::io,
                       "rekey incomplete: " + progress.last_error + " (rerun to resume)");
     return 0;
@@ -175,26 +175,8 @@ int run_retire(const Target& t, std::uint32_t generation, bool force, bool yes) 
                    {{"op", "retire"}, {"generation", generation}, {"force", force}})["shredded"]
                    .get<std::uint64_t>();
   } else {
-    const auto offline = unlock_offline(t, "retire");
-    volume::Volume& vol = offline->volume();
-    volume::OfflineTreeAccess access(vol);
-    volume::NameMapper names(vol);
-    try {
-      shredded = volume::Rekeyer(vol, access, names).uses_before_retire(generation, force);
-    } catch (const WardError& e) {
-      offline->record("retire", generation, "failed", {{"error", e.what()}});
-      throw;
-    }
-    if (shredded > 0 && !force) {
-      offline->record("retire", generation, "refused", {{"still_in_use", shredded}});
-      throw WardError(ErrorKind::usage, "generation " + std::to_string(generation) +
-                                            " still seals " + std::to_string(shredded) +
-                                            " chunks, headers or names; run 'wardfs rekey' first");
-    }
-    volume::retire_generation(vol, generation);
-    offline->record("retire", generation, "ok", {{"shredded", shredded}, {"forced", force}});
-    offline->record("config_change", generation, "ok",
-                    {{"reason", "retire"}, {"removed_generation", generation}});
+    OfflineKeyAdmin offline(t, "retire");
+    shredded = offline.admin.retire(generation, force, audit::Principal::self());
   }
   std::cout << "generation " << generation << " retired";
   if (shredded > 0)

@@ -22,10 +22,12 @@ std::optional<FileIdentity> identity_of(const std::filesystem::path& path) {
 }  // namespace
 
 ConfigFollower::ConfigFollower(std::filesystem::path config_path,
-                               std::chrono::milliseconds interval, std::function<void()> on_change)
+                               std::chrono::milliseconds interval, std::function<void()> on_change,
+                               std::function<void()> on_tick)
     : config_path_(std::move(config_path)),
       interval_(interval),
       on_change_(std::move(on_change)),
+      on_tick_(std::move(on_tick)),
       thread_([this] { run(); }) {}
 
 ConfigFollower::~ConfigFollower() {
@@ -43,10 +45,11 @@ void ConfigFollower::run() {
   std::unique_lock lock(mutex_);
   while (!wake_.wait_for(lock, interval_, [this] { return stop_; })) {
     const auto now = identity_of(config_path_);
-    if (!now || now == seen) continue;
-    seen = now;
+    const bool changed = now && now != seen;
+    if (changed) seen = now;
     lock.unlock();
-    on_change_();
+    if (changed) on_change_();
+    if (on_tick_) on_tick_();
     lock.lock();
   }
 }

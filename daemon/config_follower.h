@@ -21,8 +21,9 @@ inline constexpr std::chrono::seconds kConfigPollInterval{2};
 class ConfigFollower {
  public:
   // Starts the polling thread. `on_change` runs on it; it reports its own errors.
+  // `on_tick`, if given, runs after every poll (the mount's heartbeat work).
   ConfigFollower(std::filesystem::path config_path, std::chrono::milliseconds interval,
-                 std::function<void()> on_change);
+                 std::function<void()> on_change, std::function<void()> on_tick = nullptr);
   ~ConfigFollower();  // stops and joins the thread
   ConfigFollower(const ConfigFollower&) = delete;
   ConfigFollower& operator=(const ConfigFollower&) = delete;
@@ -33,6 +34,7 @@ class ConfigFollower {
   std::filesystem::path config_path_;
   std::chrono::milliseconds interval_;
   std::function<void()> on_change_;
+  std::function<void()> on_tick_;
   std::mutex mutex_;  // guards stop_; taken alone
   std::condition_variable wake_;
   bool stop_ = false;

@@ -467,9 +467,10 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   record_mount(audit_log, req, *volume);
   std::optional<InodeLimit> inode_limit(std::in_place, filesystem, session.get(),
                                         inode_budget(req.max_inodes));
-  VolumeService service(*volume, keystore, filesystem, req.mount_point, audit_log);
-  const ConfigFollower config_follower(req.cipher_dir / "wardfs.conf", kConfigPollInterval,
-                                       [&service] { service.follow_config(); });
+  VolumeService service(*volume, keystore, filesystem, req.mount_point, audit_log, !req.read_only);
+  const ConfigFollower config_follower(
+      req.cipher_dir / "wardfs.conf", kConfigPollInterval, [&service] { service.follow_config(); },
+      [&service] { service.tick(); });
   std::optional<ControlServer> control;
   try {
     control.emplace(

@@ -8,6 +8,7 @@
 
 #include "audit/verify.h"
 #include "crypto/errors.h"
+#include "volume/rekey_lease.h"
 #include "volume/rotation.h"
 
 namespace wardfs::daemon {
@@ -50,12 +51,23 @@ nlohmann::json generations_to_json(const crypto::VolumeConfig& config) {
 
 VolumeService::VolumeService(volume::Volume& volume, keystore::Keystore& keystore,
                              fs::WardFs& filesystem, std::filesystem::path mount_point,
-                             audit::AuditLog& audit)
+                             audit::AuditLog& audit, bool writes)
     : volume_(volume),
       keystore_(keystore),
       filesystem_(filesystem),
       mount_point_(std::move(mount_point)),
-      audit_(audit) {}
+      audit_(audit),
+      key_admin_({.volume = volume,
+                  .keystore = keystore,
+                  .tree = filesystem.tree_access(),
+                  .names = filesystem.names(),
+                  .log = audit,
+                  .online = true,
+                  .where = mount_point_.string()}) {
+  if (writes)
+    published_.emplace(volume_.cipher_dir(), mount_point_.string(),
+                       volume_.keys().active_generation());
+}
 
 void VolumeService::audit(std::string event, const audit::Principal& who,
                           std::optional<std::uint32_t> generation, std::string result,
@@ -64,19 +76,6 @@ void VolumeService::audit(std::string event, const audit::Principal& who,
                                        std::move(result), std::move(detail));
   e.principal = who;
   audit_.record(std::move(e));
-}
-
-void VolumeService::audit_rekey_progress() {
-  const std::uint64_t total = progress_.bytes_total.load();
-  if (total == 0) return;
-  const auto tenths =
-      static_cast<unsigned>(std::min<std::uint64_t>(10, progress_.bytes_done.load() * 10 / total));
-  if (tenths <= rekey_tenths_recorded_ || tenths == 10) return;
-  rekey_tenths_recorded_ = tenths;
-  audit("rekey_progress", audit::Principal::self(), progress_.target_generation.load(), "ok",
-        {{"bytes_done", progress_.bytes_done.load()},
-         {"bytes_total", total},
-         {"files_done", progress_.files_done.load()}});
 }
 
 nlohmann::json VolumeService::audit_verify() {
@@ -169,6 +168,7 @@ void VolumeService::follow_config() {
     const auto changes = volume::adopt_config_changes(volume_, keystore_);
     if (!changes.any()) return;
     const std::uint32_t active = volume_.keys().active_generation();
+    if (published_) published_->publish(active);
     spdlog::info("{}: wardfs.conf changed elsewhere; active generation {}, {} added, {} retired",
                  volume_.cipher_dir().string(), active, changes.added.size(),
                  changes.removed.size());
@@ -249,25 +249,18 @@ std::string VolumeService::prometheus_text() { return render_prometheus(metrics_
 
 nlohmann::json VolumeService::rotate(const audit::Principal& peer) {
   std::lock_guard lock(rotation_mutex_);
-  std::uint32_t generation = 0;
-  try {
-    generation = volume::rotate_generation(volume_, keystore_);
-  } catch (const std::exception& e) {
-    audit("rotate", peer, std::nullopt, "failed", {{"error", e.what()}});
-    throw;
-  }
-  spdlog::info("rotated {}: generation {} is now active", volume_.cipher_dir().string(),
-               generation);
-  audit("rotate", peer, generation, "ok", {{"online", true}});
-  audit("config_change", peer, generation, "ok",
-        {{"reason", "rotate"}, {"active_generation", generation}});
+  const std::uint32_t generation = key_admin_.rotate(peer);
+  if (published_) published_->publish(generation);
   return {{"ok", true}, {"generation", generation}};
 }
 
-nlohmann::json VolumeService::start_rekey(double rate_bytes_per_sec, const audit::Principal& peer) {
+nlohmann::json VolumeService::start_rekey(double rate_bytes_per_sec, const audit::Principal& peer,
+                                          bool resumed) {
   std::lock_guard lock(rotation_mutex_);
   if (progress_.running) return {{"ok", true}, {"already_running", true}};
   if (rekey_thread_.joinable()) rekey_thread_.join();
+  auto lease = std::make_shared<volume::RekeyLease>(
+      key_admin_.begin_rekey(rate_bytes_per_sec, peer, resumed));
   progress_.bytes_done = 0;
   progress_.bytes_total = 0;
   progress_.files_done = 0;
@@ -281,35 +274,31 @@ nlohmann::json VolumeService::start_rekey(double rate_bytes_per_sec, const audit
   progress_.running = true;
   rekey_started_ns_ = steady_ns();
   rekey_finished_ns_ = 0;
-  rekey_tenths_recorded_ = 0;
-  progress_.on_file_done = [this] { audit_rekey_progress(); };
-  const std::uint32_t target = volume_.keys().active_generation();
-  audit("rekey_start", peer, target, "ok", {{"rate_bytes_per_sec", rate_bytes_per_sec}});
-  rekey_thread_ = std::thread([this, rate_bytes_per_sec, peer, target] {
-    spdlog::info("rekey started (target generation {})", target);
-    volume::Rekeyer rekeyer(volume_, filesystem_.tree_access(), filesystem_.names());
-    const int rc = rekeyer.rekey(progress_, rate_bytes_per_sec);
-    spdlog::info("rekey finished: {} bytes, {} files, {} names, {} errors{}",
-                 progress_.bytes_done.load(), progress_.files_done.load(),
-                 progress_.names_done.load(), progress_.errors.load(),
-                 rc == -ECANCELED ? " (interrupted; rerun to resume)" : "");
-    audit("rekey_finish", peer, target,
-          rc == 0 && progress_.errors == 0 ? "ok" : (rc == -ECANCELED ? "interrupted" : "failed"),
-          {{"bytes_done", progress_.bytes_done.load()},
-           {"files_done", progress_.files_done.load()},
-           {"names_done", progress_.names_done.load()},
-           {"errors", progress_.errors.load()}});
+  rekey_thread_ = std::thread([this, rate_bytes_per_sec, peer, lease] {
+    key_admin_.run_rekey(*lease, progress_, rate_bytes_per_sec, peer);
     rekey_finished_ns_ = steady_ns();
     progress_.running = false;
   });
   return {{"ok", true}};
 }
 
+void VolumeService::tick() {
+  if (!published_) return;
+  published_->renew_if_due();
+  // A rekey whose runner is gone (crashed, or its mount ended first) is finished here.
+  const auto rekey = volume::read_rekey_record(volume_.cipher_dir());
+  if (!rekey || !rekey->running || rekey->alive || progress_.running) return;
+  try {
+    spdlog::info("resuming the rekey of {} left unfinished by {}", volume_.cipher_dir().string(),
+                 rekey->owner());
+    start_rekey(0, audit::Principal::self(), true);
+  } catch (const std::exception& e) {
+    spdlog::debug("not resuming the rekey: {}", e.what());  // another mount took it first
+  }
+}
+
 nlohmann::json VolumeService::scan() {
-  volume::VolumeUsage usage;
-  volume::Rekeyer rekeyer(volume_, filesystem_.tree_access(), filesystem_.names());
-  rekeyer.scan(usage);
-  return {{"ok", true}, {"usage", usage_to_json(usage)}};
+  return {{"ok", true}, {"usage", usage_to_json(key_admin_.scan())}};
 }
 
 nlohmann::json VolumeService::retire(std::uint32_t generation, bool force,
@@ -317,28 +306,8 @@ nlohmann::json VolumeService::retire(std::uint32_t generation, bool force,
   std::lock_guard lock(rotation_mutex_);
   if (progress_.running)
     throw WardError(ErrorKind::usage, "a rekey is running; wait for it to finish");
-  volume::Rekeyer rekeyer(volume_, filesystem_.tree_access(), filesystem_.names());
-  std::uint64_t uses = 0;
-  try {
-    uses = rekeyer.uses_before_retire(generation, force);
-  } catch (const WardError& e) {
-    audit("retire", peer, generation, "failed", {{"error", e.what()}});
-    throw;
-  }
-  if (uses > 0 && !force) {
-    audit("retire", peer, generation, "refused", {{"still_in_use", uses}});
-    throw WardError(
-        ErrorKind::usage,
-        "generation " + std::to_string(generation) + " still seals " + std::to_string(uses) +
-            " chunks, headers or names; run 'wardfs rekey' first, or --force to shred them");
-  }
-  volume::retire_generation(volume_, generation);
-  audit("retire", peer, generation, "ok", {{"shredded", uses}, {"forced", force}});
-  audit("config_change", peer, generation, "ok",
-        {{"reason", "retire"}, {"removed_generation", generation}});
-  spdlog::warn("retired generation {} of {} ({} items it sealed are now unreadable)", generation,
-               volume_.cipher_dir().string(), uses);
-  return {{"ok", true}, {"shredded", uses}};
+  const std::uint64_t shredded = key_admin_.retire(generation, force, peer);
+  return {{"ok", true}, {"shredded", shredded}};
 }
 
 }  // namespace wardfs::daemon

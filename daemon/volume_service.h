@@ -10,6 +10,8 @@
 #include "daemon/metrics.h"
 #include "fuse/filesystem.h"
 #include "keystore/keystore.h"
+#include "service/key_admin.h"
+#include "volume/mount_records.h"
 #include "volume/rekey.h"
 #include "volume/volume.h"
 
@@ -18,7 +20,7 @@ namespace wardfs::daemon {
 class VolumeService {
  public:
   VolumeService(volume::Volume& volume, keystore::Keystore& keystore, fs::WardFs& filesystem,
-                std::filesystem::path mount_point, audit::AuditLog& audit);
+                std::filesystem::path mount_point, audit::AuditLog& audit, bool writes);
   ~VolumeService();  // stops a running rekey (it resumes on the next run)
   VolumeService(const VolumeService&) = delete;
   VolumeService& operator=(const VolumeService&) = delete;
@@ -34,6 +36,9 @@ class VolumeService {
   // calls it when wardfs.conf changed). Logs and audits what changed; a refused config
   // is logged and audited, and the keys stay as they were.
   void follow_config();
+  // Every poll of the config follower: renews this mount's published record and resumes
+  // a rekey whose runner is gone (volume/rekey_lease.h). Read-write mounts only.
+  void tick();
 
  private:
   nlohmann::json status();
@@ -43,26 +48,27 @@ class VolumeService {
   MetricsSnapshot metrics_snapshot();
   double rekey_rate() const;
   nlohmann::json rotate(const audit::Principal& peer);
-  nlohmann::json start_rekey(double rate_bytes_per_sec, const audit::Principal& peer);
+  nlohmann::json start_rekey(double rate_bytes_per_sec, const audit::Principal& peer,
+                             bool resumed = false);
   nlohmann::json scan();
   nlohmann::json retire(std::uint32_t generation, bool force, const audit::Principal& peer);
   nlohmann::json audit_verify();
   nlohmann::json fsck();  // daemon/online_fsck.cc
   void audit(std::string event, const audit::Principal& who,
              std::optional<std::uint32_t> generation, std::string result, nlohmann::json detail);
-  void audit_rekey_progress();
 
   volume::Volume& volume_;
   keystore::Keystore& keystore_;
   fs::WardFs& filesystem_;
   std::filesystem::path mount_point_;
   audit::AuditLog& audit_;
-  unsigned rekey_tenths_recorded_ = 0;  // rekey thread only
   volume::RekeyProgress progress_;
   std::atomic<std::int64_t> rekey_started_ns_{0};   // steady clock; 0: never started
   std::atomic<std::int64_t> rekey_finished_ns_{0};  // 0 while running
+  service::KeyAdmin key_admin_;
+  std::optional<volume::PublishedMount> published_;  // mounts that write
   std::thread rekey_thread_;
-  std::mutex rotation_mutex_;  // one rotate/retire/rekey start at a time
+  std::mutex rotation_mutex_;  // one rotate/retire/rekey start at a time; taken first
 };
 
 nlohmann::json usage_to_json(const volume::VolumeUsage& usage);

@@ -1,11 +1,9 @@
 #include "volume/lease.h"
 
 #include <fcntl.h>
-#include <sodium.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <array>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -18,6 +16,7 @@
 #include "crypto/bytes.h"
 #include "crypto/config.h"
 #include "crypto/errors.h"
+#include "volume/presence.h"
 
 namespace wardfs::volume {
 
@@ -25,10 +24,6 @@ namespace {
 
 constexpr off_t kWriterByte = 0;
 constexpr off_t kUsersByte = 1;
-constexpr std::size_t kMaxHolderBytes = 8192;
-// The record is rewritten in place at this size (padded with spaces), never truncated
-// first, so a reader on another machine never sees it empty mid-renewal.
-constexpr std::size_t kRecordBytes = 1024;
 
 // What the writer wrote about itself into the lease file.
 struct Holder {
@@ -39,39 +34,11 @@ struct Holder {
   std::string started;
   std::string mount_id;        // random, per lease taken
   std::int64_t heartbeat = 0;  // Unix seconds of the last renewal; 0 in older records
+  nlohmann::json record;
 };
 
-std::int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::string random_mount_id() {
-  std::array<std::uint8_t, 12> id{};
-  randombytes_buf(id.data(), id.size());
-  return crypto::hex_encode(id);
-}
-
-std::string host_name() {
-  std::array<char, 256> name{};
-  if (::gethostname(name.data(), name.size() - 1) != 0) return "?";
-  return name.data();
-}
-
-// True when taken, false when another open file holds a conflicting lock.
 bool try_lock(int fd, short type, off_t byte, const std::filesystem::path& path) {
-  struct flock fl {};
-  fl.l_type = type;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = byte;
-  fl.l_len = 1;
-  while (::fcntl(fd, F_OFD_SETLK, &fl) != 0) {
-    if (errno == EAGAIN || errno == EACCES) return false;
-    if (errno != EINTR)
-      throw WardError(ErrorKind::io, "cannot lock " + path.string() + ": " + std::strerror(errno));
-  }
-  return true;
+  return try_lock_byte(fd, type, byte, path);
 }
 
 nlohmann::json holder_record(LeaseUse use, const std::string& what) {
@@ -81,41 +48,29 @@ nlohmann::json holder_record(LeaseUse use, const std::string& what) {
           {"command", mount ? "mount" : what},
           {"mount_point", mount ? what : ""},
           {"started", crypto::utc_now_iso8601()},
-          {"mount_id", random_mount_id()},
+          {"mount_id", random_record_id()},
           {"heartbeat", unix_now()}};
 }
 
-// A failure here costs only the heartbeat, which the next renewal retries.
-void write_record(int fd, const nlohmann::json& record) {
-  std::string text = record.dump();
-  if (text.size() < kRecordBytes - 1) text.resize(kRecordBytes - 1, ' ');
-  text += '\n';
-  (void)pwrite_full(fd, text.data(), text.size(), 0);
-}
+void write_record(int fd, const nlohmann::json& record) { write_presence_record(fd, record); }
 
 std::optional<Holder> read_holder(int fd) {
-  std::string text(kMaxHolderBytes, '\0');
-  const ssize_t n = pread_full(fd, text.data(), text.size(), 0);
-  if (n <= 0) return std::nullopt;
-  text.resize(static_cast<std::size_t>(n));
-  const auto j = nlohmann::json::parse(text, nullptr, false);
-  if (!j.is_object()) return std::nullopt;
+  const auto j = read_presence_record(fd);
+  if (!j) return std::nullopt;
   Holder h;
-  h.host = j.value("host", "?");
-  h.pid = j.value("pid", 0L);
-  h.command = j.value("command", "");
-  h.mount_point = j.value("mount_point", "");
-  h.started = j.value("started", "");
-  h.mount_id = j.value("mount_id", "");
-  h.heartbeat = j.value("heartbeat", std::int64_t{0});
+  h.host = j->value("host", "?");
+  h.pid = j->value("pid", 0L);
+  h.command = j->value("command", "");
+  h.mount_point = j->value("mount_point", "");
+  h.started = j->value("started", "");
+  h.mount_id = j->value("mount_id", "");
+  h.heartbeat = j->value("heartbeat", std::int64_t{0});
+  h.record = *j;
   if (h.command.empty()) return std::nullopt;
   return h;
 }
 
-std::string by_whom(const Holder& h) {
-  return "pid " + std::to_string(h.pid) + " on host " + h.host +
-         (h.started.empty() ? "" : ", since " + h.started);
-}
+std::string by_whom(const Holder& h) { return presence_owner(h.record); }
 
 // The refusal when the writer byte (or, for a mount, the users byte) is taken.
 [[noreturn]] void refuse_for_holder(const std::filesystem::path& cipher_dir, LeaseUse use,
@@ -150,12 +105,8 @@ std::string by_whom(const Holder& h) {
 }
 
 // A writer of another host that renewed its heartbeat lately: alive, although its lock
-// did not keep us out (the backend does not share locks between machines). A holder of
-// this host whose lock is free is gone: local locks always work.
-bool beats_on_another_host(const Holder& h) {
-  return h.heartbeat != 0 && h.host != host_name() &&
-         unix_now() - h.heartbeat < kHeartbeatTimeout.count();
-}
+// did not keep us out (the backend does not share locks between machines).
+bool beats_on_another_host(const Holder& h) { return volume::beats_on_another_host(h.record); }
 
 [[noreturn]] void refuse_beating(const std::filesystem::path& cipher_dir, LeaseUse use,
                                  const Holder& h) {

@@ -31,12 +31,11 @@
 #include <string_view>
 
 #include "volume/posix_io.h"
+#include "volume/presence.h"
 
 namespace wardfs::volume {
 
 inline constexpr std::string_view kLeaseFileName = "wardfs.lease";
-inline constexpr std::chrono::seconds kHeartbeatInterval{5};
-inline constexpr std::chrono::seconds kHeartbeatTimeout{30};
 
 enum class LeaseUse {
   read_only_mount,

@@ -71,7 +71,7 @@ struct Fixture {
         *volume, wardfs::fs::FsOptions{.audit = audit_log.get()});
     check(filesystem->open_root() == 0, "open_root");
     service = std::make_unique<wardfs::daemon::VolumeService>(*volume, *keystore, *filesystem,
-                                                              dir / "mnt", *audit_log);
+                                                              dir / "mnt", *audit_log, true);
     server = std::make_unique<wardfs::daemon::ControlServer>(
         dir / "control.sock", ::geteuid(),
         [this](const nlohmann::json& request, const wardfs::audit::Principal& peer) {

@@ -8,7 +8,7 @@ import os
 import stat
 import uuid
 
-from wardfs_harness import (BACKING_META, B64URL_RE, CONFIG_NAME, DIRID_NAME, HEADER_SIZE,
+from wardfs_harness import (BACKING_META, MOUNTS_DIR_NAME, B64URL_RE, CONFIG_NAME, DIRID_NAME, HEADER_SIZE,
                             LONG_NAME_RE, OVERHEAD, SIDECAR_RE,
                             WardfsTestCase, backing_data_entries, build_sample_tree, config_matrix,
                             drop_cache, main, parametrize, pattern, read_file, read_uncached,
@@ -63,6 +63,8 @@ class Backing:
         self.assertTrue(os.path.isfile(os.path.join(root, CONFIG_NAME)))
         dirids = {}
         for dirpath, dirnames, filenames in os.walk(root):
+            if dirpath == root:  # the mounts' records are no encrypted directory
+                dirnames[:] = [d for d in dirnames if d != MOUNTS_DIR_NAME]
             idpath = os.path.join(dirpath, DIRID_NAME)
             self.assertTrue(os.path.isfile(idpath), "%s must exist" % idpath)
             self.assertEqual(os.stat(idpath).st_size, 16, idpath)

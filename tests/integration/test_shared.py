@@ -23,20 +23,8 @@ EXIT_MOUNT = 4
 
 class Shared(WardfsTestCase):
     def second_mount(self, vol, *options):
-        path = os.path.join(vol.root, "second")
-        os.makedirs(path, exist_ok=True)
-
-        def cleanup():
-            if is_fuse_mounted(path):
-                run([BIN, "unmount", path], timeout=60)
-            if is_fuse_mounted(path):
-                run(["fusermount3", "-uz", path], timeout=30)
-        self.addCleanup(cleanup)
-        args = [BIN, "mount", vol.cipher_dir, path] + vol.cred_args() + [
-            "--log-file", vol.logfile + ".second"]
-        for o in options:
-            args += ["-o", o]
-        return path, run(args, timeout=60)
+        path = vol.mount_point_beside("second", self.addCleanup)
+        return path, vol.mount_at(path, *options)
 
     def shared_pair(self):
         vol = self.new_volume(chunk=CHUNK)

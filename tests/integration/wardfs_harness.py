@@ -32,7 +32,8 @@ import unittest
 # Re-exported: the tests import these names from here.
 from wardfs_format import (B64URL_RE, BACKING_META, CIPHERS, CONFIG_NAME, DIRID_NAME,  # noqa: F401
                            GENERATION_SIZE, HEADER_FLAG_HAS_HOLES, HEADER_SIZE, LEASE_NAME,
-                           LOCK_NAME, LONG_NAME_RE, NONCE_SIZE, OVERHEAD, SIDECAR_RE, TAG_SIZE, chunk_label,
+                           LOCK_NAME, LONG_NAME_RE, MOUNTS_DIR_NAME, NONCE_SIZE, OVERHEAD, REKEY_NAME,
+                           SIDECAR_RE, TAG_SIZE, chunk_label,
                            config_matrix, expected_backing_size, parse_size, selected_chunks,
                            selected_ciphers, short_cipher, slot_offset, slot_size)
 from wardfs_proc import (BIN, HERE, REPO, HarnessError, describe, is_fuse_mounted,  # noqa: F401

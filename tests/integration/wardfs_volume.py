@@ -126,6 +126,30 @@ class Volume:
                                % (self.plain, describe(p)))
         return p
 
+    def mount_point_beside(self, name, add_cleanup):
+        """An empty directory root/<name> for a second mount of this volume (standing for
+        another machine); `add_cleanup` (a TestCase's addCleanup) unmounts whatever is
+        mounted there at the end, lazily if need be."""
+        path = os.path.join(self.root, name)
+        os.makedirs(path, exist_ok=True)
+
+        def cleanup():
+            if is_fuse_mounted(path):
+                run([BIN, "unmount", path], timeout=60)
+            if is_fuse_mounted(path):
+                run(["fusermount3", "-uz", path], timeout=30)
+        add_cleanup(cleanup)
+        return path
+
+    def mount_at(self, path, *options):
+        """Mounts this volume at `path` too, each -o option given apart; its log goes to
+        logfile.<basename of path>. Returns the CompletedProcess."""
+        args = self.mount_args(mountpoint=path)
+        args[args.index("--log-file") + 1] = self.logfile + "." + os.path.basename(path)
+        for o in options:
+            args += ["-o", o]
+        return run(args, timeout=60)
+
     def log_text(self):
         """The daemon's log file so far; empty when there is none yet."""
         try:

@@ -52,23 +52,10 @@ def root_xattr_generations(vol):
 
 class Lease(RotationTestCase):
     def second_mount_point(self, vol, name="second"):
-        path = os.path.join(vol.root, name)
-        os.mkdir(path)
-
-        def cleanup():
-            if is_fuse_mounted(path):
-                run([BIN, "unmount", path], timeout=60)
-            if is_fuse_mounted(path):
-                run(["fusermount3", "-uz", path], timeout=30)
-        self.addCleanup(cleanup)
-        return path
+        return vol.mount_point_beside(name, self.addCleanup)
 
     def mount_at(self, vol, path, *options):
-        args = [BIN, "mount", vol.cipher_dir, path, "--keyfile", vol.keyfile,
-                "--log-file", vol.logfile + "." + os.path.basename(path)]
-        for o in options:
-            args += ["-o", o]
-        return run(args, timeout=60)
+        return vol.mount_at(path, *options)
 
     def offline(self, vol, *args):
         return vol.wardfs(args[0], vol.cipher_dir, *args[1:], "--keyfile", vol.keyfile, timeout=120)

@@ -1,0 +1,84 @@
+#include "volume/presence.h"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+
+#include "crypto/bytes.h"
+#include "crypto/errors.h"
+#include "volume/posix_io.h"
+
+namespace wardfs::volume {
+
+namespace {
+constexpr std::size_t kMaxRecordBytes = 8192;
+// Larger than any record written, so a renewal always overwrites the whole previous one.
+constexpr std::size_t kPaddedRecordBytes = 1024;
+}  // namespace
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string host_name() {
+  std::array<char, 256> name{};
+  if (::gethostname(name.data(), name.size() - 1) != 0) return "?";
+  return name.data();
+}
+
+std::string random_record_id() {
+  std::array<std::uint8_t, 12> id{};
+  randombytes_buf(id.data(), id.size());
+  return crypto::hex_encode(id);
+}
+
+bool try_lock_byte(int fd, short type, off_t byte, const std::filesystem::path& path) {
+  struct flock fl {};
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = byte;
+  fl.l_len = 1;
+  while (::fcntl(fd, F_OFD_SETLK, &fl) != 0) {
+    if (errno == EAGAIN || errno == EACCES) return false;
+    if (errno != EINTR)
+      throw WardError(ErrorKind::io, "cannot lock " + path.string() + ": " + std::strerror(errno));
+  }
+  return true;
+}
+
+void write_presence_record(int fd, const nlohmann::json& record) {
+  std::string text = record.dump();
+  if (text.size() < kPaddedRecordBytes - 1) text.resize(kPaddedRecordBytes - 1, ' ');
+  text += '\n';
+  (void)pwrite_full(fd, text.data(), text.size(), 0);
+}
+
+std::optional<nlohmann::json> read_presence_record(int fd) {
+  std::string text(kMaxRecordBytes, '\0');
+  const ssize_t n = pread_full(fd, text.data(), text.size(), 0);
+  if (n <= 0) return std::nullopt;
+  text.resize(static_cast<std::size_t>(n));
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (!j.is_object()) return std::nullopt;
+  return j;
+}
+
+bool beats_on_another_host(const nlohmann::json& record) {
+  const auto heartbeat = record.value("heartbeat", std::int64_t{0});
+  return heartbeat != 0 && record.value("host", "?") != host_name() &&
+         unix_now() - heartbeat < kHeartbeatTimeout.count();
+}
+
+std::string presence_owner(const nlohmann::json& record) {
+  const std::string started = record.value("started", "");
+  return "pid " + std::to_string(record.value("pid", 0L)) + " on host " +
+         record.value("host", "?") + (started.empty() ? "" : ", since " + started);
+}
+
+}  // namespace wardfs::volume

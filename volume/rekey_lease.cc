@@ -1,0 +1,99 @@
+#include "volume/rekey_lease.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "crypto/config.h"
+#include "crypto/errors.h"
+#include "volume/presence.h"
+
+namespace wardfs::volume {
+
+namespace {
+
+constexpr off_t kRunnerByte = 0;
+
+UniqueFd open_record(const std::filesystem::path& cipher_dir, int flags) {
+  const auto path = cipher_dir / kRekeyRecordName;
+  UniqueFd fd(::open(path.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, 0600));
+  struct stat st {};
+  if (fd && (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))) fd.reset();
+  return fd;
+}
+
+std::optional<RekeyRecord> parse(int fd, const std::filesystem::path& path) {
+  const auto j = read_presence_record(fd);
+  if (!j) return std::nullopt;
+  RekeyRecord r;
+  r.running = j->value("state", "") == "running";
+  r.target_generation = j->value("target_generation", 0U);
+  r.where = j->value("where", "");
+  r.raw = *j;
+  // A read lock is refused while the runner holds its write lock.
+  r.alive = !try_lock_byte(fd, F_RDLCK, kRunnerByte, path) || beats_on_another_host(*j);
+  return r;
+}
+
+}  // namespace
+
+std::string RekeyRecord::owner() const {
+  return "`wardfs rekey` " + (where == "offline" ? std::string("offline") : "at " + where) + " (" +
+         presence_owner(raw) + ")";
+}
+
+std::optional<RekeyRecord> read_rekey_record(const std::filesystem::path& cipher_dir) {
+  const UniqueFd fd = open_record(cipher_dir, O_RDONLY);
+  if (!fd) return std::nullopt;
+  return parse(fd.get(), cipher_dir / kRekeyRecordName);
+}
+
+RekeyLease::RekeyLease(const std::filesystem::path& cipher_dir, std::string where,
+                       std::uint32_t target_generation) {
+  const auto path = cipher_dir / kRekeyRecordName;
+  fd_ = open_record(cipher_dir, O_RDWR | O_CREAT);
+  if (!fd_)
+    throw WardError(ErrorKind::io, "cannot open " + path.string() + ": " + std::strerror(errno));
+  const auto previous = read_presence_record(fd_.get());
+  const bool free = try_lock_byte(fd_.get(), F_WRLCK, kRunnerByte, path);
+  const bool running_elsewhere =
+      previous && previous->value("state", "") == "running" && beats_on_another_host(*previous);
+  if (!free || running_elsewhere) {
+    RekeyRecord r;
+    r.where = previous ? previous->value("where", "") : "";
+    r.raw = previous.value_or(nlohmann::json::object());
+    throw WardError(ErrorKind::usage,
+                    "a rekey of " + cipher_dir.string() + " is already running: " + r.owner() +
+                        "; follow it with `wardfs status` on that mount, or wait for it");
+  }
+  record_ = {{"state", "running"},
+             {"target_generation", target_generation},
+             {"where", std::move(where)},
+             {"host", host_name()},
+             {"pid", static_cast<long>(::getpid())},
+             {"started", crypto::utc_now_iso8601()},
+             {"heartbeat", unix_now()}};
+  write_presence_record(fd_.get(), record_);
+  written_at_ = unix_now();
+}
+
+void RekeyLease::renew_if_due() {
+  std::lock_guard lock(*mutex_);
+  if (unix_now() - written_at_ < kHeartbeatInterval.count()) return;
+  record_["heartbeat"] = unix_now();
+  write_presence_record(fd_.get(), record_);
+  written_at_ = unix_now();
+}
+
+void RekeyLease::finished() {
+  std::lock_guard lock(*mutex_);
+  record_["state"] = "done";
+  record_["finished"] = crypto::utc_now_iso8601();
+  record_["heartbeat"] = unix_now();
+  write_presence_record(fd_.get(), record_);
+}
+
+}  // namespace wardfs::volume
