@@ -9,11 +9,7 @@
 #include <optional>
 #include <string>
 
-#include "audit/keystore_audit.h"
-#include "audit/log.h"
-#include "keystore/keystore.h"
-#include "volume/lease.h"
-#include "volume/volume.h"
+#include "service/volume_session.h"
 
 namespace wardfs::cli {
 
@@ -31,27 +27,22 @@ bool is_mounted(const std::string& target);
 
 class OfflineVolume {
  public:
-  // Unlocks `cipher_dir` to read it. With `changing`, the name of the command that will
-  // change it ("rotate"): first takes the volume's lease for the command's whole life,
-  // refused while a daemon serves the volume anywhere, then gives an old volume its
-  // audit key.
+  // Unlocks `cipher_dir` to read it (service::VolumeSession). With `changing`, the name
+  // of the command that will change it ("rotate"): first takes the volume's lease for
+  // the command's whole life, refused while a daemon serves the volume anywhere, then
+  // gives an old volume its audit key.
   OfflineVolume(const std::filesystem::path& cipher_dir, const OfflineCredentials& creds,
                 const std::optional<std::string>& changing);
-  ~OfflineVolume();  // writes the queued audit records
 
-  volume::Volume& volume() { return *volume_; }
-  keystore::Keystore& keystore() { return *keystore_; }
-  audit::AuditLog& audit_log() { return *log_; }
+  volume::Volume& volume() { return session_.volume(); }
+  keystore::Keystore& keystore() { return session_.keystore(); }
+  audit::AuditLog& audit_log() { return session_.log(); }
   // Records an event by this command; path "/" and the keystore identity filled in.
   void record(std::string event, std::optional<std::uint32_t> generation, std::string result,
               nlohmann::json detail = nullptr);
 
  private:
-  std::optional<volume::VolumeLease> lease_;  // released last
-  std::unique_ptr<audit::AuditLog> log_;
-  std::unique_ptr<keystore::Keystore> plain_keystore_;
-  std::unique_ptr<audit::AuditedKeystore> keystore_;
-  std::unique_ptr<volume::Volume> volume_;
+  service::VolumeSession session_;  // writes the queued audit records when it ends
 };
 
 }  // namespace wardfs::cli

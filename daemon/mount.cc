@@ -26,8 +26,6 @@
 #include <thread>
 #include <vector>
 
-#include "audit/files.h"
-#include "audit/keystore_audit.h"
 #include "audit/log.h"
 #include "crypto/errors.h"
 #include "crypto/secret.h"
@@ -40,7 +38,7 @@
 #include "daemon/notify.h"
 #include "daemon/volume_service.h"
 #include "fuse/filesystem.h"
-#include "keystore/known_volumes.h"
+#include "service/volume_session.h"
 #include "volume/lease.h"
 #include "volume/posix_io.h"
 #include "volume/volume.h"
@@ -275,54 +273,15 @@ struct SessionDeleter {
   void operator()(fuse_session* se) const { fuse_session_destroy(se); }
 };
 
-audit::LogOptions audit_options(const MountRequest& req, const crypto::VolumeConfig& config) {
+// An empty path is the volume's default log, which the session knows.
+audit::LogOptions audit_options(const MountRequest& req) {
   audit::LogOptions o;
-  o.path = req.audit_log ? *req.audit_log
-                         : audit::default_log_path(crypto::base64url_encode(config.volume_id));
+  if (req.audit_log) o.path = *req.audit_log;
   o.level = req.audit_level;
   o.on_failure = req.audit_on_failure;
   o.rotate_bytes = req.audit_rotate_bytes;
   o.anchor.argv = req.audit_anchor_argv;
   return o;
-}
-
-// wardfs.conf has no audit key: an old volume (fine), or one whose key was removed while
-// its log lives on. Refused by default, before any keystore call.
-bool audit_key_lost(const MountRequest& req, const crypto::VolumeConfig& config,
-                    const stdfs::path& log_path) {
-  if (config.audit_key || !audit::has_history(log_path)) return false;
-  if (req.audit_key_missing == audit::MissingKey::refuse) {
-    audit::refuse_lost_key(req.cipher_dir, log_path,
-                           "to start a new audit key on purpose, mount with "
-                           "--audit-key-missing=recreate (the old log is kept aside)");
-  }
-  return true;
-}
-
-// --audit-key-missing=recreate, once the volume is unlocked: the old log goes aside and a
-// new history starts, loudly. Returns the record that says so, if there is a new history.
-std::optional<audit::Event> start_new_audit_history(const MountRequest& req,
-                                                    const stdfs::path& log_path) {
-  if (req.read_only) {
-    spdlog::error(
-        "AUDIT KEY MISSING from {}/wardfs.conf although its audit log {} exists; mounted "
-        "read-only without auditing (--audit-key-missing=recreate)",
-        req.cipher_dir.string(), log_path.string());
-    return std::nullopt;
-  }
-  const auto aside = audit::set_aside_history(log_path);
-  spdlog::error(
-      "AUDIT KEY MISSING from {}/wardfs.conf although its audit log {} exists: starting a new "
-      "audit key and a new log (--audit-key-missing=recreate); the old log, unverifiable "
-      "without its key, was moved aside ({} files, last record {})",
-      req.cipher_dir.string(), log_path.string(), aside.moved.size(),
-      aside.last_seq ? std::to_string(*aside.last_seq) : "unknown");
-  nlohmann::json detail = {
-      {"reason", "the audit key was missing from wardfs.conf while the audit log existed"},
-      {"policy", "recreate"},
-      {"moved_aside", aside.moved}};
-  if (aside.last_seq) detail["previous_last_seq"] = *aside.last_seq;
-  return audit::volume_event("audit_key_recreated", "", std::nullopt, "ok", std::move(detail));
 }
 
 // Learns which rename flags the backing file system honours (network file systems lack
@@ -334,27 +293,6 @@ void probe_backing(const volume::Volume& volume) {
   volume.backing_features().probe(root.get());
   for (const auto& f : volume.backing_features().fallbacks())
     spdlog::info("backing file system of {}: {}", volume.cipher_dir().string(), f);
-}
-
-// Unlocks through the audited keystore, so every unwrap is on record, and starts the
-// log once the audit key is known.
-std::unique_ptr<volume::Volume> unlock_audited(const MountRequest& req,
-                                               const crypto::VolumeConfig& config,
-                                               keystore::Keystore& keystore, audit::AuditLog& log) {
-  const bool key_lost = audit_key_lost(req, config, log.options().path);
-  auto volume = volume::unlock_volume(req.cipher_dir, config, keystore);
-  auto recreated = key_lost ? start_new_audit_history(req, log.options().path) : std::nullopt;
-  if (!req.read_only) volume::ensure_audit_key(*volume, keystore);
-  if (recreated) log.record(std::move(*recreated));
-  if (volume->audit_mac_key().empty()) {
-    spdlog::warn(
-        "{} has no audit key yet (made before the audit log) and is mounted read-only: nothing "
-        "is audited until one read-write mount adds it",
-        req.cipher_dir.string());
-    return volume;
-  }
-  log.start(crypto::SecretBytes::copy_of(volume->audit_mac_key().view()));
-  return volume;
 }
 
 void record_mount(audit::AuditLog& log, const MountRequest& req, const volume::Volume& volume) {
@@ -396,29 +334,33 @@ void open_public_status(std::optional<ControlServer>& out, const stdfs::path& pa
 int serve(const MountRequest& req, ReadinessPipe& ready) {
   harden_process();
   tune_allocator();
-  const auto config = crypto::load_config(req.cipher_dir);
-  // Before any key is asked for or read: the backing directory may hold a swapped volume.
-  keystore::require_known_volume(req.cipher_dir, config.volume_id);
-  // Taken once the config proves this a volume, held until this process ends: no second
-  // read-write daemon and no offline key command on this volume meanwhile, wherever
-  // they run.
-  const volume::VolumeLease lease(
+  // The lease is held until this process ends: no second read-write daemon and no
+  // offline key command on this volume meanwhile, wherever they run.
+  service::VolumeSession opened(
       req.cipher_dir,
-      req.read_only ? volume::LeaseUse::read_only_mount
-      : req.shared  ? volume::LeaseUse::shared_write_mount
-                    : volume::LeaseUse::read_write_mount,
-      stdfs::absolute(req.mount_point).string(),
-      [](const std::string& mount_point) { return is_mount_point(mount_point); },
-      req.take_over_lease);
+      {.log = audit_options(req),
+       .credentials = req.credentials,
+       .lease = service::LeaseRequest{.use = req.read_only ? volume::LeaseUse::read_only_mount
+                                             : req.shared  ? volume::LeaseUse::shared_write_mount
+                                                           : volume::LeaseUse::read_write_mount,
+                                      .what = stdfs::absolute(req.mount_point).string(),
+                                      .is_mounted =
+                                          [](const std::string& mount_point) {
+                                            return is_mount_point(mount_point);
+                                          },
+                                      .force = req.take_over_lease},
+       .writable = !req.read_only,
+       .audit_key_missing = req.audit_key_missing,
+       .recreate_hint = "to start a new audit key on purpose, mount with "
+                        "--audit-key-missing=recreate (the old log is kept aside)"});
+  const auto& lease = *opened.lease();
   if (!lease.held())
     spdlog::warn("{} has no {} and cannot get one: mounted read-only without a lease",
                  req.cipher_dir.string(), volume::kLeaseFileName);
-  audit::AuditLog audit_log(audit_options(req, config), crypto::base64url_encode(config.volume_id));
-  auto plain_keystore = keystore::open_keystore(config.keystore, req.credentials);
-  // The keystore stays open: online rotation wraps new data keys with it.
-  audit::AuditedKeystore keystore(*plain_keystore, audit_log);
-  const auto volume = unlock_audited(req, config, keystore, audit_log);
-  keystore::remember_volume(req.cipher_dir, config.volume_id);  // trust on first use
+  const crypto::VolumeConfig& config = opened.config_at_open();
+  audit::AuditLog& audit_log = opened.log();
+  keystore::Keystore& keystore = opened.keystore();  // stays open: online rotation wraps with it
+  volume::Volume* const volume = &opened.volume();
   if (!req.read_only) probe_backing(*volume);
 
   wardfs::fs::WardFs filesystem(*volume, {.read_only = req.read_only,
