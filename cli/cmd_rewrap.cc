@@ -2,19 +2,12 @@
 // change, key file to HSM, KEK rotation). Touches no data; replaces the config atomically.
 #include <unistd.h>
 
-#include <algorithm>
 #include <iostream>
-#include <utility>
-#include <vector>
 
-#include "audit/append.h"
 #include "cli/commands.h"
-#include "crypto/config.h"
 #include "crypto/errors.h"
-#include "crypto/kdf.h"
 #include "keystore/keystore.h"
-#include "keystore/known_volumes.h"
-#include "volume/volume.h"
+#include "service/rewrap.h"
 
 namespace wardfs::cli {
 
@@ -35,10 +28,6 @@ struct RewrapArgs {
   std::string kdf_mem;
   bool insecure_kdf = false;
 };
-
-// Generation 0 stands for the audit key: it moves to the new keystore with the DEKs.
-using Dek = std::pair<std::uint32_t, crypto::SecretBytes>;
-constexpr std::uint32_t kAuditSlot = 0;
 
 // Either side's credentials; an empty string is an option not given. No notify: the
 // summary at the end names both keystores.
@@ -82,75 +71,6 @@ keystore::NewKeystoreOptions new_options(const RewrapArgs& a, const crypto::Keys
   return opts;
 }
 
-std::vector<Dek> unwrap_all(const crypto::VolumeConfig& cfg, keystore::Keystore& ks,
-                            const std::string& cipher_dir) {
-  std::vector<Dek> deks;
-  for (const auto& k : cfg.keys) {
-    auto dek = ks.unwrap(k.wrapped, cfg.wrap_ad(k.generation));
-    if (!dek) {
-      throw WardError(ErrorKind::wrong_key, "wrong passphrase or key for " + cipher_dir +
-                                                ": cannot unwrap the key of generation " +
-                                                std::to_string(k.generation));
-    }
-    deks.emplace_back(k.generation, std::move(*dek));
-  }
-  if (cfg.audit_key) {
-    auto root = volume::open_audit_root(cfg, ks);
-    if (!root) {
-      throw WardError(ErrorKind::corrupt_volume,
-                      "the audit key of " + cipher_dir +
-                          " does not unwrap although the data keys do: its "
-                          "audit_key field was edited");
-    }
-    deks.emplace_back(kAuditSlot, std::move(*root));
-  }
-  return deks;
-}
-
-// Throws unless the new keystore gave back `key`: a keystore that cannot open what it
-// wrapped must not win.
-void check_round_trip(const crypto::SecretBytes& key,
-                      const std::optional<crypto::SecretBytes>& back) {
-  if (!back || back->size() != key.size() ||
-      !std::equal(key.view().begin(), key.view().end(), back->view().begin())) {
-    throw WardError(ErrorKind::io,
-                    "the new keystore did not give back the key it wrapped; "
-                    "the volume was left unchanged");
-  }
-}
-
-// Wraps every DEK and the audit root under the new keystore into `cfg`, which nothing
-// has saved yet, checking that each unwraps again before anything is written.
-void wrap_all(crypto::VolumeConfig& cfg, keystore::Keystore& ks, const std::vector<Dek>& deks) {
-  for (const auto& [generation, key] : deks) {
-    if (generation == kAuditSlot) {
-      cfg.audit_key->wrapped = volume::wrap_audit_root(cfg, ks, key.view());
-      check_round_trip(key, volume::open_audit_root(cfg, ks));
-      continue;
-    }
-    for (auto& k : cfg.keys) {
-      if (k.generation != generation) continue;
-      k.wrapped = ks.wrap(key.view(), cfg.wrap_ad(generation));
-      check_round_trip(key, ks.unwrap(k.wrapped, cfg.wrap_ad(generation)));
-    }
-  }
-}
-
-void record_rewrap(const crypto::VolumeConfig& cfg, const std::vector<Dek>& deks,
-                   const std::string& from, const std::string& to) {
-  const auto root =
-      std::find_if(deks.begin(), deks.end(), [](const Dek& d) { return d.first == kAuditSlot; });
-  if (root == deks.end())
-    return;  // a volume from before the audit log; its first mount adds the key
-  const nlohmann::json detail = {
-      {"from_keystore", from}, {"to_keystore", to}, {"reason", "rewrap"}};
-  std::vector<audit::Event> events;
-  for (const std::string event : {"rewrap", "config_change"})
-    events.push_back(audit::volume_event(event, to, std::nullopt, "ok", detail));
-  audit::append_now(cfg.volume_id, crypto::derive_audit_mac_key(root->second.view(), cfg.volume_id),
-                    std::move(events));
-}
-
 int run_rewrap(const RewrapArgs& a) {
   if (a.passfile == "-" && a.to_passfile == "-") {
     throw WardError(ErrorKind::usage, "--passfile and --to-passfile cannot both read stdin");
@@ -158,26 +78,11 @@ int run_rewrap(const RewrapArgs& a) {
   crypto::KeystoreSpec new_spec = keystore::parse_keystore_arg(a.to);
   const keystore::NewKeystoreOptions opts = new_options(a, new_spec);
 
-  const crypto::ConfigLock lock(a.cipher_dir);
-  crypto::VolumeConfig cfg = crypto::load_config(a.cipher_dir);
-  keystore::require_known_volume(a.cipher_dir, cfg.volume_id);
-  std::string old_identity;
-  std::vector<Dek> deks;
-  {
-    const auto old_ks = keystore::open_keystore(cfg.keystore, current_credentials(a));
-    old_identity = old_ks->identity();
-    deks = unwrap_all(cfg, *old_ks, a.cipher_dir);
-  }
-  const auto new_ks = keystore::create_keystore(new_spec, new_credentials(a), opts);
-  cfg.keystore = new_spec;
-  wrap_all(cfg, *new_ks, deks);
-  crypto::save_config_atomic(a.cipher_dir, cfg);
-  keystore::remember_volume(a.cipher_dir, cfg.volume_id);
-  record_rewrap(cfg, deks, old_identity, new_ks->identity());
-  const std::size_t data_keys = cfg.keys.size();
-  std::cout << "Rewrapped " << data_keys << (data_keys == 1 ? " data key" : " data keys")
-            << (cfg.audit_key ? " and the audit key" : "") << " of " << a.cipher_dir
-            << "\n  from keystore " << old_identity << "\n  to keystore   " << new_ks->identity()
+  const auto done = service::rewrap_volume(a.cipher_dir, current_credentials(a), new_spec,
+                                           new_credentials(a), opts);
+  std::cout << "Rewrapped " << done.data_keys << (done.data_keys == 1 ? " data key" : " data keys")
+            << (done.audit_key ? " and the audit key" : "") << " of " << a.cipher_dir
+            << "\n  from keystore " << done.from << "\n  to keystore   " << done.to
             << "\nThe old passphrase or key no longer opens this volume.\n";
   return 0;
 }
