@@ -52,9 +52,9 @@ std::optional<RekeyRecord> read_rekey_record(const std::filesystem::path& cipher
 }
 
 RekeyLease::RekeyLease(const std::filesystem::path& cipher_dir, std::string where,
-                       std::uint32_t target_generation) {
+                       std::uint32_t target_generation)
+    : fd_(open_record(cipher_dir, O_RDWR | O_CREAT)) {
   const auto path = cipher_dir / kRekeyRecordName;
-  fd_ = open_record(cipher_dir, O_RDWR | O_CREAT);
   if (!fd_)
     throw WardError(ErrorKind::io, "cannot open " + path.string() + ": " + std::strerror(errno));
   const auto previous = read_presence_record(fd_.get());
