@@ -1,6 +1,5 @@
 #include "daemon/mount.h"
 
-#define FUSE_USE_VERSION 35
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <malloc.h>

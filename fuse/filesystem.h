@@ -2,23 +2,19 @@
 // (names, chunked contents) over the backing directory. Nothing here does crypto itself.
 #pragma once
 
-#define FUSE_USE_VERSION 35
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <mutex>
-#include <set>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
-#include <thread>
-#include <tuple>
 #include <vector>
 
 #include "audit/log.h"
+#include "fuse/fs_audit.h"
 #include "fuse/inode_table.h"
+#include "fuse/kernel_notifier.h"
 #include "fuse/op_stats.h"
 #include "volume/backing_tree.h"
 #include "volume/names.h"
@@ -80,7 +76,7 @@ struct DirHandle {
 class WardFs {
  public:
   WardFs(const volume::Volume& volume, FsOptions options);
-  ~WardFs() { stop_inode_limit(); }
+  ~WardFs() = default;  // notifier_ stops first: it is declared last
   WardFs(const WardFs&) = delete;
   WardFs& operator=(const WardFs&) = delete;
   // Opens the backing root and reads its directory id. 0 or -errno.
@@ -90,11 +86,13 @@ class WardFs {
   // the kernel (through `session`) to forget the least recently looked-up entries, as
   // memory pressure would, so a tree of any size fits in RLIMIT_NOFILE. Entries in use
   // (open files, working directories) stay; the kernel simply looks the others up again.
-  void start_inode_limit(fuse_session* session, std::size_t max_inodes);
+  void start_inode_limit(fuse_session* session, std::size_t max_inodes) {
+    notifier_.start(session, max_inodes);
+  }
   // Sends nothing more to the session (waits up to 2 s for a notification in flight):
   // call before its fd closes, i.e. before fuse_session_unmount().
-  void quiesce_inode_limit();
-  void stop_inode_limit();  // quiesce, then end the thread
+  void quiesce_inode_limit() { notifier_.quiesce(); }
+  void stop_inode_limit() { notifier_.stop(); }  // quiesce, then end the thread
   std::size_t inodes_held() { return inodes_.size(); }
   const FsCounters& counters() const { return counters_; }
   bool writeback_active() const { return writeback_active_.load(std::memory_order_relaxed); }
@@ -187,11 +185,6 @@ class WardFs {
   int xattr_find(Inode& inode, std::string_view name, std::string& backing_name);
   std::string proc_path(const Inode& inode) const;
   fuse_ino_t ino_of(Inode& inode);
-  fuse_ino_t ino_of_address(const Inode* inode);
-  void note_inode_count();  // wakes the pruner when over the limit
-  // Tells the kernel that its attributes of `ino` are stale: another mount changed the
-  // file, and the size it caches would cut reads short.
-  void invalidate_cached_attrs(fuse_ino_t ino);
   // Whether other mounts may change the backing files under this one: read-only mounts
   // (beside a writer elsewhere) and -o shared ones.
   bool follows_other_mounts() const { return options_.read_only || options_.shared; }
@@ -206,22 +199,16 @@ class WardFs {
   // O_TRUNC. `changed_elsewhere`: the kernel's cached pages and attributes must go.
   // 0 or -errno.
   int load_for_open(volume::FileContent& content, int fd, bool truncate, bool& changed_elsewhere);
-  void prune_loop();
   // With the writeback cache the kernel resolves O_APPEND offsets itself and sends the
   // real ones; honouring the flag here as well would move its writes to the end again.
   bool engine_appends(int open_flags) const {
     return (open_flags & O_APPEND) != 0 && !writeback_active_.load(std::memory_order_relaxed);
   }
 
-  // ---- audit hooks (fs_audit.cc) ----
-  // True, with a log line and an access_denied record attempt, when the audit log is
-  // failing under the fail-closed policy: the caller replies EACCES.
-  bool audit_blocks_access(fuse_req_t req, const std::string& path);
-  void audit_open(fuse_req_t req, Inode& inode, int flags, bool created);
-  // A namespace change at audit level `all` (create, unlink, rename, mkdir, rmdir...).
-  void audit_change(fuse_req_t req, std::string_view event, std::string path,
-                    nlohmann::json detail = nullptr);
-  void audit_integrity(const std::string& path, std::uint64_t chunk, std::string_view reason);
+  // An open, for the audit log (level `access` and up).
+  void audit_open(fuse_req_t req, Inode& inode, int flags, bool created) {
+    audit_.open(req, inode.ino, inode.path(), flags, created);
+  }
 
   class LiveTreeAccess final : public volume::TreeAccess {
    public:
@@ -241,22 +228,9 @@ class WardFs {
   FsCounters counters_;
   bool running_as_root_;
   LiveTreeAccess tree_access_{*this};
-  std::mutex audit_seen_mutex_;
-  // (pid, backing inode, access mode) already recorded at level `access`.
-  std::set<std::tuple<pid_t, ino_t, int>> audit_seen_;
-  std::atomic<std::int64_t> audit_last_refusal_{0};
+  FsAudit audit_{options_.audit};
   std::atomic<bool> writeback_active_{false};  // set in init() when the kernel agreed
-
-  // The inode limit (fs_prune.cc).
-  std::mutex prune_mutex_;
-  std::condition_variable prune_cv_;
-  bool prune_stop_ = false;
-  std::atomic<bool> stopping_{false};
-  std::shared_timed_mutex notify_mutex_;  // held (shared) while a notification is sent
-  fuse_session* prune_session_ = nullptr;
-  std::atomic<std::size_t> prune_high_{SIZE_MAX};
-  std::size_t prune_low_ = 0;
-  std::thread pruner_;
+  KernelNotifier notifier_{inodes_, counters_.entries_released};
 };
 
 }  // namespace wardfs::fs

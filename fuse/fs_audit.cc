@@ -1,11 +1,11 @@
-// What the filesystem tells the audit log: opens (per the audit level), namespace
-// changes at level `all`, integrity failures; and the fail-closed refusal of access.
+#include "fuse/fs_audit.h"
+
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
 
-#include "fuse/filesystem.h"
+#include "volume/file_content.h"
 
 namespace wardfs::fs {
 
@@ -29,13 +29,13 @@ std::string_view access_mode_name(int flags) {
 }
 }  // namespace
 
-bool WardFs::audit_blocks_access(fuse_req_t req, const std::string& path) {
-  audit::AuditLog* log = options_.audit;
+bool FsAudit::blocks_access(fuse_req_t req, const std::string& path) {
+  audit::AuditLog* log = log_;
   if (log == nullptr || log->allows_access()) return false;
   const auto now = std::chrono::duration_cast<std::chrono::seconds>(
                        std::chrono::steady_clock::now().time_since_epoch())
                        .count();
-  if (audit_last_refusal_.exchange(now) != now) {
+  if (last_refusal_.exchange(now) != now) {
     spdlog::error(
         "refusing to open {}: the audit log {} cannot be written and the policy is fail-closed",
         path, log->options().path.string());
@@ -50,26 +50,26 @@ bool WardFs::audit_blocks_access(fuse_req_t req, const std::string& path) {
   return true;
 }
 
-void WardFs::audit_open(fuse_req_t req, Inode& inode, int flags, bool created) {
-  audit::AuditLog* log = options_.audit;
+void FsAudit::open(fuse_req_t req, ino_t ino, const std::string& path, int flags, bool created) {
+  audit::AuditLog* log = log_;
   if (log == nullptr || !log->wants(audit::Level::access)) return;
   const fuse_ctx* ctx = fuse_req_ctx(req);
   if (!log->wants(audit::Level::all)) {
-    std::lock_guard lock(audit_seen_mutex_);
-    if (audit_seen_.size() >= kMaxRememberedOpens) audit_seen_.clear();
-    if (!audit_seen_.emplace(ctx->pid, inode.ino, flags & O_ACCMODE).second) return;
+    std::lock_guard lock(seen_mutex_);
+    if (seen_.size() >= kMaxRememberedOpens) seen_.clear();
+    if (!seen_.emplace(ctx->pid, ino, flags & O_ACCMODE).second) return;
   }
   audit::Event e;
   e.event = "open";
   e.principal = principal_of(req);
-  e.path = inode.path();
+  e.path = path;
   e.detail = {{"mode", access_mode_name(flags)}, {"created", created}};
   log->record(std::move(e));
 }
 
-void WardFs::audit_change(fuse_req_t req, std::string_view event, std::string path,
-                          nlohmann::json detail) {
-  audit::AuditLog* log = options_.audit;
+void FsAudit::change(fuse_req_t req, std::string_view event, std::string path,
+                     nlohmann::json detail) {
+  audit::AuditLog* log = log_;
   if (log == nullptr || !log->wants(audit::Level::all)) return;
   audit::Event e;
   e.event = std::string(event);
@@ -79,9 +79,8 @@ void WardFs::audit_change(fuse_req_t req, std::string_view event, std::string pa
   log->record(std::move(e));
 }
 
-void WardFs::audit_integrity(const std::string& path, std::uint64_t chunk,
-                             std::string_view reason) {
-  audit::AuditLog* log = options_.audit;
+void FsAudit::integrity(const std::string& path, std::uint64_t chunk, std::string_view reason) {
+  audit::AuditLog* log = log_;
   if (log == nullptr) return;
   audit::Event e;
   e.event = "integrity_failure";

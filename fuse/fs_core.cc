@@ -60,7 +60,7 @@ void WardFs::report_integrity(Inode& inode, std::uint64_t chunk, std::string_vie
   } else {
     spdlog::error("integrity failure in {} at chunk {}: {}", inode.path(), chunk, reason);
   }
-  audit_integrity(inode.path(), chunk, reason);
+  audit_.integrity(inode.path(), chunk, reason);
 }
 
 volume::FileContent& WardFs::content_of(Inode& inode) {
@@ -200,7 +200,7 @@ int WardFs::entry_from_fd(Inode& parent, std::string_view name, volume::UniqueFd
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return -errno;
   Inode& inode = inodes_.acquire(std::move(fd), st, child_path(parent, name), &parent, name);
-  note_inode_count();
+  notifier_.note_inode_count();
   remember_link_dir(inode, parent);
   if (const int rc = plain_stat(inode, st); rc != 0) {
     inodes_.forget(inode, 1);

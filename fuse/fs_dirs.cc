@@ -50,8 +50,8 @@ void WardFs::opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
                        counters_.integrity_failures++;
                        spdlog::error("integrity failure in directory {}: entry {}: {}", dir.path(),
                                      backing, why);
-                       audit_integrity(dir.path(), volume::kHeaderChunk,
-                                       "entry " + std::string(backing) + ": " + std::string(why));
+                       audit_.integrity(dir.path(), volume::kHeaderChunk,
+                                        "entry " + std::string(backing) + ": " + std::string(why));
                      });
   }
   if (rc != 0) {

@@ -90,7 +90,7 @@ void WardFs::mkdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode
     fuse_reply_err(req, -rc);
     return;
   }
-  audit_change(req, "mkdir", child_path(parent, name));
+  audit_.change(req, "mkdir", child_path(parent, name));
   fuse_reply_entry(req, &e);
 }
 
@@ -148,7 +148,7 @@ void WardFs::link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_ino, cons
     fuse_reply_err(req, -rc);
     return;
   }
-  audit_change(req, "link", child_path(parent, newname), {{"target", inode.path()}});
+  audit_.change(req, "link", child_path(parent, newname), {{"target", inode.path()}});
   fuse_reply_entry(req, &e);
 }
 
@@ -176,7 +176,7 @@ void WardFs::unlink(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
   if (rc == 0 && ::unlinkat(parent.fd.get(), r.backing.c_str(), 0) != 0) rc = -errno;
   if (rc == 0) names_.remove_sidecar(parent.fd.get(), r);
   if (rc == 0 && last_name) names_.drop_target_sidecar(parent.fd.get(), long_target);
-  if (rc == 0) audit_change(req, "unlink", child_path(parent, name));
+  if (rc == 0) audit_.change(req, "unlink", child_path(parent, name));
   fuse_reply_err(req, -rc);
 }
 
@@ -209,7 +209,7 @@ void WardFs::rmdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
     }
   }
   if (rc == 0) names_.remove_sidecar(parent.fd.get(), r);
-  if (rc == 0) audit_change(req, "rmdir", child_path(parent, name));
+  if (rc == 0) audit_.change(req, "rmdir", child_path(parent, name));
   fuse_reply_err(req, -rc);
 }
 
@@ -285,7 +285,8 @@ void WardFs::rename(fuse_req_t req, fuse_ino_t parent_ino, const char* name,
     if (Inode* other = inodes_.find(to.st.st_dev, to.st.st_ino)) remember_link_dir(*other, parent);
   }
   if (rc == 0)
-    audit_change(req, "rename", child_path(parent, name), {{"to", child_path(newparent, newname)}});
+    audit_.change(req, "rename", child_path(parent, name),
+                  {{"to", child_path(newparent, newname)}});
   fuse_reply_err(req, -rc);
 }
 
@@ -296,7 +297,7 @@ void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mod
     return;
   }
   Inode& parent = inode_of(parent_ino);
-  if (audit_blocks_access(req, child_path(parent, name))) {
+  if (audit_.blocks_access(req, child_path(parent, name))) {
     fuse_reply_err(req, EACCES);
     return;
   }
@@ -392,7 +393,7 @@ void WardFs::create_existing(fuse_req_t req, Inode& parent, const char* name, fu
   handle->access = fi->flags & O_ACCMODE;
   fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
   fi->keep_cache = changed_elsewhere ? 0 : 1;
-  if (changed_elsewhere) invalidate_cached_attrs(e.ino);
+  if (changed_elsewhere) notifier_.invalidate_attrs(e.ino);
   audit_open(req, inode, fi->flags, false);
   fuse_reply_create(req, &e, fi);
 }

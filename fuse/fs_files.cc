@@ -168,7 +168,7 @@ void WardFs::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fuse_reply_err(req, EROFS);
     return;
   }
-  if (audit_blocks_access(req, inode.path())) {
+  if (audit_.blocks_access(req, inode.path())) {
     fuse_reply_err(req, EACCES);
     return;
   }
@@ -195,7 +195,7 @@ void WardFs::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   handle->access = access;
   fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
   fi->keep_cache = changed_elsewhere ? 0 : 1;
-  if (changed_elsewhere) invalidate_cached_attrs(ino);
+  if (changed_elsewhere) notifier_.invalidate_attrs(ino);
   audit_open(req, inode, fi->flags, false);
   fuse_reply_open(req, fi);
 }
