@@ -15,23 +15,6 @@ namespace wardfs::cli {
 
 namespace fs = std::filesystem;
 
-std::optional<std::uint64_t> parse_size(const std::string& text) {
-  if (text.empty()) return std::nullopt;
-  std::size_t used = 0;
-  std::uint64_t value = 0;
-  try {
-    value = std::stoull(text, &used);
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
-  const std::string suffix = text.substr(used);
-  if (suffix.empty()) return value;
-  if (suffix == "K" || suffix == "k" || suffix == "KiB") return value << 10;
-  if (suffix == "M" || suffix == "m" || suffix == "MiB") return value << 20;
-  if (suffix == "G" || suffix == "g" || suffix == "GiB") return value << 30;
-  return std::nullopt;
-}
-
 namespace {
 
 struct InitArgs {
@@ -125,14 +108,6 @@ int run_init(const InitArgs& a) {
 }
 
 }  // namespace
-
-std::optional<std::chrono::milliseconds> command_timeout(double seconds) {
-  if (seconds == 0) return std::nullopt;
-  if (!(seconds > 0) || seconds > 86400) {
-    throw WardError(ErrorKind::usage, "--command-timeout must be a number of seconds above 0");
-  }
-  return std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
-}
 
 void add_init_command(CLI::App& app, Runner& run) {
   auto args = std::make_shared<InitArgs>();

@@ -5,7 +5,7 @@
 #include <iostream>
 #include <thread>
 
-#include "cli/key_commands.h"
+#include "cli/commands.h"
 #include "cli/offline.h"
 #include "crypto/errors.h"
 #include "daemon/control.h"

@@ -12,7 +12,6 @@
 #include <sstream>
 
 #include "cli/commands.h"
-#include "cli/key_commands.h"
 #include "cli/mount_options.h"
 #include "crypto/errors.h"
 #include "daemon/control.h"
@@ -306,9 +305,6 @@ void add_mount_commands(CLI::App& app, Runner& run) {
   unmount->add_option("MOUNTPOINT", *mount_point, "Where the volume is mounted")->required();
   unmount->callback(
       [mount_point, &run] { run = [mount_point] { return run_unmount(*mount_point); }; });
-
-  add_status_command(app, run);
-  add_key_commands(app, run);
 }
 
 }  // namespace wardfs::cli

@@ -14,13 +14,17 @@ using Runner = std::function<int()>;
 
 // Registers the subcommand; `run` is set to its body when the user picks it.
 void add_init_command(CLI::App& app, Runner& run);
-void add_mount_commands(CLI::App& app, Runner& run);  // also status and key commands
+void add_mount_commands(CLI::App& app, Runner& run);  // mount and unmount
 void add_status_command(CLI::App& app, Runner& run);
+// rotate, rekey, retire: online through the control socket when the target is a mount
+// point, offline on a backing directory otherwise.
+void add_key_commands(CLI::App& app, Runner& run);
 void add_info_command(CLI::App& app, Runner& run);
 void add_rewrap_command(CLI::App& app, Runner& run);
 void add_audit_command(CLI::App& app, Runner& run);
 void add_fsck_command(CLI::App& app, Runner& run);
 
+// Shared option parsers (cli/args.cc).
 // "4K", "64k", "1M", "4096" -> bytes; nullopt when malformed.
 std::optional<std::uint64_t> parse_size(const std::string& text);
 

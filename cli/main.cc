@@ -36,6 +36,8 @@ int main(int argc, char** argv) {
   wardfs::cli::Runner run;
   wardfs::cli::add_init_command(app, run);
   wardfs::cli::add_mount_commands(app, run);
+  wardfs::cli::add_status_command(app, run);
+  wardfs::cli::add_key_commands(app, run);
   wardfs::cli::add_info_command(app, run);
   wardfs::cli::add_rewrap_command(app, run);
   wardfs::cli::add_audit_command(app, run);

@@ -39,19 +39,20 @@ void check_sizes(std::size_t out, std::size_t in, bool sealing) {
   }
 }
 
-// Setting an AES key expands its schedule, which costs as much as sealing a small chunk.
+// Setting a key expands its schedule (AES) or resets the context (ChaCha20 through
+// OpenSSL), which costs as much as sealing a small chunk.
 // Each thread keeps one context per direction and remembers which key it holds, so a run
 // of chunks under one file key only resets the nonce. Keys are told apart by a serial
 // number that is never reused, never by address.
-struct GcmThreadContext {
+struct CipherThreadContext {
   EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
   std::uint64_t key_serial = 0;
-  GcmThreadContext() {
+  CipherThreadContext() {
     if (ctx == nullptr) throw std::bad_alloc();
   }
-  ~GcmThreadContext() { EVP_CIPHER_CTX_free(ctx); }  // cleanses the key schedule
-  GcmThreadContext(const GcmThreadContext&) = delete;
-  GcmThreadContext& operator=(const GcmThreadContext&) = delete;
+  ~CipherThreadContext() { EVP_CIPHER_CTX_free(ctx); }  // cleanses the key schedule
+  CipherThreadContext(const CipherThreadContext&) = delete;
+  CipherThreadContext& operator=(const CipherThreadContext&) = delete;
 };
 
 std::atomic<std::uint64_t> next_key_serial{1};
@@ -71,7 +72,7 @@ class Aes256Gcm final : public Aead {
   void seal(std::span<std::uint8_t> out, ByteView plaintext, ByteView nonce,
             ByteView ad) const override {
     check_sizes(out.size(), plaintext.size(), true);
-    thread_local GcmThreadContext enc;
+    thread_local CipherThreadContext enc;
     EVP_CIPHER_CTX* ctx = prepare(enc, nonce, 1);
     int len = 0;
     bool ok =
@@ -86,7 +87,7 @@ class Aes256Gcm final : public Aead {
   bool open(std::span<std::uint8_t> out, ByteView sealed, ByteView nonce,
             ByteView ad) const override {
     check_sizes(out.size(), sealed.size(), false);
-    thread_local GcmThreadContext dec;
+    thread_local CipherThreadContext dec;
     EVP_CIPHER_CTX* ctx = prepare(dec, nonce, 0);
     const std::size_t ct_len = sealed.size() - kAeadTagSize;
     std::uint8_t tag[kAeadTagSize];
@@ -102,7 +103,7 @@ class Aes256Gcm final : public Aead {
   }
 
  private:
-  EVP_CIPHER_CTX* prepare(GcmThreadContext& tc, ByteView nonce, int encrypt) const {
+  EVP_CIPHER_CTX* prepare(CipherThreadContext& tc, ByteView nonce, int encrypt) const {
     if (nonce.size() != 12) throw std::invalid_argument("AES-256-GCM needs a 96-bit nonce");
     const bool same_key = tc.key_serial == serial_;
     if (!EVP_CipherInit_ex2(tc.ctx, same_key ? nullptr : aes256gcm_cipher(),
@@ -137,7 +138,7 @@ class XChaCha20Poly1305 final : public Aead {
   void seal(std::span<std::uint8_t> out, ByteView plaintext, ByteView nonce,
             ByteView ad) const override {
     check_sizes(out.size(), plaintext.size(), true);
-    thread_local GcmThreadContext enc;
+    thread_local CipherThreadContext enc;
     EVP_CIPHER_CTX* ctx = prepare(enc, nonce, 1);
     int len = 0;
     bool ok = (ad.empty() || EVP_EncryptUpdate(ctx, nullptr, &len, ad.data(), int(ad.size()))) &&
@@ -152,7 +153,7 @@ class XChaCha20Poly1305 final : public Aead {
   bool open(std::span<std::uint8_t> out, ByteView sealed, ByteView nonce,
             ByteView ad) const override {
     check_sizes(out.size(), sealed.size(), false);
-    thread_local GcmThreadContext dec;
+    thread_local CipherThreadContext dec;
     EVP_CIPHER_CTX* ctx = prepare(dec, nonce, 0);
     const std::size_t ct_len = sealed.size() - kAeadTagSize;
     std::uint8_t tag[kAeadTagSize];
@@ -168,7 +169,7 @@ class XChaCha20Poly1305 final : public Aead {
   }
 
  private:
-  EVP_CIPHER_CTX* prepare(GcmThreadContext& tc, ByteView nonce, int encrypt) const {
+  EVP_CIPHER_CTX* prepare(CipherThreadContext& tc, ByteView nonce, int encrypt) const {
     if (nonce.size() != crypto_aead_xchacha20poly1305_ietf_NPUBBYTES) {
       throw std::invalid_argument("XChaCha20-Poly1305 needs a 192-bit nonce");
     }

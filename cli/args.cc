@@ -1,0 +1,34 @@
+// Option values that several commands parse the same way (commands.h).
+#include <string>
+
+#include "cli/commands.h"
+#include "crypto/errors.h"
+
+namespace wardfs::cli {
+
+std::optional<std::uint64_t> parse_size(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  std::size_t used = 0;
+  std::uint64_t value = 0;
+  try {
+    value = std::stoull(text, &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  const std::string suffix = text.substr(used);
+  if (suffix.empty()) return value;
+  if (suffix == "K" || suffix == "k" || suffix == "KiB") return value << 10;
+  if (suffix == "M" || suffix == "m" || suffix == "MiB") return value << 20;
+  if (suffix == "G" || suffix == "g" || suffix == "GiB") return value << 30;
+  return std::nullopt;
+}
+
+std::optional<std::chrono::milliseconds> command_timeout(double seconds) {
+  if (seconds == 0) return std::nullopt;
+  if (!(seconds > 0) || seconds > 86400) {
+    throw WardError(ErrorKind::usage, "--command-timeout must be a number of seconds above 0");
+  }
+  return std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
+}
+
+}  // namespace wardfs::cli
