@@ -39,19 +39,35 @@ ConfigFollower::~ConfigFollower() {
   thread_.join();
 }
 
+bool ConfigFollower::follow_now(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  const std::uint64_t ticket = ++asks_;
+  wake_.notify_all();
+  return done_.wait_for(lock, timeout, [&] { return stop_ || served_ >= ticket; }) && !stop_;
+}
+
 void ConfigFollower::run() {
   // Nothing seen yet: the first look adopts whatever changed since the mount unlocked.
   std::optional<FileIdentity> seen;
   std::unique_lock lock(mutex_);
-  while (!wake_.wait_for(lock, interval_, [this] { return stop_; })) {
+  for (;;) {
+    wake_.wait_for(lock, interval_, [this] { return stop_ || asks_ > served_; });
+    if (stop_) break;
+    // Asks that come in while this round runs are served by the next one, which may
+    // otherwise read the config before it changed.
+    const std::uint64_t taking = asks_;
+    const bool asked = taking > served_;
+    lock.unlock();
     const auto now = identity_of(config_path_);
     const bool changed = now && now != seen;
     if (changed) seen = now;
-    lock.unlock();
-    if (changed) on_change_();
+    if (changed || asked) on_change_();
     if (on_tick_) on_tick_();
     lock.lock();
+    served_ = taking;
+    done_.notify_all();
   }
+  done_.notify_all();
 }
 
 }  // namespace wardfs::daemon

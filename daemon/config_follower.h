@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <mutex>
@@ -25,6 +26,10 @@ class ConfigFollower {
   ConfigFollower(std::filesystem::path config_path, std::chrono::milliseconds interval,
                  std::function<void()> on_change, std::function<void()> on_tick = nullptr);
   ~ConfigFollower();  // stops and joins the thread
+  // Runs `on_change` on the polling thread now rather than at the next interval (a file
+  // sealed under a generation this mount does not know yet) and waits for it, up to
+  // `timeout`. True when it ran.
+  bool follow_now(std::chrono::milliseconds timeout);
   ConfigFollower(const ConfigFollower&) = delete;
   ConfigFollower& operator=(const ConfigFollower&) = delete;
 
@@ -35,9 +40,12 @@ class ConfigFollower {
   std::chrono::milliseconds interval_;
   std::function<void()> on_change_;
   std::function<void()> on_tick_;
-  std::mutex mutex_;  // guards stop_; taken alone
+  std::mutex mutex_;  // guards stop_, asks_, served_; taken alone
   std::condition_variable wake_;
+  std::condition_variable done_;
   bool stop_ = false;
+  std::uint64_t asks_ = 0;    // follow_now() calls so far
+  std::uint64_t served_ = 0;  // asks answered by a completed round
   std::thread thread_;
 };
 

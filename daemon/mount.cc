@@ -409,9 +409,12 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   std::optional<InodeLimit> inode_limit(std::in_place, filesystem, session.get(),
                                         inode_budget(req.max_inodes));
   VolumeService service(*volume, keystore, filesystem, req.mount_point, audit_log, !req.read_only);
-  const ConfigFollower config_follower(
+  ConfigFollower config_follower(
       req.cipher_dir / "wardfs.conf", kConfigPollInterval, [&service] { service.follow_config(); },
       [&service] { service.tick(); });
+  volume->set_follows_config(true);
+  filesystem.set_config_follow(
+      [&config_follower] { return config_follower.follow_now(std::chrono::milliseconds(1500)); });
   std::optional<ControlServer> control;
   try {
     control.emplace(

@@ -6,6 +6,8 @@
 #include <fuse_lowlevel.h>
 
 #include <atomic>
+#include <cerrno>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -106,6 +108,10 @@ class WardFs {
   int check_backing_root();
   void note_open(int delta) { counters_.open_handles.fetch_add(delta, std::memory_order_relaxed); }
   const volume::NameMapper& names() const { return names_; }
+  // How to follow wardfs.conf at once, when a file is sealed under a generation newer
+  // than this mount knows (another mount rotated): true once the config was read again.
+  // Set before requests are served.
+  void set_config_follow(std::function<bool()> follow) { follow_config_ = std::move(follow); }
   // Lets whole-volume walks (rekey, scan) share this filesystem's inodes and locks.
   volume::TreeAccess& tree_access() { return tree_access_; }
 
@@ -205,6 +211,22 @@ class WardFs {
     return (open_flags & O_APPEND) != 0 && !writeback_active_.load(std::memory_order_relaxed);
   }
 
+  // Runs `op`, an engine call that holds no lock once it returns. When it met a key
+  // generation newer than this mount knows (-ENOKEY), follows wardfs.conf at once and
+  // runs it again; an -ENOKEY left over is damage: reported, and -EIO.
+  template <class Op>
+  auto with_current_keys(Inode& inode, Op op) -> decltype(op()) {
+    auto rc = op();
+    if (rc == -ENOKEY && follow_config_ && follow_config_()) rc = op();
+    if (rc == -ENOKEY) {
+      report_integrity(inode, volume::kHeaderChunk,
+                       "sealed under a key generation newer than this mount's, which "
+                       "wardfs.conf does not list");
+      rc = -EIO;
+    }
+    return rc;
+  }
+
   // An open, for the audit log (level `access` and up).
   void audit_open(fuse_req_t req, Inode& inode, int flags, bool created) {
     audit_.open(req, inode.ino, inode.path(), flags, created);
@@ -229,6 +251,7 @@ class WardFs {
   bool running_as_root_;
   LiveTreeAccess tree_access_{*this};
   FsAudit audit_{options_.audit};
+  std::function<bool()> follow_config_;
   std::atomic<bool> writeback_active_{false};  // set in init() when the kernel agreed
   KernelNotifier notifier_{inodes_, counters_.entries_released};
 };

@@ -381,8 +381,10 @@ void WardFs::create_existing(fuse_req_t req, Inode& parent, const char* name, fu
   rc = open_backing(inode, options_.read_only ? O_RDONLY : O_RDWR, handle->fd);
   bool changed_elsewhere = false;
   if (rc == 0) {
-    rc = load_for_open(content_of(inode), handle->fd.get(), (fi->flags & O_TRUNC) != 0,
-                       changed_elsewhere);
+    rc = with_current_keys(inode, [&] {
+      return load_for_open(content_of(inode), handle->fd.get(), (fi->flags & O_TRUNC) != 0,
+                           changed_elsewhere);
+    });
   }
   if (rc != 0) {
     forget(e.ino, 1);

@@ -113,10 +113,15 @@ void WardFs::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_s
         fd = own.get();
       }
       auto& content = content_of(inode);
-      volume::SharedFileGate::Pass pass;
-      if (rc == 0) rc = content.load(fd);
-      if (rc == 0) rc = begin_shared_access(content, fd, true, pass);
-      if (rc == 0) rc = content.truncate(fd, static_cast<std::uint64_t>(attr->st_size));
+      if (rc == 0) {
+        rc = with_current_keys(inode, [&] {
+          volume::SharedFileGate::Pass pass;
+          int r = content.load(fd);
+          if (r == 0) r = begin_shared_access(content, fd, true, pass);
+          if (r == 0) r = content.truncate(fd, static_cast<std::uint64_t>(attr->st_size));
+          return r;
+        });
+      }
     }
   }
   if (rc == 0 && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))) {
@@ -185,8 +190,12 @@ void WardFs::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   // writer elsewhere: it looks again at each open and drops the cache when the file
   // changed (close-to-open, as NFS clients do).
   bool changed_elsewhere = false;
-  if (rc == 0)
-    rc = load_for_open(content, handle->fd.get(), (fi->flags & O_TRUNC) != 0, changed_elsewhere);
+  if (rc == 0) {
+    rc = with_current_keys(inode, [&] {
+      return load_for_open(content, handle->fd.get(), (fi->flags & O_TRUNC) != 0,
+                           changed_elsewhere);
+    });
+  }
   if (rc != 0) {
     fuse_reply_err(req, -rc);
     return;
@@ -203,15 +212,14 @@ void WardFs::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void WardFs::read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   auto& buf = reply_buffer();
   if (buf.size() < size) buf.resize(size);
-  auto& content = content_of(inode_of(ino));
+  Inode& inode = inode_of(ino);
+  auto& content = content_of(inode);
   const int fd = handle_of(fi).fd.get();
-  volume::SharedFileGate::Pass pass;
-  if (const int rc = begin_shared_access(content, fd, false, pass); rc != 0) {
-    fuse_reply_err(req, -rc);
-    return;
-  }
-  const ssize_t n = content.read(fd, {buf.data(), size}, static_cast<std::uint64_t>(off));
-  pass.release();
+  const ssize_t n = with_current_keys(inode, [&]() -> ssize_t {
+    volume::SharedFileGate::Pass pass;
+    if (const int rc = begin_shared_access(content, fd, false, pass); rc != 0) return rc;
+    return content.read(fd, {buf.data(), size}, static_cast<std::uint64_t>(off));
+  });
   if (n < 0) {
     fuse_reply_err(req, static_cast<int>(-n));
     return;
@@ -222,18 +230,18 @@ void WardFs::read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_f
 
 void WardFs::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
                    fuse_file_info* fi) {
-  auto& content = content_of(inode_of(ino));
+  Inode& inode = inode_of(ino);
+  auto& content = content_of(inode);
   FileHandle& handle = handle_of(fi);
   const std::uint64_t offset =
       handle.append ? volume::kAppendOffset : static_cast<std::uint64_t>(off);
-  volume::SharedFileGate::Pass pass;
-  if (const int rc = begin_shared_access(content, handle.fd.get(), true, pass); rc != 0) {
-    fuse_reply_err(req, -rc);
-    return;
-  }
-  const ssize_t n =
-      content.write(handle.fd.get(), {reinterpret_cast<const std::uint8_t*>(buf), size}, offset);
-  pass.release();
+  const ssize_t n = with_current_keys(inode, [&]() -> ssize_t {
+    volume::SharedFileGate::Pass pass;
+    if (const int rc = begin_shared_access(content, handle.fd.get(), true, pass); rc != 0)
+      return rc;
+    return content.write(handle.fd.get(), {reinterpret_cast<const std::uint8_t*>(buf), size},
+                         offset);
+  });
   if (n < 0) {
     fuse_reply_err(req, static_cast<int>(-n));
     return;

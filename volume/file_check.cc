@@ -45,7 +45,11 @@ int FileContent::check_all(int fd, ContentCheck& out, bool clear_unneeded_holes,
           static_cast<std::size_t>((i - index) * layout_.slot_size()),
           plain_len + layout_.overhead());
       bool hole = false;
-      if (open_sealed(i, chunk, final_index, std::span(plain).first(plain_len), &hole) != 0) {
+      const int rc = open_sealed(i, chunk, final_index, std::span(plain).first(plain_len), &hole);
+      if (rc == -ENOKEY) {
+        report(i, "chunk is sealed under a key generation newer than this mount has followed");
+      }
+      if (rc != 0) {
         ++out.failures;
       } else if (hole) {
         ++out.holes;

@@ -74,6 +74,10 @@ std::size_t FileContent::chunk_plain_len(std::uint64_t index, std::uint64_t file
   return static_cast<std::size_t>(std::min<std::uint64_t>(layout_.chunk_size(), file_size - start));
 }
 
+bool FileContent::newer_than_known(std::uint32_t generation) const {
+  return volume_.follows_config() && generation > volume_.keys().active_generation();
+}
+
 std::shared_ptr<const crypto::FileKeys> FileContent::keys_for(std::uint32_t generation) {
   std::lock_guard lock(keys_mutex_);
   // A retired generation must stop opening chunks at once, even in open files.
@@ -123,6 +127,7 @@ int FileContent::open_sealed(std::uint64_t index, ByteView sealed, std::uint64_t
   }
   const std::uint32_t generation = crypto::chunk_generation(sealed);
   const auto keys = keys_for(generation);
+  if (!keys && newer_than_known(generation)) return -ENOKEY;
   if (!keys) {
     report(index, "chunk is sealed under key generation " + std::to_string(generation) +
                       ", which this volume no longer has");

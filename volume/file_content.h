@@ -139,6 +139,10 @@ class FileContent {
   int cut_back_failed_extend(int fd, std::uint64_t old_size, int rc);
   int reserve_slots(int fd, std::uint64_t first, std::uint64_t last, std::uint64_t new_size);
   void report(std::uint64_t chunk, std::string_view reason) const;
+  // A generation above the active one: another mount rotated and sealed under it before
+  // this one followed wardfs.conf. Reads then fail with -ENOKEY, not reported as damage,
+  // so the caller can follow the config and try again.
+  bool newer_than_known(std::uint32_t generation) const;
   std::size_t chunk_plain_len(std::uint64_t index, std::uint64_t file_size) const;
 
   const Volume& volume_;

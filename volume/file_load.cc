@@ -80,6 +80,7 @@ int FileContent::load_locked(int fd) {
   header_ = header;
   keys_.clear();
   const auto keys = keys_for(header.generation);
+  if (!keys && newer_than_known(header.generation)) return -ENOKEY;
   if (!keys) {
     report(kHeaderChunk, "file header names key generation " + std::to_string(header.generation) +
                              ", which this volume no longer has");

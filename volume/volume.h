@@ -2,6 +2,7 @@
 // filesystem, the CLI and the tools. Created by init_volume, opened by unlock_volume.
 #pragma once
 
+#include <atomic>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -48,6 +49,12 @@ class Volume {
   // What the backing file system supports, learned as the volume is used: shared by
   // every caller, whatever constness it holds the volume with.
   BackingFeatures& backing_features() const { return backing_features_; }
+  // A mounted volume follows wardfs.conf (other mounts may rotate): a key generation
+  // newer than the active one is then not yet known rather than gone, and reads return
+  // -ENOKEY (FileContent::newer_than_known) so the caller can follow and retry. Off for
+  // offline work, which read the whole config just now.
+  void set_follows_config(bool follows) { follows_config_ = follows; }
+  bool follows_config() const { return follows_config_; }
 
  private:
   std::filesystem::path cipher_dir_;
@@ -59,6 +66,7 @@ class Volume {
   std::string keystore_identity_;
   crypto::SecretBytes audit_mac_key_;
   mutable BackingFeatures backing_features_;
+  std::atomic<bool> follows_config_{false};
 };
 
 // Writes a new config with one generation and an audit key, and the root's directory
