@@ -31,9 +31,11 @@ void WardFs::lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   fuse_entry_param e{};
   const int rc = lookup_entry(inode_of(parent), name, e);
   if (rc == -ENOENT) {
-    // A negative entry lets the kernel cache "not there" like any local filesystem.
+    // A negative entry lets the kernel cache "not there" like any local filesystem;
+    // not where other mounts create names: a name made there must open here at once
+    // (close-to-open), not after the timeout.
     e.ino = 0;
-    e.entry_timeout = options_.entry_timeout;
+    e.entry_timeout = follows_other_mounts() ? 0.0 : options_.entry_timeout;
     fuse_reply_entry(req, &e);
   } else if (rc != 0) {
     fuse_reply_err(req, -rc);

@@ -8,6 +8,7 @@ behave as NFS, CephFS and GlusterFS pass them between clients:
   and readers on both meanwhile never fail;
 - two mounts creating one name at once: one wins, the other gets EEXIST (files and
   directories), and the directory works from both;
+- a name looked up in vain on one mount opens there at once once the other made it;
 - an online fsck through one mount while the other rewrites a file in a loop reports no
   damage (it checks each file under the file's cross-mount lock);
 - the backing directory holds no plaintext."""
@@ -82,6 +83,10 @@ class Shared(WardfsTestCase):
     def test_same_name_created_on_both_mounts_once(self):
         vol, other = self.shared_pair()
         check_create_races(self, vol.plain, other)
+
+    def test_name_made_on_the_other_mount_opens_at_once(self):
+        vol, other = self.shared_pair()
+        check_new_names_seen_at_once(self, vol.plain, other)
 
     def test_online_fsck_beside_a_writer_on_the_other_mount(self):
         vol, other = self.shared_pair()
@@ -197,6 +202,16 @@ def check_create_races(tc, a, b):
         tc.assertTrue(wait_for(lambda: len(os.listdir(root)) == 40, 5), os.listdir(root))
     write_file(os.path.join(b, "d3", "inside"), b"made through the second mount")
     tc.assertEqual(read_file(os.path.join(a, "d3", "inside")), b"made through the second mount")
+
+
+def check_new_names_seen_at_once(tc, a, b):
+    """A name looked up in vain on one mount, then made on the other, opens on the first at
+    once: no "not there" is cached across the other mount's change."""
+    for i in range(5):
+        name = "late%d" % i
+        tc.assertFalse(os.path.exists(os.path.join(a, name)))
+        write_file(os.path.join(b, name), name.encode())
+        tc.assertEqual(read_file(os.path.join(a, name)), name.encode())
 
 
 def check_fsck_beside_writer(tc, checked, written, seconds=8):
