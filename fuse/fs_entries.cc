@@ -265,7 +265,8 @@ void WardFs::rename(fuse_req_t req, fuse_ino_t parent_ino, const char* name,
   if (rc == 0) {
     rc = volume::rename_entry(volume_.backing_features(), parent.fd.get(), from.backing,
                               newparent.fd.get(), to.backing, flags);
-    if (rc != 0 && !to.exists) names_.remove_sidecar(newparent.fd.get(), to);
+    // EEXIST: another mount made `to` meanwhile, and the sidecar is its entry's now.
+    if (rc != 0 && rc != -EEXIST && !to.exists) names_.remove_sidecar(newparent.fd.get(), to);
   }
   if (rc != 0 && replaced_dir) volume::write_dir_id(replaced_dir.get(), replaced_id);
   if (rc == 0 && !exchange) {

@@ -8,6 +8,8 @@ behave as NFS, CephFS and GlusterFS pass them between clients:
   and readers on both meanwhile never fail;
 - two mounts creating one name at once: one wins, the other gets EEXIST (files and
   directories), and the directory works from both;
+- two mounts moving their own files onto one new name at once (rename -n): one wins, the
+  other gets EEXIST and keeps its file, a long name's sidecar stays (fsck clean);
 - a name looked up in vain on one mount opens there at once once the other made it;
 - an online fsck through one mount while the other rewrites a file in a loop reports no
   damage (it checks each file under the file's cross-mount lock);
@@ -20,8 +22,8 @@ import random
 import threading
 import time
 
-from wardfs_harness import (BIN, WardfsTestCase, describe, is_fuse_mounted, main, pattern,
-                            read_file, run, wait_for, write_file)
+from wardfs_harness import (BIN, RENAME_NOREPLACE, WardfsTestCase, describe, is_fuse_mounted,
+                            main, pattern, read_file, renameat2, run, wait_for, write_file)
 
 CHUNK = 4096
 EXIT_MOUNT = 4
@@ -83,6 +85,13 @@ class Shared(WardfsTestCase):
     def test_same_name_created_on_both_mounts_once(self):
         vol, other = self.shared_pair()
         check_create_races(self, vol.plain, other)
+
+    def test_rename_noreplace_onto_one_name_from_both_mounts(self):
+        vol, other = self.shared_pair()
+        check_rename_races(self, vol.plain, other)
+        p = run([BIN, "fsck", vol.plain, "--json"], timeout=120)
+        lines = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+        self.assertEqual((p.returncode, lines[:-1]), (0, []), p.stderr)
 
     def test_name_made_on_the_other_mount_opens_at_once(self):
         vol, other = self.shared_pair()
@@ -202,6 +211,49 @@ def check_create_races(tc, a, b):
         tc.assertTrue(wait_for(lambda: len(os.listdir(root)) == 40, 5), os.listdir(root))
     write_file(os.path.join(b, "d3", "inside"), b"made through the second mount")
     tc.assertEqual(read_file(os.path.join(a, "d3", "inside")), b"made through the second mount")
+
+
+def check_rename_races(tc, a, b, rounds=12):
+    """Two mounts each move their own file onto one new name at once (rename -n): one
+    lands there, the other keeps its old name and gets EEXIST; nothing is lost. Every
+    third round with long names, whose sidecar both mounts write."""
+    long_tail = "L" * 180
+    for round_ in range(rounds):
+        suffix = long_tail if round_ % 3 == 2 else ""
+        src = {a: "from-a%d%s" % (round_, suffix), b: "from-b%d%s" % (round_, suffix)}
+        target = "onto%d%s" % (round_, suffix)
+        for root, name in src.items():
+            write_file(os.path.join(root, name), name.encode() * 50)
+        tc.assertTrue(wait_for(lambda: all(os.path.exists(os.path.join(r, n))
+                                           for r in src for n in src.values()), 10))
+        barrier = threading.Barrier(2)
+        results = {}
+
+        def move(root, name):
+            barrier.wait()
+            try:
+                renameat2(os.path.join(root, name), os.path.join(root, target),
+                          RENAME_NOREPLACE)
+                results[root] = 0
+            except OSError as e:
+                results[root] = e.errno
+        threads = [threading.Thread(target=move, args=item) for item in src.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        tc.assertEqual(sorted(results.values()), [0, errno.EEXIST],
+                       "round %d: %r" % (round_, results))
+        winner = [r for r, rc in results.items() if rc == 0][0]
+        loser = [r for r, rc in results.items() if rc != 0][0]
+        for root in src:
+            tc.assertEqual(read_file(os.path.join(root, target)), src[winner].encode() * 50,
+                           "round %d" % round_)
+            tc.assertEqual(read_file(os.path.join(root, src[loser])), src[loser].encode() * 50,
+                           "the loser keeps its file")
+            # The other mount's kernel may keep the old name for its entry timeout.
+            gone = os.path.join(root, src[winner])
+            tc.assertTrue(wait_for(lambda: not os.path.exists(gone), 10), gone)
 
 
 def check_new_names_seen_at_once(tc, a, b):
