@@ -250,24 +250,6 @@ int WardFs::open_backing(Inode& inode, int flags, volume::UniqueFd& out) {
 
 void WardFs::forget(fuse_ino_t ino, std::uint64_t n) { inodes_.forget(inode_of(ino), n); }
 
-int WardFs::LiveTreeAccess::with_file(int dir_fd, const std::string& backing,
-                                      const std::string& path,
-                                      const std::function<int(volume::FileContent&, int)>& fn) {
-  volume::UniqueFd pfd(::openat(dir_fd, backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-  if (!pfd) return -errno;
-  struct stat st {};
-  if (::fstatat(pfd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return -errno;
-  // Through the inode table, so a concurrent FUSE open shares this very FileContent.
-  Inode& inode = fs_.inodes_.acquire(std::move(pfd), st, path);
-  volume::UniqueFd fd;
-  int rc = fs_.open_backing(inode, O_RDWR, fd);
-  auto& content = fs_.content_of(inode);
-  if (rc == 0) rc = content.load(fd.get());
-  if (rc == 0) rc = fn(content, fd.get());
-  fs_.inodes_.forget(inode, 1);
-  return rc;
-}
-
 int WardFs::LiveTreeAccess::with_dir(int dir_fd, const std::string& path,
                                      const std::function<int()>& fn) {
   volume::UniqueFd pfd(::openat(dir_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC));

@@ -31,9 +31,11 @@ void WardFs::lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   fuse_entry_param e{};
   const int rc = lookup_entry(inode_of(parent), name, e);
   if (rc == -ENOENT) {
-    // A negative entry lets the kernel cache "not there" like any local filesystem.
+    // A negative entry lets the kernel cache "not there" like any local filesystem;
+    // not where other mounts create names: a name made there must open here at once
+    // (close-to-open), not after the timeout.
     e.ino = 0;
-    e.entry_timeout = options_.entry_timeout;
+    e.entry_timeout = follows_other_mounts() ? 0.0 : options_.entry_timeout;
     fuse_reply_entry(req, &e);
   } else if (rc != 0) {
     fuse_reply_err(req, -rc);
@@ -263,7 +265,8 @@ void WardFs::rename(fuse_req_t req, fuse_ino_t parent_ino, const char* name,
   if (rc == 0) {
     rc = volume::rename_entry(volume_.backing_features(), parent.fd.get(), from.backing,
                               newparent.fd.get(), to.backing, flags);
-    if (rc != 0 && !to.exists) names_.remove_sidecar(newparent.fd.get(), to);
+    // EEXIST: another mount made `to` meanwhile, and the sidecar is its entry's now.
+    if (rc != 0 && rc != -EEXIST && !to.exists) names_.remove_sidecar(newparent.fd.get(), to);
   }
   if (rc != 0 && replaced_dir) volume::write_dir_id(replaced_dir.get(), replaced_id);
   if (rc == 0 && !exchange) {

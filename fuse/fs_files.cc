@@ -30,10 +30,12 @@ bool backing_unlinked(int fd) {
 }
 
 // -o shared: another mount may have just created the file (O_EXCL), and not yet written
-// its header under the lock it takes right after. Holds the gate shared on return.
-int wait_for_header(volume::SharedFileGate& gate, int fd, volume::SharedFileGate::Pass& pass) {
+// its header under the lock it takes right after. Holds the gate (exclusive for a
+// writer) on return.
+int wait_for_header(volume::SharedFileGate& gate, int fd, bool exclusive,
+                    volume::SharedFileGate::Pass& pass) {
   for (int attempt = 0;; ++attempt) {
-    if (const int rc = gate.enter(fd, false, pass); rc != 0) return rc;
+    if (const int rc = gate.enter(fd, exclusive, pass); rc != 0) return rc;
     struct stat st {};
     if (::fstat(fd, &st) != 0) return -errno;
     if (st.st_size != 0 || attempt == 100) return 0;  // then load() reports the cut file
@@ -54,7 +56,7 @@ int WardFs::load_for_open(volume::FileContent& content, int fd, bool truncate,
   int rc = 0;
   volume::SharedFileGate::Pass pass;
   if (follows_other_mounts()) {
-    if (options_.shared) rc = wait_for_header(content.shared_gate(), fd, pass);
+    if (options_.shared) rc = wait_for_header(content.shared_gate(), fd, false, pass);
     if (rc == 0) rc = content.reload_if_changed(fd);
     changed_elsewhere = rc == 1 || options_.shared;
     rc = std::min(rc, 0);
@@ -66,6 +68,30 @@ int WardFs::load_for_open(volume::FileContent& content, int fd, bool truncate,
     rc = begin_shared_access(content, fd, true, pass);
     if (rc == 0) rc = content.truncate(fd, 0);
   }
+  return rc;
+}
+
+int WardFs::LiveTreeAccess::with_file(int dir_fd, const std::string& backing,
+                                      const std::string& path,
+                                      const std::function<int(volume::FileContent&, int)>& fn) {
+  volume::UniqueFd pfd(::openat(dir_fd, backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!pfd) return -errno;
+  struct stat st {};
+  if (::fstatat(pfd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return -errno;
+  // Through the inode table, so a concurrent FUSE open shares this very FileContent.
+  Inode& inode = fs_.inodes_.acquire(std::move(pfd), st, path);
+  volume::UniqueFd fd;
+  int rc = fs_.open_backing(inode, O_RDWR, fd);
+  auto& content = fs_.content_of(inode);
+  // -o shared: under the file's cross-mount lock, and from what is on disk now, so that
+  // fsck and rekey never meet a file another mount is half-way through writing.
+  volume::SharedFileGate::Pass pass;
+  const bool shared = fs_.options_.shared;
+  if (rc == 0 && shared) rc = wait_for_header(content.shared_gate(), fd.get(), true, pass);
+  if (rc == 0) rc = shared ? content.reload(fd.get()) : content.load(fd.get());
+  if (rc == 0) rc = fn(content, fd.get());
+  pass.release();
+  fs_.inodes_.forget(inode, 1);
   return rc;
 }
 

@@ -14,6 +14,7 @@
 
 #include "crypto/name_codec.h"
 #include "volume/names.h"
+#include "volume/rename_intent.h"
 #include "volume/volume.h"
 
 namespace wardfs::volume {
@@ -27,10 +28,10 @@ constexpr mode_t kBuildDirMode = 0700;
 // server's ENOSYS into EINVAL).
 bool flag_unsupported(int err) { return err == EINVAL || err == ENOSYS || err == EOPNOTSUPP; }
 
-// RENAME_NOREPLACE by hand. The caller's locks keep every wardfs writer away from `to`
-// between the check and the rename; should anyone else create it meanwhile, rename(2)
-// still refuses a directory over anything but an empty directory, and every directory
-// wardfs makes holds its id before it gets a name.
+// RENAME_NOREPLACE by hand for a directory (link() cannot move one). The caller's locks
+// keep this daemon's threads away from `to` between the check and the rename; should
+// anyone else create it meanwhile, rename(2) still refuses a directory over anything but
+// an empty directory, and every directory wardfs makes holds its id before it gets a name.
 int check_then_rename(int from_dir, const std::string& from, int to_dir, const std::string& to) {
   struct stat st {};
   if (::fstatat(to_dir, to.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return -EEXIST;
@@ -41,6 +42,17 @@ int check_then_rename(int from_dir, const std::string& from, int to_dir, const s
   // directory's way.
   if (err == ENOTEMPTY || err == EEXIST || err == ENOTDIR || err == EISDIR) return -EEXIST;
   return -err;
+}
+
+// Everything but a directory moves by link + unlink, which refuses an existing name
+// atomically, even one another client made a moment ago.
+int move_without_noreplace(int from_dir, const std::string& from, int to_dir,
+                           const std::string& to) {
+  const int rc = link_then_unlink(from_dir, from, to_dir, to);
+  // A directory, or a file system without hard links.
+  if (rc == -EISDIR || rc == -EPERM || rc == -EOPNOTSUPP || rc == -ENOSYS)
+    return check_then_rename(from_dir, from, to_dir, to);
+  return rc;
 }
 
 int report_swapped(const std::string& name) {
@@ -85,7 +97,9 @@ void BackingFeatures::probe(int root_fd) {
 std::vector<std::string> BackingFeatures::fallbacks() const {
   std::vector<std::string> out;
   if (!rename_noreplace())
-    out.emplace_back("no RENAME_NOREPLACE: mkdir, rekey and rename -n check the name, then rename");
+    out.emplace_back(
+        "no RENAME_NOREPLACE: rename -n and rekey move files by link + unlink; mkdir and "
+        "directories check the name, then rename");
   if (!rename_exchange())
     out.emplace_back("no RENAME_EXCHANGE: an exchanging rename fails with EINVAL");
   return out;
@@ -97,11 +111,11 @@ int rename_no_replace(BackingFeatures& features, int from_dir, const std::string
     if (::renameat2(from_dir, from.c_str(), to_dir, to.c_str(), RENAME_NOREPLACE) == 0) return 0;
     if (!flag_unsupported(errno)) return -errno;
     spdlog::info(
-        "the backing file system rejects RENAME_NOREPLACE: checking names before "
-        "renaming instead");
+        "the backing file system rejects RENAME_NOREPLACE: moving files by link + unlink, "
+        "directories by a check of the name, then rename");
     features.lacks_rename_noreplace();
   }
-  return check_then_rename(from_dir, from, to_dir, to);
+  return move_without_noreplace(from_dir, from, to_dir, to);
 }
 
 int rename_entry(BackingFeatures& features, int from_dir, const std::string& from, int to_dir,

@@ -41,10 +41,11 @@ class BackingFeatures {
 };
 
 // Moves entry `from` of `from_dir` to `to` in `to_dir`, -EEXIST if `to` exists. Where the
-// backing file system lacks RENAME_NOREPLACE: checks that `to` is absent, then renames
-// (rename(2) is atomic, so a crash leaves the entry under one name or the other). The
-// caller holds both directories' entry locks, so no wardfs thread creates `to` between
-// check and rename; another wardfs mount cannot either, as it holds no write lease.
+// backing file system lacks RENAME_NOREPLACE: a non-directory by link + unlink
+// (volume/rename_intent.h: atomic against any other client; a crash may leave both names,
+// which fsck --repair resolves); a directory by a check that `to` is absent, then
+// rename(2). For directories the caller holds both directories' entry locks, so no thread
+// of this daemon creates `to` in between; rename(2) refuses to replace a non-empty one.
 int rename_no_replace(BackingFeatures& features, int from_dir, const std::string& from, int to_dir,
                       const std::string& to);
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -18,6 +19,7 @@
 #include "volume/file_content.h"
 #include "volume/names.h"
 #include "volume/rekey.h"
+#include "volume/rename_intent.h"
 
 namespace wardfs::volume {
 
@@ -72,6 +74,8 @@ class Checker {
                                          std::strerror(errno));
     }
     check_directory(root_fd_.get(), "/", "", /*is_root=*/true, /*quarantine=*/false);
+    // After the walk: the target of a move may be in a directory walked later.
+    for (const auto& pending : intents_) check_intent(pending);
     return counts_;
   }
 
@@ -141,6 +145,7 @@ class Checker {
         return;
       }
       if (is_root) root_id_ = id;
+      dir_paths_[crypto::hex_encode(id)] = backing;
       check_xattrs(dir_fd, plain, backing.empty() ? "." : backing);
       std::vector<std::string> all;
       if (const int rc = list_names(dir_fd, all); rc != 0) {
@@ -177,6 +182,11 @@ class Checker {
     if (is_root &&
         std::find(std::begin(kRootFiles), std::end(kRootFiles), name) != std::end(kRootFiles))
       return;
+    RenameIntent intent;
+    if (is_rename_intent_name(name) && read_rename_intent(dir_fd, name, intent) == 0) {
+      intents_.push_back({plain, backing, name, std::move(intent)});
+      return;
+    }
     if (name.starts_with(kTempPrefix) || (is_root && name == kConfigTmpName)) {
       temp_leftover(dir_fd, plain, bpath, name);
       return;
@@ -404,6 +414,52 @@ class Checker {
              removed});
   }
 
+  struct PendingIntent {
+    std::string plain;    // the directory holding it
+    std::string backing;  // ditto, relative to the backing root
+    std::string name;
+    RenameIntent intent;
+  };
+
+  // A directory of the tree walked, opened again without following symlinks.
+  UniqueFd open_walked_dir(const std::string& backing) const {
+    UniqueFd fd(::openat(root_fd_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    for (std::size_t at = 0; fd && at < backing.size();) {
+      std::size_t end = backing.find('/', at);
+      if (end == std::string::npos) end = backing.size();
+      const std::string part = backing.substr(at, end - at);
+      fd.reset(::openat(fd.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      at = end + 1;
+    }
+    return fd;
+  }
+
+  // A link + unlink move (no RENAME_NOREPLACE, volume/rename_intent.h) a crash cut short.
+  void check_intent(const PendingIntent& p) {
+    const std::string bpath = join(p.backing, p.name);
+    UniqueFd from_dir = open_walked_dir(p.backing);
+    if (!from_dir) return;  // removed meanwhile (a live rmdir)
+    UniqueFd to_dir;
+    if (p.intent.to_dir_id == ".") {
+      to_dir.reset(::dup(from_dir.get()));
+    } else if (const auto it = dir_paths_.find(p.intent.to_dir_id); it != dir_paths_.end()) {
+      to_dir = open_walked_dir(it->second);
+    }
+    // Under the directory's lock, so this daemon's own renames there are whole.
+    in_directory(from_dir.get(), p.plain, [&] {
+      const IntentState state = intent_state(from_dir.get(), to_dir ? to_dir.get() : -1, p.intent);
+      if (state != IntentState::both_names)
+        return temp_leftover(from_dir.get(), p.plain, bpath, p.name);
+      const bool finished = options_.repair && finish_rename(from_dir.get(), p.name, p.intent) == 0;
+      problem(
+          {FsckSeverity::leftover, "rename_unfinished", p.plain, join(p.backing, p.intent.from),
+           "a rename was cut short (crash between link and unlink, on a backing file system "
+           "without RENAME_NOREPLACE): the entry has its old name and its new one",
+           finished ? "removed the old name" : "run wardfs fsck --repair to remove the old name",
+           finished});
+    });
+  }
+
   void check_orphans(int dir_fd, const std::string& plain, const std::string& backing,
                      const Listing& listing) {
     for (const auto& sidecar : listing.name_sidecars) {
@@ -511,7 +567,9 @@ class Checker {
   crypto::DirId root_id_{};
   UniqueFd lost_found_;
   std::set<std::pair<dev_t, ino_t>> seen_inodes_;
-  std::set<std::string> moved_;  // backing paths moved to lost+found by this run
+  std::set<std::string> moved_;                   // backing paths moved to lost+found by this run
+  std::map<std::string, std::string> dir_paths_;  // hex directory id -> backing path
+  std::vector<PendingIntent> intents_;
 };
 
 }  // namespace

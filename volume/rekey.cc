@@ -183,7 +183,8 @@ int Rekeyer::rekey_names(int dir_fd, const crypto::DirId& dir_id, const std::str
       if (const int err =
               rename_no_replace(volume_.backing_features(), dir_fd, e.backing, dir_fd, to.backing);
           err != 0) {
-        names_.remove_sidecar(dir_fd, to);
+        // EEXIST: another mount's rekey moved the entry there first; the sidecar is its.
+        if (err != -EEXIST) names_.remove_sidecar(dir_fd, to);
         return err;
       }
       names_.remove_sidecar(dir_fd, from);

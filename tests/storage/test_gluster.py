@@ -11,7 +11,14 @@ twice with its FUSE client (client-a and client-b stand for two machines).
   and once client-a's mount ends client-b mounts read-write;
 - -o shared across the two clients: the checks of tests/integration/test_shared.py
   (close-to-open both ways, two mounts writing interleaved stripes of one file while both
-  read it, one name created from both at once), and an exclusive mount refused beside.
+  read it, one name created from both at once, online fsck beside a writer), and an
+  exclusive mount refused beside;
+- rename -n races across the clients (no RENAME_NOREPLACE on Gluster: files move by
+  link + unlink): of two files moved onto one new name at once, exactly one lands there,
+  the other keeps its old name (EEXIST), nothing is lost;
+- renames across directories by both mounts at once leave a consistent tree: every file
+  once, readable, fsck clean;
+- kill -9 of the writer's daemon on client-a: client-b takes the lease over and mounts.
 
 glusterd, the volume and both client mounts are set up here and torn down at the end, on
 failure and on SIGTERM. Where glusterd cannot start (not installed, its port taken) the
@@ -21,9 +28,11 @@ test exits 77, which ctest reports as skipped, with the reason.
 import atexit
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -33,7 +42,8 @@ sys.path.insert(0, INTEGRATION)
 import wardfs_volume  # noqa: E402
 from gluster import GlusterUnavailable, GlusterVolume  # noqa: E402
 from test_shared import (check_close_to_open, check_create_races,  # noqa: E402
-                         check_interleaved_writers)
+                         check_fsck_beside_writer, check_interleaved_writers,
+                         check_rename_races)
 from wardfs_harness import (BIN, RENAME_EXCHANGE, RENAME_NOREPLACE, WardfsTestCase,  # noqa: E402
                             describe, is_fuse_mounted, read_file, renameat2, run, wait_for,
                             write_file)
@@ -47,14 +57,20 @@ GLUSTER = None
 SUITE = None  # the integration suite running as a child, if any
 
 
-def stop_everything():
-    """wardfs mounts first (their backing directories are on the Gluster mounts)."""
+def stop_suite():
+    """The integration suite running as a child, if any (its harness unmounts its volumes
+    on SIGTERM)."""
     if SUITE is not None and SUITE.poll() is None:
-        SUITE.terminate()  # its harness unmounts its volumes on SIGTERM
+        SUITE.terminate()
         try:
             SUITE.wait(timeout=60)
         except subprocess.TimeoutExpired:
             SUITE.kill()
+
+
+def stop_everything():
+    """wardfs mounts first (their backing directories are on the Gluster mounts)."""
+    stop_suite()
     wardfs_volume._cleanup_all()
     if GLUSTER is not None:
         GLUSTER.stop()
@@ -71,9 +87,36 @@ def backing_walk(root):
             yield os.path.join(dirpath, n)
 
 
+def run_integration_suite(tc, name, backing_root, label, skips=None):
+    """Runs tests/integration/<name>.py unchanged, its backing directories under
+    backing_root; `skips` maps test names the backend cannot pass to the reason."""
+    env = dict(os.environ, WARDFS_IT_BACKING_ROOT=backing_root,
+               WARDFS_IT_CIPHER="aes-256-gcm", WARDFS_IT_CHUNK="4K",
+               WARDFS_IT_BACKING_SKIP=";".join("%s=%s" % kv for kv in (skips or {}).items()))
+    started = time.monotonic()
+    global SUITE
+    p = SUITE = subprocess.Popen(
+        [sys.executable, os.path.join(INTEGRATION, name + ".py")], env=env, cwd=INTEGRATION,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = p.communicate(timeout=SUITE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        p.terminate()  # the harness unmounts its volumes on SIGTERM
+        out, _ = p.communicate(timeout=120)
+        tc.fail("%s ran over %ds on %s:\n%s" % (name, SUITE_TIMEOUT, label, out[-6000:]))
+    sys.stderr.write("%s on %s: %.0fs\n" % (name, label, time.monotonic() - started))
+    tc.assertEqual(p.returncode, 0, "%s failed with its backing on %s:\n%s"
+                   % (name, label, out[-6000:]))
+    tc.assertRegex(out, r"\nOK", "%s ran no tests?\n%s" % (name, out[-2000:]))
+
+
 class OnGluster(WardfsTestCase):
+    def backend(self):
+        """What holds client_a and client_b (test_sshfs.py swaps in its own)."""
+        return GLUSTER
+
     def gluster_volume(self, client=None):
-        v = self.new_volume(backing_root=client or GLUSTER.client_a)
+        v = self.new_volume(backing_root=client or self.backend().client_a)
         self._volumes_for_watchdog = (v,)
         v.init()
         return v
@@ -94,47 +137,31 @@ class OnGluster(WardfsTestCase):
         self.addCleanup(cleanup)
         return path
 
-    def mount_via_b(self, vol, path, *options):
-        """The same volume, reached through the second Gluster client."""
-        cipher_b = os.path.join(GLUSTER.client_b, os.path.relpath(vol.cipher_dir,
-                                                                   GLUSTER.client_a))
+    def mount_via_b(self, vol, path, *options, force=False):
+        """The same volume, reached through the second client."""
+        backend = self.backend()
+        cipher_b = os.path.join(backend.client_b, os.path.relpath(vol.cipher_dir,
+                                                                  backend.client_a))
         args = [BIN, "mount", cipher_b, path, "--keyfile", vol.keyfile,
                 "--log-file", vol.logfile + "." + os.path.basename(path)]
         for o in options:
             args += ["-o", o]
+        if force:
+            args.append("--force")
         return run(args, timeout=60)
 
 
 class ExistingSuites(OnGluster):
     """The integration suites, unchanged, with their backing directories on Gluster."""
 
-    def run_suite(self, name):
-        env = dict(os.environ, WARDFS_IT_BACKING_ROOT=GLUSTER.client_a,
-                   WARDFS_IT_CIPHER="aes-256-gcm", WARDFS_IT_CHUNK="4K")
-        started = time.monotonic()
-        global SUITE
-        p = SUITE = subprocess.Popen(
-            [sys.executable, os.path.join(INTEGRATION, name + ".py")], env=env, cwd=INTEGRATION,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        try:
-            out, _ = p.communicate(timeout=SUITE_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            p.terminate()  # the harness unmounts its volumes on SIGTERM
-            out, _ = p.communicate(timeout=120)
-            self.fail("%s ran over %ds on GlusterFS:\n%s" % (name, SUITE_TIMEOUT, out[-6000:]))
-        sys.stderr.write("%s on Gluster: %.0fs\n" % (name, time.monotonic() - started))
-        self.assertEqual(p.returncode, 0, "%s failed with its backing on GlusterFS:\n%s"
-                         % (name, out[-6000:]))
-        self.assertRegex(out, r"\nOK", "%s ran no tests?\n%s" % (name, out[-2000:]))
-
     def test_basic_io(self):
-        self.run_suite("test_basic_io")
+        run_integration_suite(self, "test_basic_io", GLUSTER.client_a, "GlusterFS")
 
     def test_metadata(self):
-        self.run_suite("test_metadata")
+        run_integration_suite(self, "test_metadata", GLUSTER.client_a, "GlusterFS")
 
     def test_tamper(self):
-        self.run_suite("test_tamper")
+        run_integration_suite(self, "test_tamper", GLUSTER.client_a, "GlusterFS")
 
 
 class Directories(OnGluster):
@@ -267,6 +294,89 @@ class SharedAcrossClients(OnGluster):
     def test_create_races_across_clients(self):
         vol, other = self.shared_pair()
         check_create_races(self, vol.plain, other)
+
+    def test_online_fsck_beside_a_writer_on_the_other_client(self):
+        vol, other = self.shared_pair()
+        check_fsck_beside_writer(self, vol.plain, other)
+
+    def fsck_clean(self, vol):
+        p = run([BIN, "fsck", vol.plain, "--json"], timeout=300)
+        lines = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+        self.assertEqual((p.returncode, lines[:-1]), (0, []), p.stderr)
+
+    def test_rename_noreplace_race_onto_one_name(self):
+        vol, other = self.shared_pair()
+        check_rename_races(self, vol.plain, other)
+        self.fsck_clean(vol)
+        leftovers = [p for p in backing_walk(vol.cipher_dir) if "wardfs.tmp." in p]
+        self.assertEqual(leftovers, [], "rename intents left in the backing tree")
+
+    def test_renames_across_directories_by_both_mounts(self):
+        vol, other = self.shared_pair()
+        dirs = ["d%d" % i for i in range(4)]
+        for d in dirs:
+            os.mkdir(vol.p(d))
+        # Each mount moves its own files; both change the same four directories at once.
+        files = {vol.plain: ["a%d" % i for i in range(15)] + ["A%d" % i + "N" * 170
+                                                           for i in range(3)],
+                 other: ["b%d" % i for i in range(15)] + ["B%d" % i + "N" * 170
+                                                       for i in range(3)]}
+        for names in files.values():
+            for i, n in enumerate(names):
+                write_file(vol.p(dirs[i % 4], n), n.encode() * 30)
+        self.assertTrue(wait_for(lambda: sum(len(os.listdir(os.path.join(other, d)))
+                                             for d in dirs) == 36, 10))
+        errors = []
+
+        def mover(root, names, seed):
+            rnd = random.Random(seed)
+            where = {n: dirs[i % 4] for i, n in enumerate(names)}
+            try:
+                for _ in range(120):
+                    n = rnd.choice(names)
+                    to = rnd.choice([d for d in dirs if d != where[n]])
+                    flags = RENAME_NOREPLACE if rnd.random() < 0.5 else 0
+                    renameat2(os.path.join(root, where[n], n), os.path.join(root, to, n), flags)
+                    where[n] = to
+            except OSError as e:
+                errors.append((root, e))
+        threads = [threading.Thread(target=mover, args=(root, names, i))
+                   for i, (root, names) in enumerate(files.items())]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        self.assertEqual(errors, [])
+        for root in (vol.plain, other):
+            seen = {}
+            for d in dirs:
+                for n in os.listdir(os.path.join(root, d)):
+                    self.assertNotIn(n, seen, "%s in %s and %s" % (n, seen.get(n), d))
+                    seen[n] = d
+                    self.assertEqual(read_file(os.path.join(root, d, n)), n.encode() * 30)
+            self.assertEqual(sorted(seen), sorted(files[vol.plain] + files[other]))
+        self.fsck_clean(vol)
+
+
+class CrashAcrossClients(OnGluster):
+    def test_kill_9_then_the_lease_taken_over_from_the_other_client(self):
+        vol = self.gluster_volume()
+        vol.mount()
+        write_file(vol.p("f"), b"written through client a")
+        rw = self.other_mount_point(vol, "rw-b")
+        self.assertEqual(self.mount_via_b(vol, rw).returncode, EXIT_MOUNT, "refused while alive")
+        # Client a's daemon dies; its mount point stays dead there, as on a crashed node.
+        self.kill_daemon(vol)
+        p = self.mount_via_b(vol, rw)
+        self.assertEqual(p.returncode, 0, "the lease of a dead daemon is taken over\n"
+                         + describe(p))
+        self.assertTrue(wait_for(lambda: is_fuse_mounted(rw), 10))
+        self.assertEqual(read_file(os.path.join(rw, "f")), b"written through client a")
+        write_file(os.path.join(rw, "g"), b"written through client b")
+        self.assertEqual(run([BIN, "unmount", rw], timeout=60).returncode, 0)
+        vol.kill_daemons()  # the dead mount of client a goes
+        vol.mount()
+        self.assertEqual(read_file(vol.p("g")), b"written through client b")
 
 
 def main():

@@ -6,8 +6,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <string>
+#include <thread>
 
 #include "volume/backing_tree.h"
 #include "volume/volume.h"
@@ -100,6 +102,70 @@ TEST_CASE("rename_no_replace without RENAME_NOREPLACE moves only onto an absent 
   CHECK(t.lstat_of(t.backing / "c").st_ino == a_ino);
   CHECK(!std::filesystem::exists(t.backing / "a"));
   CHECK(volume::rename_no_replace(features, t.dir.get(), "gone", t.dir.get(), "e") == -ENOENT);
+}
+
+TEST_CASE("rename_no_replace without RENAME_NOREPLACE: of two files raced onto one name, one wins",
+          "[backing]") {
+  // Two writers (two shared mounts) each moving its own file onto the same new name at
+  // once. A check-then-rename lets both "win", the second replacing the first's file.
+  Tree t;
+  volume::BackingFeatures features;
+  features.lacks_rename_noreplace();
+  int both_won = 0;
+  for (int round = 0; round < 400; ++round) {
+    const std::string a = "a" + std::to_string(round);
+    const std::string b = "b" + std::to_string(round);
+    const std::string to = "t" + std::to_string(round);
+    { UniqueFd f(::openat(t.dir.get(), a.c_str(), O_WRONLY | O_CREAT, 0600)); }
+    { UniqueFd f(::openat(t.dir.get(), b.c_str(), O_WRONLY | O_CREAT, 0600)); }
+    std::atomic<int> ready{0};
+    int rc_a = 1;
+    int rc_b = 1;
+    auto mover = [&](const std::string& from, int& rc) {
+      ready.fetch_add(1);
+      while (ready.load() < 2) {
+      }
+      rc = volume::rename_no_replace(features, t.dir.get(), from, t.dir.get(), to);
+    };
+    std::thread ta(mover, std::cref(a), std::ref(rc_a));
+    std::thread tb(mover, std::cref(b), std::ref(rc_b));
+    ta.join();
+    tb.join();
+    if (rc_a == 0 && rc_b == 0) ++both_won;
+    CHECK(((rc_a == 0 && rc_b == -EEXIST) || (rc_b == 0 && rc_a == -EEXIST) ||
+           (rc_a == 0 && rc_b == 0)));
+    // Every file keeps a name: the loser's under its old one.
+    CHECK(std::filesystem::exists(t.backing / to));
+    CHECK(std::filesystem::exists(t.backing / a) == (rc_a != 0));
+    CHECK(std::filesystem::exists(t.backing / b) == (rc_b != 0));
+  }
+  CHECK(both_won == 0);
+  // No rename intent left behind.
+  CHECK(entry_count(t.backing) == 400 * 2);
+}
+
+TEST_CASE("rename_no_replace without RENAME_NOREPLACE moves symlinks and keeps hard links",
+          "[backing]") {
+  Tree t;
+  volume::BackingFeatures features;
+  features.lacks_rename_noreplace();
+  REQUIRE(::symlinkat("target", t.dir.get(), "l") == 0);
+  { UniqueFd f(::openat(t.dir.get(), "f", O_WRONLY | O_CREAT, 0600)); }
+  REQUIRE(::linkat(t.dir.get(), "f", t.dir.get(), "g", 0) == 0);
+  const auto f_ino = t.lstat_of(t.backing / "f").st_ino;
+  REQUIRE(::mkdirat(t.dir.get(), "sub", 0700) == 0);
+  UniqueFd sub(::openat(t.dir.get(), "sub", O_RDONLY | O_DIRECTORY));
+  CHECK(volume::rename_no_replace(features, t.dir.get(), "l", sub.get(), "l2") == 0);
+  CHECK(S_ISLNK(t.lstat_of(t.backing / "sub" / "l2").st_mode));
+  CHECK(std::filesystem::read_symlink(t.backing / "sub" / "l2") == "target");
+  CHECK(volume::rename_no_replace(features, t.dir.get(), "f", t.dir.get(), "g") == -EEXIST);
+  CHECK(volume::rename_no_replace(features, t.dir.get(), "f", sub.get(), "f2") == 0);
+  const auto moved = t.lstat_of(t.backing / "sub" / "f2");
+  CHECK(moved.st_ino == f_ino);
+  CHECK(moved.st_nlink == 2);  // with g
+  CHECK(!std::filesystem::exists(t.backing / "f"));
+  CHECK(entry_count(t.backing) == 2);  // g and sub: no intent left
+  CHECK(entry_count(t.backing / "sub") == 2);
 }
 
 TEST_CASE("rename_entry refuses an exchange the backing file system lacks, changing nothing",

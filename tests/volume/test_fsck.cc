@@ -122,3 +122,137 @@ TEST_CASE("check_volume finds leftovers and bad names and repairs them", "[fsck]
   CHECK(counts.quarantined == 1);
   CHECK(counts.directories == 3);  // sub and lost+found
 }
+
+namespace {
+
+// A file "name" in directory `dir_fd` (id `dir_id`) of tv's backing tree, with content.
+std::string make_file(TestVolume& tv, int dir_fd, const crypto::DirId& dir_id,
+                      const std::string& name, const Bytes& data) {
+  volume::NameMapper names(*tv.vol);
+  volume::ResolvedName r;
+  REQUIRE(names.resolve(dir_fd, dir_id, name, r) == 0);
+  REQUIRE(names.write_sidecar(dir_fd, r) == 0);
+  UniqueFd fd(::openat(dir_fd, r.backing.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  REQUIRE(fd);
+  FileContent writer(*tv.vol);
+  REQUIRE(writer.create(fd.get()) == 0);
+  write_ok(writer, fd.get(), data, 0);
+  return r.backing;
+}
+
+std::string backing_name(TestVolume& tv, int dir_fd, const crypto::DirId& dir_id,
+                         const std::string& name) {
+  volume::NameMapper names(*tv.vol);
+  volume::ResolvedName r;
+  REQUIRE(names.resolve(dir_fd, dir_id, name, r) == 0);
+  REQUIRE(names.write_sidecar(dir_fd, r) == 0);
+  return r.backing;
+}
+
+// The intent of a link + unlink move, as volume/rename_intent.cc writes it.
+void write_intent(int dir_fd, const std::string& from, const std::string& to_dir_id,
+                  const std::string& to) {
+  struct stat st {};
+  REQUIRE(::fstatat(dir_fd, from.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0);
+  const std::string text =
+      from + "\n" + to_dir_id + "\n" + to + "\n" + std::to_string(st.st_ino) + "\n";
+  UniqueFd fd(::openat(dir_fd, "wardfs.tmp.mv.00112233445566778899aabb",
+                       O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  REQUIRE(fd);
+  REQUIRE(::write(fd.get(), text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+}
+
+bool exists_at(int dir_fd, const std::string& name) {
+  struct stat st {};
+  return ::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+struct FsckRun {
+  std::vector<volume::FsckProblem> problems;
+  volume::FsckCounts counts;
+  std::set<std::string> kinds() const {
+    std::set<std::string> out;
+    for (const auto& p : problems) out.insert(p.kind);
+    return out;
+  }
+};
+
+FsckRun run_fsck(TestVolume& tv, bool repair) {
+  FsckRun run;
+  volume::FsckOptions options;
+  options.repair = repair;
+  options.on_problem = [&](const volume::FsckProblem& p) { run.problems.push_back(p); };
+  run.counts = volume::check_volume(*tv.vol, options);
+  return run;
+}
+
+}  // namespace
+
+TEST_CASE("fsck --repair finishes a link + unlink move a crash cut short", "[fsck]") {
+  // As a crash between link and unlink leaves it (no RENAME_NOREPLACE): the file under
+  // its old name and its new one, and the intent naming the old one.
+  TestVolume tv(CipherId::aes256gcm, 4096);
+  UniqueFd root(::open(tv.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  crypto::DirId root_id{};
+  REQUIRE(volume::read_dir_id(root.get(), root_id) == 0);
+  const bool long_name = GENERATE(false, true);
+  const bool across = GENERATE(false, true);
+  CAPTURE(long_name, across);
+  const std::string from_plain = long_name ? std::string(200, 'f') : "old";
+  const std::string from = make_file(tv, root.get(), root_id, from_plain, pattern(5000));
+  int to_dir = root.get();
+  std::string to_dir_id = ".";
+  UniqueFd sub;
+  crypto::DirId sub_id{};
+  if (across) {
+    volume::NameMapper names(*tv.vol);
+    volume::ResolvedName d;
+    REQUIRE(names.resolve(root.get(), root_id, "sub", d) == 0);
+    REQUIRE(volume::make_directory(tv.vol->backing_features(), root.get(), d.backing, 0755, {},
+                                   sub) == 0);
+    sub.reset(::openat(root.get(), d.backing.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    REQUIRE(volume::read_dir_id(sub.get(), sub_id) == 0);
+    to_dir = sub.get();
+    to_dir_id = crypto::hex_encode(sub_id);
+  }
+  const std::string to = backing_name(tv, to_dir, across ? sub_id : root_id, "new");
+  write_intent(root.get(), from, to_dir_id, to);
+
+  SECTION("both names: reported, and --repair removes the old one") {
+    REQUIRE(::linkat(root.get(), from.c_str(), to_dir, to.c_str(), 0) == 0);
+    auto first = run_fsck(tv, false);
+    CHECK(first.kinds() == std::set<std::string>{"rename_unfinished"});
+    CHECK(first.counts.damaged == 0);
+    CHECK(exists_at(root.get(), from));
+    auto repair = run_fsck(tv, true);
+    CHECK(repair.kinds() == std::set<std::string>{"rename_unfinished"});
+    CHECK(repair.counts.repaired == 1);
+    CHECK(!exists_at(root.get(), from));
+    CHECK(exists_at(to_dir, to));
+    UniqueFd fd(::openat(to_dir, to.c_str(), O_RDONLY | O_CLOEXEC));
+    FileContent reader(*tv.vol);
+    REQUIRE(reader.load(fd.get()) == 0);
+    CHECK(read_all(reader, fd.get()) == pattern(5000));
+  }
+  SECTION("the link not made: the old name stays, the intent goes") {
+    auto first = run_fsck(tv, false);
+    CHECK(first.kinds() == std::set<std::string>{"temp_leftover"});
+    run_fsck(tv, true);
+    CHECK(exists_at(root.get(), from));
+    CHECK(!exists_at(to_dir, to));
+  }
+  SECTION("the move done but for the intent: the intent goes") {
+    REQUIRE(::linkat(root.get(), from.c_str(), to_dir, to.c_str(), 0) == 0);
+    REQUIRE(::unlinkat(root.get(), from.c_str(), 0) == 0);
+    if (long_name)
+      REQUIRE(::unlinkat(root.get(), (from + std::string(crypto::kLongNameSidecarSuffix)).c_str(),
+                         0) == 0);
+    CHECK(run_fsck(tv, false).kinds() == std::set<std::string>{"temp_leftover"});
+    run_fsck(tv, true);
+    CHECK(exists_at(to_dir, to));
+  }
+  // Nothing left over: no intent, no orphan sidecar.
+  auto after = run_fsck(tv, false);
+  CHECK(after.problems.empty());
+  CHECK(after.counts.damaged == 0);
+}
