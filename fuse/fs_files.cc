@@ -12,17 +12,12 @@
 #include <vector>
 
 #include "fuse/filesystem.h"
+#include "volume/buffer_pool.h"
 
 namespace wardfs::fs {
 
 namespace {
 FileHandle& handle_of(fuse_file_info* fi) { return *reinterpret_cast<FileHandle*>(fi->fh); }
-
-std::vector<std::uint8_t>& reply_buffer() {
-  // libfuse would otherwise allocate per read; a reused per-thread buffer avoids that.
-  thread_local std::vector<std::uint8_t> buf;
-  return buf;
-}
 
 bool backing_unlinked(int fd) {
   struct stat st {};
@@ -201,8 +196,8 @@ void WardFs::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void WardFs::read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
-  auto& buf = reply_buffer();
-  if (buf.size() < size) buf.resize(size);
+  // From the shared pool: libfuse would otherwise allocate per read.
+  const volume::ScratchBuffer buf(size);
   auto& content = content_of(inode_of(ino));
   const int fd = handle_of(fi).fd.get();
   volume::SharedFileGate::Pass pass;
