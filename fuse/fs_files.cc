@@ -237,8 +237,11 @@ void WardFs::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size,
   fuse_reply_write(req, static_cast<size_t>(n));
 }
 
-void WardFs::release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+void WardFs::release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   delete reinterpret_cast<FileHandle*>(fi->fh);
+  // Another handle still appending re-reads the final chunk once; an inode the kernel
+  // keeps after its last close keeps no plaintext.
+  content_of(inode_of(ino)).drop_tail_cache();
   fuse_reply_err(req, 0);
 }
 

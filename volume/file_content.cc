@@ -38,6 +38,12 @@ void FileContent::report(std::uint64_t chunk, std::string_view reason) const {
   if (reporter_) reporter_(chunk, reason);
 }
 
+void FileContent::drop_tail_cache() {
+  std::unique_lock lock(io_mutex_);
+  tail_index_.reset();
+  std::vector<std::uint8_t>().swap(tail_plain_);
+}
+
 bool FileContent::loaded() const {
   std::shared_lock lock(io_mutex_);
   return loaded_;

@@ -5,7 +5,8 @@ The workload is what bench/run's seq, small and rand groups do at a smaller scal
 and read back, then random reads from several threads at once (so several FUSE workers
 run together). Both volumes use the default chunk size; the passphrase volume is made with
 the real (default) Argon2id parameters, 256 MiB: if the derivation ran in the daemon again,
-its peak alone would fail the test.
+its peak alone would fail the test. bench/run's small-file workload (20,000 files of
+32 KiB) is checked on its own: the daemon once kept each closed file's last chunk.
 """
 
 import os
@@ -57,17 +58,17 @@ def seq_read(path):
             total += len(got)
 
 
-def small_files(root, count, size):
+def small_files(root, count, size, dirs=20):
     payload = os.urandom(size)
     for i in range(count):
-        d = os.path.join(root, "d%02d" % (i % 20))
+        d = os.path.join(root, "d%02d" % (i % dirs))
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "f%05d" % i), "wb") as f:
             f.write(payload)
     os.sync()
     drop_tree_cache(root)
     for i in random.Random(SEED).sample(range(count), count):
-        with open(os.path.join(root, "d%02d" % (i % 20), "f%05d" % i), "rb") as f:
+        with open(os.path.join(root, "d%02d" % (i % dirs), "f%05d" % i), "rb") as f:
             if len(f.read()) != size:
                 raise AssertionError("short read of small file %d" % i)
 
@@ -150,6 +151,21 @@ class PeakRssTest(WardfsTestCase):
         self.assertEqual(p.returncode, 0, describe(p))
         vol.mount()
         self.check_peak(vol, "key file volume")
+
+    def test_many_small_files(self):
+        # bench/run's small-file workload: 20,000 files of 32 KiB in 100 dirs, read back.
+        # The daemon held each closed file's last chunk in plaintext (80 MiB here).
+        vol = self.new_volume()
+        self._volumes_for_watchdog = (vol,)
+        p = run([BIN, "init", vol.cipher_dir, "--keyfile", vol.keyfile])
+        self.assertEqual(p.returncode, 0, describe(p))
+        vol.mount()
+        pid = vol.daemon_pids()[0]
+        os.mkdir(vol.p("small"))
+        small_files(vol.p("small"), 20000, SMALL_SIZE, dirs=100)
+        peak = vm_hwm_mib(pid)
+        self.assertLessEqual(peak, LIMIT_MIB, "20,000 small files: daemon peak RSS %.1f MiB is "
+                                              "over %d MiB" % (peak, LIMIT_MIB))
 
     def test_idle_workers_do_not_all_wait_on_dev_fuse(self):
         # The kernel gives each request to the reader that waited longest: with every idle
