@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sodium.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -57,20 +58,23 @@ std::size_t read_all(int fd, std::uint8_t* data, std::size_t len) {
   return got;
 }
 
-// In the child: only derive(), write() and _exit(), so no lock another thread of the
-// parent held at fork() matters (glibc's malloc, which Argon2 uses, resets its own). The
-// working memory is locked like the daemon's, so it never reaches swap.
+// In the child: only derive(), sodium_malloc (mmap), write() and _exit(), so no lock
+// another thread of the parent held at fork() matters (glibc's malloc, which Argon2
+// uses, resets its own). Not SecretBytes: its small-key pool has a mutex a worker thread
+// may have held at fork(). The working memory is locked like the daemon's, so it never
+// reaches swap.
 [[noreturn]] void run_child(int out_fd, std::size_t length,
                             const std::function<bool(std::span<std::uint8_t>)>& derive) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   (void)lock_process_memory();
-  bool ok = false;
+  auto* out = static_cast<std::uint8_t*>(sodium_malloc(length));
+  bool ok = out != nullptr;
   try {
-    SecretBytes out(length);
-    ok = derive(out.span()) && write_all(out_fd, out.data(), out.size());
+    ok = ok && derive({out, length}) && write_all(out_fd, out, length);
   } catch (...) {
     ok = false;
   }
+  if (out != nullptr) sodium_free(out);  // zeroes it
   ::_exit(ok ? 0 : 1);
 }
 

@@ -3,12 +3,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <climits>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "crypto/derive_in_child.h"
 #include "keystore/keystore.h"
@@ -113,4 +116,26 @@ TEST_CASE("the default Argon2id leaves the caller's peak RSS where it was", "[kd
   const long growth_over_memlimit = in_fresh_process(peak_growth_of_default_kdf);
   REQUIRE(growth_over_memlimit != kFailed);
   CHECK(growth_over_memlimit < -(200L << 10));
+}
+
+TEST_CASE("derive_in_child works while other threads take and free keys", "[kdf]") {
+  // A thread may hold the small-key pool's lock at fork(): the child must not need it
+  // (it would wait forever, and this test with it, until ctest's timeout).
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> churn;
+  for (int t = 0; t < 2; ++t)
+    churn.emplace_back([&] {
+      while (!stop) SecretBytes key = SecretBytes::random(32);
+    });
+  int delivered = 0;
+  for (int i = 0; i < 200; ++i) {
+    const auto got = derive_in_child(32, [](std::span<std::uint8_t> out) {
+      std::memset(out.data(), 7, out.size());
+      return true;
+    });
+    delivered += got && got->view()[31] == 7 ? 1 : 0;
+  }
+  stop = true;
+  for (auto& t : churn) t.join();
+  CHECK(delivered == 200);
 }
