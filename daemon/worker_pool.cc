@@ -18,8 +18,9 @@ namespace {
 
 // Receive buffers libfuse allocated (malloc of its session's buffer size), shared by the
 // workers. libfuse reads into a buffer it is handed at that size, so one allocated early
-// must not be smaller than later: 3.14 keeps the size fixed, 3.18 only lowers it at INIT
-// (to max_write plus a header).
+// must not be smaller than later: 3.14 keeps the size fixed; 3.18 sets it at INIT to
+// max_write plus a header, and WardFs::init keeps max_write at the 1 MiB libfuse starts
+// with (raising it would need buffers allocated after INIT, here and before).
 constexpr std::size_t kSpareReceiveBuffers = 4;
 
 // A fixed pool of workers, each reading requests from /dev/fuse. libfuse 3.14's own
