@@ -12,17 +12,12 @@
 #include <vector>
 
 #include "fuse/filesystem.h"
+#include "volume/buffer_pool.h"
 
 namespace wardfs::fs {
 
 namespace {
 FileHandle& handle_of(fuse_file_info* fi) { return *reinterpret_cast<FileHandle*>(fi->fh); }
-
-std::vector<std::uint8_t>& reply_buffer() {
-  // libfuse would otherwise allocate per read; a reused per-thread buffer avoids that.
-  thread_local std::vector<std::uint8_t> buf;
-  return buf;
-}
 
 bool backing_unlinked(int fd) {
   struct stat st {};
@@ -236,8 +231,8 @@ void WardFs::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void WardFs::read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
-  auto& buf = reply_buffer();
-  if (buf.size() < size) buf.resize(size);
+  // From the shared pool: libfuse would otherwise allocate per read.
+  const volume::ScratchBuffer buf(size);
   Inode& inode = inode_of(ino);
   auto& content = content_of(inode);
   const int fd = handle_of(fi).fd.get();
@@ -276,8 +271,11 @@ void WardFs::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size,
   fuse_reply_write(req, static_cast<size_t>(n));
 }
 
-void WardFs::release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+void WardFs::release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   delete reinterpret_cast<FileHandle*>(fi->fh);
+  // Another handle still appending re-reads the final chunk once; an inode the kernel
+  // keeps after its last close keeps no plaintext.
+  content_of(inode_of(ino)).drop_tail_cache();
   fuse_reply_err(req, 0);
 }
 

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "crypto/aead.h"
+#include "crypto/derive_in_child.h"
 #include "crypto/errors.h"
 #include "keystore/keystore.h"
 #include "keystore/secret_input.h"
@@ -116,14 +117,18 @@ SecretBytes derive_passphrase_kek(const SecretBytes& passphrase, const crypto::K
   if (params.salt.size() != crypto_pwhash_SALTBYTES) {
     fail(ErrorKind::corrupt_volume, "config field 'keystore.kdf.salt': wrong length");
   }
-  SecretBytes kek(crypto::kAeadKeySize);
-  if (crypto_pwhash(kek.data(), kek.size(), reinterpret_cast<const char*>(passphrase.data()),
-                    passphrase.size(), params.salt.data(), params.opslimit, params.memlimit,
-                    crypto_pwhash_ALG_ARGON2ID13) != 0) {
+  // Argon2id's memory (256 MiB by default) is touched in a child process: a mount
+  // daemon's peak RSS would otherwise carry it for its whole life.
+  auto kek = crypto::derive_in_child(crypto::kAeadKeySize, [&](std::span<std::uint8_t> out) {
+    return crypto_pwhash(out.data(), out.size(), reinterpret_cast<const char*>(passphrase.data()),
+                         passphrase.size(), params.salt.data(), params.opslimit, params.memlimit,
+                         crypto_pwhash_ALG_ARGON2ID13) == 0;
+  });
+  if (!kek) {
     fail(ErrorKind::io,
          "Argon2id ran out of memory (memlimit " + std::to_string(params.memlimit) + " bytes)");
   }
-  return kek;
+  return std::move(*kek);
 }
 
 SecretBytes decode_key_text(const SecretBytes& text, const std::string& what, ErrorKind kind,

@@ -11,6 +11,7 @@
 #include <limits>
 #include <string>
 
+#include "volume/buffer_pool.h"
 #include "volume/posix_io.h"
 
 namespace wardfs::volume {
@@ -19,32 +20,11 @@ namespace {
 
 using crypto::ByteView;
 
-// Per-thread scratch space: FUSE worker threads live long, so the hot path never allocates.
-std::vector<std::uint8_t>& scratch_sealed() {
-  thread_local std::vector<std::uint8_t> buf;
-  return buf;
-}
-std::vector<std::uint8_t>& scratch_plain() {
-  thread_local std::vector<std::uint8_t> buf;
-  return buf;
-}
-// seal_and_write keeps its own buffers: its fill callback may call read_chunk.
-std::vector<std::uint8_t>& scratch_batch() {
-  thread_local std::vector<std::uint8_t> buf;
-  return buf;
-}
-std::vector<std::uint8_t>& scratch_fill() {
-  thread_local std::vector<std::uint8_t> buf;
-  return buf;
-}
-// Plaintext of the old final chunk while a write moves the end of file past it.
+// Plaintext of the old final chunk while a write moves the end of file past it: one
+// chunk per thread at most, swapped with the file's tail cache.
 std::vector<std::uint8_t>& scratch_old_tail() {
   thread_local std::vector<std::uint8_t> buf;
   return buf;
-}
-std::span<std::uint8_t> sized(std::vector<std::uint8_t>& buf, std::size_t n) {
-  if (buf.size() < n) buf.resize(n);
-  return {buf.data(), n};
 }
 
 // A real sealed chunk ending in this many zero bytes has probability 2^-256.
@@ -56,6 +36,12 @@ FileContent::FileContent(const Volume& volume) : volume_(volume), layout_(volume
 
 void FileContent::report(std::uint64_t chunk, std::string_view reason) const {
   if (reporter_) reporter_(chunk, reason);
+}
+
+void FileContent::drop_tail_cache() {
+  std::unique_lock lock(io_mutex_);
+  tail_index_.reset();
+  std::vector<std::uint8_t>().swap(tail_plain_);
 }
 
 bool FileContent::loaded() const {
@@ -156,7 +142,8 @@ int FileContent::read_chunk(int fd, std::uint64_t index, std::uint64_t file_size
                             std::span<std::uint8_t> out) {
   const std::size_t plain_len = chunk_plain_len(index, file_size);
   if (index != layout_.final_index(file_size) && plain_len == 0) return -EIO;
-  auto sealed = sized(scratch_sealed(), plain_len + layout_.overhead());
+  const ScratchBuffer scratch(plain_len + layout_.overhead());
+  const auto sealed = scratch.span();
   const ssize_t n =
       pread_full(fd, sealed.data(), sealed.size(), static_cast<off_t>(layout_.slot_offset(index)));
   if (n < 0) return static_cast<int>(n);
@@ -189,7 +176,8 @@ ssize_t FileContent::read(int fd, std::span<std::uint8_t> out, std::uint64_t off
     const std::size_t batch_len =
         static_cast<std::size_t>((batch_last - index) * layout_.slot_size()) +
         chunk_plain_len(batch_last, file_size) + layout_.overhead();
-    auto sealed = sized(scratch_sealed(), batch_len);
+    const ScratchBuffer scratch(batch_len);
+    const auto sealed = scratch.span();
     const ssize_t n =
         pread_full(fd, sealed.data(), batch_len, static_cast<off_t>(layout_.slot_offset(index)));
     if (n < 0) return n;
@@ -211,7 +199,8 @@ ssize_t FileContent::read(int fd, std::span<std::uint8_t> out, std::uint64_t off
         if (const int rc = open_sealed(i, chunk, final_index, {dest, plain_len}, &hole); rc != 0)
           return rc;
       } else {
-        auto plain = sized(scratch_plain(), plain_len);
+        const ScratchBuffer plain_scratch(plain_len);
+        const auto plain = plain_scratch.span();
         if (const int rc = open_sealed(i, chunk, final_index, plain, &hole); rc != 0) return rc;
         std::memcpy(dest, plain.data() + (copy_from - chunk_start), copy_to - copy_from);
       }
@@ -234,11 +223,13 @@ int FileContent::seal_and_write(
   const std::uint32_t generation = volume_.keys().active_generation();
   const auto keys = keys_for(generation);
   if (!keys) return -EIO;
-  const auto plain = sized(scratch_fill(), layout_.chunk_size());
+  const ScratchBuffer plain_scratch(layout_.chunk_size());
+  const auto plain = plain_scratch.span();
+  const ScratchBuffer sealed_scratch(std::min(per_batch, count) * layout_.slot_size());
   std::size_t done = 0;
   while (done < count) {
     const std::size_t batch = std::min(per_batch, count - done);
-    auto sealed = sized(scratch_batch(), batch * layout_.slot_size());
+    const auto sealed = sealed_scratch.span().first(batch * layout_.slot_size());
     std::size_t used = 0;
     for (std::size_t k = 0; k < batch; ++k) {
       const std::uint64_t index = first + done + k;

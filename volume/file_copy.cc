@@ -15,18 +15,10 @@
 #include <climits>
 #include <vector>
 
+#include "volume/buffer_pool.h"
 #include "volume/file_content.h"
 
 namespace wardfs::volume {
-
-namespace {
-// Per FUSE worker thread, like the read and write scratch buffers; read() and write()
-// never touch this one.
-std::vector<std::uint8_t>& scratch_copy() {
-  thread_local std::vector<std::uint8_t> buf;
-  return buf;
-}
-}  // namespace
 
 ssize_t FileContent::copy_to(int fd, std::uint64_t offset, FileContent& dest, int dest_fd,
                              std::uint64_t dest_offset, std::uint64_t len) {
@@ -43,13 +35,12 @@ ssize_t FileContent::copy_to(int fd, std::uint64_t offset, FileContent& dest, in
   // of the whole range are read back and re-sealed there, not two per block.
   const std::uint64_t cs = layout_.chunk_size();
   const std::uint64_t per_block = std::max<std::uint64_t>(1, kBatchBytes / cs);
-  auto& buf = scratch_copy();
+  const ScratchBuffer buf(static_cast<std::size_t>(std::min<std::uint64_t>(want, per_block * cs)));
   std::uint64_t done = 0;
   while (done < want) {
     const std::uint64_t to = dest_offset + done;
     const auto block =
         static_cast<std::size_t>(std::min(want - done, (to / cs + per_block) * cs - to));
-    if (buf.size() < block) buf.resize(block);
     const ssize_t got = read(fd, {buf.data(), block}, offset + done);
     if (got <= 0) {  // an error, or the source was cut short meanwhile
       if (got < 0 && done == 0) return got;

@@ -1,6 +1,7 @@
 # Sourced by bench/run and bench/lib/profile: fresh volumes of each system, mounted and torn down.
 #
-# Callers set: wardfs_bin, wardfs_init_args, wardfs_mount_args (for wardfs), passthrough_bin
+# Callers set: wardfs_bin, wardfs_init_args, wardfs_mount_args, wardfs_passphrase (for
+# wardfs; 1: a passphrase with the default Argon2id instead of a key file), passthrough_bin
 # (for passthrough), logdir.
 # vol_mount SYSTEM BASE TAG   creates a fresh volume under BASE and mounts it; sets
 #                             VOL_MNT (where to work) and VOL_PID (the daemon, "" for raw)
@@ -61,11 +62,16 @@ vol_mount() {
       VOL_PID=$! ;;
     wardfs)
       mkdir -p "$cipher" "$VOL_MNT"
+      local cred=(--keyfile "$key") create=(--create-keyfile)
+      if [ "${wardfs_passphrase:-0}" = 1 ]; then
+        (umask 077 && head -c 24 /dev/urandom | base64 >"$base/pass")
+        cred=(--passfile "$base/pass") create=()
+      fi
       # shellcheck disable=SC2086
-      "$wardfs_bin" init "$cipher" --keyfile "$key" --create-keyfile ${wardfs_init_args:-} \
+      "$wardfs_bin" init "$cipher" "${cred[@]}" "${create[@]}" ${wardfs_init_args:-} \
         >"$logdir/wardfs-init.log" 2>&1 || { echo "wardfs init failed, see $logdir/wardfs-init.log" >&2; return 1; }
       # shellcheck disable=SC2086
-      "$wardfs_bin" mount "$cipher" "$VOL_MNT" --keyfile "$key" ${wardfs_mount_args:-} \
+      "$wardfs_bin" mount "$cipher" "$VOL_MNT" "${cred[@]}" ${wardfs_mount_args:-} \
         >"$logdir/wardfs-$tag.log" 2>&1 || { echo "wardfs mount failed, see $logdir/wardfs-$tag.log" >&2; return 1; }
       # The mount command returns once the mount is live; the daemon is its forked child.
       VOL_PID=$(pgrep -n -f -- "mount $cipher $VOL_MNT" || true)
