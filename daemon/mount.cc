@@ -227,6 +227,15 @@ void detach_stdio() {
   ::close(null_fd);
 }
 
+#ifdef WARDFS_LIBFUSE_URING
+// libfuse's own loops stop its io_uring queue threads when they end (lib/fuse_uring_i.h,
+// not in its public headers); ours must as well, before the session is destroyed.
+extern "C" int fuse_uring_stop(struct fuse_session* se);
+void stop_io_uring_threads(fuse_session* session) { fuse_uring_stop(session); }
+#else
+void stop_io_uring_threads(fuse_session*) {}
+#endif
+
 // A fixed pool of workers, each reading requests from /dev/fuse. libfuse 3.14's own
 // multi-threaded loop started and ended a thread per request under a sequential load
 // (8 clone() per small file created), which dominated the cost of small-file work.
@@ -268,6 +277,7 @@ int run_worker_pool(fuse_session* session, unsigned threads,
   before_unmount();
   fuse_session_unmount(session);
   for (auto& t : pool) t.join();
+  stop_io_uring_threads(session);
   return result;
 }
 
@@ -434,6 +444,8 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
                         ",subtype=wardfs,default_permissions";
   if (req.allow_other) options += ",allow_other";
   if (req.read_only) options += ",ro";
+  if (const auto uring = io_uring_session_option(req.io_uring); !uring.empty())
+    options += "," + uring;
   std::vector<std::string> arg_storage = {"wardfs", "-o", options};
   std::vector<char*> argv;
   for (auto& a : arg_storage) argv.push_back(a.data());

@@ -98,6 +98,17 @@ class WardFs {
   std::size_t inodes_held() { return inodes_.size(); }
   const FsCounters& counters() const { return counters_; }
   bool writeback_active() const { return writeback_active_.load(std::memory_order_relaxed); }
+  // How the kernel hands requests over: "io_uring" once one request has come over the ring
+  // (the kernel may send the first few over /dev/fuse while the ring starts), else
+  // "/dev/fuse".
+  std::string_view transport() const {
+    return served_over_uring_.load(std::memory_order_relaxed) ? "io_uring" : "/dev/fuse";
+  }
+  // Called for every request: one relaxed load once the ring is seen.
+  void note_transport(fuse_req_t req) {
+    if (!served_over_uring_.load(std::memory_order_relaxed) && fuse_req_is_uring(req))
+      served_over_uring_.store(true, std::memory_order_relaxed);
+  }
   // A request arrived: remembers when (for --idle) and returns that time (steady, ns).
   std::int64_t note_request();
   // The request that arrived at `start_ns` is answered: counted, and timed if it is one of
@@ -246,6 +257,7 @@ class WardFs {
   std::set<std::tuple<pid_t, ino_t, int>> audit_seen_;
   std::atomic<std::int64_t> audit_last_refusal_{0};
   std::atomic<bool> writeback_active_{false};  // set in init() when the kernel agreed
+  std::atomic<bool> served_over_uring_{false};
 
   // The inode limit (fs_prune.cc).
   std::mutex prune_mutex_;
