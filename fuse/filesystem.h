@@ -196,6 +196,13 @@ class WardFs {
   std::string child_path(Inode& parent, std::string_view name);
   void report_integrity(Inode& inode, std::uint64_t chunk, std::string_view reason);
   int xattr_find(Inode& inode, std::string_view name, std::string& backing_name);
+  // FUSE_CAP_HANDLE_KILLPRIV_V2 (fs_killpriv.cc): clears setuid/setgid as a local
+  // filesystem would when `change` hits the file open as `fd`. For a write or an O_TRUNC
+  // open the caller's capabilities decide; for a truncate the kernel said
+  // (FATTR_KILL_SUIDGID). 0 or -errno.
+  enum class PrivilegeChange { write, truncate_by_capable, truncate_by_other };
+  int drop_privileges(fuse_req_t req, fuse_ino_t ino, int fd, PrivilegeChange change);
+  bool caller_has_fsetid(fuse_req_t req);
   std::string proc_path(const Inode& inode) const;
   fuse_ino_t ino_of(Inode& inode);
   fuse_ino_t ino_of_address(const Inode* inode);
@@ -258,6 +265,7 @@ class WardFs {
   std::atomic<std::int64_t> audit_last_refusal_{0};
   std::atomic<bool> writeback_active_{false};  // set in init() when the kernel agreed
   std::atomic<bool> served_over_uring_{false};
+  std::atomic<bool> killpriv_active_{false};  // set in init() when the kernel agreed
 
   // The inode limit (fs_prune.cc).
   std::mutex prune_mutex_;
