@@ -231,8 +231,7 @@ void WardFs::read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_f
 
 void WardFs::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
                    fuse_file_info* fi) {
-  Inode& inode = inode_of(ino);
-  auto& content = content_of(inode);
+  auto& content = content_of(inode_of(ino));
   FileHandle& handle = handle_of(fi);
   // Page-cache writeback carries no caller; for a file with privileges to lose the
   // kernel writes through instead, so those writes come here with their caller.
