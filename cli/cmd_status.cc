@@ -47,6 +47,7 @@ void print_daemon_status(const json& status) {
             << status["cipher_dir"].get<std::string>() << "\n"
             << "  cipher " << status["cipher"].get<std::string>() << ", chunk size "
             << status["chunk_size"] << ", keystore " << status["keystore"].get<std::string>()
+            << "\n  transport " << status.value("transport", std::string("/dev/fuse"))
             << "\n  generations:";
   for (const auto& g : status["generations"]) {
     std::cout << " " << g["generation"] << (g["active"].get<bool>() ? " (active)" : "");

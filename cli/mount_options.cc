@@ -82,6 +82,12 @@ const std::vector<MountOptionInfo>& mount_option_table() {
        "a full backing disk is then reported at fsync()/close() instead of write(), and "
        "the unwritten tail reads as zeros until the kernel drops the file from its cache "
        "(at the latest at unmount). Default 0"},
+      {"io_uring=auto|force|off",
+       "how the kernel hands requests to the daemon. auto (default): FUSE over io_uring when "
+       "the kernel allows it (the fuse module's enable_uring parameter is Y), else /dev/fuse, "
+       "silently; force: as root, first set /sys/module/fuse/parameters/enable_uring to 1 "
+       "(the only kernel setting wardfs changes); off: always /dev/fuse. `wardfs status` "
+       "shows which one a mount uses"},
       {"max_inodes=N",
        "most files and directories the kernel may hold at once, 64 to 100000000 (each "
        "costs the daemon an fd); past it the daemon asks the kernel to forget the least "
@@ -182,6 +188,11 @@ bool apply_extra_mount_option(const std::string& opt, daemon::MountRequest& req)
     req.writeback_cache = opt.back() == '1';
   } else if (opt.starts_with("writeback_cache=")) {
     throw WardError(ErrorKind::usage, "mount option '" + opt + "': expected 0 or 1");
+  } else if (opt.starts_with("io_uring=")) {
+    const auto mode = daemon::parse_io_uring_mode(value_of(opt, 9));
+    if (!mode)
+      throw WardError(ErrorKind::usage, "mount option '" + opt + "': expected auto, force or off");
+    req.io_uring = *mode;
   } else {
     return false;
   }

@@ -336,6 +336,8 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
                         ",subtype=wardfs,default_permissions";
   if (req.allow_other) options += ",allow_other";
   if (req.read_only) options += ",ro";
+  if (const auto uring = io_uring_session_option(req.io_uring); !uring.empty())
+    options += "," + uring;
   std::vector<std::string> arg_storage = {"wardfs", "-o", options};
   std::vector<char*> argv;
   for (auto& a : arg_storage) argv.push_back(a.data());

@@ -8,6 +8,7 @@
 
 #include "audit/key_loss.h"
 #include "audit/record.h"
+#include "daemon/transport.h"
 #include "keystore/keystore.h"
 
 namespace wardfs::daemon {
@@ -36,6 +37,7 @@ struct MountRequest {
   bool writeback_cache = false;
   bool shared = false;  // -o shared: one of several read-write mounts (fuse/filesystem.h)  // -o
                         // writeback_cache=1 (fuse/filesystem.h says why not)
+  IoUringMode io_uring = IoUringMode::automatic;  // -o io_uring= (daemon/transport.h)
   std::size_t max_inodes = 0;  // -o max_inodes=N; 0: as many as RLIMIT_NOFILE allows
   // -o metrics_file=, metrics_interval=: Prometheus text kept current there (daemon/metrics.h)
   std::optional<std::filesystem::path> metrics_file;

@@ -125,6 +125,15 @@ class WorkerPool {
   std::vector<void*> spare_buffers_;
 };
 
+#ifdef WARDFS_LIBFUSE_URING
+// libfuse's own loops stop its io_uring queue threads when they end (lib/fuse_uring_i.h,
+// not in its public headers); ours must as well, before the session is destroyed.
+extern "C" int fuse_uring_stop(struct fuse_session* se);
+void stop_io_uring_threads(fuse_session* session) { fuse_uring_stop(session); }
+#else
+void stop_io_uring_threads(fuse_session*) {}
+#endif
+
 }  // namespace
 
 int run_worker_pool(fuse_session* session, unsigned threads,
@@ -140,6 +149,7 @@ int run_worker_pool(fuse_session* session, unsigned threads,
   before_unmount();
   fuse_session_unmount(session);
   for (auto& t : pool) t.join();
+  stop_io_uring_threads(session);
   return workers.result();
 }
 

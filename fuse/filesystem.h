@@ -98,6 +98,17 @@ class WardFs {
   std::size_t inodes_held() { return inodes_.size(); }
   const FsCounters& counters() const { return counters_; }
   bool writeback_active() const { return writeback_active_.load(std::memory_order_relaxed); }
+  // How the kernel hands requests over: "io_uring" once one request has come over the ring
+  // (the kernel may send the first few over /dev/fuse while the ring starts), else
+  // "/dev/fuse".
+  std::string_view transport() const {
+    return served_over_uring_.load(std::memory_order_relaxed) ? "io_uring" : "/dev/fuse";
+  }
+  // Called for every request: one relaxed load once the ring is seen.
+  void note_transport(fuse_req_t req) {
+    if (!served_over_uring_.load(std::memory_order_relaxed) && fuse_req_is_uring(req))
+      served_over_uring_.store(true, std::memory_order_relaxed);
+  }
   // A request arrived: remembers when (for --idle) and returns that time (steady, ns).
   std::int64_t note_request();
   // The request that arrived at `start_ns` is answered: counted, and timed if it is one of
@@ -189,6 +200,13 @@ class WardFs {
   std::string child_path(Inode& parent, std::string_view name);
   void report_integrity(Inode& inode, std::uint64_t chunk, std::string_view reason);
   int xattr_find(Inode& inode, std::string_view name, std::string& backing_name);
+  // FUSE_CAP_HANDLE_KILLPRIV_V2 (fs_killpriv.cc): clears setuid/setgid as a local
+  // filesystem would when `change` hits the file open as `fd`. For a write or an O_TRUNC
+  // open the caller's capabilities decide; for a truncate the kernel said
+  // (FATTR_KILL_SUIDGID). 0 or -errno.
+  enum class PrivilegeChange { write, truncate_by_capable, truncate_by_other };
+  int drop_privileges(fuse_req_t req, fuse_ino_t ino, int fd, PrivilegeChange change);
+  bool caller_has_fsetid(fuse_req_t req);
   std::string proc_path(const Inode& inode) const;
   fuse_ino_t ino_of(Inode& inode);
   // Whether other mounts may change the backing files under this one: read-only mounts
@@ -253,6 +271,8 @@ class WardFs {
   FsAudit audit_{options_.audit};
   std::function<bool()> follow_config_;
   std::atomic<bool> writeback_active_{false};  // set in init() when the kernel agreed
+  std::atomic<bool> served_over_uring_{false};
+  std::atomic<bool> killpriv_active_{false};  // set in init() when the kernel agreed
   KernelNotifier notifier_{inodes_, counters_.entries_released};
 };
 

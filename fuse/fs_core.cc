@@ -279,6 +279,10 @@ void WardFs::init(fuse_conn_info* conn) {
     conn->want &= ~static_cast<unsigned>(FUSE_CAP_WRITEBACK_CACHE);
   }
   writeback_active_.store(writeback, std::memory_order_relaxed);
+  // The daemon clears setuid/setgid itself (fs_killpriv.cc), which spares the kernel a
+  // GETXATTR security.capability before each write.
+  killpriv_active_.store(fuse_set_feature_flag(conn, FUSE_CAP_HANDLE_KILLPRIV_V2),
+                         std::memory_order_relaxed);
 }
 
 }  // namespace wardfs::fs

@@ -389,6 +389,11 @@ void WardFs::create_existing(fuse_req_t req, Inode& parent, const char* name, fu
                            changed_elsewhere);
     });
   }
+  if (rc == 0 && (fi->flags & O_TRUNC) != 0) {
+    rc = drop_privileges(req, e.ino, handle->fd.get(), PrivilegeChange::write);
+    struct stat st {};
+    if (rc == 0 && ::fstat(handle->fd.get(), &st) == 0) e.attr.st_mode = st.st_mode;
+  }
   if (rc != 0) {
     forget(e.ino, 1);
     fuse_reply_err(req, -rc);

@@ -139,6 +139,13 @@ void WardFs::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_s
           volume::SharedFileGate::Pass pass;
           int r = content.load(fd);
           if (r == 0) r = begin_shared_access(content, fd, true, pass);
+          // The kernel sets FATTR_KILL_SUIDGID (== FUSE_SET_ATTR_KILL_SUID) for a caller
+          // without CAP_FSETID.
+          if (r == 0)
+            r = drop_privileges(req, ino, fd,
+                                (to_set & FUSE_SET_ATTR_KILL_SUID) != 0
+                                    ? PrivilegeChange::truncate_by_other
+                                    : PrivilegeChange::truncate_by_capable);
           if (r == 0) r = content.truncate(fd, static_cast<std::uint64_t>(attr->st_size));
           return r;
         });
@@ -217,6 +224,8 @@ void WardFs::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
                            changed_elsewhere);
     });
   }
+  if (rc == 0 && (fi->flags & O_TRUNC) != 0)
+    rc = drop_privileges(req, ino, handle->fd.get(), PrivilegeChange::write);
   if (rc != 0) {
     fuse_reply_err(req, -rc);
     return;
@@ -254,6 +263,15 @@ void WardFs::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size,
   Inode& inode = inode_of(ino);
   auto& content = content_of(inode);
   FileHandle& handle = handle_of(fi);
+  // Page-cache writeback carries no caller; for a file with privileges to lose the
+  // kernel writes through instead, so those writes come here with their caller.
+  if (!fi->writepage) {
+    if (const int rc = drop_privileges(req, ino, handle.fd.get(), PrivilegeChange::write);
+        rc != 0) {
+      fuse_reply_err(req, -rc);
+      return;
+    }
+  }
   const std::uint64_t offset =
       handle.append ? volume::kAppendOffset : static_cast<std::uint64_t>(off);
   const ssize_t n = with_current_keys(inode, [&]() -> ssize_t {

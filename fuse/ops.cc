@@ -15,6 +15,7 @@ WardFs& fs_of(fuse_req_t req) { return *static_cast<WardFs*>(fuse_req_userdata(r
 template <typename Body>
 void guarded(fuse_req_t req, Op op, Body&& body) {
   WardFs& fs = fs_of(req);
+  fs.note_transport(req);
   const std::int64_t start_ns = fs.note_request();
   try {
     body();

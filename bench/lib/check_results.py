@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Checks a bench/run JSON document: every expected system measured every figure.
 
-  check_results.py RESULTS.json [--systems raw,passthrough,gocryptfs,securefs,wardfs]
+  check_results.py RESULTS.json [--systems raw,passthrough,hp,hp_uring,gocryptfs,securefs,wardfs,wardfs_uring]
 
 Exit 1 (listing what is missing) when a system did not run, or a figure is missing,
 not a number, or not positive (a time or rate of 0 means the workload did not happen).
@@ -16,7 +16,7 @@ import sys
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("json")
-    p.add_argument("--systems", default="raw,passthrough,gocryptfs,securefs,wardfs")
+    p.add_argument("--systems", default="raw,passthrough,hp,hp_uring,gocryptfs,securefs,wardfs,wardfs_uring")
     a = p.parse_args()
     doc = json.load(open(a.json))
     want = a.systems.split(",")

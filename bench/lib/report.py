@@ -13,10 +13,15 @@ import json
 import statistics
 import sys
 
-SYSTEMS = ["raw", "passthrough", "gocryptfs", "securefs", "wardfs"]
+SYSTEMS = ["raw", "passthrough", "hp", "hp_uring", "gocryptfs", "securefs", "wardfs", "wardfs_uring"]
 # passthrough: libfuse's passthrough_ll example, FUSE without encryption (the floor any
-# FUSE design pays on this kernel).
-FUSE = ["passthrough", "gocryptfs", "securefs", "wardfs"]
+# FUSE design pays on this kernel). hp / hp_uring: libfuse 3.18's passthrough_hp
+# (--nopassthrough --nosplice) over /dev/fuse / over io_uring, the floor per transport;
+# wardfs / wardfs_uring: wardfs over each.
+FUSE = ["passthrough", "hp", "hp_uring", "gocryptfs", "securefs", "wardfs", "wardfs_uring"]
+# Ratio columns against a floor: (kind, system, floor system).
+FLOORS = [("x_passthrough", "wardfs", "passthrough"), ("x_hp", "wardfs", "hp"),
+          ("x_hp_uring", "wardfs_uring", "hp_uring")]
 
 
 def metric_defs(m):
@@ -134,7 +139,8 @@ def main():
     out = {"meta": meta, "metrics": [], "systems": systems}
     for key, label, better, applies, workload, target in defs:
         row = {"key": key, "label": label, "better": better, "workload": workload, "target_x_gocryptfs": target,
-               "wardfs_limit": WARDFS_LIMITS.get(key), "values": {}, "samples": {}, "x_gocryptfs": {}, "x_raw": {}, "x_passthrough": {}}
+               "wardfs_limit": WARDFS_LIMITS.get(key), "values": {}, "samples": {}, "x_gocryptfs": {}, "x_raw": {},
+               "x_passthrough": {}, "x_hp": {}, "x_hp_uring": {}}
         for s in systems:
             if s not in applies:
                 continue
@@ -142,7 +148,8 @@ def main():
             row["samples"][s] = samples.get(s, {}).get(key, [])
             row["x_gocryptfs"][s] = ratio(med[(s, key)], med.get(("gocryptfs", key)), better)
             row["x_raw"][s] = ratio(med[(s, key)], med.get(("raw", key)), better) if "raw" in applies else None
-            row["x_passthrough"][s] = ratio(med[(s, key)], med.get(("passthrough", key)), better)
+            for kind, _, floor in FLOORS:
+                row[kind][s] = ratio(med[(s, key)], med.get((floor, key)), better)
         out["metrics"].append(row)
     with open(out_path, "w") as f:
         json.dump(out, f, indent=1)
@@ -153,8 +160,8 @@ def main():
         ratio_cols += [("x_gocryptfs", s, "%s vs gocryptfs" % s) for s in systems if s in ("securefs", "wardfs")]
     if "raw" in systems and "wardfs" in systems:
         ratio_cols.append(("x_raw", "wardfs", "wardfs vs raw"))
-    if "passthrough" in systems and "wardfs" in systems:
-        ratio_cols.append(("x_passthrough", "wardfs", "wardfs vs passthrough"))
+    ratio_cols += [(kind, s, "%s vs %s" % (s, floor)) for kind, s, floor in FLOORS
+                   if s in systems and floor in systems]
     hdr += [c[2] for c in ratio_cols]
     with_target = "wardfs" in systems
     if with_target:

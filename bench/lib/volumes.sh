@@ -1,8 +1,8 @@
 # Sourced by bench/run and bench/lib/profile: fresh volumes of each system, mounted and torn down.
 #
-# Callers set: wardfs_bin, wardfs_init_args, wardfs_mount_args, wardfs_passphrase (for
-# wardfs; 1: a passphrase with the default Argon2id instead of a key file), passthrough_bin
-# (for passthrough), logdir.
+# Callers set: wardfs_bin, wardfs_init_args, wardfs_mount_args (for wardfs and wardfs_uring),
+# wardfs_passphrase (for them; 1: a passphrase with the default Argon2id instead of a key
+# file), passthrough_bin (for passthrough), hp_bin (for hp and hp_uring), logdir.
 # vol_mount SYSTEM BASE TAG   creates a fresh volume under BASE and mounts it; sets
 #                             VOL_MNT (where to work) and VOL_PID (the daemon, "" for raw)
 # vol_unmount                 unmounts what vol_mount mounted last and waits for its daemon
@@ -45,6 +45,15 @@ vol_mount() {
       mkdir -p "$base/plain" "$VOL_MNT"
       "$passthrough_bin" -f -o source="$base/plain" "$VOL_MNT" >"$logdir/passthrough-$tag.log" 2>&1 &
       VOL_PID=$! ;;
+    hp|hp_uring)
+      # libfuse 3.18's passthrough_hp, FUSE with nothing in between, over /dev/fuse or
+      # io_uring; --nopassthrough --nosplice: every read and write goes through the daemon.
+      mkdir -p "$base/plain" "$VOL_MNT"
+      local uring=()
+      [ "$sys" = hp_uring ] && uring=(-o io_uring)
+      "$hp_bin" --foreground --nopassthrough --nosplice "${uring[@]}" "$base/plain" "$VOL_MNT" \
+        >"$logdir/$sys-$tag.log" 2>&1 &
+      VOL_PID=$! ;;
     gocryptfs)
       mkdir -p "$cipher" "$VOL_MNT"
       head -c 24 /dev/urandom | base64 >"$key"
@@ -60,23 +69,25 @@ vol_mount() {
         >"$logdir/securefs-create.log" 2>&1
       securefs mount --keyfile "$key" "$cipher" "$VOL_MNT" >"$logdir/securefs-$tag.log" 2>&1 &
       VOL_PID=$! ;;
-    wardfs)
+    wardfs|wardfs_uring)
       mkdir -p "$cipher" "$VOL_MNT"
       local cred=(--keyfile "$key") create=(--create-keyfile)
       if [ "${wardfs_passphrase:-0}" = 1 ]; then
         (umask 077 && head -c 24 /dev/urandom | base64 >"$base/pass")
         cred=(--passfile "$base/pass") create=()
       fi
+      local transport=io_uring=off
+      [ "$sys" = wardfs_uring ] && transport=io_uring=force
       # shellcheck disable=SC2086
       "$wardfs_bin" init "$cipher" "${cred[@]}" "${create[@]}" ${wardfs_init_args:-} \
         >"$logdir/wardfs-init.log" 2>&1 || { echo "wardfs init failed, see $logdir/wardfs-init.log" >&2; return 1; }
       # shellcheck disable=SC2086
-      "$wardfs_bin" mount "$cipher" "$VOL_MNT" "${cred[@]}" ${wardfs_mount_args:-} \
+      "$wardfs_bin" mount "$cipher" "$VOL_MNT" "${cred[@]}" -o "$transport" ${wardfs_mount_args:-} \
         >"$logdir/wardfs-$tag.log" 2>&1 || { echo "wardfs mount failed, see $logdir/wardfs-$tag.log" >&2; return 1; }
       # The mount command returns once the mount is live; the daemon is its forked child.
       VOL_PID=$(pgrep -n -f -- "mount $cipher $VOL_MNT" || true)
       # Unmounted on exit even when its daemon cannot be found.
-      [ -n "$VOL_PID" ] || { VOL_ACTIVE+=("$VOL_MNT||wardfs"); echo "cannot find the wardfs daemon" >&2; return 1; } ;;
+      [ -n "$VOL_PID" ] || { VOL_ACTIVE+=("$VOL_MNT||$sys"); echo "cannot find the wardfs daemon" >&2; return 1; } ;;
     *) echo "unknown system $sys" >&2; return 1 ;;
   esac
   VOL_ACTIVE+=("$VOL_MNT|$VOL_PID|$sys")
@@ -88,7 +99,7 @@ vol_unmount_one() { # "mountpoint|pid|system"
   IFS='|' read -r mnt pid sys <<<"$1"
   [ -n "$mnt" ] || return 0
   if mountpoint -q "$mnt" 2>/dev/null; then
-    if [ "$sys" = wardfs ] && [ -n "${wardfs_bin:-}" ]; then
+    if [[ $sys == wardfs* ]] && [ -n "${wardfs_bin:-}" ]; then
       timeout 30 "$wardfs_bin" unmount "$mnt" >/dev/null 2>&1 || true
     fi
     if mountpoint -q "$mnt" 2>/dev/null; then timeout 30 fusermount3 -u "$mnt" >/dev/null 2>&1 || true; fi
