@@ -77,7 +77,7 @@ int WardFs::drop_privileges(fuse_req_t req, fuse_ino_t ino, int fd, PrivilegeCha
     kept &= ~S_ISGID;
   if (kept == mode) return 0;
   if (::fchmod(fd, kept) != 0) return -errno;
-  invalidate_cached_attrs(ino);
+  notifier_.invalidate_attrs(ino);
   return 0;
 }
 
