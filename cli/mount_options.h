@@ -3,6 +3,7 @@
 // so --help, the man pages (generated from --help) and the parser cannot drift apart.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,6 +15,9 @@ namespace wardfs::cli {
 struct MountOptionInfo {
   std::string name;  // "keyfile=FILE", "ro"
   std::string help;
+  // Sets the option on the request (the value after '=', empty for a flag); throws
+  // WardError(usage) on a bad value. Null for the fstab-only row of the help.
+  std::function<void(const std::string& value, daemon::MountRequest&)> apply;
 };
 
 const std::vector<MountOptionInfo>& mount_option_table();
@@ -24,13 +28,19 @@ std::string mount_options_help();
 // Every option name of the table, comma-separated, for "unknown mount option" errors.
 std::string known_mount_options();
 
-// --log-level / -o log_level=: throws WardError(usage) for anything but a known level.
+// The setters that -o options and the equivalent --flags share; each throws
+// WardError(usage) for a value it does not know.
 void set_log_level(const std::string& name, daemon::MountRequest& req);
+void set_audit_level(const std::string& name, daemon::MountRequest& req);
+void set_audit_on_failure(const std::string& name, daemon::MountRequest& req);
+void set_audit_key_missing(const std::string& name, daemon::MountRequest& req);
+void set_audit_anchor_cmd(const std::string& line, daemon::MountRequest& req);
 
-// Applies one option that is not a plain FUSE/credentials one: pinfile=, keystore=,
-// idle=, threads=, and the fstab-only ones (nofail, _netdev, noauto, x-*, ...), which it
-// ignores. False if `opt` is none of these; throws WardError(usage) on a bad value.
-bool apply_extra_mount_option(const std::string& opt, daemon::MountRequest& req);
+// Applies one option through the table, ignoring the fstab-only ones (nofail, _netdev,
+// noauto, x-*, ...); throws WardError(usage) for an unknown option or a bad value.
+void apply_mount_option(const std::string& opt, daemon::MountRequest& req);
+// Every option of each comma-separated group, in order.
+void apply_mount_options(const std::vector<std::string>& groups, daemon::MountRequest& req);
 
 // The name mount(8) runs for type fuse.wardfs.
 inline constexpr const char* kMountHelperName = "mount.fuse.wardfs";

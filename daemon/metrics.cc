@@ -70,24 +70,24 @@ class Writer {
   std::string out_;
 };
 
-std::string op_label(std::size_t i) { return "op=\"" + std::string(fs::kOpNames[i]) + "\""; }
+std::string op_label(std::size_t i) { return "op=\"" + std::string(fuse::kOpNames[i]) + "\""; }
 
 void render_operations(Writer& w, const MetricsSnapshot& s) {
   w.family("wardfs_operations_total", "counter", "FUSE requests answered, by operation.");
-  for (std::size_t i = 0; i < fs::kOpCount; ++i)
+  for (std::size_t i = 0; i < fuse::kOpCount; ++i)
     w.sample("wardfs_operations_total", op_label(i), std::to_string(s.operations[i]));
 
   constexpr std::string_view name = "wardfs_operation_duration_seconds";
   w.family(name, "histogram",
            "Time from a FUSE request's arrival to its answer, in seconds, by operation.");
-  for (std::size_t i = 0; i < fs::kTimedOpCount; ++i) {
+  for (std::size_t i = 0; i < fuse::kTimedOpCount; ++i) {
     const auto& h = s.latency[i];
     const std::string op = op_label(i);
     std::uint64_t cumulative = 0;
-    for (std::size_t b = 0; b < fs::kLatencyBuckets; ++b) {
+    for (std::size_t b = 0; b < fuse::kLatencyBuckets; ++b) {
       cumulative += h.buckets[b];
       const std::string le =
-          b < fs::kLatencyBoundsNs.size() ? bucket_bound(fs::kLatencyBoundsNs[b]) : "+Inf";
+          b < fuse::kLatencyBoundsNs.size() ? bucket_bound(fuse::kLatencyBoundsNs[b]) : "+Inf";
       w.sample("wardfs_operation_duration_seconds_bucket", op + ",le=\"" + le + "\"",
                std::to_string(cumulative));
     }
@@ -148,11 +148,11 @@ void render_audit(Writer& w, const MetricsSnapshot& s) {
 
 }  // namespace
 
-void copy_op_stats(const fs::OpStats& stats, MetricsSnapshot& out) {
-  for (std::size_t i = 0; i < fs::kOpCount; ++i)
+void copy_op_stats(const fuse::OpStats& stats, MetricsSnapshot& out) {
+  for (std::size_t i = 0; i < fuse::kOpCount; ++i)
     out.operations[i] = stats.counts[i].load(std::memory_order_relaxed);
-  for (std::size_t i = 0; i < fs::kTimedOpCount; ++i) {
-    for (std::size_t b = 0; b < fs::kLatencyBuckets; ++b)
+  for (std::size_t i = 0; i < fuse::kTimedOpCount; ++i) {
+    for (std::size_t b = 0; b < fuse::kLatencyBuckets; ++b)
       out.latency[i].buckets[b] = stats.latency[i].buckets[b].load(std::memory_order_relaxed);
     out.latency[i].sum_ns = stats.latency[i].sum_ns.load(std::memory_order_relaxed);
   }

@@ -28,12 +28,12 @@ struct MetricsSnapshot {
   std::uint64_t bytes_written = 0;
   std::uint64_t integrity_failures = 0;
   std::uint64_t entries_released = 0;
-  std::array<std::uint64_t, fs::kOpCount> operations{};
+  std::array<std::uint64_t, fuse::kOpCount> operations{};
   struct Histogram {
-    std::array<std::uint64_t, fs::kLatencyBuckets> buckets{};  // not cumulative
+    std::array<std::uint64_t, fuse::kLatencyBuckets> buckets{};  // not cumulative
     std::uint64_t sum_ns = 0;
   };
-  std::array<Histogram, fs::kTimedOpCount> latency{};
+  std::array<Histogram, fuse::kTimedOpCount> latency{};
   std::uint64_t inodes_held = 0;
   std::int64_t open_handles = 0;
   std::uint32_t active_generation = 0;
@@ -51,7 +51,7 @@ struct MetricsSnapshot {
 
 // Copies the live per-operation counters (relaxed reads; each histogram's count is the
 // sum of its buckets, so the two always agree).
-void copy_op_stats(const fs::OpStats& stats, MetricsSnapshot& out);
+void copy_op_stats(const fuse::OpStats& stats, MetricsSnapshot& out);
 
 // Backslash, double quote and newline escaped, as the format wants in a label value.
 std::string escape_label_value(std::string_view value);

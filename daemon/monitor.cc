@@ -79,7 +79,7 @@ std::optional<std::chrono::milliseconds> parse_duration(const std::string& text)
   return std::chrono::milliseconds(static_cast<std::int64_t>(value * ms_per_unit));
 }
 
-MountMonitor::MountMonitor(MonitorOptions options, const fs::FsCounters& counters,
+MountMonitor::MountMonitor(MonitorOptions options, const fuse::FsCounters& counters,
                            Notifier notifier)
     : options_(std::move(options)), counters_(counters), notifier_(std::move(notifier)) {
   thread_ = std::thread([this] { run(); });

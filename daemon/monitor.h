@@ -32,7 +32,7 @@ struct MonitorOptions {
 class MountMonitor {
  public:
   // Starts the monitor thread; call it after the mount exists, before serving.
-  MountMonitor(MonitorOptions options, const fs::FsCounters& counters, Notifier notifier);
+  MountMonitor(MonitorOptions options, const fuse::FsCounters& counters, Notifier notifier);
   ~MountMonitor();  // stops the thread
   MountMonitor(const MountMonitor&) = delete;
   MountMonitor& operator=(const MountMonitor&) = delete;
@@ -50,7 +50,7 @@ class MountMonitor {
   bool sleep_for(std::chrono::milliseconds duration);  // false once asked to stop
 
   MonitorOptions options_;
-  const fs::FsCounters& counters_;
+  const fuse::FsCounters& counters_;
   Notifier notifier_;
   std::mutex mutex_;
   std::condition_variable wake_;

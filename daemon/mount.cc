@@ -176,7 +176,7 @@ std::size_t inode_budget(std::size_t asked) {
 // Stops the inode limit's thread before the session it notifies is destroyed.
 class InodeLimit {
  public:
-  InodeLimit(fs::WardFs& filesystem, fuse_session* session, std::size_t max_inodes)
+  InodeLimit(fuse::WardFs& filesystem, fuse_session* session, std::size_t max_inodes)
       : filesystem_(filesystem) {
     filesystem_.start_inode_limit(session, max_inodes);
     spdlog::debug("the kernel may hold up to {} inodes", max_inodes);
@@ -186,7 +186,7 @@ class InodeLimit {
   InodeLimit& operator=(const InodeLimit&) = delete;
 
  private:
-  fs::WardFs& filesystem_;
+  fuse::WardFs& filesystem_;
 };
 
 // glibc gives each thread that meets a locked heap an arena of its own, up to 8 per core:
@@ -266,7 +266,7 @@ void record_mount(audit::AuditLog& log, const MountRequest& req, const volume::V
                            {"audit_on_failure", audit::on_failure_name(req.audit_on_failure)}}));
 }
 
-void record_unmount(audit::AuditLog& log, const MountRequest& req, const fs::FsCounters& c) {
+void record_unmount(audit::AuditLog& log, const MountRequest& req, const fuse::FsCounters& c) {
   log.record(audit::volume_event("unmount", "", std::nullopt, "ok",
                                  {{"mount_point", stdfs::absolute(req.mount_point).string()},
                                   {"bytes_read", c.bytes_read.load()},
@@ -323,10 +323,10 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   volume::Volume* const volume = &opened.volume();
   if (!req.read_only) probe_backing(*volume);
 
-  wardfs::fs::WardFs filesystem(*volume, {.read_only = req.read_only,
-                                          .writeback_cache = req.writeback_cache,
-                                          .shared = req.shared && !req.read_only,
-                                          .audit = &audit_log});
+  wardfs::fuse::WardFs filesystem(*volume, {.read_only = req.read_only,
+                                            .writeback_cache = req.writeback_cache,
+                                            .shared = req.shared && !req.read_only,
+                                            .audit = &audit_log});
   if (const int rc = filesystem.open_root(); rc != 0) {
     throw WardError(
         ErrorKind::corrupt_volume,
@@ -343,7 +343,7 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   for (auto& a : arg_storage) argv.push_back(a.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   std::unique_ptr<fuse_session, SessionDeleter> session(
-      fuse_session_new(&args, &fs::WardFs::operations(), sizeof(fuse_lowlevel_ops), &filesystem));
+      fuse_session_new(&args, &fuse::WardFs::operations(), sizeof(fuse_lowlevel_ops), &filesystem));
   if (!session)
     throw WardError(ErrorKind::mount_failure,
                     "cannot create the FUSE session (bad mount options?)");

@@ -50,7 +50,7 @@ nlohmann::json generations_to_json(const crypto::VolumeConfig& config) {
 }
 
 VolumeService::VolumeService(volume::Volume& volume, keystore::Keystore& keystore,
-                             fs::WardFs& filesystem, std::filesystem::path mount_point,
+                             fuse::WardFs& filesystem, std::filesystem::path mount_point,
                              audit::AuditLog& audit, bool writes)
     : volume_(volume),
       keystore_(keystore),

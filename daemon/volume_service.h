@@ -19,7 +19,7 @@ namespace wardfs::daemon {
 
 class VolumeService {
  public:
-  VolumeService(volume::Volume& volume, keystore::Keystore& keystore, fs::WardFs& filesystem,
+  VolumeService(volume::Volume& volume, keystore::Keystore& keystore, fuse::WardFs& filesystem,
                 std::filesystem::path mount_point, audit::AuditLog& audit, bool writes);
   ~VolumeService();  // stops a running rekey (it resumes on the next run)
   VolumeService(const VolumeService&) = delete;
@@ -59,7 +59,7 @@ class VolumeService {
 
   volume::Volume& volume_;
   keystore::Keystore& keystore_;
-  fs::WardFs& filesystem_;
+  fuse::WardFs& filesystem_;
   std::filesystem::path mount_point_;
   audit::AuditLog& audit_;
   volume::RekeyProgress progress_;

@@ -23,7 +23,7 @@
 #include "volume/rekey.h"
 #include "volume/volume.h"
 
-namespace wardfs::fs {
+namespace wardfs::fuse {
 
 struct FsOptions {
   bool read_only = false;
@@ -276,4 +276,4 @@ class WardFs {
   KernelNotifier notifier_{inodes_, counters_.entries_released};
 };
 
-}  // namespace wardfs::fs
+}  // namespace wardfs::fuse

@@ -7,7 +7,7 @@
 
 #include "volume/file_content.h"
 
-namespace wardfs::fs {
+namespace wardfs::fuse {
 
 namespace {
 constexpr std::size_t kMaxRememberedOpens = 1U << 16;
@@ -91,4 +91,4 @@ void FsAudit::integrity(const std::string& path, std::uint64_t chunk, std::strin
   log->record(std::move(e));
 }
 
-}  // namespace wardfs::fs
+}  // namespace wardfs::fuse

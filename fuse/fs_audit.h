@@ -16,7 +16,7 @@
 
 #include "audit/log.h"
 
-namespace wardfs::fs {
+namespace wardfs::fuse {
 
 class FsAudit {
  public:
@@ -41,4 +41,4 @@ class FsAudit {
   std::atomic<std::int64_t> last_refusal_{0};
 };
 
-}  // namespace wardfs::fs
+}  // namespace wardfs::fuse

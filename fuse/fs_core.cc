@@ -10,7 +10,7 @@
 #include "fuse/filesystem.h"
 #include "volume/backing_tree.h"
 
-namespace wardfs::fs {
+namespace wardfs::fuse {
 
 WardFs::WardFs(const volume::Volume& volume, FsOptions options)
     : volume_(volume), options_(options), names_(volume), running_as_root_(::geteuid() == 0) {}
@@ -285,4 +285,4 @@ void WardFs::init(fuse_conn_info* conn) {
                          std::memory_order_relaxed);
 }
 
-}  // namespace wardfs::fs
+}  // namespace wardfs::fuse

@@ -11,7 +11,7 @@
 
 #include "fuse/filesystem.h"
 
-namespace wardfs::fs {
+namespace wardfs::fuse {
 
 namespace {
 DirHandle& dir_handle_of(fuse_file_info* fi) { return *reinterpret_cast<DirHandle*>(fi->fh); }
@@ -268,4 +268,4 @@ void WardFs::removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   fuse_reply_err(req, r == 0 ? 0 : errno);
 }
 
-}  // namespace wardfs::fs
+}  // namespace wardfs::fuse

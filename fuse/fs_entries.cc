@@ -13,7 +13,7 @@
 #include "fuse/filesystem.h"
 #include "volume/backing_tree.h"
 
-namespace wardfs::fs {
+namespace wardfs::fuse {
 
 namespace {
 // What the backing entry `backing` of `dir_fd` points to if it is a symlink whose target
@@ -408,4 +408,4 @@ void WardFs::create_existing(fuse_req_t req, Inode& parent, const char* name, fu
   fuse_reply_create(req, &e, fi);
 }
 
-}  // namespace wardfs::fs
+}  // namespace wardfs::fuse

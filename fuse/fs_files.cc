@@ -14,7 +14,7 @@
 #include "fuse/filesystem.h"
 #include "volume/buffer_pool.h"
 
-namespace wardfs::fs {
+namespace wardfs::fuse {
 
 namespace {
 FileHandle& handle_of(fuse_file_info* fi) { return *reinterpret_cast<FileHandle*>(fi->fh); }
@@ -378,4 +378,4 @@ void WardFs::copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fu
   fuse_reply_write(req, static_cast<size_t>(n));
 }
 
-}  // namespace wardfs::fs
+}  // namespace wardfs::fuse

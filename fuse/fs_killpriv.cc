@@ -20,7 +20,7 @@
 
 #include "fuse/filesystem.h"
 
-namespace wardfs::fs {
+namespace wardfs::fuse {
 
 namespace {
 
@@ -81,4 +81,4 @@ int WardFs::drop_privileges(fuse_req_t req, fuse_ino_t ino, int fd, PrivilegeCha
   return 0;
 }
 
-}  // namespace wardfs::fs
+}  // namespace wardfs::fuse

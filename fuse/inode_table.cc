@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-namespace wardfs::fs {
+namespace wardfs::fuse {
 
 Inode& InodeTable::acquire(volume::UniqueFd fd, const struct stat& st,
                            const std::string& display_path, const Inode* parent,
@@ -78,4 +78,4 @@ void InodeTable::forget(Inode& inode, std::uint64_t n) {
   }
 }
 
-}  // namespace wardfs::fs
+}  // namespace wardfs::fuse

@@ -20,7 +20,7 @@
 #include "volume/file_content.h"
 #include "volume/posix_io.h"
 
-namespace wardfs::fs {
+namespace wardfs::fuse {
 
 // Lock order (docs/ARCHITECTURE.md): a directory's entries_mutex (parent before child;
 // two directories only through std::lock), then InodeTable::mutex_, then the
@@ -92,4 +92,4 @@ class InodeTable {
   std::unique_ptr<Inode> root_;
 };
 
-}  // namespace wardfs::fs
+}  // namespace wardfs::fuse

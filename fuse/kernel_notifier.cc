@@ -4,7 +4,7 @@
 
 #include <chrono>
 
-namespace wardfs::fs {
+namespace wardfs::fuse {
 
 void KernelNotifier::start(fuse_session* session, std::size_t max_inodes) {
   stop();
@@ -98,4 +98,4 @@ void KernelNotifier::prune_loop() {
   }
 }
 
-}  // namespace wardfs::fs
+}  // namespace wardfs::fuse

@@ -19,7 +19,7 @@
 
 #include "fuse/inode_table.h"
 
-namespace wardfs::fs {
+namespace wardfs::fuse {
 
 class KernelNotifier {
  public:
@@ -57,4 +57,4 @@ class KernelNotifier {
   std::thread pruner_;
 };
 
-}  // namespace wardfs::fs
+}  // namespace wardfs::fuse

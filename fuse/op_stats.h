@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <string_view>
 
-namespace wardfs::fs {
+namespace wardfs::fuse {
 
 // The first kTimedOpCount kinds also get a latency histogram.
 enum class Op : unsigned {
@@ -92,4 +92,4 @@ struct OpStats {
   }
 };
 
-}  // namespace wardfs::fs
+}  // namespace wardfs::fuse

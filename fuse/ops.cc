@@ -5,7 +5,7 @@
 
 #include "fuse/filesystem.h"
 
-namespace wardfs::fs {
+namespace wardfs::fuse {
 
 namespace {
 WardFs& fs_of(fuse_req_t req) { return *static_cast<WardFs*>(fuse_req_userdata(req)); }
@@ -183,4 +183,4 @@ const fuse_lowlevel_ops& WardFs::operations() {
   return ops;
 }
 
-}  // namespace wardfs::fs
+}  // namespace wardfs::fuse

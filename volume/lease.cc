@@ -104,9 +104,10 @@ std::string by_whom(const Holder& h) { return presence_owner(h.record); }
                 h->mount_point + " first; several read-write mounts need -o shared on every one)");
 }
 
-// A writer of another host that renewed its heartbeat lately: alive, although its lock
-// did not keep us out (the backend does not share locks between machines).
-bool beats_on_another_host(const Holder& h) { return volume::beats_on_another_host(h.record); }
+// A writer that renewed its heartbeat lately, of another host or still running here:
+// alive, although its lock did not keep us out (the backend does not share locks
+// between machines, or even between two of its mounts here, as sshfs).
+bool alive_without_lock(const Holder& h) { return volume::alive_without_lock(h.record); }
 
 [[noreturn]] void refuse_beating(const std::filesystem::path& cipher_dir, LeaseUse use,
                                  const Holder& h) {
@@ -116,7 +117,7 @@ bool beats_on_another_host(const Holder& h) { return volume::beats_on_another_ho
       use == LeaseUse::offline_change ? ErrorKind::usage : ErrorKind::mount_failure,
       "volume " + cipher_dir.string() + " is held by " + holder + ", " + by_whom(h) +
           ", whose heartbeat is " + std::to_string(unix_now() - h.heartbeat) +
-          " s old (its lock does not reach this machine: the backing file system does not "
+          " s old (its lock does not reach this mount: the backing file system does not "
           "share locks). If host " +
           h.host + " is down, retry once the heartbeat is " +
           std::to_string(kHeartbeatTimeout.count()) + " s old" +
@@ -255,10 +256,10 @@ VolumeLease::VolumeLease(const std::filesystem::path& cipher_dir, LeaseUse use,
   const auto previous = read_holder(fd);
   // Shared mounts write no record (there are many of them), but do not join an exclusive
   // writer of another host whose lock did not reach us either.
-  if (shared && previous && beats_on_another_host(*previous))
+  if (shared && previous && alive_without_lock(*previous))
     refuse_beating(cipher_dir, use, *previous);
   if (!writer) return;
-  if (previous && beats_on_another_host(*previous)) {
+  if (previous && alive_without_lock(*previous)) {
     if (!force) refuse_beating(cipher_dir, use, *previous);
     spdlog::warn("taking over the lease of {} from {} (--force)", cipher_dir.string(),
                  by_whom(*previous));

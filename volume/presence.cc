@@ -7,6 +7,8 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <thread>
 
 #include "crypto/bytes.h"
 #include "crypto/errors.h"
@@ -69,10 +71,31 @@ std::optional<nlohmann::json> read_presence_record(int fd) {
   return j;
 }
 
-bool beats_on_another_host(const nlohmann::json& record) {
+namespace {
+// A process of this host that still runs: not gone, and not a zombie (killed, not yet
+// reaped: its locks are gone already, and a container's init may never reap it).
+bool process_running(long pid) {
+  if (pid <= 0) return false;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const auto paren = line.rfind(')');
+  if (paren == std::string::npos || paren + 2 >= line.size()) return false;
+  const char state = line[paren + 2];
+  return state != 'Z' && state != 'X';
+}
+}  // namespace
+
+bool alive_without_lock(const nlohmann::json& record) {
   const auto heartbeat = record.value("heartbeat", std::int64_t{0});
-  return heartbeat != 0 && record.value("host", "?") != host_name() &&
-         unix_now() - heartbeat < kHeartbeatTimeout.count();
+  if (heartbeat == 0 || unix_now() - heartbeat >= kHeartbeatTimeout.count()) return false;
+  if (record.value("host", "?") != host_name()) return true;
+  // A process drops its locks as it exits, a moment before it stops running: give an
+  // exiting one that moment rather than take it for alive.
+  const long pid = record.value("pid", 0L);
+  for (int i = 0; i < 10 && process_running(pid); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  return process_running(pid);
 }
 
 std::string presence_owner(const nlohmann::json& record) {

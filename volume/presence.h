@@ -8,9 +8,10 @@
 //   - its writer holds an OFD lock on it while alive, which the kernel drops when the
 //     process dies, so a crashed process of this host (or of any host, where the backend
 //     shares locks) leaves no live record;
-//   - where locks do not reach other machines (sshfs, NFS with nolock), a heartbeat
-//     renewed every kHeartbeatInterval stands in: a record of another host whose
-//     heartbeat is younger than kHeartbeatTimeout is alive even when its lock was free.
+//   - where locks do not reach other machines or mounts (sshfs, NFS with nolock), a
+//     heartbeat renewed every kHeartbeatInterval stands in: a record whose heartbeat is
+//     younger than kHeartbeatTimeout is alive even when its lock was free, if it is of
+//     another host or its pid still runs here.
 // The backing directory is untrusted: a planted record can only make a command refuse,
 // and every file here is opened with O_NOFOLLOW.
 #pragma once
@@ -42,7 +43,7 @@ std::optional<nlohmann::json> read_presence_record(int fd);
 
 // A record of another host whose heartbeat ("heartbeat": Unix seconds) is fresh. A
 // record of this host whose lock is free is never alive: local locks always work.
-bool beats_on_another_host(const nlohmann::json& record);
+bool alive_without_lock(const nlohmann::json& record);
 
 // "pid P on host H, since S" for messages.
 std::string presence_owner(const nlohmann::json& record);

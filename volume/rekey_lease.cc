@@ -34,7 +34,7 @@ std::optional<RekeyRecord> parse(int fd, const std::filesystem::path& path) {
   r.where = j->value("where", "");
   r.raw = *j;
   // A read lock is refused while the runner holds its write lock.
-  r.alive = !try_lock_byte(fd, F_RDLCK, kRunnerByte, path) || beats_on_another_host(*j);
+  r.alive = !try_lock_byte(fd, F_RDLCK, kRunnerByte, path) || alive_without_lock(*j);
   return r;
 }
 
@@ -60,7 +60,7 @@ RekeyLease::RekeyLease(const std::filesystem::path& cipher_dir, std::string wher
   const auto previous = read_presence_record(fd_.get());
   const bool free = try_lock_byte(fd_.get(), F_WRLCK, kRunnerByte, path);
   const bool running_elsewhere =
-      previous && previous->value("state", "") == "running" && beats_on_another_host(*previous);
+      previous && previous->value("state", "") == "running" && alive_without_lock(*previous);
   if (!free || running_elsewhere) {
     RekeyRecord r;
     r.where = previous ? previous->value("where", "") : "";

@@ -17,7 +17,7 @@
 #include "daemon/metrics.h"
 
 namespace wd = wardfs::daemon;
-namespace wf = wardfs::fs;
+namespace wf = wardfs::fuse;
 namespace stdfs = std::filesystem;
 
 namespace {

@@ -45,7 +45,7 @@ struct Fixture {
   std::unique_ptr<wardfs::keystore::Keystore> keystore;
   std::unique_ptr<wardfs::volume::Volume> volume;
   std::unique_ptr<wardfs::audit::AuditLog> audit_log;
-  std::unique_ptr<wardfs::fs::WardFs> filesystem;
+  std::unique_ptr<wardfs::fuse::WardFs> filesystem;
   std::unique_ptr<wardfs::daemon::VolumeService> service;
   std::unique_ptr<wardfs::daemon::ControlServer> server;
 
@@ -67,8 +67,8 @@ struct Fixture {
     audit_options.path = dir / "audit.jsonl";
     audit_log = std::make_unique<wardfs::audit::AuditLog>(audit_options, "fuzz");
     audit_log->start(wardfs::crypto::SecretBytes::copy_of(volume->audit_mac_key().view()));
-    filesystem = std::make_unique<wardfs::fs::WardFs>(
-        *volume, wardfs::fs::FsOptions{.audit = audit_log.get()});
+    filesystem = std::make_unique<wardfs::fuse::WardFs>(
+        *volume, wardfs::fuse::FsOptions{.audit = audit_log.get()});
     check(filesystem->open_root() == 0, "open_root");
     service = std::make_unique<wardfs::daemon::VolumeService>(*volume, *keystore, *filesystem,
                                                               dir / "mnt", *audit_log, true);

@@ -107,8 +107,11 @@ class PackageTest(h.WardfsTestCase):
         arch = sh(["dpkg", "--print-architecture"]).stdout.strip()
         self.assertEqual(os.path.basename(self.deb), "wardfs_%s_%s.deb" % (self.version, arch))
         depends = sh(["dpkg-deb", "-f", self.deb, "Depends"]).stdout
-        for dep in ("fuse3", "libfuse3-3", "libsodium23", "libssl3", "libstdc++6", "libc6"):
+        # fuse3 for fusermount3; libfuse itself (3.18, third_party/) is linked in statically,
+        # with liburing for FUSE over io_uring.
+        for dep in ("fuse3", "liburing2", "libsodium23", "libssl3", "libstdc++6", "libc6"):
             self.assertRegex(depends, r"(^|, )%s( |,|$)" % re.escape(dep), "Depends: " + depends)
+        self.assertNotRegex(depends, r"(^|, )libfuse3-3( |,|$)", "libfuse is linked in statically")
         for path in (INSTALLED, "/usr/sbin/mount.fuse.wardfs", "/usr/share/man/man1/wardfs.1.gz",
                      "/usr/share/man/man5/wardfs-mount-options.5.gz",
                      "/usr/share/bash-completion/completions/wardfs",

@@ -11,8 +11,9 @@ twice with its FUSE client (client-a and client-b stand for two machines).
   and once client-a's mount ends client-b mounts read-write;
 - -o shared across the two clients: the checks of tests/integration/test_shared.py
   (close-to-open both ways, two mounts writing interleaved stripes of one file while both
-  read it, one name created from both at once, online fsck beside a writer), and an
-  exclusive mount refused beside;
+  read it, one name created from both at once, online fsck beside a writer; rotate,
+  rekey and retire through one while the other writes; a file rewritten under a just
+  rotated generation read at once on the other), and an exclusive mount refused beside;
 - rename -n races across the clients (no RENAME_NOREPLACE on Gluster: files move by
   link + unlink): of two files moved onto one new name at once, exactly one lands there,
   the other keeps its old name (EEXIST), nothing is lost;
@@ -43,7 +44,8 @@ import wardfs_volume  # noqa: E402
 from gluster import GlusterUnavailable, GlusterVolume  # noqa: E402
 from test_shared import (check_close_to_open, check_create_races,  # noqa: E402
                          check_fsck_beside_writer, check_interleaved_writers,
-                         check_rename_races)
+                         check_keys_while_writing, check_rename_races,
+                         check_unknown_generation_followed)
 from wardfs_harness import (BIN, RENAME_EXCHANGE, RENAME_NOREPLACE, WardfsTestCase,  # noqa: E402
                             describe, is_fuse_mounted, read_file, renameat2, run, wait_for,
                             write_file)
@@ -294,6 +296,14 @@ class SharedAcrossClients(OnGluster):
     def test_create_races_across_clients(self):
         vol, other = self.shared_pair()
         check_create_races(self, vol.plain, other)
+
+    def test_keys_rotated_rekeyed_and_retired_while_the_other_client_writes(self):
+        vol, other = self.shared_pair()
+        check_keys_while_writing(self, vol.plain, other)
+
+    def test_unknown_generation_followed_at_once_across_clients(self):
+        vol, other = self.shared_pair()
+        check_unknown_generation_followed(self, vol.plain, other)
 
     def test_online_fsck_beside_a_writer_on_the_other_client(self):
         vol, other = self.shared_pair()

@@ -2,6 +2,7 @@
 // mounts' published generations (wardfs.mounts/) and the volume's one rekey
 // (wardfs.rekey), alive by their lock or, for another host, by a fresh heartbeat.
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <fstream>
 
@@ -49,8 +50,9 @@ TEST_CASE("records nobody holds are dead unless another host beats for them", "[
   TempDir tmp;
   volume::PublishedMount mine(tmp.path(), "/mnt/a", 2);
   const auto dir = tmp.path() / volume::kMountRecordsDir;
-  // A crashed mount of this host: its lock went with it, whatever its heartbeat says.
+  // A crashed mount of this host: its lock and its process are gone.
   auto local = foreign(0);
+  local["pid"] = 2147483000L;  // above any pid_max: no such process
   local["host"] = volume::host_name();
   local["mount_id"] = "deadbeef";
   plant(dir / "deadbeef.json", local);
@@ -60,6 +62,13 @@ TEST_CASE("records nobody holds are dead unless another host beats for them", "[
   auto stale = foreign(volume::kHeartbeatTimeout.count() + 5);
   stale["mount_id"] = "0badc0de";
   plant(dir / "0badc0de.json", stale);
+  // A mount of this host on a backend whose locks do not reach between its mounts (two
+  // sshfs mounts): alive while its process runs and it beats.
+  auto running_here = foreign(1);
+  running_here["host"] = volume::host_name();
+  running_here["pid"] = static_cast<long>(::getpid());
+  running_here["mount_id"] = "5ca1ab1e";
+  plant(dir / "5ca1ab1e.json", running_here);
   // Not a record at all.
   plant(dir / "junk.json", nlohmann::json::array());
 
@@ -67,8 +76,9 @@ TEST_CASE("records nobody holds are dead unless another host beats for them", "[
   std::vector<std::string> ids;
   for (const auto& m : live) ids.push_back(m.mount_id);
   std::sort(ids.begin(), ids.end());
-  REQUIRE(ids.size() == 2);
+  REQUIRE(ids.size() == 3);
   CHECK(std::find(ids.begin(), ids.end(), "feedface") != ids.end());
+  CHECK(std::find(ids.begin(), ids.end(), "5ca1ab1e") != ids.end());
   CHECK(!std::filesystem::exists(dir / "deadbeef.json"));  // cleaned up on the way
   CHECK(!std::filesystem::exists(dir / "0badc0de.json"));
   CHECK(!std::filesystem::exists(dir / "junk.json"));
@@ -93,7 +103,16 @@ TEST_CASE("one rekey at a time; an unfinished one is left for the next mount", "
             std::string::npos);
     }
   }
+  // Its lock is gone, but its process still runs and beats (as on a backend whose locks do
+  // not reach between mounts): still alive.
+  auto left = volume::read_rekey_record(tmp.path());
+  REQUIRE(left);
+  CHECK(left->running);
+  CHECK(left->alive);
   // Its runner is gone before the end (a crash, an unmount): running, and nobody behind it.
+  auto gone = left->raw;
+  gone["pid"] = 2147483000L;  // above any pid_max: no such process
+  plant(tmp.path() / volume::kRekeyRecordName, gone);
   auto orphan = volume::read_rekey_record(tmp.path());
   REQUIRE(orphan);
   CHECK(orphan->running);
