@@ -6,7 +6,7 @@
 #include <cerrno>
 #include <exception>
 
-#include "crypto/errors.h"
+#include "base/errors.h"
 #include "volume/mount_records.h"
 #include "volume/rotation.h"
 

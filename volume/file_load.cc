@@ -7,8 +7,8 @@
 #include <cerrno>
 #include <string>
 
+#include "base/posix_io.h"
 #include "volume/file_content.h"
-#include "volume/posix_io.h"
 
 namespace wardfs::volume {
 
