@@ -4,7 +4,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "crypto/errors.h"
+#include "base/errors.h"
 #include "keystore/command_runner.h"
 
 namespace wardfs::audit {

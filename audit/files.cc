@@ -13,9 +13,9 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "crypto/errors.h"
+#include "base/errors.h"
+#include "base/posix_io.h"
 #include "crypto/kdf.h"
-#include "volume/posix_io.h"
 
 namespace wardfs::audit {
 
@@ -137,7 +137,7 @@ int read_tail(int fd, Tail& out) {
   const auto size = static_cast<std::uint64_t>(st.st_size);
   const std::uint64_t start = size > kTailWindow ? size - kTailWindow : 0;
   std::string buf(size - start, '\0');
-  const ssize_t n = volume::pread_full(fd, buf.data(), buf.size(), static_cast<off_t>(start));
+  const ssize_t n = pread_full(fd, buf.data(), buf.size(), static_cast<off_t>(start));
   if (n < 0) return static_cast<int>(n);
   buf.resize(static_cast<std::size_t>(n));
   const auto last_nl = buf.rfind('\n');
@@ -172,12 +172,10 @@ std::string read_text_file(const stdfs::path& path) {
 
 void write_file_atomic(const stdfs::path& path, std::string_view text, mode_t mode) {
   const stdfs::path temp = path.string() + ".tmp";
-  volume::UniqueFd fd(
-      ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+  UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd)
     throw WardError(ErrorKind::io, "cannot write " + temp.string() + ": " + std::strerror(errno));
-  if (::fchmod(fd.get(), mode) != 0 ||
-      volume::pwrite_full(fd.get(), text.data(), text.size(), 0) < 0 ||
+  if (::fchmod(fd.get(), mode) != 0 || pwrite_full(fd.get(), text.data(), text.size(), 0) < 0 ||
       ::fdatasync(fd.get()) != 0 || ::rename(temp.c_str(), path.c_str()) != 0) {
     const int err = errno;
     ::unlink(temp.c_str());

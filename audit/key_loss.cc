@@ -8,8 +8,8 @@
 #include <ctime>
 
 #include "audit/files.h"
-#include "crypto/errors.h"
-#include "volume/posix_io.h"
+#include "base/errors.h"
+#include "base/posix_io.h"
 
 namespace wardfs::audit {
 
@@ -54,7 +54,7 @@ std::string utc_stamp() {
 
 std::optional<std::uint64_t> last_seq_of(const std::vector<stdfs::path>& segments) {
   for (auto it = segments.rbegin(); it != segments.rend(); ++it) {
-    volume::UniqueFd fd(::open(it->c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    UniqueFd fd(::open(it->c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
     Tail tail;
     if (!fd || read_tail(fd.get(), tail) != 0) continue;
     if (const auto rec = parse_record_line(tail.last_line)) return rec->seq;
@@ -65,8 +65,7 @@ std::optional<std::uint64_t> last_seq_of(const std::vector<stdfs::path>& segment
 }  // namespace
 
 SetAside set_aside_history(const stdfs::path& live) {
-  volume::UniqueFd lock(
-      ::open(lock_path(live).c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  UniqueFd lock(::open(lock_path(live).c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!lock || ::flock(lock.get(), LOCK_EX) != 0) {
     throw WardError(ErrorKind::io,
                     "cannot lock " + lock_path(live).string() + ": " + std::strerror(errno));

@@ -1,6 +1,6 @@
 #include "audit/keystore_audit.h"
 
-#include "crypto/errors.h"
+#include "base/errors.h"
 
 namespace wardfs::audit {
 

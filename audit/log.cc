@@ -11,13 +11,12 @@
 #include <optional>
 
 #include "audit/files.h"
-#include "crypto/errors.h"
-#include "volume/posix_io.h"
+#include "base/errors.h"
+#include "base/posix_io.h"
 
 namespace wardfs::audit {
 
 namespace stdfs = std::filesystem;
-using volume::UniqueFd;
 
 namespace {
 constexpr auto kComplaintInterval = std::chrono::seconds(10);
@@ -169,7 +168,7 @@ void AuditLog::anchor_failed(const Checkpoint& checkpoint, const std::string& er
 bool AuditLog::write_batch(std::deque<Event>& batch) {
   std::error_code ec;
   const stdfs::path dir = options_.path.parent_path();
-  if (!dir.empty() && !stdfs::exists(dir, ec)) volume::create_private_directories(dir);
+  if (!dir.empty() && !stdfs::exists(dir, ec)) create_private_directories(dir);
   UniqueFd lock_fd(
       ::open(lock_path(options_.path).c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!lock_fd || ::flock(lock_fd.get(), LOCK_EX) != 0) {

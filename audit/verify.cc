@@ -7,7 +7,7 @@
 
 #include "audit/files.h"
 #include "audit/record.h"
-#include "crypto/errors.h"
+#include "base/errors.h"
 
 namespace wardfs::audit {
 

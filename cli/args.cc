@@ -1,8 +1,8 @@
 // Option values that several commands parse the same way (commands.h).
 #include <string>
 
+#include "base/errors.h"
 #include "cli/commands.h"
-#include "crypto/errors.h"
 
 namespace wardfs::cli {
 

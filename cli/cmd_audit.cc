@@ -11,10 +11,11 @@
 #include "audit/anchor.h"
 #include "audit/files.h"
 #include "audit/verify.h"
+#include "base/errors.h"
 #include "cli/commands.h"
 #include "cli/offline.h"
-#include "crypto/errors.h"
 #include "daemon/control.h"
+#include "volume/config_file.h"
 
 namespace wardfs::cli {
 
@@ -40,7 +41,7 @@ stdfs::path log_path_of(const AuditArgs& a) {
     return daemon::control_request(stdfs::absolute(a.target), {{"op", "status"}})["audit"]["log"]
         .get<std::string>();
   }
-  const auto config = crypto::load_config(stdfs::absolute(a.target));
+  const auto config = volume::load_config(stdfs::absolute(a.target));
   return audit::default_log_path(crypto::base64url_encode(config.volume_id));
 }
 

@@ -9,10 +9,10 @@
 
 #include "audit/key_loss.h"
 #include "audit/verify.h"
+#include "base/errors.h"
 #include "cli/commands.h"
 #include "cli/fsck_report.h"
 #include "cli/offline.h"
-#include "crypto/errors.h"
 #include "daemon/control.h"
 #include "daemon/online_fsck.h"
 #include "volume/fsck.h"

@@ -5,10 +5,11 @@
 #include <iostream>
 
 #include "audit/append.h"
+#include "base/errors.h"
 #include "cli/commands.h"
-#include "crypto/errors.h"
 #include "keystore/keystore.h"
 #include "keystore/known_volumes.h"
+#include "volume/config_file.h"
 #include "volume/volume.h"
 
 namespace wardfs::cli {
@@ -68,7 +69,7 @@ std::unique_ptr<keystore::Keystore> new_keystore(const InitArgs& a, crypto::Keys
 
 void record_init(const std::string& cipher_dir, const volume::InitOptions& options,
                  const std::string& identity, crypto::SecretBytes audit_key) {
-  const auto config = crypto::load_config(cipher_dir);
+  const auto config = volume::load_config(cipher_dir);
   // The user made this volume here: it is the one approved at this path from now on.
   keystore::remember_volume(cipher_dir, config.volume_id);
   audit::append_now(config.volume_id, std::move(audit_key),

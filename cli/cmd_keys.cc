@@ -5,9 +5,9 @@
 #include <iostream>
 #include <thread>
 
+#include "base/errors.h"
 #include "cli/commands.h"
 #include "cli/offline.h"
-#include "crypto/errors.h"
 #include "daemon/control.h"
 #include "daemon/monitor.h"
 #include "daemon/volume_service.h"

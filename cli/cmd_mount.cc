@@ -11,9 +11,9 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "base/errors.h"
 #include "cli/commands.h"
 #include "cli/mount_options.h"
-#include "crypto/errors.h"
 #include "daemon/control.h"
 #include "daemon/mount.h"
 #include "daemon/mount_table.h"

@@ -4,8 +4,8 @@
 
 #include <iostream>
 
+#include "base/errors.h"
 #include "cli/commands.h"
-#include "crypto/errors.h"
 #include "keystore/keystore.h"
 #include "service/rewrap.h"
 

@@ -3,10 +3,10 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "base/errors.h"
 #include "cli/commands.h"
 #include "cli/volume_facts.h"
 #include "crypto/config.h"
-#include "crypto/errors.h"
 #include "daemon/control.h"
 #include "daemon/mount_table.h"
 

@@ -5,7 +5,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "crypto/errors.h"
+#include "base/errors.h"
 #include "daemon/monitor.h"
 #include "daemon/online_fsck.h"
 

@@ -5,9 +5,9 @@
 
 #include <iostream>
 
+#include "base/errors.h"
 #include "cli/commands.h"
 #include "cli/mount_options.h"
-#include "crypto/errors.h"
 
 namespace {
 constexpr const char* kExitCodes =

@@ -11,7 +11,7 @@
 
 #include "audit/key_loss.h"
 #include "audit/log.h"
-#include "crypto/errors.h"
+#include "base/errors.h"
 #include "daemon/logging.h"
 #include "daemon/monitor.h"
 #include "daemon/transport.h"

@@ -14,15 +14,13 @@
 #include <thread>
 #include <vector>
 
+#include "base/errors.h"
+#include "base/posix_io.h"
 #include "cli/fsck_report.h"
-#include "crypto/errors.h"
-#include "volume/posix_io.h"
 
 namespace wardfs::cli {
 
 namespace {
-
-using volume::UniqueFd;
 
 // A token bucket holding at most one second's worth of tokens: reads spend tokens, and
 // wait for them to refill at `rate` bytes per second.

@@ -9,6 +9,7 @@
 #include "crypto/bytes.h"
 #include "crypto/config.h"
 #include "daemon/mount_table.h"
+#include "volume/config_file.h"
 
 namespace wardfs::cli {
 
@@ -48,7 +49,7 @@ std::optional<stdfs::path> cipher_dir_of_mount(const stdfs::path& mount_point) {
 }
 
 json volume_facts(const stdfs::path& cipher_dir) {
-  const auto config = crypto::load_config(cipher_dir);
+  const auto config = volume::load_config(cipher_dir);
   json gens = json::array();
   for (const auto& k : config.keys) {
     gens.push_back({{"generation", k.generation},

@@ -1,17 +1,12 @@
 #include "crypto/config.h"
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstring>
 #include <ctime>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "crypto/errors.h"
+#include "base/errors.h"
 #include "crypto/file_format.h"
 
 namespace wardfs::crypto {
@@ -212,84 +207,6 @@ std::string serialize_config(const VolumeConfig& cfg) {
                         {"created", cfg.audit_key->created}};
   }
   return doc.dump(2) + "\n";
-}
-
-VolumeConfig load_config(const std::filesystem::path& cipher_dir) {
-  const auto path = cipher_dir / kConfigFileName;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw WardError(ErrorKind::corrupt_volume,
-                    "cannot read " + path.string() + ": " + std::strerror(errno) +
-                        " (is this a wardfs volume? create one with 'wardfs init')");
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  try {
-    return parse_config(text.str());
-  } catch (const WardError& e) {
-    throw WardError(e.kind(), path.string() + ": " + e.what());
-  }
-}
-
-namespace {
-void write_all_or_throw(int fd, const std::string& data, const std::string& what) {
-  std::size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw WardError(ErrorKind::io, "writing " + what + ": " + std::strerror(errno));
-    done += static_cast<std::size_t>(n);
-  }
-}
-}  // namespace
-
-void save_config_atomic(const std::filesystem::path& cipher_dir, const VolumeConfig& config) {
-  const auto final_path = cipher_dir / kConfigFileName;
-  const auto temp_path = cipher_dir / (std::string(kConfigFileName) + ".tmp");
-  const std::string text = serialize_config(config);
-  // A temp file left by a crash may be read-only: remove it rather than truncate it.
-  ::unlink(temp_path.c_str());
-  const int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0)
-    throw WardError(ErrorKind::io, "creating " + temp_path.string() + ": " + std::strerror(errno));
-  try {
-    write_all_or_throw(fd, text, temp_path.string());
-    if (::fsync(fd) != 0)
-      throw WardError(ErrorKind::io, "fsync " + temp_path.string() + ": " + std::strerror(errno));
-  } catch (...) {
-    ::close(fd);
-    ::unlink(temp_path.c_str());
-    throw;
-  }
-  ::close(fd);
-  if (::rename(temp_path.c_str(), final_path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(temp_path.c_str());
-    throw WardError(ErrorKind::io, "replacing " + final_path.string() + ": " + std::strerror(err));
-  }
-  const int dir_fd = ::open(cipher_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd >= 0) {
-    ::fsync(dir_fd);
-    ::close(dir_fd);
-  }
-}
-
-ConfigLock::ConfigLock(const std::filesystem::path& cipher_dir) {
-  const auto path = cipher_dir / "wardfs.lock";
-  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd_ < 0)
-    throw WardError(ErrorKind::io, "cannot open " + path.string() + ": " + std::strerror(errno));
-  while (::flock(fd_, LOCK_EX) != 0) {
-    if (errno != EINTR) {
-      const int err = errno;
-      ::close(fd_);
-      throw WardError(ErrorKind::io, "cannot lock " + path.string() + ": " + std::strerror(err));
-    }
-  }
-}
-
-ConfigLock::~ConfigLock() {
-  if (fd_ >= 0) ::close(fd_);  // closing releases the flock
 }
 
 std::string utc_now_iso8601() {

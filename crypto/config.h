@@ -1,4 +1,5 @@
 // The volume config (wardfs.conf in the backing dir's root), parsed with nlohmann-json.
+// Reading, replacing and locking the file: volume/config_file.h.
 #pragma once
 
 #include <cstdint>
@@ -63,23 +64,6 @@ struct VolumeConfig {
 // Throws WardError(corrupt_volume) naming the offending field.
 VolumeConfig parse_config(std::string_view json_text);
 std::string serialize_config(const VolumeConfig& config);
-
-VolumeConfig load_config(const std::filesystem::path& cipher_dir);
-// temp file, fsync, rename over, fsync the directory: a crash leaves old or new, never half.
-void save_config_atomic(const std::filesystem::path& cipher_dir, const VolumeConfig& config);
-
-// Serialises read-modify-write cycles of the config between processes (CLI, daemon):
-// an exclusive flock on wardfs.lock in the backing root, held for the object's life.
-class ConfigLock {
- public:
-  explicit ConfigLock(const std::filesystem::path& cipher_dir);
-  ~ConfigLock();
-  ConfigLock(const ConfigLock&) = delete;
-  ConfigLock& operator=(const ConfigLock&) = delete;
-
- private:
-  int fd_ = -1;
-};
 
 bool valid_chunk_size(std::uint64_t size);
 std::string utc_now_iso8601();

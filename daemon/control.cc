@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "base/errors.h"
 #include "crypto/bytes.h"
-#include "crypto/errors.h"
 #include "crypto/kdf.h"
 #include "daemon/mount_table.h"
 
@@ -81,7 +81,7 @@ void require_private_directory(const stdfs::path& dir, uid_t me = ::geteuid()) {
 // The daemon's side: our own directory, 0700 even if an older wardfs made it wider (0755
 // for the public socket, which others must reach).
 void prepare_socket_directory(const stdfs::path& dir, mode_t mode) {
-  volume::create_private_directories(dir);
+  create_private_directories(dir);
   struct stat st {};
   if (::lstat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == ::geteuid())
     ::chmod(dir.c_str(), mode);
@@ -184,7 +184,7 @@ void ControlServer::serve() {
       return;
     }
     if (fds[1].revents != 0) return;
-    volume::UniqueFd connection(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    UniqueFd connection(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (connection) handle(connection.get());
   }
 }
@@ -235,7 +235,7 @@ namespace {
 // Connects to the daemon's socket: the caller's own one first, then (for a user other
 // than root) root's, so that a job of another user learns that it may not ask rather
 // than that nobody answers.
-volume::UniqueFd connect_to_daemon(const stdfs::path& mount_point) {
+UniqueFd connect_to_daemon(const stdfs::path& mount_point) {
   std::vector<stdfs::path> candidates = {control_socket_path(mount_point)};
   if (::geteuid() != 0) candidates.push_back(kRootSocketDir / socket_id(mount_point));
   std::string tried;
@@ -244,7 +244,7 @@ volume::UniqueFd connect_to_daemon(const stdfs::path& mount_point) {
     std::error_code ec;
     // A missing directory means no daemon: connect() says so below.
     if (stdfs::exists(path.parent_path(), ec)) require_private_directory(path.parent_path());
-    volume::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd) throw WardError(ErrorKind::io, "socket: " + std::string(std::strerror(errno)));
     const sockaddr_un addr = address_of(path);
     if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) {
@@ -271,7 +271,7 @@ volume::UniqueFd connect_to_daemon(const stdfs::path& mount_point) {
 
 nlohmann::json control_request(const stdfs::path& mount_point, const nlohmann::json& request,
                                std::optional<std::chrono::milliseconds> timeout) {
-  const volume::UniqueFd fd = connect_to_daemon(mount_point);
+  const UniqueFd fd = connect_to_daemon(mount_point);
   if (timeout) {
     const auto ms = timeout->count();
     const timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>(ms % 1000 * 1000)};
@@ -307,7 +307,7 @@ nlohmann::json public_status_request(const stdfs::path& mount_point) {
                         " is missing): only a mount with -o allow_other offers one");
   }
   require_private_directory(path.parent_path(), *owner);
-  volume::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) throw WardError(ErrorKind::io, "socket: " + std::string(std::strerror(errno)));
   const sockaddr_un addr = address_of(path);
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {

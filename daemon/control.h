@@ -14,7 +14,7 @@
 #include <thread>
 
 #include "audit/log.h"
-#include "volume/posix_io.h"
+#include "base/posix_io.h"
 
 namespace wardfs::daemon {
 
@@ -51,9 +51,9 @@ class ControlServer {
   Handler handler_;
   audit::AuditLog* audit_;
   Peers peers_;
-  volume::UniqueFd listener_;
-  volume::UniqueFd stop_read_;
-  volume::UniqueFd stop_write_;
+  UniqueFd listener_;
+  UniqueFd stop_read_;
+  UniqueFd stop_write_;
   std::thread thread_;
 };
 

@@ -18,9 +18,9 @@
 #include <mutex>
 #include <thread>
 
-#include "crypto/errors.h"
+#include "base/errors.h"
+#include "base/posix_io.h"
 #include "daemon/notify.h"
-#include "volume/posix_io.h"
 
 namespace wardfs::daemon {
 
@@ -49,7 +49,7 @@ LogFile& log_file_state() {
 
 class FdSink final : public spdlog::sinks::base_sink<std::mutex> {
  public:
-  explicit FdSink(volume::UniqueFd fd) : fd_(std::move(fd)) {}
+  explicit FdSink(UniqueFd fd) : fd_(std::move(fd)) {}
 
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
@@ -67,7 +67,7 @@ class FdSink final : public spdlog::sinks::base_sink<std::mutex> {
   void flush_() override {}
 
  private:
-  volume::UniqueFd fd_;
+  UniqueFd fd_;
 };
 
 // Log lines can name files and users: the file is private to the daemon's user.
@@ -102,15 +102,15 @@ void reopen_log_file() {
   }
 }
 
-volume::UniqueFd g_hangup_read;
+UniqueFd g_hangup_read;
 std::thread g_hangup_thread;
 
 }  // namespace
 
-volume::UniqueFd open_private_log_file(const std::filesystem::path& path) {
-  if (path.has_parent_path()) volume::create_private_directories(path.parent_path());
-  volume::UniqueFd fd(::open(
-      path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600));
+UniqueFd open_private_log_file(const std::filesystem::path& path) {
+  if (path.has_parent_path()) create_private_directories(path.parent_path());
+  UniqueFd fd(::open(path.c_str(),
+                     O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600));
   if (!fd && errno == ELOOP) refuse(path, "is a symlink; give the real path");
   if (!fd) {
     throw WardError(ErrorKind::io,
@@ -151,19 +151,19 @@ stdfs::path default_log_file() {
   return dir / "wardfs.log";
 }
 
-volume::UniqueFd open_log_before_detach(MountRequest& req) {
+UniqueFd open_log_before_detach(MountRequest& req) {
   if (req.log_file) return open_private_log_file(*req.log_file);
   if (req.foreground || syslog_available()) return {};
   const stdfs::path file = default_log_file();
   req.log_file = file;
-  volume::UniqueFd fd = open_private_log_file(file);
+  UniqueFd fd = open_private_log_file(file);
   std::cerr << "wardfs: warning: no syslog on this host (/dev/log is missing); the daemon logs "
                "to "
             << file.string() << " (choose another file with --log-file or -o log_file=)\n";
   return fd;
 }
 
-void setup_logging(const MountRequest& req, volume::UniqueFd log_file) {
+void setup_logging(const MountRequest& req, UniqueFd log_file) {
   std::shared_ptr<spdlog::logger> logger;
   if (log_file && req.log_file) {
     auto& state = log_file_state();

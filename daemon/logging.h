@@ -8,8 +8,8 @@
 #include <optional>
 #include <string>
 
+#include "base/posix_io.h"
 #include "daemon/mount.h"
-#include "volume/posix_io.h"
 
 namespace wardfs::daemon {
 
@@ -26,7 +26,7 @@ std::filesystem::path default_log_file();
 // a wider mode is tightened to 0600. Throws WardError(usage) naming the file and the fix.
 // The log names files and extended attributes in plaintext, so it is private to its
 // owner like the audit log.
-volume::UniqueFd open_private_log_file(const std::filesystem::path& path);
+UniqueFd open_private_log_file(const std::filesystem::path& path);
 
 // In the mounting process, before the daemon detaches: sets req.log_file to
 // default_log_file() when the daemon would log to syslog but there is none (the socket
@@ -35,12 +35,12 @@ volume::UniqueFd open_private_log_file(const std::filesystem::path& path);
 // fork: the daemon then writes to the very file checked here, and a file it could not
 // open fails the mount with its reason on stderr. An invalid fd when there is no file.
 // Throws WardError when the log file cannot be opened.
-volume::UniqueFd open_log_before_detach(MountRequest& req);
+UniqueFd open_log_before_detach(MountRequest& req);
 
 // Installs the default logger for this process: `log_file` (from
 // open_log_before_detach) when valid, else the journal, stderr or syslog, at the
 // request's log level.
-void setup_logging(const MountRequest& req, volume::UniqueFd log_file);
+void setup_logging(const MountRequest& req, UniqueFd log_file);
 
 // While alive, SIGHUP makes the log file be closed and opened again at its path (so
 // that logrotate can move it away) instead of ending the mount.

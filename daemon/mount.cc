@@ -22,7 +22,8 @@
 #include <vector>
 
 #include "audit/log.h"
-#include "crypto/errors.h"
+#include "base/errors.h"
+#include "base/posix_io.h"
 #include "crypto/secret.h"
 #include "daemon/config_follower.h"
 #include "daemon/control.h"
@@ -36,7 +37,6 @@
 #include "fuse/filesystem.h"
 #include "service/volume_session.h"
 #include "volume/lease.h"
-#include "volume/posix_io.h"
 #include "volume/volume.h"
 
 namespace wardfs::daemon {
@@ -54,8 +54,8 @@ class ReadinessPipe {
     (void)!::write(write_end_.get(), line.data(), line.size());
     write_end_.reset();
   }
-  volume::UniqueFd read_end_;
-  volume::UniqueFd write_end_;
+  UniqueFd read_end_;
+  UniqueFd write_end_;
 };
 
 std::string escape_option(const std::string& value) {
@@ -247,8 +247,7 @@ audit::LogOptions audit_options(const MountRequest& req) {
 // Learns which rename flags the backing file system honours (network file systems lack
 // some), so `wardfs status` shows the fallbacks from the start.
 void probe_backing(const volume::Volume& volume) {
-  const volume::UniqueFd root(
-      ::open(volume.cipher_dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  const UniqueFd root(::open(volume.cipher_dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root) return;
   volume.backing_features().probe(root.get());
   for (const auto& f : volume.backing_features().fallbacks())
@@ -412,7 +411,6 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   public_status.reset();
   control.reset();
   inode_limit.reset();
-  fuse_session_unmount(session.get());
   reopen_log.reset();
   fuse_remove_signal_handlers(session.get());
   const auto& c = filesystem.counters();
@@ -469,7 +467,7 @@ int run_mount(const MountRequest& original) {
   crypto::ensure_sodium();
   check_mount_point(request);
   protect_mount_point(request);
-  volume::UniqueFd log_file = open_log_before_detach(request);
+  UniqueFd log_file = open_log_before_detach(request);
   ReadinessPipe ready;
   if (request.foreground) {
     setup_logging(request, std::move(log_file));

@@ -10,7 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "volume/posix_io.h"
+#include "base/posix_io.h"
 
 namespace wardfs::daemon {
 
@@ -37,7 +37,7 @@ bool Notifier::send(std::string_view message) const {
   } else {
     length += 1;
   }
-  const volume::UniqueFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  const UniqueFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!fd) return false;
   const ssize_t sent = ::sendto(fd.get(), message.data(), message.size(), MSG_NOSIGNAL,
                                 reinterpret_cast<const sockaddr*>(&addr), length);

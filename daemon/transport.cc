@@ -6,7 +6,7 @@
 #include <cstring>
 #include <fstream>
 
-#include "crypto/errors.h"
+#include "base/errors.h"
 
 namespace wardfs::daemon {
 

@@ -7,7 +7,7 @@
 #include <cstring>
 
 #include "audit/verify.h"
-#include "crypto/errors.h"
+#include "base/errors.h"
 #include "volume/rekey_lease.h"
 #include "volume/rotation.h"
 

@@ -1,7 +1,8 @@
 #include "daemon/worker_pool.h"
 
-#define FUSE_USE_VERSION 35
 #include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -22,6 +23,23 @@ namespace {
 // max_write plus a header, and WardFs::init keeps max_write at the 1 MiB libfuse starts
 // with (raising it would need buffers allocated after INIT, here and before).
 constexpr std::size_t kSpareReceiveBuffers = 4;
+
+// Interrupts a reader blocked in read() on /dev/fuse once the session is over. Unmounting
+// normally ends those reads with ENODEV, but a lazily detached mount that a process still
+// uses keeps the connection, and the reader would wait forever (the daemon never exits).
+constexpr int kWakeSignal = SIGUSR2;
+
+void ignore_wake(int) {}
+
+// No SA_RESTART: the interrupted read() returns EINTR, and the worker sees the session
+// has exited.
+void install_wake_handler() {
+  struct sigaction sa {};
+  sa.sa_handler = ignore_wake;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;
+  ::sigaction(kWakeSignal, &sa, nullptr);
+}
 
 // A fixed pool of workers, each reading requests from /dev/fuse. libfuse 3.14's own
 // multi-threaded loop started and ended a thread per request under a sequential load
@@ -82,12 +100,21 @@ class WorkerPool {
     return result_;
   }
 
+  // Signals every worker still waiting in read(); false once none is. Only readers are
+  // signalled: a worker serving a request finishes it undisturbed.
+  bool interrupt_readers() {
+    std::lock_guard lock(mutex_);
+    for (const pthread_t t : reading_) ::pthread_kill(t, kWakeSignal);
+    return !reading_.empty();
+  }
+
  private:
   bool start_reading(fuse_buf& buf) {
     std::unique_lock lock(mutex_);
     changed_.wait(lock, [&] { return stopping_ || readers_ < kMaxIdleReaders; });
     if (stopping_) return false;
     ++readers_;
+    reading_.push_back(::pthread_self());
     if (!spare_buffers_.empty()) {
       buf.mem = spare_buffers_.back();  // the most recently used: already resident
       spare_buffers_.pop_back();
@@ -98,6 +125,7 @@ class WorkerPool {
   void stop_reading(bool got_request) {
     std::lock_guard lock(mutex_);
     --readers_;
+    std::erase(reading_, ::pthread_self());
     // This worker is about to serve a request: the next one needs a reader.
     if (got_request && readers_ == 0) changed_.notify_one();
   }
@@ -123,6 +151,7 @@ class WorkerPool {
   bool any_stopped_ = false;
   int result_ = 0;
   std::vector<void*> spare_buffers_;
+  std::vector<pthread_t> reading_;  // workers between start_reading and stop_reading
 };
 
 #ifdef WARDFS_LIBFUSE_URING
@@ -138,6 +167,7 @@ void stop_io_uring_threads(fuse_session*) {}
 
 int run_worker_pool(fuse_session* session, unsigned threads,
                     const std::function<void()>& before_unmount) {
+  install_wake_handler();
   WorkerPool workers(session);
   std::vector<std::thread> pool;
   for (unsigned i = 0; i < std::max(1U, threads); ++i) pool.emplace_back([&] { workers.work(); });
@@ -148,6 +178,9 @@ int run_worker_pool(fuse_session* session, unsigned threads,
   workers.stop();
   before_unmount();
   fuse_session_unmount(session);
+  // A read started just before its signal misses it: ask again until no reader is left.
+  using namespace std::chrono_literals;
+  for (int i = 0; i < 200 && workers.interrupt_readers(); ++i) std::this_thread::sleep_for(50ms);
   for (auto& t : pool) t.join();
   stop_io_uring_threads(session);
   return workers.result();

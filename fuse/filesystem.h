@@ -59,7 +59,7 @@ struct FsCounters {
 };
 
 struct FileHandle {
-  volume::UniqueFd fd;
+  UniqueFd fd;
   bool append = false;
   // The open's O_ACCMODE: the backing fd is read-write even for O_WRONLY opens (partial
   // chunks are read back), so copy_file_range checks the caller's mode here.
@@ -70,7 +70,7 @@ struct FileHandle {
 
 struct DirHandle {
   std::vector<volume::DirEntry> entries;
-  volume::UniqueFd fd;
+  UniqueFd fd;
   ino_t dot_ino = 0;     // the backing directory's inode number, for "."
   ino_t dotdot_ino = 0;  // its parent's (the root's own at the mount root), for ".."
 };
@@ -178,14 +178,14 @@ class WardFs {
   int share_link_target(Inode& inode, Inode& to_dir);
   // readlink of the backing symlink and, for a long target, a dup of the directory fd
   // where its sidecar lives (`dir` stays empty for a short one). 0 or -errno.
-  int backing_link(Inode& inode, std::string& backing, volume::UniqueFd& dir);
+  int backing_link(Inode& inode, std::string& backing, UniqueFd& dir);
   int dir_id_of(Inode& dir, crypto::DirId& out);
   int lookup_entry(Inode& parent, std::string_view name, fuse_entry_param& e);
   // Takes `fd` (the entry's O_PATH fd, or a dup of one just created) into the inode table.
-  int entry_from_fd(Inode& parent, std::string_view name, volume::UniqueFd fd, fuse_entry_param& e);
+  int entry_from_fd(Inode& parent, std::string_view name, UniqueFd fd, fuse_entry_param& e);
   int resolve_in(Inode& parent, std::string_view name, volume::ResolvedName& out);
   volume::FileContent& content_of(Inode& inode);
-  int open_backing(Inode& inode, int flags, volume::UniqueFd& out);
+  int open_backing(Inode& inode, int flags, UniqueFd& out);
   // A root daemon makes entries as root: hand a new one (fd, lstat st) to the caller, as
   // a local filesystem would, changing only what differs. Updates st.
   void hand_to_caller(fuse_req_t req, Inode& parent, int fd, struct stat& st);
@@ -194,7 +194,7 @@ class WardFs {
   volume::Owner owner_for(fuse_req_t req, Inode& parent, const struct stat* made = nullptr);
   // entry_from_fd for an entry just made (fd from its creation or open_fresh_entry),
   // then handed to the caller.
-  int publish_new_entry(fuse_req_t req, Inode& parent, std::string_view name, volume::UniqueFd fd,
+  int publish_new_entry(fuse_req_t req, Inode& parent, std::string_view name, UniqueFd fd,
                         fuse_entry_param& e);
   void create_existing(fuse_req_t req, Inode& parent, const char* name, fuse_file_info* fi);
   std::string child_path(Inode& parent, std::string_view name);

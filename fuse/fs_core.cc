@@ -16,7 +16,7 @@ WardFs::WardFs(const volume::Volume& volume, FsOptions options)
     : volume_(volume), options_(options), names_(volume), running_as_root_(::geteuid() == 0) {}
 
 int WardFs::open_root() {
-  volume::UniqueFd fd(::open(volume_.cipher_dir().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd fd(::open(volume_.cipher_dir().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!fd) return -errno;
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return -errno;
@@ -103,7 +103,7 @@ int WardFs::plain_stat(Inode& inode, struct stat& st) {
   return 0;
 }
 
-int WardFs::backing_link(Inode& inode, std::string& backing, volume::UniqueFd& dir) {
+int WardFs::backing_link(Inode& inode, std::string& backing, UniqueFd& dir) {
   char buf[PATH_MAX];
   const ssize_t n = ::readlinkat(inode.fd.get(), "", buf, sizeof buf);
   if (n < 0) return -errno;
@@ -116,7 +116,7 @@ int WardFs::backing_link(Inode& inode, std::string& backing, volume::UniqueFd& d
 
 int WardFs::link_target(Inode& inode, std::string& out) {
   std::string backing;
-  volume::UniqueFd dir;
+  UniqueFd dir;
   if (const int rc = backing_link(inode, backing, dir); rc != 0) return rc;
   auto target = dir ? names_.read_symlink_target(dir.get(), backing) : names_.open_symlink(backing);
   if (target) {
@@ -135,7 +135,7 @@ int WardFs::link_target(Inode& inode, std::string& out) {
 
 int WardFs::share_link_target(Inode& inode, Inode& to_dir) {
   std::string backing;
-  volume::UniqueFd dir;
+  UniqueFd dir;
   const int rc = backing_link(inode, backing, dir);
   if (rc != 0 || !dir) return rc;
   return names_.share_target_sidecar(dir.get(), to_dir.fd.get(), backing);
@@ -149,7 +149,7 @@ void WardFs::remember_link_dir(Inode& inode, Inode& dir) {
   const ssize_t n = ::readlinkat(inode.fd.get(), "", buf, sizeof buf);
   const bool is_long =
       n > 0 && crypto::is_target_sidecar_name(std::string_view(buf, static_cast<std::size_t>(n)));
-  volume::UniqueFd fd(is_long ? ::fcntl(dir.fd.get(), F_DUPFD_CLOEXEC, 0) : -1);
+  UniqueFd fd(is_long ? ::fcntl(dir.fd.get(), F_DUPFD_CLOEXEC, 0) : -1);
   std::lock_guard lock(inode.state_mutex);
   if (fd || !is_long) inode.link_dir = std::move(fd);
 }
@@ -158,7 +158,7 @@ int WardFs::dir_id_of(Inode& dir, crypto::DirId& out) {
   std::lock_guard lock(dir.state_mutex);
   if (!dir.dir_id) {
     crypto::DirId id{};
-    volume::UniqueFd fd(::openat(dir.fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    UniqueFd fd(::openat(dir.fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!fd) return -errno;
     if (const int rc = volume::read_dir_id(fd.get(), id); rc != 0) {
       spdlog::error("directory {} has no readable {}: {}", dir.display_path, volume::kDirIdFileName,
@@ -181,7 +181,7 @@ int WardFs::lookup_entry(Inode& parent, std::string_view name, fuse_entry_param&
   auto attempt = [&]() -> int {
     crypto::DirId dir_id{};
     if (const int rc = dir_id_of(parent, dir_id); rc != 0) return rc;
-    volume::UniqueFd fd;
+    UniqueFd fd;
     if (const int rc = names_.open_entry(parent.fd.get(), dir_id, name, fd); rc != 0) return rc;
     return entry_from_fd(parent, name, std::move(fd), e);
   };
@@ -194,8 +194,7 @@ int WardFs::lookup_entry(Inode& parent, std::string_view name, fuse_entry_param&
   return attempt();
 }
 
-int WardFs::entry_from_fd(Inode& parent, std::string_view name, volume::UniqueFd fd,
-                          fuse_entry_param& e) {
+int WardFs::entry_from_fd(Inode& parent, std::string_view name, UniqueFd fd, fuse_entry_param& e) {
   std::memset(&e, 0, sizeof e);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return -errno;
@@ -213,8 +212,8 @@ int WardFs::entry_from_fd(Inode& parent, std::string_view name, volume::UniqueFd
   return 0;
 }
 
-int WardFs::publish_new_entry(fuse_req_t req, Inode& parent, std::string_view name,
-                              volume::UniqueFd fd, fuse_entry_param& e) {
+int WardFs::publish_new_entry(fuse_req_t req, Inode& parent, std::string_view name, UniqueFd fd,
+                              fuse_entry_param& e) {
   if (const int rc = entry_from_fd(parent, name, std::move(fd), e); rc != 0) return rc;
   hand_to_caller(req, parent, inode_of(e.ino).fd.get(), e.attr);
   return 0;
@@ -243,7 +242,7 @@ void WardFs::hand_to_caller(fuse_req_t req, Inode& parent, int fd, struct stat& 
   }
 }
 
-int WardFs::open_backing(Inode& inode, int flags, volume::UniqueFd& out) {
+int WardFs::open_backing(Inode& inode, int flags, UniqueFd& out) {
   out.reset(::open(proc_path(inode).c_str(), flags | O_CLOEXEC));
   return out ? 0 : -errno;
 }
@@ -252,7 +251,7 @@ void WardFs::forget(fuse_ino_t ino, std::uint64_t n) { inodes_.forget(inode_of(i
 
 int WardFs::LiveTreeAccess::with_dir(int dir_fd, const std::string& path,
                                      const std::function<int()>& fn) {
-  volume::UniqueFd pfd(::openat(dir_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd pfd(::openat(dir_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!pfd) return -errno;
   struct stat st {};
   if (::fstat(pfd.get(), &st) != 0) return -errno;

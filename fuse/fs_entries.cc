@@ -54,7 +54,7 @@ void WardFs::mknod(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode
   if (rc == 0) rc = names_.write_sidecar(parent.fd.get(), r);
   // The new entry's fd comes from its creation (O_EXCL) or is checked to be the entry
   // just made: never a name someone may have swapped meanwhile.
-  volume::UniqueFd fd;
+  UniqueFd fd;
   if (rc == 0 && S_ISREG(mode)) {
     fd.reset(::openat(parent.fd.get(), r.backing.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
                       mode & 07777));
@@ -81,7 +81,7 @@ void WardFs::mkdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode
   int rc = resolve_in(parent, name, r);
   if (rc == 0 && r.exists) rc = -EEXIST;
   if (rc == 0) rc = names_.write_sidecar(parent.fd.get(), r);
-  volume::UniqueFd fd;
+  UniqueFd fd;
   if (rc == 0)
     rc = volume::make_directory(volume_.backing_features(), parent.fd.get(), r.backing, mode,
                                 owner_for(req, parent), fd);
@@ -106,7 +106,7 @@ void WardFs::symlink(fuse_req_t req, const char* target, fuse_ino_t parent_ino, 
   std::string sealed;
   if (rc == 0) rc = names_.make_symlink_target(parent.fd.get(), target, sealed);
   if (rc == 0) rc = names_.write_sidecar(parent.fd.get(), r);
-  volume::UniqueFd fd;
+  UniqueFd fd;
   bool linked = false;
   if (rc == 0) {
     linked = ::symlinkat(sealed.c_str(), parent.fd.get(), r.backing.c_str()) == 0;
@@ -138,7 +138,7 @@ void WardFs::link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_ino, cons
   }
   // The new name is another name of `inode`: its fd serves, no lookup of a name that
   // someone may have swapped meanwhile.
-  volume::UniqueFd fd;
+  UniqueFd fd;
   if (rc == 0) {
     fd.reset(::fcntl(inode.fd.get(), F_DUPFD_CLOEXEC, 0));
     if (!fd) rc = -errno;
@@ -193,8 +193,8 @@ void WardFs::rmdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
     Inode* child = inodes_.find(r.st.st_dev, r.st.st_ino);
     std::unique_lock<std::mutex> child_lock;
     if (child != nullptr) child_lock = std::unique_lock(child->entries_mutex);
-    volume::UniqueFd dir(::openat(parent.fd.get(), r.backing.c_str(),
-                                  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    UniqueFd dir(::openat(parent.fd.get(), r.backing.c_str(),
+                          O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     crypto::DirId saved_id{};
     rc = dir ? volume::read_dir_id(dir.get(), saved_id) : -errno;
     if (rc == 0) rc = volume::remove_dir_metadata(dir.get());
@@ -238,7 +238,7 @@ void WardFs::rename(fuse_req_t req, fuse_ino_t parent_ino, const char* name,
   // A directory replacing an empty one: the target is empty in plaintext terms but
   // holds its directory id, which rename(2) would call ENOTEMPTY. Clear it first and
   // put the id back if the rename fails.
-  volume::UniqueFd replaced_dir;
+  UniqueFd replaced_dir;
   crypto::DirId replaced_id{};
   if (rc == 0 && to.exists && S_ISDIR(to.st.st_mode) && S_ISDIR(from.st.st_mode) &&
       (flags & RENAME_EXCHANGE) == 0) {
@@ -312,7 +312,7 @@ void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mod
   if (rc == 0 && !names_.encode_for_create(dir_id, name, r)) {
     rc = names_.resolve(parent.fd.get(), dir_id, name, r);
   }
-  volume::UniqueFd fd;
+  UniqueFd fd;
   if (rc == 0 && !r.exists) {
     rc = names_.write_sidecar(parent.fd.get(), r);
     if (rc == 0) {
@@ -333,7 +333,7 @@ void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mod
   fuse_entry_param e{};
   if (rc == 0) {
     // The inode keeps a dup of the new fd: no second lookup of the name.
-    volume::UniqueFd inode_fd(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
+    UniqueFd inode_fd(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
     rc = inode_fd ? entry_from_fd(parent, name, std::move(inode_fd), e) : -errno;
   }
   if (rc == 0) {

@@ -69,13 +69,13 @@ int WardFs::load_for_open(volume::FileContent& content, int fd, bool truncate,
 int WardFs::LiveTreeAccess::with_file(int dir_fd, const std::string& backing,
                                       const std::string& path,
                                       const std::function<int(volume::FileContent&, int)>& fn) {
-  volume::UniqueFd pfd(::openat(dir_fd, backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  UniqueFd pfd(::openat(dir_fd, backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
   if (!pfd) return -errno;
   struct stat st {};
   if (::fstatat(pfd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return -errno;
   // Through the inode table, so a concurrent FUSE open shares this very FileContent.
   Inode& inode = fs_.inodes_.acquire(std::move(pfd), st, path);
-  volume::UniqueFd fd;
+  UniqueFd fd;
   int rc = fs_.open_backing(inode, O_RDWR, fd);
   auto& content = fs_.content_of(inode);
   // -o shared: under the file's cross-mount lock, and from what is on disk now, so that
@@ -127,7 +127,7 @@ void WardFs::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_s
     } else if (options_.read_only) {
       rc = -EROFS;
     } else {
-      volume::UniqueFd own;
+      UniqueFd own;
       int fd = fi != nullptr ? handle_of(fi).fd.get() : -1;
       if (fd < 0) {
         rc = open_backing(inode, O_RDWR, own);

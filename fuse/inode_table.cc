@@ -4,9 +4,8 @@
 
 namespace wardfs::fuse {
 
-Inode& InodeTable::acquire(volume::UniqueFd fd, const struct stat& st,
-                           const std::string& display_path, const Inode* parent,
-                           std::string_view name) {
+Inode& InodeTable::acquire(UniqueFd fd, const struct stat& st, const std::string& display_path,
+                           const Inode* parent, std::string_view name) {
   std::lock_guard lock(mutex_);
   if (root_ && root_->dev == st.st_dev && root_->ino == st.st_ino) {
     root_->nlookup++;

@@ -16,9 +16,9 @@
 #include <utility>
 #include <vector>
 
+#include "base/posix_io.h"
 #include "crypto/name_codec.h"
 #include "volume/file_content.h"
-#include "volume/posix_io.h"
 
 namespace wardfs::fuse {
 
@@ -26,7 +26,7 @@ namespace wardfs::fuse {
 // two directories only through std::lock), then InodeTable::mutex_, then the
 // FileContent's locks, and state_mutex last: nothing is locked while holding it.
 struct Inode {
-  volume::UniqueFd fd;  // O_PATH | O_NOFOLLOW
+  UniqueFd fd;  // O_PATH | O_NOFOLLOW
   dev_t dev = 0;
   ino_t ino = 0;
   mode_t type = 0;  // S_IFMT bits
@@ -38,7 +38,7 @@ struct Inode {
   std::string display_path;  // last known plaintext path, for log lines only
   // Symlinks: the backing directory the kernel last found the link in (an O_PATH fd),
   // where the sidecar of a long target lives (docs/FORMAT.md §7.1).
-  volume::UniqueFd link_dir;
+  UniqueFd link_dir;
 
   // Serialises changes to the entries of this directory (create, unlink, rename, rmdir
   // of it), so an rmdir never races a create inside it.
@@ -69,7 +69,7 @@ class InodeTable {
   // when new, and adds one lookup. A known inode keeps its fd; `fd` is closed.
   // `parent` and `name` say where the kernel looked it up (null for the daemon's own
   // walks); they make it the most recently used.
-  Inode& acquire(volume::UniqueFd fd, const struct stat& st, const std::string& display_path,
+  Inode& acquire(UniqueFd fd, const struct stat& st, const std::string& display_path,
                  const Inode* parent = nullptr, std::string_view name = {});
   // The entry the kernel now knows under another name (rename).
   void relocate(Inode& inode, const Inode* parent, std::string_view name);

@@ -15,7 +15,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "crypto/errors.h"
+#include "base/errors.h"
 #include "keystore/backends.h"
 #include "keystore/command_runner.h"
 

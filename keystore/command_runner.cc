@@ -13,8 +13,8 @@
 #include <optional>
 #include <thread>
 
+#include "base/errors.h"
 #include "crypto/bytes.h"
-#include "crypto/errors.h"
 #include "keystore/secret_input.h"
 
 extern char** environ;
@@ -160,12 +160,12 @@ pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>
 // A socket for the child's stdin, pre-filled with `data` (small enough for its buffer)
 // and shut for writing, so the child reads the data and then EOF; MSG_NOSIGNAL keeps a
 // child that exits early from raising SIGPIPE here.
-detail::Fd stdin_socket(crypto::ByteView data, detail::Fd& child_end) {
+UniqueFd stdin_socket(crypto::ByteView data, UniqueFd& child_end) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     fail(ErrorKind::io, "socketpair: " + std::string(std::strerror(errno)));
   }
-  detail::Fd ours(sv[0]);
+  UniqueFd ours(sv[0]);
   child_end.reset(sv[1]);
   std::size_t done = 0;
   while (done < data.size()) {
@@ -269,12 +269,12 @@ crypto::SecretBytes run_secret_command(const std::vector<std::string>& argv,
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0)
     fail(ErrorKind::io, "pipe: " + std::string(std::strerror(errno)));
-  detail::Fd read_end(fds[0]);
-  detail::Fd write_end(fds[1]);
+  UniqueFd read_end(fds[0]);
+  UniqueFd write_end(fds[1]);
   const auto deadline = Clock::now() + limits.timeout;
   const DefaultSigchld reapable;
-  detail::Fd child_stdin;
-  detail::Fd stdin_owner;
+  UniqueFd child_stdin;
+  UniqueFd stdin_owner;
   const bool feed = !input.stdin_data.empty();
   if (feed) stdin_owner = stdin_socket(input.stdin_data, child_stdin);
   Child child(spawn(argv, environment_with(input.extra_env), feed ? child_stdin.get() : -1,

@@ -7,7 +7,7 @@
 
 #include <filesystem>
 
-#include "crypto/errors.h"
+#include "base/errors.h"
 #include "keystore/backends.h"
 #include "keystore/command_runner.h"
 #include "keystore/pkcs11_uri.h"

@@ -11,9 +11,9 @@
 #include <string>
 #include <string_view>
 
+#include "base/errors.h"
 #include "crypto/bytes.h"
 #include "crypto/config.h"
-#include "crypto/errors.h"
 #include "crypto/secret.h"
 
 namespace wardfs::keystore {

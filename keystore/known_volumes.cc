@@ -3,7 +3,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "crypto/errors.h"
+#include "base/errors.h"
 #include "keystore/trust.h"
 
 namespace wardfs::keystore {

@@ -7,9 +7,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/errors.h"
 #include "crypto/aead.h"
 #include "crypto/derive_in_child.h"
-#include "crypto/errors.h"
 #include "keystore/keystore.h"
 #include "keystore/secret_input.h"
 
@@ -150,7 +150,7 @@ SecretBytes read_key_file(const std::filesystem::path& path) {
 
 SecretBytes generate_key_file(const std::filesystem::path& path) {
   SecretBytes key = SecretBytes::random(crypto::kAeadKeySize);
-  detail::Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!fd) {
     fail(ErrorKind::usage, "cannot create key file " + path.string() + ": " + std::strerror(errno));
   }

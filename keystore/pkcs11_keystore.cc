@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "crypto/errors.h"
+#include "base/errors.h"
 #include "keystore/backends.h"
 #include "keystore/pkcs11_module.h"
 #include "keystore/pkcs11_uri.h"

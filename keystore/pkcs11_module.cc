@@ -7,7 +7,7 @@
 #include <mutex>
 #include <utility>
 
-#include "crypto/errors.h"
+#include "base/errors.h"
 
 namespace wardfs::keystore::detail {
 

@@ -3,7 +3,7 @@
 #include <cstdlib>
 #include <vector>
 
-#include "crypto/errors.h"
+#include "base/errors.h"
 
 namespace wardfs::keystore {
 

@@ -7,8 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/errors.h"
 #include "crypto/bytes.h"
-#include "crypto/errors.h"
 
 namespace wardfs::keystore::detail {
 
@@ -86,7 +86,7 @@ SecretBytes read_secret_file(const std::filesystem::path& path, const std::strin
   // hold the open waiting for a writer (fstat then refuses it).
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) refuse_not_regular(name);
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
   if (!fd) fail(ErrorKind::usage, "cannot open " + name + ": " + std::strerror(errno));
   if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) refuse_not_regular(name);
   if (private_only) require_private(st, name, path);
@@ -100,7 +100,7 @@ SecretBytes first_line(const SecretBytes& text) {
 }
 
 SecretBytes prompt_tty(const std::string& prompt, const std::string& no_tty_hint) {
-  Fd tty(::open("/dev/tty", O_RDWR | O_CLOEXEC));
+  UniqueFd tty(::open("/dev/tty", O_RDWR | O_CLOEXEC));
   if (!tty) fail(ErrorKind::usage, no_tty_hint);
   SecretBytes line(kMaxSecretInput);
   std::size_t len = 0;

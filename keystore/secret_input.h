@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "base/posix_io.h"
 #include "crypto/secret.h"
 
 namespace wardfs::keystore::detail {
@@ -15,29 +16,6 @@ namespace wardfs::keystore::detail {
 using crypto::SecretBytes;
 
 inline constexpr std::size_t kMaxSecretInput = 4096;
-
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() { reset(); }
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) reset(std::exchange(o.fd_, -1));
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 // Reads at most kMaxSecretInput bytes from fd into locked memory; more is a usage error.
 SecretBytes read_secret_fd(int fd, const std::string& what);

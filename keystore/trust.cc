@@ -10,7 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "crypto/errors.h"
+#include "base/errors.h"
 #include "keystore/secret_input.h"
 
 namespace wardfs::keystore::detail {
@@ -74,7 +74,7 @@ void append_private_line(const fs::path& file, const std::string& line,
   std::error_code ec;
   fs::create_directories(file.parent_path(), ec);
   ::chmod(file.parent_path().c_str(), 0700);
-  Fd fd(::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600));
+  UniqueFd fd(::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600));
   const std::string text = line + "\n";
   // One write of one line to an O_APPEND file: concurrent mounts never interleave lines.
   if (!fd || ::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {

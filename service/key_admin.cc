@@ -6,7 +6,7 @@
 #include <cerrno>
 #include <exception>
 
-#include "crypto/errors.h"
+#include "base/errors.h"
 #include "volume/mount_records.h"
 #include "volume/rotation.h"
 
@@ -60,6 +60,8 @@ volume::RekeyLease KeyAdmin::begin_rekey(double rate_bytes_per_sec, const audit:
     volume::RekeyLease lease(s_.volume.cipher_dir(), s_.where, target);
     record("rekey_start", who, target, "ok",
            {{"rate_bytes_per_sec", rate_bytes_per_sec}, {"resumed", resumed}});
+    spdlog::info("rekey started (target generation {}){}", target,
+                 resumed ? ", resuming one whose runner is gone" : "");
     on_record();
     return lease;
   } catch (const std::exception& e) {

@@ -6,9 +6,10 @@
 #include <vector>
 
 #include "audit/append.h"
-#include "crypto/errors.h"
+#include "base/errors.h"
 #include "crypto/kdf.h"
 #include "keystore/known_volumes.h"
+#include "volume/config_file.h"
 #include "volume/volume.h"
 
 namespace wardfs::service {
@@ -94,8 +95,8 @@ RewrapDone rewrap_volume(const std::filesystem::path& cipher_dir,
                          const keystore::Credentials& current, crypto::KeystoreSpec to,
                          const keystore::Credentials& to_credentials,
                          const keystore::NewKeystoreOptions& options) {
-  const crypto::ConfigLock lock(cipher_dir);
-  crypto::VolumeConfig cfg = crypto::load_config(cipher_dir);
+  const volume::ConfigLock lock(cipher_dir);
+  crypto::VolumeConfig cfg = volume::load_config(cipher_dir);
   keystore::require_known_volume(cipher_dir, cfg.volume_id);
   RewrapDone done;
   std::vector<Dek> deks;
@@ -107,7 +108,7 @@ RewrapDone rewrap_volume(const std::filesystem::path& cipher_dir,
   const auto new_ks = keystore::create_keystore(to, to_credentials, options);
   cfg.keystore = to;
   wrap_all(cfg, *new_ks, deks);
-  crypto::save_config_atomic(cipher_dir, cfg);
+  volume::save_config_atomic(cipher_dir, cfg);
   keystore::remember_volume(cipher_dir, cfg.volume_id);
   done.to = new_ks->identity();
   record_rewrap(cfg, deks, done.from, done.to);

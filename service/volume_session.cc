@@ -8,11 +8,12 @@
 #include "audit/files.h"
 #include "crypto/bytes.h"
 #include "keystore/known_volumes.h"
+#include "volume/config_file.h"
 
 namespace wardfs::service {
 
 VolumeSession::VolumeSession(const std::filesystem::path& cipher_dir, SessionOptions options)
-    : config_(crypto::load_config(cipher_dir)) {
+    : config_(volume::load_config(cipher_dir)) {
   // Before any key is asked for or read: the backing directory may hold a swapped volume.
   keystore::require_known_volume(cipher_dir, config_.volume_id);
   if (options.lease) {

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "volume/posix_io.h"
+#include "base/posix_io.h"
 
 namespace wardfs::volume {
 

@@ -4,8 +4,8 @@
 #include <cerrno>
 #include <utility>
 
+#include "base/posix_io.h"
 #include "volume/file_content.h"
-#include "volume/posix_io.h"
 
 namespace wardfs::volume {
 

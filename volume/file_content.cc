@@ -11,8 +11,8 @@
 #include <limits>
 #include <string>
 
+#include "base/posix_io.h"
 #include "volume/buffer_pool.h"
-#include "volume/posix_io.h"
 
 namespace wardfs::volume {
 

@@ -1,14 +1,15 @@
 // How a file's content becomes known: a new file is formatted, an existing one is loaded
 // (header authenticated, size learned from the backing size), and loaded again when
 // another mount may have changed it.
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <array>
 #include <cerrno>
 #include <string>
 
+#include "base/posix_io.h"
 #include "volume/file_content.h"
-#include "volume/posix_io.h"
 
 namespace wardfs::volume {
 
@@ -38,6 +39,23 @@ namespace {
 std::array<std::int64_t, 5> stamp_of(const struct stat& st) {
   return {st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec};
 }
+
+// The backing file's size and times as the server has them now, not as this machine's
+// client cached them: a network file system behind FUSE (GlusterFS) or NFS keeps
+// attributes for a while, and another machine's write would read short. FORCE_SYNC costs
+// a round trip there and nothing on a local disk.
+int fresh_stat(int fd, struct stat& st) {
+  struct statx stx {};
+  if (::statx(fd, "", AT_EMPTY_PATH | AT_STATX_FORCE_SYNC, STATX_SIZE | STATX_MTIME | STATX_CTIME,
+              &stx) != 0) {
+    return ::fstat(fd, &st) == 0 ? 0 : -errno;
+  }
+  st = {};
+  st.st_size = static_cast<off_t>(stx.stx_size);
+  st.st_mtim = {stx.stx_mtime.tv_sec, stx.stx_mtime.tv_nsec};
+  st.st_ctim = {stx.stx_ctime.tv_sec, stx.stx_ctime.tv_nsec};
+  return 0;
+}
 }  // namespace
 
 int FileContent::load(int fd) {
@@ -50,7 +68,7 @@ int FileContent::reload_if_changed(int fd) {
   std::unique_lock lock(io_mutex_);
   if (loaded_) {
     struct stat st {};
-    if (::fstat(fd, &st) != 0) return -errno;
+    if (const int rc = fresh_stat(fd, st); rc != 0) return rc;
     if (stamp_of(st) == loaded_stamp_) return 0;
     loaded_ = false;
   }
@@ -91,7 +109,7 @@ int FileContent::load_locked(int fd) {
     return -EIO;
   }
   struct stat st {};
-  if (::fstat(fd, &st) != 0) return -errno;
+  if (const int rc = fresh_stat(fd, st); rc != 0) return rc;
   const auto plain = layout_.plaintext_size(static_cast<std::uint64_t>(st.st_size));
   if (!plain) {
     report(kHeaderChunk, "backing file size " + std::to_string(st.st_size) +

@@ -2,8 +2,8 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "base/posix_io.h"
 #include "volume/file_content.h"
-#include "volume/posix_io.h"
 
 namespace wardfs::volume {
 

@@ -15,7 +15,8 @@
 #include <utility>
 #include <vector>
 
-#include "crypto/errors.h"
+#include "base/errors.h"
+#include "volume/config_file.h"
 #include "volume/file_content.h"
 #include "volume/names.h"
 #include "volume/rekey.h"
@@ -394,7 +395,7 @@ class Checker {
     if (options_.repair) {
       // A config being replaced is wardfs.conf.tmp only while its writer holds the config
       // lock: holding it too, what is left is a crash's.
-      std::optional<crypto::ConfigLock> config_lock;
+      std::optional<volume::ConfigLock> config_lock;
       if (name == kConfigTmpName) config_lock.emplace(volume_.cipher_dir());
       if (::unlinkat(dir_fd, name.c_str(), 0) == 0) {
         removed = true;

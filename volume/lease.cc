@@ -13,9 +13,9 @@
 #include <optional>
 #include <thread>
 
+#include "base/errors.h"
 #include "crypto/bytes.h"
 #include "crypto/config.h"
-#include "crypto/errors.h"
 #include "volume/presence.h"
 
 namespace wardfs::volume {

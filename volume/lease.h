@@ -30,7 +30,7 @@
 #include <string>
 #include <string_view>
 
-#include "volume/posix_io.h"
+#include "base/posix_io.h"
 #include "volume/presence.h"
 
 namespace wardfs::volume {

@@ -8,8 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/errors.h"
 #include "crypto/config.h"
-#include "crypto/errors.h"
 #include "volume/presence.h"
 
 namespace wardfs::volume {

@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-#include "volume/posix_io.h"
+#include "base/posix_io.h"
 
 namespace wardfs::volume {
 

@@ -5,8 +5,8 @@
 #include <cerrno>
 #include <memory>
 
+#include "base/posix_io.h"
 #include "crypto/blob.h"
-#include "volume/posix_io.h"
 
 namespace wardfs::volume {
 

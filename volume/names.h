@@ -10,8 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "base/posix_io.h"
 #include "crypto/name_codec.h"
-#include "volume/posix_io.h"
 #include "volume/volume.h"
 
 namespace wardfs::volume {

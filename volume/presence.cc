@@ -10,9 +10,9 @@
 #include <fstream>
 #include <thread>
 
+#include "base/errors.h"
+#include "base/posix_io.h"
 #include "crypto/bytes.h"
-#include "crypto/errors.h"
-#include "volume/posix_io.h"
 
 namespace wardfs::volume {
 

@@ -13,9 +13,9 @@
 #include <thread>
 #include <vector>
 
-#include "crypto/errors.h"
+#include "base/errors.h"
+#include "base/posix_io.h"
 #include "volume/backing_tree.h"
-#include "volume/posix_io.h"
 
 namespace wardfs::volume {
 

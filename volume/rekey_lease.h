@@ -15,7 +15,7 @@
 #include <string>
 #include <string_view>
 
-#include "volume/posix_io.h"
+#include "base/posix_io.h"
 
 namespace wardfs::volume {
 

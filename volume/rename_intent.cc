@@ -9,9 +9,9 @@
 #include <charconv>
 #include <vector>
 
+#include "base/posix_io.h"
 #include "crypto/bytes.h"
 #include "crypto/name_codec.h"
-#include "volume/posix_io.h"
 #include "volume/volume.h"
 
 namespace wardfs::volume {

@@ -4,13 +4,14 @@
 #include <string>
 #include <utility>
 
-#include "crypto/errors.h"
+#include "base/errors.h"
+#include "volume/config_file.h"
 
 namespace wardfs::volume {
 
 std::uint32_t rotate_generation(Volume& volume, keystore::Keystore& keystore) {
-  const crypto::ConfigLock lock(volume.cipher_dir());
-  crypto::VolumeConfig config = crypto::load_config(volume.cipher_dir());
+  const volume::ConfigLock lock(volume.cipher_dir());
+  crypto::VolumeConfig config = volume::load_config(volume.cipher_dir());
   const crypto::WrappedKey* current = config.key_for(config.active_generation);
   if (current == nullptr ||
       !keystore.unwrap(current->wrapped, config.wrap_ad(current->generation))) {
@@ -37,7 +38,7 @@ std::uint32_t rotate_generation(Volume& volume, keystore::Keystore& keystore) {
   }
   config.keys.push_back({generation, keystore.wrap(dek.view(), config.wrap_ad(generation)),
                          crypto::utc_now_iso8601()});
-  crypto::save_config_atomic(volume.cipher_dir(), config);
+  volume::save_config_atomic(volume.cipher_dir(), config);
   volume.keys().add_generation(generation, std::move(dek));
   volume.keys().set_active(generation);
   volume.replace_config(std::move(config));
@@ -67,8 +68,8 @@ void require_same_layout(const Volume& volume, const crypto::VolumeConfig& now,
 AdoptedChanges adopt_config_changes(Volume& volume, keystore::Keystore& keystore) {
   const crypto::VolumeConfig then = volume.config();
   crypto::VolumeConfig now = [&] {
-    const crypto::ConfigLock lock(volume.cipher_dir());
-    return crypto::load_config(volume.cipher_dir());
+    const volume::ConfigLock lock(volume.cipher_dir());
+    return volume::load_config(volume.cipher_dir());
   }();
   require_same_layout(volume, now, then);
   if (now.active_generation < then.active_generation) {
@@ -118,8 +119,8 @@ AdoptedChanges adopt_config_changes(Volume& volume, keystore::Keystore& keystore
 }
 
 void retire_generation(Volume& volume, std::uint32_t generation) {
-  const crypto::ConfigLock lock(volume.cipher_dir());
-  crypto::VolumeConfig config = crypto::load_config(volume.cipher_dir());
+  const volume::ConfigLock lock(volume.cipher_dir());
+  crypto::VolumeConfig config = volume::load_config(volume.cipher_dir());
   if (generation == config.active_generation) {
     throw WardError(ErrorKind::usage,
                     "generation " + std::to_string(generation) +
@@ -133,7 +134,7 @@ void retire_generation(Volume& volume, std::uint32_t generation) {
                     "generation " + std::to_string(generation) + " does not exist");
   }
   config.keys.erase(it);
-  crypto::save_config_atomic(volume.cipher_dir(), config);
+  volume::save_config_atomic(volume.cipher_dir(), config);
   if (volume.keys().generation(generation)) volume.keys().remove_generation(generation);
   volume.replace_config(std::move(config));
 }

@@ -10,7 +10,7 @@
 #include <mutex>
 #include <shared_mutex>
 
-#include "volume/posix_io.h"
+#include "base/posix_io.h"
 
 namespace wardfs::volume {
 

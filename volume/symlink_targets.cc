@@ -10,10 +10,10 @@
 
 #include <cerrno>
 
+#include "base/posix_io.h"
 #include "crypto/blob.h"
 #include "crypto/kdf.h"
 #include "volume/names.h"
-#include "volume/posix_io.h"
 
 namespace wardfs::volume {
 

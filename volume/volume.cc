@@ -7,9 +7,10 @@
 #include <cerrno>
 #include <cstring>
 
-#include "crypto/errors.h"
+#include "base/errors.h"
+#include "base/posix_io.h"
 #include "crypto/kdf.h"
-#include "volume/posix_io.h"
+#include "volume/config_file.h"
 
 namespace wardfs::volume {
 
@@ -104,7 +105,7 @@ crypto::SecretBytes init_volume(const fs::path& cipher_dir, const InitOptions& o
     throw WardError(ErrorKind::io,
                     "cannot write the root directory id: " + std::string(std::strerror(-rc)));
   }
-  crypto::save_config_atomic(cipher_dir, cfg);
+  volume::save_config_atomic(cipher_dir, cfg);
   return crypto::derive_audit_mac_key(audit_root.view(), cfg.volume_id);
 }
 
@@ -139,8 +140,8 @@ std::unique_ptr<Volume> unlock_volume(const fs::path& cipher_dir,
 
 void ensure_audit_key(Volume& volume, keystore::Keystore& keystore) {
   if (!volume.audit_mac_key().empty()) return;
-  crypto::ConfigLock lock(volume.cipher_dir());
-  auto cfg = crypto::load_config(volume.cipher_dir());
+  volume::ConfigLock lock(volume.cipher_dir());
+  auto cfg = volume::load_config(volume.cipher_dir());
   crypto::SecretBytes root;
   if (cfg.audit_key) {  // another process added it meanwhile
     auto opened = open_audit_root(cfg, keystore);
@@ -149,7 +150,7 @@ void ensure_audit_key(Volume& volume, keystore::Keystore& keystore) {
     root = std::move(*opened);
   } else {
     root = add_audit_key(cfg, keystore);
-    crypto::save_config_atomic(volume.cipher_dir(), cfg);
+    volume::save_config_atomic(volume.cipher_dir(), cfg);
   }
   volume.set_audit_root(root);
   volume.replace_config(std::move(cfg));

@@ -8,8 +8,6 @@ import shutil
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rotation"))
-
 from rot_harness import (BIN, RotationTestCase, Volume, describe, drop_cache, is_fuse_mounted,  # noqa: E402,F401
                          log, main, read_file, run, wait_for, write_file)
 

@@ -12,15 +12,19 @@
 #include <regex>
 #include <string>
 
+#include "base/errors.h"
 #include "crypto/config.h"
-#include "crypto/errors.h"
 #include "tests/crypto/test_util.h"
+#include "volume/config_file.h"  // the [file] cases: the config on disk
 
 using namespace wardfs::crypto;
 using nlohmann::json;
 using wardfs::ErrorKind;
 using wardfs::WardError;
 using wardfs::test::pattern;
+using wardfs::volume::ConfigLock;
+using wardfs::volume::load_config;
+using wardfs::volume::save_config_atomic;
 
 namespace {
 

@@ -6,8 +6,8 @@
 #include <cctype>
 #include <string>
 
+#include "base/errors.h"
 #include "crypto/config.h"
-#include "crypto/errors.h"
 #include "keystore/keystore.h"
 #include "tests/crypto/test_util.h"
 

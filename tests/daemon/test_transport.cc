@@ -6,7 +6,7 @@
 #include <fstream>
 #include <string>
 
-#include "crypto/errors.h"
+#include "base/errors.h"
 #include "daemon/transport.h"
 #include "tests/crypto/test_util.h"
 

@@ -21,7 +21,6 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "rotation"))
 import rot_harness as rh  # noqa: E402  (backing-dir scanner, process helpers)
 
 sys.path.insert(0, os.path.join(REPO, "examples", "pytorch"))

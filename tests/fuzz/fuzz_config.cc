@@ -6,8 +6,8 @@
 #include <string>
 #include <string_view>
 
+#include "base/errors.h"
 #include "crypto/config.h"
-#include "crypto/errors.h"
 #include "tests/fuzz/fuzz_common.h"
 
 using namespace wardfs::crypto;

@@ -21,13 +21,14 @@
 #include <string>
 
 #include "audit/log.h"
+#include "base/errors.h"
 #include "crypto/config.h"
-#include "crypto/errors.h"
 #include "daemon/control.h"
 #include "daemon/volume_service.h"
 #include "fuse/filesystem.h"
 #include "keystore/keystore.h"
 #include "tests/fuzz/fuzz_common.h"
+#include "volume/config_file.h"
 #include "volume/file_content.h"
 #include "volume/names.h"
 #include "volume/volume.h"
@@ -61,7 +62,7 @@ struct Fixture {
     options.keystore.location = "/nonexistent/fuzz.key";
     wardfs::volume::init_volume(dir / "cipher", options, *keystore);
     volume = wardfs::volume::unlock_volume(dir / "cipher",
-                                           wardfs::crypto::load_config(dir / "cipher"), *keystore);
+                                           wardfs::volume::load_config(dir / "cipher"), *keystore);
     add_file("seed file", 5 * 4096 + 17);
     wardfs::audit::LogOptions audit_options;
     audit_options.path = dir / "audit.jsonl";
@@ -90,15 +91,14 @@ struct Fixture {
 
   // A file the rekey has bytes to walk through (so a rate throttle really sleeps).
   void add_file(const std::string& name, std::size_t size) {
-    wardfs::volume::UniqueFd root(
-        ::open((dir / "cipher").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    wardfs::UniqueFd root(::open((dir / "cipher").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     wardfs::crypto::DirId id{};
     check(wardfs::volume::read_dir_id(root.get(), id) == 0, "root dir id");
     wardfs::volume::NameMapper names(*volume);
     wardfs::volume::ResolvedName resolved;
     check(names.resolve(root.get(), id, name, resolved) == 0, "resolve");
-    wardfs::volume::UniqueFd fd(::openat(root.get(), resolved.backing.c_str(),
-                                         O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    wardfs::UniqueFd fd(::openat(root.get(), resolved.backing.c_str(),
+                                 O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     check(static_cast<bool>(fd), "create the file");
     wardfs::volume::FileContent content(*volume);
     check(content.create(fd.get()) == 0, "format the file");
@@ -107,7 +107,7 @@ struct Fixture {
   }
 
   std::string request(const std::uint8_t* data, std::size_t size) const {
-    wardfs::volume::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    wardfs::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     std::strncpy(addr.sun_path, (dir / "control.sock").c_str(), sizeof addr.sun_path - 1);
@@ -133,7 +133,7 @@ struct Fixture {
   }
 
   std::size_t generations() const {
-    return wardfs::crypto::load_config(dir / "cipher").keys.size();
+    return wardfs::volume::load_config(dir / "cipher").keys.size();
   }
 };
 
@@ -156,7 +156,7 @@ void check_reply(const std::string& reply) {
 }
 
 void check_volume(const Fixture& f) {
-  const auto config = wardfs::crypto::load_config(f.dir / "cipher");  // throws (aborts) if broken
+  const auto config = wardfs::volume::load_config(f.dir / "cipher");  // throws (aborts) if broken
   const auto* active = config.key_for(config.active_generation);
   check(active != nullptr, "the active generation has a key");
   check(f.keystore->unwrap(active->wrapped, config.wrap_ad(active->generation)).has_value(),

@@ -12,8 +12,8 @@
 #include <iterator>
 #include <string>
 
+#include "base/errors.h"
 #include "crypto/bytes.h"
-#include "crypto/errors.h"
 #include "crypto/secret.h"
 
 namespace wardfs::keystore::test {

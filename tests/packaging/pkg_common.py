@@ -9,9 +9,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 
-import wardfs_harness as h  # noqa: E402
+import wardfs_harness as h  # noqa: E402  (tests/integration, on PYTHONPATH)
 
 REPO = h.REPO
 BIN = h.BIN

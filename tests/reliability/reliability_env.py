@@ -12,9 +12,6 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-INTEGRATION = os.path.join(os.path.dirname(HERE), "integration")
-if INTEGRATION not in sys.path:
-    sys.path.insert(0, INTEGRATION)
 
 MODEL_SECONDS = float(os.environ.get("WARDFS_MODEL_SECONDS", "280"))
 CRASH_ROUNDS = int(os.environ.get("WARDFS_CRASH_ROUNDS", "4"))

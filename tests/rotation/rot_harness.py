@@ -35,9 +35,6 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-INTEGRATION = os.path.join(os.path.dirname(HERE), "integration")
-if INTEGRATION not in sys.path:
-    sys.path.insert(0, INTEGRATION)
 
 
 def _default_bin():

@@ -37,8 +37,7 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-INTEGRATION = os.path.join(os.path.dirname(HERE), "integration")
-sys.path.insert(0, INTEGRATION)
+INTEGRATION = os.path.join(os.path.dirname(HERE), "integration")  # its suites run here too
 
 import wardfs_volume  # noqa: E402
 from gluster import GlusterUnavailable, GlusterVolume  # noqa: E402

@@ -21,8 +21,6 @@ import signal
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-INTEGRATION = os.path.join(os.path.dirname(HERE), "integration")
-sys.path.insert(0, INTEGRATION)
 
 import wardfs_volume  # noqa: E402
 from sshfs import SshfsExport, SshfsUnavailable  # noqa: E402

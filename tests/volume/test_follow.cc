@@ -3,8 +3,9 @@
 #include <fstream>
 #include <sstream>
 
-#include "crypto/errors.h"
+#include "base/errors.h"
 #include "crypto/volume_keys.h"
+#include "volume/config_file.h"
 #include "volume/rotation.h"
 #include "volume_test_util.h"
 
@@ -39,7 +40,7 @@ ErrorKind adopt_error(volume::Volume& vol, keystore::Keystore& ks) {
 TEST_CASE("a reader takes on a rotation and a retirement made by another mount",
           "[volume][follow]") {
   TestVolume writer(CipherId::aes256gcm, 4096);
-  auto reader = volume::unlock_volume(writer.dir, crypto::load_config(writer.dir), *writer.ks);
+  auto reader = volume::unlock_volume(writer.dir, volume::load_config(writer.dir), *writer.ks);
 
   CHECK_FALSE(volume::adopt_config_changes(*reader, *writer.ks).any());
 
@@ -62,7 +63,7 @@ TEST_CASE("a reader takes on a rotation and a retirement made by another mount",
 
 TEST_CASE("a replayed older config is refused and the reader's keys stay", "[volume][follow]") {
   TestVolume writer(CipherId::xchacha20poly1305, 4096);
-  auto reader = volume::unlock_volume(writer.dir, crypto::load_config(writer.dir), *writer.ks);
+  auto reader = volume::unlock_volume(writer.dir, volume::load_config(writer.dir), *writer.ks);
   const std::string first = config_text(writer.dir);  // generation 1 active
   volume::rotate_generation(*writer.vol, *writer.ks);
   const std::string both = config_text(writer.dir);  // 1 and 2, 2 active

@@ -193,7 +193,7 @@ TEST_CASE("NameMapper reports and hides bad entries", "[names][tamper]") {
     const std::string alias = crypto::long_name_for(good.encoded);
     const std::string sidecar = alias + ".n";
     UniqueFd fd(::openat(root.fd.get(), sidecar.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
-    REQUIRE(volume::pwrite_full(fd.get(), good.encoded.data(), good.encoded.size(), 0) ==
+    REQUIRE(pwrite_full(fd.get(), good.encoded.data(), good.encoded.size(), 0) ==
             static_cast<ssize_t>(good.encoded.size()));
     touch(root.fd.get(), alias);
     const Listing l = list_dir(names, root);
@@ -223,7 +223,7 @@ TEST_CASE("NameMapper reports and hides bad entries", "[names][tamper]") {
       text[10] = text[10] == 'A' ? 'B' : 'A';
       REQUIRE(::unlinkat(root.fd.get(), sa.c_str(), 0) == 0);
       UniqueFd fd(::openat(root.fd.get(), sa.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
-      REQUIRE(volume::pwrite_full(fd.get(), text.data(), text.size(), 0) ==
+      REQUIRE(pwrite_full(fd.get(), text.data(), text.size(), 0) ==
               static_cast<ssize_t>(text.size()));
     }
     SECTION("swapped") {

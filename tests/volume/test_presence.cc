@@ -6,7 +6,7 @@
 
 #include <fstream>
 
-#include "crypto/errors.h"
+#include "base/errors.h"
 #include "volume/mount_records.h"
 #include "volume/presence.h"
 #include "volume/rekey_lease.h"

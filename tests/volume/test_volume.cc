@@ -4,9 +4,10 @@
 #include <fstream>
 #include <sstream>
 
-#include "crypto/errors.h"
+#include "base/errors.h"
 #include "crypto/kdf.h"
 #include "crypto/volume_keys.h"
+#include "volume/config_file.h"
 #include "volume_test_util.h"
 
 using namespace wardfs;
@@ -22,7 +23,7 @@ std::string read_text(const std::filesystem::path& path) {
 }
 
 ErrorKind unlock_error(const std::filesystem::path& dir, keystore::Keystore& ks) {
-  const crypto::VolumeConfig cfg = crypto::load_config(dir);
+  const crypto::VolumeConfig cfg = volume::load_config(dir);
   try {
     volume::unlock_volume(dir, cfg, ks);
   } catch (const WardError& e) {
@@ -53,7 +54,7 @@ TEST_CASE("init_volume writes a config and a root directory id", "[volume]") {
   REQUIRE(std::filesystem::file_size(tv.dir / "wardfs.dirid") == crypto::kDirIdSize);
   REQUIRE(std::filesystem::exists(tv.dir / "wardfs.conf"));
   // The config holds no key in the clear: it unlocks again with the same keystore.
-  REQUIRE_NOTHROW(volume::unlock_volume(tv.dir, crypto::load_config(tv.dir), *tv.ks));
+  REQUIRE_NOTHROW(volume::unlock_volume(tv.dir, volume::load_config(tv.dir), *tv.ks));
 }
 
 TEST_CASE("init_volume refuses unusable directories and options", "[volume]") {
@@ -115,7 +116,7 @@ TEST_CASE("Editing a security field of the config makes unlock fail with wrong_k
   const auto cipher = GENERATE(CipherId::aes256gcm, CipherId::xchacha20poly1305);
   CAPTURE(cipher_label(cipher));
   TestVolume tv(cipher, 4096, HolesPolicy::allow);
-  crypto::VolumeConfig cfg = crypto::load_config(tv.dir);
+  crypto::VolumeConfig cfg = volume::load_config(tv.dir);
   const std::string field =
       GENERATE(as<std::string>{}, "chunk_size", "cipher", "holes", "volume_id", "generation");
   CAPTURE(field);
@@ -141,11 +142,11 @@ TEST_CASE("Editing a security field of the config makes unlock fail with wrong_k
 
 TEST_CASE("Unauthenticated config fields can change without breaking unlock", "[volume]") {
   TestVolume tv(CipherId::aes256gcm, 4096);
-  crypto::VolumeConfig cfg = crypto::load_config(tv.dir);
+  crypto::VolumeConfig cfg = volume::load_config(tv.dir);
   cfg.keys[0].created = "2001-01-01T00:00:00Z";
   cfg.keystore.location = "/elsewhere/key";
-  crypto::save_config_atomic(tv.dir, cfg);
-  REQUIRE_NOTHROW(volume::unlock_volume(tv.dir, crypto::load_config(tv.dir), *tv.ks));
+  volume::save_config_atomic(tv.dir, cfg);
+  REQUIRE_NOTHROW(volume::unlock_volume(tv.dir, volume::load_config(tv.dir), *tv.ks));
 }
 
 TEST_CASE("File contents across key generations", "[volume][content]") {
@@ -221,7 +222,7 @@ TEST_CASE("File contents across key generations", "[volume][content]") {
 TEST_CASE("the audit root opens only with the keystore that wrapped it, for its volume",
           "[volume]") {
   TestVolume tv(CipherId::aes256gcm, 4096);
-  const crypto::VolumeConfig cfg = crypto::load_config(tv.dir);
+  const crypto::VolumeConfig cfg = volume::load_config(tv.dir);
   REQUIRE(cfg.audit_key);
   const auto root = volume::open_audit_root(cfg, *tv.ks);
   REQUIRE(root);

@@ -16,12 +16,13 @@
 #include <utility>
 #include <vector>
 
+#include "base/posix_io.h"
 #include "crypto/config.h"
 #include "crypto/file_format.h"
 #include "crypto/secret.h"
 #include "keystore/keystore.h"
+#include "volume/config_file.h"
 #include "volume/file_content.h"
-#include "volume/posix_io.h"
 #include "volume/volume.h"
 
 namespace wardfs::vtest {
@@ -31,7 +32,6 @@ using crypto::ByteView;
 using crypto::CipherId;
 using crypto::HolesPolicy;
 using volume::FileContent;
-using volume::UniqueFd;
 
 // A deterministic byte pattern, different for every seed, never all zero.
 inline Bytes pattern(std::size_t size, std::uint32_t seed = 1) {
@@ -111,7 +111,7 @@ struct TestVolume {
       : dir(tmp.path() / "cipher") {
     ks = keystore::make_local_keystore(crypto::SecretBytes::random(32), "test");
     volume::init_volume(dir, init_options(cipher, chunk_size, holes), *ks);
-    const crypto::VolumeConfig cfg = crypto::load_config(dir);
+    const crypto::VolumeConfig cfg = volume::load_config(dir);
     vol = volume::unlock_volume(dir, cfg, *ks);
     std::filesystem::create_directory(files());
   }
@@ -158,26 +158,24 @@ inline std::uint64_t backing_size(int fd) {
 
 inline Bytes backing_bytes(int fd) {
   Bytes out(backing_size(fd));
-  REQUIRE(volume::pread_full(fd, out.data(), out.size(), 0) == static_cast<ssize_t>(out.size()));
+  REQUIRE(pread_full(fd, out.data(), out.size(), 0) == static_cast<ssize_t>(out.size()));
   return out;
 }
 
 // Replaces the whole backing file with `bytes`.
 inline void set_backing(int fd, ByteView bytes) {
   REQUIRE(::ftruncate(fd, 0) == 0);
-  REQUIRE(volume::pwrite_full(fd, bytes.data(), bytes.size(), 0) ==
-          static_cast<ssize_t>(bytes.size()));
+  REQUIRE(pwrite_full(fd, bytes.data(), bytes.size(), 0) == static_cast<ssize_t>(bytes.size()));
 }
 
 inline void poke(int fd, std::uint64_t offset, ByteView bytes) {
-  REQUIRE(volume::pwrite_full(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset)) ==
+  REQUIRE(pwrite_full(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset)) ==
           static_cast<ssize_t>(bytes.size()));
 }
 
 inline Bytes peek(int fd, std::uint64_t offset, std::size_t len) {
   Bytes out(len);
-  REQUIRE(volume::pread_full(fd, out.data(), len, static_cast<off_t>(offset)) ==
-          static_cast<ssize_t>(len));
+  REQUIRE(pread_full(fd, out.data(), len, static_cast<off_t>(offset)) == static_cast<ssize_t>(len));
   return out;
 }
 

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <utility>
 
-namespace wardfs::volume {
+namespace wardfs {
 
 class UniqueFd {
  public:
@@ -54,4 +54,4 @@ ssize_t pwrite_full(int fd, const void* buf, std::size_t len, off_t offset);
 // exist are left alone. 0 or -errno.
 int create_private_directories(const std::filesystem::path& dir);
 
-}  // namespace wardfs::volume
+}  // namespace wardfs

@@ -1,4 +1,4 @@
-#include "volume/posix_io.h"
+#include "base/posix_io.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -6,7 +6,7 @@
 
 #include <cerrno>
 
-namespace wardfs::volume {
+namespace wardfs {
 
 ssize_t pread_full(int fd, void* buf, std::size_t len, off_t offset) {
   std::size_t done = 0;
@@ -65,4 +65,4 @@ int for_each_dir_entry(int dir_fd,
   return -err;
 }
 
-}  // namespace wardfs::volume
+}  // namespace wardfs
