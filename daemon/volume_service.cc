@@ -286,9 +286,10 @@ nlohmann::json VolumeService::start_rekey(double rate_bytes_per_sec, const audit
 void VolumeService::tick() {
   if (!published_) return;
   published_->renew_if_due();
+  if (progress_.running) return;  // ours runs: no record to read
   // A rekey whose runner is gone (crashed, or its mount ended first) is finished here.
   const auto rekey = volume::read_rekey_record(volume_.cipher_dir());
-  if (!rekey || !rekey->running || rekey->alive || progress_.running) return;
+  if (!rekey || !rekey->running || rekey->alive) return;
   try {
     spdlog::info("resuming the rekey of {} left unfinished by {}", volume_.cipher_dir().string(),
                  rekey->owner());

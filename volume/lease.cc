@@ -37,10 +37,6 @@ struct Holder {
   nlohmann::json record;
 };
 
-bool try_lock(int fd, short type, off_t byte, const std::filesystem::path& path) {
-  return try_lock_byte(fd, type, byte, path);
-}
-
 nlohmann::json holder_record(LeaseUse use, const std::string& what) {
   const bool mount = use != LeaseUse::offline_change;
   return {{"host", host_name()},
@@ -51,8 +47,6 @@ nlohmann::json holder_record(LeaseUse use, const std::string& what) {
           {"mount_id", random_record_id()},
           {"heartbeat", unix_now()}};
 }
-
-void write_record(int fd, const nlohmann::json& record) { write_presence_record(fd, record); }
 
 std::optional<Holder> read_holder(int fd) {
   const auto j = read_presence_record(fd);
@@ -156,7 +150,7 @@ bool lock_waiting_for_exit(int fd, short type, off_t byte, const std::filesystem
                            const VolumeLease::MountedCheck& is_mounted) {
   constexpr auto kExitWait = std::chrono::seconds(10);
   const auto deadline = std::chrono::steady_clock::now() + kExitWait;
-  while (!try_lock(fd, type, byte, path)) {
+  while (!try_lock_byte(fd, type, byte, path)) {
     if (std::chrono::steady_clock::now() > deadline || !holder_is_exiting(fd, is_mounted))
       return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -195,8 +189,7 @@ struct VolumeLease::Heartbeat {
     const auto current = read_holder(fd);
     const std::string ours = record.value("mount_id", "");
     if (current && current->mount_id == ours) {
-      record["heartbeat"] = unix_now();
-      write_record(fd, record);
+      write_beating_record(fd, record);
       return std::nullopt;
     }
     return "the lease on this volume was taken over" +
@@ -268,7 +261,7 @@ VolumeLease::VolumeLease(const std::filesystem::path& cipher_dir, LeaseUse use,
   heartbeat_->fd = fd;
   heartbeat_->record = holder_record(use, what);
   if (::ftruncate(fd, 0) != 0) spdlog::debug("cannot truncate {}", path.string());
-  write_record(fd, heartbeat_->record);
+  write_presence_record(fd, heartbeat_->record);
   heartbeat_->thread = std::thread([hb = heartbeat_.get()] { hb->run(); });
 }
 

@@ -86,10 +86,8 @@ PublishedMount::PublishedMount(const std::filesystem::path& cipher_dir,
              {"mount_point", mount_point},
              {"mount_id", id},
              {"started", crypto::utc_now_iso8601()},
-             {"active_generation", active_generation},
-             {"heartbeat", unix_now()}};
-  write_presence_record(fd_.get(), record_);
-  written_at_ = unix_now();
+             {"active_generation", active_generation}};
+  write_beating_record(fd_.get(), record_);
   if (::renameat(dir_fd_.get(), temp.c_str(), dir_fd_.get(), name_.c_str()) != 0) {
     (void)::unlinkat(dir_fd_.get(), temp.c_str(), 0);
     fail(dir / name_, "publish");
@@ -101,17 +99,12 @@ PublishedMount::~PublishedMount() { (void)::unlinkat(dir_fd_.get(), name_.c_str(
 void PublishedMount::publish(std::uint32_t active_generation) {
   std::lock_guard lock(mutex_);
   record_["active_generation"] = active_generation;
-  record_["heartbeat"] = unix_now();
-  write_presence_record(fd_.get(), record_);
-  written_at_ = unix_now();
+  write_beating_record(fd_.get(), record_);
 }
 
 void PublishedMount::renew_if_due() {
   std::lock_guard lock(mutex_);
-  if (unix_now() - written_at_ < kHeartbeatInterval.count()) return;
-  record_["heartbeat"] = unix_now();
-  write_presence_record(fd_.get(), record_);
-  written_at_ = unix_now();
+  if (heartbeat_due(record_)) write_beating_record(fd_.get(), record_);
 }
 
 std::vector<MountRecord> live_mounts(const std::filesystem::path& cipher_dir) {

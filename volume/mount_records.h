@@ -51,7 +51,6 @@ class PublishedMount {
   UniqueFd fd_;
   std::string name_;
   nlohmann::json record_;
-  std::int64_t written_at_ = 0;
 };
 
 // The records of the mounts alive now (lock held, or a fresh heartbeat of another

@@ -61,6 +61,15 @@ void write_presence_record(int fd, const nlohmann::json& record) {
   (void)pwrite_full(fd, text.data(), text.size(), 0);
 }
 
+void write_beating_record(int fd, nlohmann::json& record) {
+  record["heartbeat"] = unix_now();
+  write_presence_record(fd, record);
+}
+
+bool heartbeat_due(const nlohmann::json& record) {
+  return unix_now() - record.value("heartbeat", std::int64_t{0}) >= kHeartbeatInterval.count();
+}
+
 std::optional<nlohmann::json> read_presence_record(int fd) {
   std::string text(kMaxRecordBytes, '\0');
   const ssize_t n = pread_full(fd, text.data(), text.size(), 0);

@@ -38,6 +38,10 @@ bool try_lock_byte(int fd, short type, off_t byte, const std::filesystem::path& 
 
 // The record as JSON padded to a fixed size; a failed write is left to the next renewal.
 void write_presence_record(int fd, const nlohmann::json& record);
+// Stamps `record`'s heartbeat with now, then writes it.
+void write_beating_record(int fd, nlohmann::json& record);
+// True once `record`'s heartbeat is kHeartbeatInterval old: time to write it again.
+bool heartbeat_due(const nlohmann::json& record);
 // The JSON object in the file, or nullopt (empty, unreadable, not an object).
 std::optional<nlohmann::json> read_presence_record(int fd);
 

@@ -74,26 +74,20 @@ RekeyLease::RekeyLease(const std::filesystem::path& cipher_dir, std::string wher
              {"where", std::move(where)},
              {"host", host_name()},
              {"pid", static_cast<long>(::getpid())},
-             {"started", crypto::utc_now_iso8601()},
-             {"heartbeat", unix_now()}};
-  write_presence_record(fd_.get(), record_);
-  written_at_ = unix_now();
+             {"started", crypto::utc_now_iso8601()}};
+  write_beating_record(fd_.get(), record_);
 }
 
 void RekeyLease::renew_if_due() {
   std::lock_guard lock(*mutex_);
-  if (unix_now() - written_at_ < kHeartbeatInterval.count()) return;
-  record_["heartbeat"] = unix_now();
-  write_presence_record(fd_.get(), record_);
-  written_at_ = unix_now();
+  if (heartbeat_due(record_)) write_beating_record(fd_.get(), record_);
 }
 
 void RekeyLease::finished() {
   std::lock_guard lock(*mutex_);
   record_["state"] = "done";
   record_["finished"] = crypto::utc_now_iso8601();
-  record_["heartbeat"] = unix_now();
-  write_presence_record(fd_.get(), record_);
+  write_beating_record(fd_.get(), record_);
 }
 
 }  // namespace wardfs::volume

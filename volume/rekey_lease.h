@@ -51,7 +51,6 @@ class RekeyLease {
   std::unique_ptr<std::mutex> mutex_ = std::make_unique<std::mutex>();  // guards record_
   UniqueFd fd_;
   nlohmann::json record_;
-  std::int64_t written_at_ = 0;
 };
 
 }  // namespace wardfs::volume
