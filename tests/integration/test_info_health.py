@@ -11,10 +11,8 @@ import socket
 import stat
 import subprocess
 
-import signal
-
-from wardfs_harness import (BIN, CONFIG_NAME, WardfsTestCase, describe, is_fuse_mounted, main, read_file, run,
-                            wait_for, wardfs_pids)
+from wardfs_harness import (BIN, CONFIG_NAME, WardfsTestCase, describe, is_fuse_mounted, kill_and_wait, main,
+                            read_file, run, wardfs_pids)
 
 USAGE, CORRUPT, MOUNT_FAILURE, IO = 1, 3, 4, 5
 NOBODY = 65534
@@ -141,8 +139,7 @@ class Check(WardfsTestCase):
         self.assertEqual(p.returncode, 0, describe(p))
         pids = wardfs_pids(outer.cipher_dir)
         self.assertEqual(len(pids), 1, pids)
-        os.kill(pids[0], signal.SIGKILL)
-        self.assertTrue(wait_for(lambda: not wardfs_pids(outer.cipher_dir), 10))
+        self.assertTrue(kill_and_wait(pids))
         p = run([BIN, "status", "--check", inner.plain], timeout=30)
         self.assertEqual(p.returncode, IO, describe(p))
         self.assertEqual(len(p.stderr.strip().splitlines()), 1, describe(p))

@@ -37,7 +37,8 @@ from wardfs_format import (B64URL_RE, BACKING_META, CIPHERS, CONFIG_NAME, DIRID_
                            config_matrix, expected_backing_size, parse_size, selected_chunks,
                            selected_ciphers, short_cipher, slot_offset, slot_size)
 from wardfs_proc import (BIN, HERE, REPO, HarnessError, describe, is_fuse_mounted,  # noqa: F401
-                         mount_entry, mounts, proc_mounts_text, run, wait_for, wardfs_pids)
+                         kill_and_wait, mount_entry, mounts, proc_mounts_text, run, wait_for,
+                         wardfs_pids)
 from wardfs_volume import _LIVE_VOLUMES, KEEP, Volume  # noqa: F401
 from wardfs_files import (RENAME_EXCHANGE, RENAME_NOREPLACE, backing_data_entries,  # noqa: F401
                           backing_entries, build_sample_tree, drop_cache, drop_tree_cache,
@@ -140,8 +141,7 @@ class WardfsTestCase(unittest.TestCase):
         """SIGKILLs the volume's one daemon as a crash would, leaving its mount dead."""
         pids = vol.daemon_pids()
         self.assertEqual(len(pids), 1, "one daemon: %r" % pids)
-        os.kill(pids[0], signal.SIGKILL)
-        self.assertTrue(wait_for(lambda: not vol.daemon_pids(), 10))
+        self.assertTrue(kill_and_wait(pids), "the daemon exits on SIGKILL")
 
 
 class MountedTestCase(WardfsTestCase):

@@ -7,6 +7,7 @@ Environment knobs: WARDFS_BIN (see wardfs_harness).
 
 import os
 import re
+import signal
 import subprocess
 import tempfile
 import time
@@ -104,6 +105,28 @@ def wardfs_pids(tag):
                                      os.path.basename(real_bin)):
             pids.append(int(d))
     return pids
+
+
+def exited(pid):
+    """True once every thread of `pid` is gone. A killed process's leader turns zombie
+    (empty cmdline, so wardfs_pids no longer sees it) while its other threads still
+    exit, and its files, /dev/fuse among them, close only with the last thread."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state in ("Z", "X") and len(os.listdir("/proc/%d/task" % pid)) <= 1
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+def kill_and_wait(pids, sig=signal.SIGKILL, timeout=10.0):
+    """Sends `sig` to each pid and waits until all their threads have exited."""
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+    return wait_for(lambda: all(exited(pid) for pid in pids), timeout)
 
 
 def wait_for(pred, timeout=10.0, interval=0.05):

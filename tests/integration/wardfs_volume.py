@@ -15,7 +15,8 @@ import signal
 import sys
 import tempfile
 
-from wardfs_proc import BIN, HarnessError, describe, is_fuse_mounted, run, wait_for, wardfs_pids
+from wardfs_proc import (BIN, HarnessError, describe, is_fuse_mounted, kill_and_wait, run, wait_for,
+                         wardfs_pids)
 
 KEEP = os.environ.get("WARDFS_IT_KEEP") == "1"
 BACKING_ROOT = os.environ.get("WARDFS_IT_BACKING_ROOT") or None
@@ -207,12 +208,7 @@ class Volume:
 
     def kill_daemons(self):
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            for pid in self.daemon_pids():
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-            if wait_for(lambda: not self.daemon_pids(), timeout=5):
+            if kill_and_wait(self.daemon_pids(), sig, timeout=5):
                 break
         # a killed daemon leaves a dead mount behind
         for _ in range(3):

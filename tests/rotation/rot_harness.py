@@ -57,7 +57,8 @@ import wardfs_volume  # noqa: E402
 from wardfs_files import first_diff, read_file, sha256_file, write_file  # noqa: E402,F401
 from wardfs_format import (CONFIG_NAME, HEADER_SIZE, LONG_NAME_RE, OVERHEAD,  # noqa: E402,F401
                            SIDECAR_RE, TARGET_SIDECAR_RE, expected_backing_size)
-from wardfs_proc import BIN, HarnessError, is_fuse_mounted, wait_for, wardfs_pids  # noqa: E402,F401
+from wardfs_proc import (BIN, HarnessError, is_fuse_mounted, kill_and_wait, wait_for,  # noqa: E402,F401
+                         wardfs_pids)
 from wardfs_volume import _LIVE_VOLUMES  # noqa: E402
 
 TEST_TIMEOUT = float(os.environ.get("WARDFS_ROT_TIMEOUT", "300"))
@@ -124,12 +125,7 @@ class Volume(wardfs_volume.Volume):
 
     def kill_daemons(self, sig=signal.SIGKILL):
         pids = self.daemon_pids()
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        wait_for(lambda: not self.daemon_pids(), timeout=10)
+        kill_and_wait(pids, sig)
         return pids
 
     def lazy_unmount(self):
