@@ -53,7 +53,7 @@ std::optional<MountRecord> read_if_alive(int dir_fd, const std::string& name,
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
   const auto j = read_presence_record(fd.get());
-  const bool locked = !try_lock_byte(fd.get(), F_WRLCK, kAliveByte, dir / name);
+  const bool locked = byte_is_locked(fd.get(), F_WRLCK, kAliveByte, dir / name);
   if (locked || (j && alive_without_lock(*j))) return j ? parse(*j) : std::nullopt;
   // Nobody holds it and no other host beats for it: its mount is gone.
   (void)::unlinkat(dir_fd, name.c_str(), 0);

@@ -54,6 +54,20 @@ bool try_lock_byte(int fd, short type, off_t byte, const std::filesystem::path& 
   return true;
 }
 
+bool byte_is_locked(int fd, short type, off_t byte, const std::filesystem::path& path) {
+  struct flock fl {};
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = byte;
+  fl.l_len = 1;
+  while (::fcntl(fd, F_OFD_GETLK, &fl) != 0) {
+    if (errno != EINTR)
+      throw WardError(ErrorKind::io,
+                      "cannot test the lock of " + path.string() + ": " + std::strerror(errno));
+  }
+  return fl.l_type != F_UNLCK;
+}
+
 void write_presence_record(int fd, const nlohmann::json& record) {
   std::string text = record.dump();
   if (text.size() < kPaddedRecordBytes - 1) text.resize(kPaddedRecordBytes - 1, ' ');

@@ -36,6 +36,11 @@ std::string random_record_id();  // 24 hex digits
 // taken, false when another open file holds a conflicting lock. Throws WardError(io).
 bool try_lock_byte(int fd, short type, off_t byte, const std::filesystem::path& path);
 
+// Whether another open file holds a lock on `byte` that conflicts with `type`, asked
+// without taking one: a probe that took a lock would itself make a runner starting that
+// moment see the slot as taken. Throws WardError(io).
+bool byte_is_locked(int fd, short type, off_t byte, const std::filesystem::path& path);
+
 // The record as JSON padded to a fixed size; a failed write is left to the next renewal.
 void write_presence_record(int fd, const nlohmann::json& record);
 // Stamps `record`'s heartbeat with now, then writes it.

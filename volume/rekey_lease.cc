@@ -33,8 +33,7 @@ std::optional<RekeyRecord> parse(int fd, const std::filesystem::path& path) {
   r.target_generation = j->value("target_generation", 0U);
   r.where = j->value("where", "");
   r.raw = *j;
-  // A read lock is refused while the runner holds its write lock.
-  r.alive = !try_lock_byte(fd, F_RDLCK, kRunnerByte, path) || alive_without_lock(*j);
+  r.alive = byte_is_locked(fd, F_RDLCK, kRunnerByte, path) || alive_without_lock(*j);
   return r;
 }
 

@@ -138,3 +138,19 @@ TEST_CASE("a rekey another host runs keeps the slot while it beats", "[presence]
   CHECK(!volume::read_rekey_record(tmp.path())->alive);
   CHECK_NOTHROW(volume::RekeyLease(tmp.path(), "/mnt/a", 2));
 }
+
+TEST_CASE("asking whether a record is held takes no lock that a runner would trip on",
+          "[presence]") {
+  TempDir tmp;
+  const auto path = tmp.path() / "record";
+  const UniqueFd runner(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  const UniqueFd reader(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  const UniqueFd next_runner(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+  REQUIRE((runner && reader && next_runner));
+  CHECK(!volume::byte_is_locked(reader.get(), F_RDLCK, 0, path));
+  // The reader's question, asked while nobody runs, must leave the slot free: a read
+  // lock taken to ask made a rekey started at that moment refuse ("already running").
+  CHECK(volume::try_lock_byte(next_runner.get(), F_WRLCK, 0, path));
+  CHECK(volume::byte_is_locked(reader.get(), F_RDLCK, 0, path));
+  CHECK(!volume::try_lock_byte(runner.get(), F_WRLCK, 0, path));
+}
