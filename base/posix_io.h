@@ -40,10 +40,16 @@ class UniqueFd {
   int fd_ = -1;
 };
 
+using DirEntryFn = std::function<void(std::string_view name, ino_t ino, unsigned char type)>;
+
 // Calls `fn(name, inode, type)` for each entry of directory `dir_fd` but "." and "..",
-// read through a descriptor of its own (`dir_fd`'s position is left alone). 0 or -errno.
-int for_each_dir_entry(int dir_fd,
-                       const std::function<void(std::string_view, ino_t, unsigned char)>& fn);
+// read through a descriptor of its own (`dir_fd`, which may be O_PATH, is left alone).
+// 0 or -errno.
+int for_each_dir_entry(int dir_fd, const DirEntryFn& fn);
+
+// The same over `dir_fd` itself, a directory opened for this listing (not O_PATH), read
+// from where it stands (the start, on a fresh descriptor): saves opening another.
+int list_open_directory(int dir_fd, const DirEntryFn& fn);
 
 // Both return the bytes transferred (short only at EOF for reads) or -errno.
 ssize_t pread_full(int fd, void* buf, std::size_t len, off_t offset);

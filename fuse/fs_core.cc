@@ -158,9 +158,7 @@ int WardFs::dir_id_of(Inode& dir, crypto::DirId& out) {
   std::lock_guard lock(dir.state_mutex);
   if (!dir.dir_id) {
     crypto::DirId id{};
-    UniqueFd fd(::openat(dir.fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!fd) return -errno;
-    if (const int rc = volume::read_dir_id(fd.get(), id); rc != 0) {
+    if (const int rc = volume::read_dir_id(dir.fd.get(), id); rc != 0) {
       spdlog::error("directory {} has no readable {}: {}", dir.display_path, volume::kDirIdFileName,
                     std::strerror(-rc));
       return -EIO;

@@ -29,30 +29,29 @@ void WardFs::opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   // Inode numbers for "." and "..", as a local file system lists them (glibc's readdir
   // hides entries with inode 0). The mount root's ".." is the root itself, as on the
   // root of any file system: the kernel, not the listing, steps out of a mount.
-  struct stat self {};
   struct stat up {};
   const bool is_root = ino == FUSE_ROOT_ID;
-  if (::fstat(handle->fd.get(), &self) != 0 ||
-      (!is_root && ::fstatat(handle->fd.get(), "..", &up, AT_SYMLINK_NOFOLLOW) != 0)) {
+  if (!is_root && ::fstatat(handle->fd.get(), "..", &up, AT_SYMLINK_NOFOLLOW) != 0) {
     fuse_reply_err(req, errno);
     return;
   }
-  handle->dot_ino = self.st_ino;
-  handle->dotdot_ino = is_root ? self.st_ino : up.st_ino;
+  handle->dot_ino = dir.ino;
+  handle->dotdot_ino = is_root ? dir.ino : up.st_ino;
   crypto::DirId dir_id{};
   int rc = dir_id_of(dir, dir_id);
   // Under the entries lock: a rekey renames entries (and drops long-name sidecars) under
   // it, and a listing taken half before and half after would miss or repeat names.
   std::lock_guard entries_lock(dir.entries_mutex);
   if (rc == 0) {
-    rc = names_.list(handle->fd.get(), dir_id, handle->entries,
-                     [&](std::string_view backing, std::string_view why) {
-                       counters_.integrity_failures++;
-                       spdlog::error("integrity failure in directory {}: entry {}: {}", dir.path(),
-                                     backing, why);
-                       audit_.integrity(dir.path(), volume::kHeaderChunk,
-                                        "entry " + std::string(backing) + ": " + std::string(why));
-                     });
+    rc = names_.list_open(handle->fd.get(), dir_id, handle->entries,
+                          [&](std::string_view backing, std::string_view why) {
+                            counters_.integrity_failures++;
+                            spdlog::error("integrity failure in directory {}: entry {}: {}",
+                                          dir.path(), backing, why);
+                            audit_.integrity(
+                                dir.path(), volume::kHeaderChunk,
+                                "entry " + std::string(backing) + ": " + std::string(why));
+                          });
   }
   if (rc != 0) {
     fuse_reply_err(req, -rc);

@@ -134,7 +134,14 @@ std::optional<std::string> NameMapper::decrypt_entry(int dir_fd, const crypto::D
 
 int NameMapper::list(int dir_fd, const crypto::DirId& dir_id, std::vector<DirEntry>& out,
                      const NameReporter& reporter) const {
-  return for_each_dir_entry(dir_fd, [&](std::string_view backing, ino_t ino, unsigned char type) {
+  const UniqueFd fd(::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) return -errno;
+  return list_open(fd.get(), dir_id, out, reporter);
+}
+
+int NameMapper::list_open(int dir_fd, const crypto::DirId& dir_id, std::vector<DirEntry>& out,
+                          const NameReporter& reporter) const {
+  return list_open_directory(dir_fd, [&](std::string_view backing, ino_t ino, unsigned char type) {
     if (is_metadata_entry(backing)) return;
     std::uint32_t generation = 0;
     auto name = decrypt_entry(dir_fd, dir_id, backing, &generation);

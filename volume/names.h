@@ -62,8 +62,13 @@ class NameMapper {
   int write_sidecar(int dir_fd, const ResolvedName& name) const;
   void remove_sidecar(int dir_fd, const ResolvedName& name) const;
 
+  // The entries of `dir_fd` (O_PATH too), read through a descriptor of its own.
   int list(int dir_fd, const crypto::DirId& dir_id, std::vector<DirEntry>& out,
            const NameReporter& reporter) const;
+  // The same over `open_dir_fd`, a directory freshly opened for the listing (opendir's),
+  // read from where it stands: saves opening another.
+  int list_open(int open_dir_fd, const crypto::DirId& dir_id, std::vector<DirEntry>& out,
+                const NameReporter& reporter) const;
   // The plaintext name and the generation that sealed it.
   std::optional<std::string> decrypt_entry(int dir_fd, const crypto::DirId& dir_id,
                                            std::string_view backing,
