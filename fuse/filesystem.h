@@ -207,6 +207,9 @@ class WardFs {
   enum class PrivilegeChange { write, truncate_by_capable, truncate_by_other };
   int drop_privileges(fuse_req_t req, fuse_ino_t ino, int fd, PrivilegeChange change);
   bool caller_has_fsetid(fuse_req_t req);
+  // `mode`, seen by a look that began after `changes_before_look` mode changes: writes
+  // skip the look while it had no setuid or setgid bit and nothing changed since.
+  void note_mode(Inode& inode, mode_t mode, std::uint64_t changes_before_look);
   std::string proc_path(const Inode& inode) const;
   fuse_ino_t ino_of(Inode& inode);
   // Whether other mounts may change the backing files under this one: read-only mounts

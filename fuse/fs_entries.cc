@@ -355,6 +355,9 @@ void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mod
     return;
   }
   hand_to_caller(req, parent, fd.get(), e.attr);
+  // The kernel knows nothing of the file yet, so no chmod can race this look at its mode.
+  Inode& made = inode_of(e.ino);
+  note_mode(made, e.attr.st_mode, made.mode_changes.load());
   auto handle = std::make_unique<FileHandle>();
   handle->fd = std::move(fd);
   handle->append = engine_appends(fi->flags);

@@ -121,6 +121,8 @@ void WardFs::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_s
     if (::fchownat(inode.fd.get(), "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
       rc = -errno;
   }
+  // After the change, so a look at the mode that began before it does not count.
+  if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) ++inode.mode_changes;
   if (rc == 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
     if (!S_ISREG(inode.type)) {
       rc = -EINVAL;

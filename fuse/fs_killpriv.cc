@@ -64,12 +64,24 @@ bool WardFs::caller_has_fsetid(fuse_req_t req) {
   return !caps || (*caps & (1ULL << kCapFsetid)) != 0;
 }
 
+void WardFs::note_mode(Inode& inode, mode_t mode, std::uint64_t changes_before_look) {
+  // Another mount may chmod the file behind our back: there, look every time.
+  if (follows_other_mounts() || (mode & (S_ISUID | S_ISGID)) != 0) return;
+  inode.unprivileged_as_of.store(changes_before_look);
+}
+
 int WardFs::drop_privileges(fuse_req_t req, fuse_ino_t ino, int fd, PrivilegeChange change) {
   if (!killpriv_active_.load(std::memory_order_relaxed)) return 0;
+  Inode& inode = inode_of(ino);
+  const std::uint64_t changes = inode.mode_changes.load();
+  if (inode.unprivileged_as_of.load() == changes) return 0;
   struct stat st {};
   if (::fstat(fd, &st) != 0) return -errno;
   const mode_t mode = st.st_mode & 07777;
-  if (!S_ISREG(st.st_mode) || (mode & (S_ISUID | S_ISGID)) == 0) return 0;
+  if (!S_ISREG(st.st_mode) || (mode & (S_ISUID | S_ISGID)) == 0) {
+    note_mode(inode, st.st_mode, changes);
+    return 0;
+  }
   if (change == PrivilegeChange::truncate_by_capable) return 0;
   if (change == PrivilegeChange::write && caller_has_fsetid(req)) return 0;
   mode_t kept = mode & ~S_ISUID;

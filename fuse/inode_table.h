@@ -31,6 +31,12 @@ struct Inode {
   ino_t ino = 0;
   mode_t type = 0;  // S_IFMT bits
   std::atomic<std::uint64_t> nlookup{0};
+  // Writes skip the fstat that looks for setuid and setgid bits to drop while the file
+  // was last seen without them, on a mount where every mode change comes through this
+  // daemon. setattr counts its mode and owner changes after making them; a look counts
+  // only if no change was counted since it began (unprivileged_as_of == mode_changes).
+  std::atomic<std::uint64_t> mode_changes{0};
+  std::atomic<std::uint64_t> unprivileged_as_of{UINT64_MAX};
 
   std::mutex state_mutex;  // guards dir_id, content creation, display_path and link_dir
   std::optional<crypto::DirId> dir_id;

@@ -318,17 +318,45 @@ int FileContent::reserve_slots(int fd, std::uint64_t first, std::uint64_t last,
   if (::fallocate(fd, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(from),
                   static_cast<off_t>(to - from)) == 0)
     return 0;
-  return errno == ENOSPC || errno == EDQUOT ? -errno : 0;
+  // EFBIG: past the file system's (or the caller's RLIMIT_FSIZE) largest file, which the
+  // write itself would hit part way.
+  return errno == ENOSPC || errno == EDQUOT || errno == EFBIG ? -errno : 0;
+}
+
+int FileContent::reserve_for_write(int fd, std::uint64_t first, std::uint64_t last,
+                                   std::uint64_t old_size, std::uint64_t new_size) {
+  // Only a chunk overwritten in place can be torn by a full disk. Slots wholly past the
+  // old end are cut away again by cut_back_failed_extend, and so is the empty file's
+  // chunk, which it seals anew. In-place slots need no blocks unless the file has holes.
+  // This saves a fallocate per write for new files, appends and most overwrites.
+  const std::uint64_t from = layout_.slot_offset(first);
+  const std::uint64_t to = std::min(layout_.slot_offset(last + 1), layout_.backing_size(new_size));
+  const std::uint64_t old_end = layout_.backing_size(old_size);
+  const bool only_new_space = from >= old_end || old_size == 0;
+  const bool only_allocated = to <= old_end && !header_.has_holes();
+  if (only_new_space || only_allocated) return 0;
+  return reserve_slots(fd, first, last, new_size);
+}
+
+int FileContent::write_empty_chunk(int fd) {
+  const auto keys = keys_for(header_.generation);
+  std::vector<std::uint8_t> sealed(layout_.overhead());
+  crypto::seal_chunk(layout_, keys->content(), header_.generation, {header_.file_id, 0, true}, {},
+                     sealed);
+  const ssize_t n = pwrite_full(fd, sealed.data(), sealed.size(), crypto::kHeaderSize);
+  return n < 0 ? static_cast<int>(n) : 0;
 }
 
 int FileContent::cut_back_failed_extend(int fd, std::uint64_t old_size, int rc) {
   // A write past the end that failed part way (ENOSPC, EIO) can leave some of its new slots
   // on disk, and with them a backing size that is invalid or ends in an unflagged chunk: the
   // whole file would read as EIO from its next open. Cutting the backing file back to the
-  // old size keeps it what it was (a chunk the write overwrote in place may still be lost).
+  // old size keeps it what it was (a chunk the write overwrote in place may still be lost,
+  // but never the empty file's, which is sealed again: its blocks are the header's).
   const auto want = static_cast<off_t>(layout_.backing_size(old_size));
   struct stat st {};
   if (::fstat(fd, &st) == 0 && st.st_size > want) (void)::ftruncate(fd, want);
+  if (old_size == 0) (void)write_empty_chunk(fd);
   return rc;
 }
 
@@ -367,9 +395,10 @@ ssize_t FileContent::write_locked(int fd, ByteView data, std::uint64_t offset) {
   const std::uint64_t last = (end - 1) / cs;
 
   // Blocks first, so a full disk fails the write before it has torn a chunk.
-  if (const int rc = reserve_slots(fd, first, last, new_size); rc != 0) return rc;
+  if (const int rc = reserve_for_write(fd, first, last, old_size, new_size); rc != 0) return rc;
   if (new_final > old_final && old_final < first) {  // the old tail is re-sealed in full
-    if (const int rc = reserve_slots(fd, old_final, old_final, new_size); rc != 0) return rc;
+    if (const int rc = reserve_for_write(fd, old_final, old_final, old_size, new_size); rc != 0)
+      return rc;
   }
   // Holes are announced in the header before the gap exists (or filled, if not allowed).
   if (const int rc = fill_gap(fd, old_final + 1, first); rc != 0)
@@ -433,7 +462,7 @@ ssize_t FileContent::write_locked(int fd, ByteView data, std::uint64_t offset) {
                         });
     if (rc != 0) {
       tail_index_.reset();
-      return rc;
+      return cut_back_failed_extend(fd, old_size, rc);
     }
   }
   size_ = new_size;

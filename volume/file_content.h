@@ -141,6 +141,11 @@ class FileContent {
   void clear_has_holes_if_filled(int fd);
   int cut_back_failed_extend(int fd, std::uint64_t old_size, int rc);
   int reserve_slots(int fd, std::uint64_t first, std::uint64_t last, std::uint64_t new_size);
+  // reserve_slots where a write growing the file from old_size could tear a chunk.
+  int reserve_for_write(int fd, std::uint64_t first, std::uint64_t last, std::uint64_t old_size,
+                        std::uint64_t new_size);
+  // The empty file's one chunk (sealed, empty, final) at its place after the header.
+  int write_empty_chunk(int fd);
   void report(std::uint64_t chunk, std::string_view reason) const;
   // A generation above the active one: another mount rotated and sealed under it before
   // this one followed wardfs.conf. Reads then fail with -ENOKEY, not reported as damage,

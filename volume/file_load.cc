@@ -20,6 +20,7 @@ int FileContent::create(int fd) {
   header_.generation = volume_.keys().active_generation();
   keys_.clear();
   const auto keys = keys_for(header_.generation);
+  // Header and empty chunk in one write (write_empty_chunk seals the same chunk alone).
   std::vector<std::uint8_t> buf(crypto::kHeaderSize + layout_.overhead());
   const auto raw = crypto::encode_header(header_, *keys);
   std::copy(raw.begin(), raw.end(), buf.begin());
