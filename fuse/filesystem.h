@@ -59,7 +59,12 @@ struct FsCounters {
 };
 
 struct FileHandle {
-  UniqueFd fd;
+  UniqueFd fd;  // the backing file, opened for this handle
+  // Or, for a file this handle created, the inode's own descriptor (read-write, as
+  // created), which outlives the handle: the kernel forgets an inode only after its last
+  // release. Saves a dup and a close per file created.
+  int borrowed_fd = -1;
+  int backing() const { return borrowed_fd >= 0 ? borrowed_fd : fd.get(); }
   bool append = false;
   // The open's O_ACCMODE: the backing fd is read-write even for O_WRONLY opens (partial
   // chunks are read back), so copy_file_range checks the caller's mode here.

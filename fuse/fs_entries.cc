@@ -331,18 +331,27 @@ void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mod
     return;
   }
   fuse_entry_param e{};
+  auto handle = std::make_unique<FileHandle>();
   if (rc == 0) {
-    // The inode keeps a dup of the new fd: no second lookup of the name.
-    UniqueFd inode_fd(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
-    rc = inode_fd ? entry_from_fd(parent, name, std::move(inode_fd), e) : -errno;
+    // The inode takes the new fd (no second lookup of the name) and the handle borrows it.
+    // A lookup racing this one (readdirplus) may have put the inode in the table first,
+    // with its own fd, and ours is closed: then the handle opens its own.
+    const int created = fd.get();
+    rc = entry_from_fd(parent, name, std::move(fd), e);
+    if (rc == 0 && inode_of(e.ino).fd.get() == created && !options_.shared) {
+      handle->borrowed_fd = created;
+    } else if (rc == 0) {
+      rc = open_backing(inode_of(e.ino), O_RDWR, handle->fd);
+      if (rc != 0) forget(e.ino, 1);
+    }
   }
   if (rc == 0) {
     auto& content = content_of(inode_of(e.ino));
     // -o shared: held until the header is written, so that another mount opening the
     // name meanwhile waits for it (wait_for_header) instead of reading a cut file.
     volume::SharedFileGate::Pass pass;
-    if (options_.shared) rc = content.shared_gate().enter(fd.get(), true, pass);
-    if (rc == 0) rc = content.create(fd.get());
+    if (options_.shared) rc = content.shared_gate().enter(handle->backing(), true, pass);
+    if (rc == 0) rc = content.create(handle->backing());
     pass.release();
     if (rc != 0) {
       ::unlinkat(parent.fd.get(), r.backing.c_str(), 0);
@@ -354,12 +363,10 @@ void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mod
     fuse_reply_err(req, -rc);
     return;
   }
-  hand_to_caller(req, parent, fd.get(), e.attr);
+  hand_to_caller(req, parent, handle->backing(), e.attr);
   // The kernel knows nothing of the file yet, so no chmod can race this look at its mode.
   Inode& made = inode_of(e.ino);
   note_mode(made, e.attr.st_mode, made.mode_changes.load());
-  auto handle = std::make_unique<FileHandle>();
-  handle->fd = std::move(fd);
   handle->append = engine_appends(fi->flags);
   handle->access = fi->flags & O_ACCMODE;
   fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
@@ -388,14 +395,14 @@ void WardFs::create_existing(fuse_req_t req, Inode& parent, const char* name, fu
   bool changed_elsewhere = false;
   if (rc == 0) {
     rc = with_current_keys(inode, [&] {
-      return load_for_open(content_of(inode), handle->fd.get(), (fi->flags & O_TRUNC) != 0,
+      return load_for_open(content_of(inode), handle->backing(), (fi->flags & O_TRUNC) != 0,
                            changed_elsewhere);
     });
   }
   if (rc == 0 && (fi->flags & O_TRUNC) != 0) {
-    rc = drop_privileges(req, e.ino, handle->fd.get(), PrivilegeChange::write);
+    rc = drop_privileges(req, e.ino, handle->backing(), PrivilegeChange::write);
     struct stat st {};
-    if (rc == 0 && ::fstat(handle->fd.get(), &st) == 0) e.attr.st_mode = st.st_mode;
+    if (rc == 0 && ::fstat(handle->backing(), &st) == 0) e.attr.st_mode = st.st_mode;
   }
   if (rc != 0) {
     forget(e.ino, 1);

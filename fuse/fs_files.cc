@@ -130,7 +130,7 @@ void WardFs::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_s
       rc = -EROFS;
     } else {
       UniqueFd own;
-      int fd = fi != nullptr ? handle_of(fi).fd.get() : -1;
+      int fd = fi != nullptr ? handle_of(fi).backing() : -1;
       if (fd < 0) {
         rc = open_backing(inode, O_RDWR, own);
         fd = own.get();
@@ -222,12 +222,12 @@ void WardFs::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   bool changed_elsewhere = false;
   if (rc == 0) {
     rc = with_current_keys(inode, [&] {
-      return load_for_open(content, handle->fd.get(), (fi->flags & O_TRUNC) != 0,
+      return load_for_open(content, handle->backing(), (fi->flags & O_TRUNC) != 0,
                            changed_elsewhere);
     });
   }
   if (rc == 0 && (fi->flags & O_TRUNC) != 0)
-    rc = drop_privileges(req, ino, handle->fd.get(), PrivilegeChange::write);
+    rc = drop_privileges(req, ino, handle->backing(), PrivilegeChange::write);
   if (rc != 0) {
     fuse_reply_err(req, -rc);
     return;
@@ -246,7 +246,7 @@ void WardFs::read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_f
   const volume::ScratchBuffer buf(size);
   Inode& inode = inode_of(ino);
   auto& content = content_of(inode);
-  const int fd = handle_of(fi).fd.get();
+  const int fd = handle_of(fi).backing();
   const ssize_t n = with_current_keys(inode, [&]() -> ssize_t {
     volume::SharedFileGate::Pass pass;
     if (const int rc = begin_shared_access(content, fd, false, pass); rc != 0) return rc;
@@ -268,7 +268,7 @@ void WardFs::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size,
   // Page-cache writeback carries no caller; for a file with privileges to lose the
   // kernel writes through instead, so those writes come here with their caller.
   if (!fi->writepage) {
-    if (const int rc = drop_privileges(req, ino, handle.fd.get(), PrivilegeChange::write);
+    if (const int rc = drop_privileges(req, ino, handle.backing(), PrivilegeChange::write);
         rc != 0) {
       fuse_reply_err(req, -rc);
       return;
@@ -278,9 +278,9 @@ void WardFs::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size,
       handle.append ? volume::kAppendOffset : static_cast<std::uint64_t>(off);
   const ssize_t n = with_current_keys(inode, [&]() -> ssize_t {
     volume::SharedFileGate::Pass pass;
-    if (const int rc = begin_shared_access(content, handle.fd.get(), true, pass); rc != 0)
+    if (const int rc = begin_shared_access(content, handle.backing(), true, pass); rc != 0)
       return rc;
-    return content.write(handle.fd.get(), {reinterpret_cast<const std::uint8_t*>(buf), size},
+    return content.write(handle.backing(), {reinterpret_cast<const std::uint8_t*>(buf), size},
                          offset);
   });
   if (n < 0) {
@@ -300,7 +300,7 @@ void WardFs::release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void WardFs::fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
-  const int fd = handle_of(fi).fd.get();
+  const int fd = handle_of(fi).backing();
   const int r = datasync ? ::fdatasync(fd) : ::fsync(fd);
   fuse_reply_err(req, r == 0 ? 0 : errno);
 }
@@ -308,7 +308,7 @@ void WardFs::fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi)
 void WardFs::fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
                        fuse_file_info* fi) {
   auto& content = content_of(inode_of(ino));
-  const int fd = handle_of(fi).fd.get();
+  const int fd = handle_of(fi).backing();
   const auto offset = static_cast<std::uint64_t>(off);
   const auto length = static_cast<std::uint64_t>(len);
   const bool keep_size = (mode & FALLOC_FL_KEEP_SIZE) != 0;
@@ -369,7 +369,7 @@ void WardFs::copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fu
   // length itself would read 4 GiB copied as 0, end of file.
   constexpr size_t kMaxReplyCount = 0xFFFFF000;  // UINT32_MAX rounded down to a 4 KiB page
   const ssize_t n = content_of(src).copy_to(
-      in.fd.get(), static_cast<std::uint64_t>(off_in), content_of(dst), out.fd.get(),
+      in.backing(), static_cast<std::uint64_t>(off_in), content_of(dst), out.backing(),
       static_cast<std::uint64_t>(off_out), std::min(len, kMaxReplyCount));
   if (n < 0) {
     fuse_reply_err(req, static_cast<int>(-n));
