@@ -1,7 +1,9 @@
 #include "daemon/transport.h"
 
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -62,10 +64,18 @@ void enable_kernel_io_uring(const stdfs::path& param) {
 
 }  // namespace
 
+unsigned ring_queue_depth(unsigned cpus, std::size_t payload_bytes) {
+  const std::size_t per_cpu = kRingBuffersBudget / std::max<std::size_t>(1, cpus);
+  return static_cast<unsigned>(
+      std::clamp<std::size_t>(per_cpu / std::max<std::size_t>(1, payload_bytes), 1, kMaxRingDepth));
+}
+
 std::string io_uring_session_option(IoUringMode mode, const stdfs::path& param) {
   if (mode == IoUringMode::off) return "";
   if (mode == IoUringMode::force && !kernel_io_uring_enabled(param)) enable_kernel_io_uring(param);
-  return "io_uring";
+  // One queue per configured CPU, as libfuse makes them (fuse_uring.c).
+  const auto cpus = static_cast<unsigned>(std::max(1, ::get_nprocs_conf()));
+  return "io_uring,io_uring_q_depth=" + std::to_string(ring_queue_depth(cpus));
 }
 
 }  // namespace wardfs::daemon

@@ -3,6 +3,7 @@
 // module's enable_uring parameter). io_uring saves a read()/write() pair per request.
 #pragma once
 
+#include <cstddef>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -23,7 +24,16 @@ std::string_view io_uring_mode_name(IoUringMode mode);
 // True when the kernel offers FUSE over io_uring to new mounts (the parameter reads Y).
 bool kernel_io_uring_enabled(const std::filesystem::path& param = kEnableUringParam);
 
-// The libfuse session option for `mode` ("io_uring" or empty). For force, first sets the
+// libfuse 3.18 gives each CPU a ring of io_uring_q_depth entries (8 by default), each with
+// its own payload buffer of max_write (1 MiB): 8 MiB per CPU once large writes have
+// touched them, 256 MiB on a 32-CPU host. The depth is chosen so that all the rings
+// together stay within kRingBuffersBudget, with at least one entry per CPU.
+inline constexpr std::size_t kRingBuffersBudget = std::size_t{32} << 20;
+inline constexpr unsigned kMaxRingDepth = 8;  // libfuse's default
+unsigned ring_queue_depth(unsigned cpus, std::size_t payload_bytes = std::size_t{1} << 20);
+
+// The libfuse session options for `mode` ("io_uring,io_uring_q_depth=N", or empty: N from
+// ring_queue_depth for this host's CPUs, as libfuse counts them). For force, first sets the
 // kernel parameter to 1 if it is not; throws WardError(mount_failure) naming the fix when
 // that is impossible (no such parameter, or not root). The only kernel setting wardfs ever
 // changes, and only when told to.
