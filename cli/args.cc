@@ -1,4 +1,6 @@
 // Option values that several commands parse the same way (commands.h).
+#include <unistd.h>
+
 #include <string>
 
 #include "base/errors.h"
@@ -29,6 +31,17 @@ std::optional<std::chrono::milliseconds> command_timeout(double seconds) {
     throw WardError(ErrorKind::usage, "--command-timeout must be a number of seconds above 0");
   }
   return std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
+}
+
+keystore::Credentials credentials_from_options(const std::string& keyfile,
+                                               const std::string& passfile,
+                                               const std::string& pin_file) {
+  keystore::Credentials creds;
+  if (!keyfile.empty()) creds.keyfile = keyfile;
+  if (!passfile.empty()) creds.passfile = passfile;
+  if (!pin_file.empty()) creds.pin_file = pin_file;
+  creds.interactive = ::isatty(STDIN_FILENO) != 0;
+  return creds;
 }
 
 }  // namespace wardfs::cli

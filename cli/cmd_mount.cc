@@ -49,9 +49,7 @@ int run_mount(const MountArgs& a) {
   req.mount_point = a.mount_point;
   req.foreground = a.foreground;
   req.max_threads = a.threads;
-  if (!a.keyfile.empty()) req.credentials.keyfile = a.keyfile;
-  if (!a.passfile.empty()) req.credentials.passfile = a.passfile;
-  req.credentials.interactive = ::isatty(STDIN_FILENO) != 0;
+  req.credentials = credentials_from_options(a.keyfile, a.passfile);
   if (!a.log_file.empty()) req.log_file = std::filesystem::absolute(a.log_file);
   if (!a.log_level.empty()) set_log_level(a.log_level, req);
   req.protect_mount_point = a.protect_mount_point;

@@ -1,6 +1,5 @@
 // wardfs rewrap: move a volume's data keys under a new key-encryption key (passphrase
 // change, key file to HSM, KEK rotation). Touches no data; replaces the config atomically.
-#include <unistd.h>
 
 #include <iostream>
 
@@ -33,12 +32,8 @@ struct RewrapArgs {
 // summary at the end names both keystores.
 keystore::Credentials credentials(const std::string& keyfile, const std::string& passfile,
                                   const std::string& pin_file, double timeout_seconds) {
-  keystore::Credentials creds;
-  if (!keyfile.empty()) creds.keyfile = keyfile;
-  if (!passfile.empty()) creds.passfile = passfile;
-  if (!pin_file.empty()) creds.pin_file = pin_file;
+  keystore::Credentials creds = credentials_from_options(keyfile, passfile, pin_file);
   creds.command_timeout = command_timeout(timeout_seconds);
-  creds.interactive = ::isatty(STDIN_FILENO) != 0;
   creds.notify = nullptr;
   return creds;
 }

@@ -8,6 +8,8 @@
 #include <optional>
 #include <string>
 
+#include "keystore/keystore.h"
+
 namespace wardfs::cli {
 
 using Runner = std::function<int()>;
@@ -30,5 +32,11 @@ std::optional<std::uint64_t> parse_size(const std::string& text);
 
 // --command-timeout SECONDS: nullopt for 0 (use the default); throws WardError(usage).
 std::optional<std::chrono::milliseconds> command_timeout(double seconds);
+
+// The keystore credentials that --keyfile, --passfile and --pin-file name (an empty
+// string is an option not given); prompts only where stdin is a terminal.
+keystore::Credentials credentials_from_options(const std::string& keyfile,
+                                               const std::string& passfile,
+                                               const std::string& pin_file = {});
 
 }  // namespace wardfs::cli

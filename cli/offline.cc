@@ -1,7 +1,6 @@
 #include "cli/offline.h"
 
-#include <unistd.h>
-
+#include "cli/commands.h"
 #include "daemon/mount.h"
 
 namespace wardfs::cli {
@@ -22,9 +21,7 @@ namespace {
 service::SessionOptions offline_session(const OfflineCredentials& creds,
                                         const std::optional<std::string>& changing) {
   service::SessionOptions o;
-  if (!creds.keyfile.empty()) o.credentials.keyfile = creds.keyfile;
-  if (!creds.passfile.empty()) o.credentials.passfile = creds.passfile;
-  o.credentials.interactive = ::isatty(STDIN_FILENO) != 0;
+  o.credentials = credentials_from_options(creds.keyfile, creds.passfile);
   if (changing) {
     o.lease = service::LeaseRequest{
         .use = volume::LeaseUse::offline_change,

@@ -111,9 +111,8 @@ class WorkerPool {
  private:
   bool start_reading(fuse_buf& buf) {
     std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return stopping_ || readers_ < kMaxIdleReaders; });
+    changed_.wait(lock, [&] { return stopping_ || reading_.size() < kMaxIdleReaders; });
     if (stopping_) return false;
-    ++readers_;
     reading_.push_back(::pthread_self());
     if (!spare_buffers_.empty()) {
       buf.mem = spare_buffers_.back();  // the most recently used: already resident
@@ -124,10 +123,9 @@ class WorkerPool {
 
   void stop_reading(bool got_request) {
     std::lock_guard lock(mutex_);
-    --readers_;
     std::erase(reading_, ::pthread_self());
     // This worker is about to serve a request: the next one needs a reader.
-    if (got_request && readers_ == 0) changed_.notify_one();
+    if (got_request && reading_.empty()) changed_.notify_one();
   }
 
   void give_back(fuse_buf& buf) {
@@ -146,7 +144,6 @@ class WorkerPool {
   fuse_session* const session_;
   std::mutex mutex_;
   std::condition_variable changed_;
-  unsigned readers_ = 0;
   bool stopping_ = false;
   bool any_stopped_ = false;
   int result_ = 0;

@@ -59,10 +59,9 @@ void save_config_atomic(const std::filesystem::path& cipher_dir,
   if (dir) ::fsync(dir.get());
 }
 
-ConfigLock::ConfigLock(const std::filesystem::path& cipher_dir)
-    : fd_(::open((cipher_dir / "wardfs.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
-                 0600)) {
+ConfigLock::ConfigLock(const std::filesystem::path& cipher_dir) {
   const auto path = cipher_dir / "wardfs.lock";
+  fd_.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd_)
     throw WardError(ErrorKind::io, "cannot open " + path.string() + ": " + std::strerror(errno));
   while (::flock(fd_.get(), LOCK_EX) != 0) {

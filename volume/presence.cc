@@ -20,6 +20,15 @@ namespace {
 constexpr std::size_t kMaxRecordBytes = 8192;
 // Larger than any record written, so a renewal always overwrites the whole previous one.
 constexpr std::size_t kPaddedRecordBytes = 1024;
+
+struct flock one_byte(short type, off_t byte) {
+  struct flock fl {};
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = byte;
+  fl.l_len = 1;
+  return fl;
+}
 }  // namespace
 
 std::int64_t unix_now() {
@@ -41,11 +50,7 @@ std::string random_record_id() {
 }
 
 bool try_lock_byte(int fd, short type, off_t byte, const std::filesystem::path& path) {
-  struct flock fl {};
-  fl.l_type = type;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = byte;
-  fl.l_len = 1;
+  struct flock fl = one_byte(type, byte);
   while (::fcntl(fd, F_OFD_SETLK, &fl) != 0) {
     if (errno == EAGAIN || errno == EACCES) return false;
     if (errno != EINTR)
@@ -55,11 +60,7 @@ bool try_lock_byte(int fd, short type, off_t byte, const std::filesystem::path& 
 }
 
 bool byte_is_locked(int fd, short type, off_t byte, const std::filesystem::path& path) {
-  struct flock fl {};
-  fl.l_type = type;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = byte;
-  fl.l_len = 1;
+  struct flock fl = one_byte(type, byte);
   while (::fcntl(fd, F_OFD_GETLK, &fl) != 0) {
     if (errno != EINTR)
       throw WardError(ErrorKind::io,
