@@ -1,6 +1,7 @@
 // Errors that cross library boundaries carry a kind, which the CLI maps to its exit code.
 #pragma once
 
+#include <cerrno>
 #include <stdexcept>
 #include <string>
 
@@ -24,5 +25,10 @@ class WardError : public std::runtime_error {
  private:
   ErrorKind kind_;
 };
+
+// What a FUSE mount answers once its daemon is gone: ENOTCONN, or ECONNABORTED for a
+// moment after the daemon dies while the kernel still tears the connection down (seen
+// with FUSE over io_uring: statfs gave ECONNABORTED for ~3 ms, then ENOTCONN).
+inline bool is_lost_fuse_connection(int err) { return err == ENOTCONN || err == ECONNABORTED; }
 
 }  // namespace wardfs

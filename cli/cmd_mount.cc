@@ -126,7 +126,7 @@ int detach(const std::filesystem::path& path) {
   if (::geteuid() == 0) {
     // A mount whose daemon died answers nothing; detaching it is all that is left.
     if (::umount2(path.c_str(), 0) != 0 &&
-        !(errno == ENOTCONN && ::umount2(path.c_str(), MNT_DETACH) == 0)) {
+        !(is_lost_fuse_connection(errno) && ::umount2(path.c_str(), MNT_DETACH) == 0)) {
       throw WardError(ErrorKind::mount_failure,
                       "cannot unmount " + path.string() + ": " + std::strerror(errno) +
                           (errno == EBUSY ? " (files are still open there)" : ""));

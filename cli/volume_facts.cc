@@ -5,6 +5,7 @@
 #include <cerrno>
 
 #include "audit/files.h"
+#include "base/errors.h"
 #include "crypto/aead.h"
 #include "crypto/bytes.h"
 #include "crypto/config.h"
@@ -20,7 +21,7 @@ using nlohmann::json;
 // attribute cache.
 bool mount_is_dead(const std::string& mount_point) {
   struct statfs st {};
-  return ::statfs(mount_point.c_str(), &st) != 0 && errno == ENOTCONN;
+  return ::statfs(mount_point.c_str(), &st) != 0 && is_lost_fuse_connection(errno);
 }
 
 json wardfs_mounts() {

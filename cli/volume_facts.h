@@ -11,7 +11,7 @@
 namespace wardfs::cli {
 
 // A mount whose daemon died stays in the mount table and fails every request with
-// ENOTCONN until it is detached.
+// ENOTCONN (ECONNABORTED at first) until it is detached.
 bool mount_is_dead(const std::string& mount_point);
 
 // [{"cipher_dir", "mount_point", "read_only", "state": "live"|"dead"}]

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/errors.h"
 #include "fuse/filesystem.h"
 
 namespace wardfs::fuse {
@@ -128,7 +129,7 @@ void WardFs::statfs(fuse_req_t req, fuse_ino_t) {
   if (::fstatvfs(inodes_.root().fd.get(), &st) != 0) {
     // ENOTCONN from a wardfs mount means its own daemon is gone (wardfs status reads it
     // so); a backing file system that lost its server is an I/O error here.
-    fuse_reply_err(req, errno == ENOTCONN ? EIO : errno);
+    fuse_reply_err(req, is_lost_fuse_connection(errno) ? EIO : errno);
     return;
   }
   // Report what fits as plaintext: each chunk costs a slot on disk.
