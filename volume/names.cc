@@ -134,14 +134,18 @@ std::optional<std::string> NameMapper::decrypt_entry(int dir_fd, const crypto::D
 
 int NameMapper::list(int dir_fd, const crypto::DirId& dir_id, std::vector<DirEntry>& out,
                      const NameReporter& reporter) const {
-  const UniqueFd fd(::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd) return -errno;
-  return list_open(fd.get(), dir_id, out, reporter);
+  return for_each_dir_entry(dir_fd, collector(dir_fd, dir_id, out, reporter));
 }
 
 int NameMapper::list_open(int dir_fd, const crypto::DirId& dir_id, std::vector<DirEntry>& out,
                           const NameReporter& reporter) const {
-  return list_open_directory(dir_fd, [&](std::string_view backing, ino_t ino, unsigned char type) {
+  return list_open_directory(dir_fd, collector(dir_fd, dir_id, out, reporter));
+}
+
+DirEntryFn NameMapper::collector(int dir_fd, const crypto::DirId& dir_id,
+                                 std::vector<DirEntry>& out, const NameReporter& reporter) const {
+  return [this, dir_fd, &dir_id, &out, &reporter](std::string_view backing, ino_t ino,
+                                                  unsigned char type) {
     if (is_metadata_entry(backing)) return;
     std::uint32_t generation = 0;
     auto name = decrypt_entry(dir_fd, dir_id, backing, &generation);
@@ -152,7 +156,7 @@ int NameMapper::list_open(int dir_fd, const crypto::DirId& dir_id, std::vector<D
       return;
     }
     out.push_back({std::move(*name), std::string(backing), ino, type, generation});
-  });
+  };
 }
 
 std::string NameMapper::xattr_backing_name(std::string_view plain_name,

@@ -102,6 +102,9 @@ class NameMapper {
                                                 crypto::ByteView blob) const;
 
  private:
+  // Decrypts each entry of `dir_fd` into `out`, for list and list_open.
+  DirEntryFn collector(int dir_fd, const crypto::DirId& dir_id, std::vector<DirEntry>& out,
+                       const NameReporter& reporter) const;
   const Volume& volume_;
 };
 
