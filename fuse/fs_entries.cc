@@ -332,25 +332,23 @@ void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mod
   }
   fuse_entry_param e{};
   auto handle = std::make_unique<FileHandle>();
+  const int created = fd.get();
+  // The inode takes the new fd (no second lookup of the name) and the handle borrows it.
+  if (rc == 0) rc = entry_from_fd(parent, name, std::move(fd), e);
   if (rc == 0) {
-    // The inode takes the new fd (no second lookup of the name) and the handle borrows it.
+    Inode& made = inode_of(e.ino);
     // A lookup racing this one (readdirplus) may have put the inode in the table first,
     // with its own fd, and ours is closed: then the handle opens its own.
-    const int created = fd.get();
-    rc = entry_from_fd(parent, name, std::move(fd), e);
-    if (rc == 0 && inode_of(e.ino).fd.get() == created && !options_.shared) {
+    if (made.fd.get() == created && !options_.shared) {
       handle->borrowed_fd = created;
-    } else if (rc == 0) {
-      rc = open_backing(inode_of(e.ino), O_RDWR, handle->fd);
-      if (rc != 0) forget(e.ino, 1);
+    } else {
+      rc = open_backing(made, O_RDWR, handle->fd);
     }
-  }
-  if (rc == 0) {
-    auto& content = content_of(inode_of(e.ino));
+    auto& content = content_of(made);
     // -o shared: held until the header is written, so that another mount opening the
     // name meanwhile waits for it (wait_for_header) instead of reading a cut file.
     volume::SharedFileGate::Pass pass;
-    if (options_.shared) rc = content.shared_gate().enter(handle->backing(), true, pass);
+    if (rc == 0 && options_.shared) rc = content.shared_gate().enter(handle->backing(), true, pass);
     if (rc == 0) rc = content.create(handle->backing());
     pass.release();
     if (rc != 0) {
