@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "base/errors.h"
+#include "fuse/filesystem.h"
 
 namespace wardfs::daemon {
 
@@ -75,7 +76,8 @@ std::string io_uring_session_option(IoUringMode mode, const stdfs::path& param) 
   if (mode == IoUringMode::force && !kernel_io_uring_enabled(param)) enable_kernel_io_uring(param);
   // One queue per configured CPU, as libfuse makes them (fuse_uring.c).
   const auto cpus = static_cast<unsigned>(std::max(1, ::get_nprocs_conf()));
-  return "io_uring,io_uring_q_depth=" + std::to_string(ring_queue_depth(cpus));
+  return "io_uring,io_uring_q_depth=" +
+         std::to_string(ring_queue_depth(cpus, fuse::kMaxWriteBytes));
 }
 
 }  // namespace wardfs::daemon

@@ -25,12 +25,12 @@ std::string_view io_uring_mode_name(IoUringMode mode);
 bool kernel_io_uring_enabled(const std::filesystem::path& param = kEnableUringParam);
 
 // libfuse 3.18 gives each CPU a ring of io_uring_q_depth entries (8 by default), each with
-// its own payload buffer of max_write (1 MiB): 8 MiB per CPU once large writes have
-// touched them, 256 MiB on a 32-CPU host. The depth is chosen so that all the rings
+// its own payload buffer of max_write (fuse::kMaxWriteBytes, 1 MiB): 8 MiB per CPU once large
+// writes have touched them, 256 MiB on a 32-CPU host. The depth is chosen so that all the rings
 // together stay within kRingBuffersBudget, with at least one entry per CPU.
 inline constexpr std::size_t kRingBuffersBudget = std::size_t{32} << 20;
 inline constexpr unsigned kMaxRingDepth = 8;  // libfuse's default
-unsigned ring_queue_depth(unsigned cpus, std::size_t payload_bytes = std::size_t{1} << 20);
+unsigned ring_queue_depth(unsigned cpus, std::size_t payload_bytes);
 
 // The libfuse session options for `mode` ("io_uring,io_uring_q_depth=N", or empty: N from
 // ring_queue_depth for this host's CPUs, as libfuse counts them). For force, first sets the

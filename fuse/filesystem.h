@@ -25,6 +25,10 @@
 
 namespace wardfs::fuse {
 
+// The largest WRITE the kernel sends (FUSE_INIT's max_write): the 1 MiB libfuse starts
+// with, which its receive buffers and each io_uring ring entry's payload buffer are sized to.
+inline constexpr unsigned kMaxWriteBytes = 1U << 20;
+
 struct FsOptions {
   bool read_only = false;
   double attr_timeout = 1.0;

@@ -265,7 +265,7 @@ int WardFs::LiveTreeAccess::with_dir(int dir_fd, const std::string& path,
 
 void WardFs::init(fuse_conn_info* conn) {
   // Large requests amortise the per-request cost, which dominates over the cipher.
-  conn->max_write = 1U << 20;
+  conn->max_write = kMaxWriteBytes;
   conn->max_readahead = 1U << 20;
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
   const bool writeback = options_.writeback_cache && !options_.read_only &&

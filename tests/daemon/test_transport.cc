@@ -23,14 +23,14 @@ void write_all(const stdfs::path& p, const std::string& text) { std::ofstream(p)
 
 TEST_CASE("the io_uring rings' buffers stay within their budget on any host", "[transport]") {
   constexpr std::size_t kMiB = std::size_t{1} << 20;
-  CHECK(wd::ring_queue_depth(1) == wd::kMaxRingDepth);  // libfuse's default where it fits
-  CHECK(wd::ring_queue_depth(2) == 8);
-  CHECK(wd::ring_queue_depth(8) == 4);
-  CHECK(wd::ring_queue_depth(32) == 1);
-  CHECK(wd::ring_queue_depth(256) == 1);  // never none: a CPU without an entry hangs
+  CHECK(wd::ring_queue_depth(1, kMiB) == wd::kMaxRingDepth);  // libfuse's default where it fits
+  CHECK(wd::ring_queue_depth(2, kMiB) == 8);
+  CHECK(wd::ring_queue_depth(8, kMiB) == 4);
+  CHECK(wd::ring_queue_depth(32, kMiB) == 1);
+  CHECK(wd::ring_queue_depth(256, kMiB) == 1);  // never none: a CPU without an entry hangs
   for (const unsigned cpus : {1U, 2U, 3U, 4U, 6U, 8U, 12U, 16U, 24U, 32U}) {
     CAPTURE(cpus);
-    CHECK(cpus * wd::ring_queue_depth(cpus) * kMiB <= wd::kRingBuffersBudget);
+    CHECK(cpus * wd::ring_queue_depth(cpus, kMiB) * kMiB <= wd::kRingBuffersBudget);
   }
 }
 
