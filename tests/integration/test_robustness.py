@@ -24,6 +24,8 @@ import json, os, sys
 top, nfiles = sys.argv[1], int(sys.argv[2])
 sizes = [0] * nfiles
 synced = [0] * nfiles
+# a write the daemon carried out but could not answer before it died: its bytes may be there
+attempted = [0] * nfiles
 fds = [os.open(os.path.join(top, "f%d" % i), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
        for i in range(nfiles)]
 def stream(i, off, n):
@@ -34,6 +36,7 @@ try:
     while True:
         i = step % nfiles
         n = lens[(step // nfiles) % len(lens)]
+        attempted[i] = sizes[i] + n
         os.write(fds[i], stream(i, sizes[i], n))
         sizes[i] += n
         step += 1
@@ -44,7 +47,7 @@ try:
             print("started", flush=True)
 except OSError:
     pass
-print(json.dumps([synced, sizes]), flush=True)
+print(json.dumps([synced, [max(s, a) for s, a in zip(sizes, attempted)]]), flush=True)
 """
 
 
@@ -193,6 +196,7 @@ class Robustness(WardfsTestCase):
             time.sleep(0.3 + 0.4 * rnd)
             self.kill_daemon(self.vol)
             out, err = w.communicate(timeout=60)
+            # "written" counts the one write per file that may have been in flight at the kill
             synced, written = json.loads(out.decode().strip().splitlines()[-1])
             self.vol.unmount()
             self.vol.mount()
