@@ -57,6 +57,15 @@ int fresh_stat(int fd, struct stat& st) {
   st.st_ctim = {stx.stx_ctime.tv_sec, stx.stx_ctime.tv_nsec};
   return 0;
 }
+
+// The header read alone makes the kernel read ahead only a few pages, and the first READ
+// of a small file then waits for a second disk read. Asking for a small file whole makes
+// it one disk read, as for a plain file read from the start; a larger file is left to the
+// kernel's readahead, which a writer that never reads would otherwise pay for.
+void prefetch_small_file(int fd, off_t size) {
+  constexpr off_t kSmallFileBytes = 256 * 1024;
+  if (size > 0 && size <= kSmallFileBytes) (void)::posix_fadvise(fd, 0, size, POSIX_FADV_WILLNEED);
+}
 }  // namespace
 
 int FileContent::load(int fd) {
@@ -84,6 +93,9 @@ int FileContent::reload(int fd) {
 }
 
 int FileContent::load_locked(int fd) {
+  struct stat st {};
+  if (const int rc = fresh_stat(fd, st); rc != 0) return rc;
+  prefetch_small_file(fd, st.st_size);
   crypto::RawHeader raw{};
   const ssize_t n = pread_full(fd, raw.data(), raw.size(), 0);
   if (n < 0) return static_cast<int>(n);
@@ -109,8 +121,6 @@ int FileContent::load_locked(int fd) {
     report(kHeaderChunk, "file header failed authentication");
     return -EIO;
   }
-  struct stat st {};
-  if (const int rc = fresh_stat(fd, st); rc != 0) return rc;
   const auto plain = layout_.plaintext_size(static_cast<std::uint64_t>(st.st_size));
   if (!plain) {
     report(kHeaderChunk, "backing file size " + std::to_string(st.st_size) +
