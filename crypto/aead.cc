@@ -1,12 +1,12 @@
 #include "crypto/aead.h"
 
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <sodium.h>
 
 #include <atomic>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 
 namespace wardfs::crypto {
 
@@ -57,6 +57,35 @@ struct CipherThreadContext {
 
 std::atomic<std::uint64_t> next_key_serial{1};
 
+// Once a context holds key and nonce, sealing and opening are the same EVP calls for both
+// ciphers. The tag follows the ciphertext.
+void evp_seal(EVP_CIPHER_CTX* ctx, std::span<std::uint8_t> out, ByteView plaintext, ByteView ad,
+              const char* cipher) {
+  int len = 0;
+  const bool ok =
+      (ad.empty() || EVP_EncryptUpdate(ctx, nullptr, &len, ad.data(), int(ad.size()))) &&
+      (plaintext.empty() ||
+       EVP_EncryptUpdate(ctx, out.data(), &len, plaintext.data(), int(plaintext.size()))) &&
+      EVP_EncryptFinal_ex(ctx, out.data() + plaintext.size(), &len) &&
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, kAeadTagSize, out.data() + plaintext.size());
+  if (!ok) throw std::runtime_error(std::string(cipher) + " seal failed");
+}
+
+// False when the tag does not match; `out` then holds zeros, never unauthenticated bytes.
+bool evp_open(EVP_CIPHER_CTX* ctx, std::span<std::uint8_t> out, ByteView sealed, ByteView ad) {
+  const std::size_t ct_len = sealed.size() - kAeadTagSize;
+  std::uint8_t tag[kAeadTagSize];
+  std::memcpy(tag, sealed.data() + ct_len, kAeadTagSize);
+  int len = 0;
+  const bool ok =
+      (ad.empty() || EVP_DecryptUpdate(ctx, nullptr, &len, ad.data(), int(ad.size()))) &&
+      (ct_len == 0 || EVP_DecryptUpdate(ctx, out.data(), &len, sealed.data(), int(ct_len))) &&
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, kAeadTagSize, tag) &&
+      EVP_DecryptFinal_ex(ctx, nullptr, &len) > 0;
+  if (!ok && !out.empty()) sodium_memzero(out.data(), out.size());
+  return ok;
+}
+
 const EVP_CIPHER* aes256gcm_cipher() {
   static EVP_CIPHER* cipher = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
   if (cipher == nullptr) throw std::runtime_error("OpenSSL has no AES-256-GCM");
@@ -73,33 +102,14 @@ class Aes256Gcm final : public Aead {
             ByteView ad) const override {
     check_sizes(out.size(), plaintext.size(), true);
     thread_local CipherThreadContext enc;
-    EVP_CIPHER_CTX* ctx = prepare(enc, nonce, 1);
-    int len = 0;
-    bool ok =
-        (ad.empty() || EVP_EncryptUpdate(ctx, nullptr, &len, ad.data(), int(ad.size()))) &&
-        (plaintext.empty() ||
-         EVP_EncryptUpdate(ctx, out.data(), &len, plaintext.data(), int(plaintext.size()))) &&
-        EVP_EncryptFinal_ex(ctx, out.data() + plaintext.size(), &len) &&
-        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kAeadTagSize, out.data() + plaintext.size());
-    if (!ok) throw std::runtime_error("AES-256-GCM seal failed");
+    evp_seal(prepare(enc, nonce, 1), out, plaintext, ad, "AES-256-GCM");
   }
 
   bool open(std::span<std::uint8_t> out, ByteView sealed, ByteView nonce,
             ByteView ad) const override {
     check_sizes(out.size(), sealed.size(), false);
     thread_local CipherThreadContext dec;
-    EVP_CIPHER_CTX* ctx = prepare(dec, nonce, 0);
-    const std::size_t ct_len = sealed.size() - kAeadTagSize;
-    std::uint8_t tag[kAeadTagSize];
-    std::memcpy(tag, sealed.data() + ct_len, kAeadTagSize);
-    int len = 0;
-    bool ok =
-        (ad.empty() || EVP_DecryptUpdate(ctx, nullptr, &len, ad.data(), int(ad.size()))) &&
-        (ct_len == 0 || EVP_DecryptUpdate(ctx, out.data(), &len, sealed.data(), int(ct_len))) &&
-        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, kAeadTagSize, tag) &&
-        EVP_DecryptFinal_ex(ctx, nullptr, &len) > 0;
-    if (!ok && !out.empty()) OPENSSL_cleanse(out.data(), out.size());
-    return ok;
+    return evp_open(prepare(dec, nonce, 0), out, sealed, ad);
   }
 
  private:
@@ -139,33 +149,14 @@ class XChaCha20Poly1305 final : public Aead {
             ByteView ad) const override {
     check_sizes(out.size(), plaintext.size(), true);
     thread_local CipherThreadContext enc;
-    EVP_CIPHER_CTX* ctx = prepare(enc, nonce, 1);
-    int len = 0;
-    bool ok = (ad.empty() || EVP_EncryptUpdate(ctx, nullptr, &len, ad.data(), int(ad.size()))) &&
-              (plaintext.empty() ||
-               EVP_EncryptUpdate(ctx, out.data(), &len, plaintext.data(), int(plaintext.size()))) &&
-              EVP_EncryptFinal_ex(ctx, out.data() + plaintext.size(), &len) &&
-              EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, kAeadTagSize,
-                                  out.data() + plaintext.size());
-    if (!ok) throw std::runtime_error("XChaCha20-Poly1305 seal failed");
+    evp_seal(prepare(enc, nonce, 1), out, plaintext, ad, "XChaCha20-Poly1305");
   }
 
   bool open(std::span<std::uint8_t> out, ByteView sealed, ByteView nonce,
             ByteView ad) const override {
     check_sizes(out.size(), sealed.size(), false);
     thread_local CipherThreadContext dec;
-    EVP_CIPHER_CTX* ctx = prepare(dec, nonce, 0);
-    const std::size_t ct_len = sealed.size() - kAeadTagSize;
-    std::uint8_t tag[kAeadTagSize];
-    std::memcpy(tag, sealed.data() + ct_len, kAeadTagSize);
-    int len = 0;
-    bool ok =
-        (ad.empty() || EVP_DecryptUpdate(ctx, nullptr, &len, ad.data(), int(ad.size()))) &&
-        (ct_len == 0 || EVP_DecryptUpdate(ctx, out.data(), &len, sealed.data(), int(ct_len))) &&
-        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, kAeadTagSize, tag) &&
-        EVP_DecryptFinal_ex(ctx, nullptr, &len) > 0;
-    if (!ok && !out.empty()) sodium_memzero(out.data(), out.size());
-    return ok;
+    return evp_open(prepare(dec, nonce, 0), out, sealed, ad);
   }
 
  private:
