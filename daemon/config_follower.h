@@ -5,13 +5,15 @@
 // interval, with no restart.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
-#include <condition_variable>
-#include <cstdint>
 #include <filesystem>
 #include <functional>
-#include <mutex>
-#include <thread>
+#include <optional>
+#include <tuple>
+
+#include "base/periodic_task.h"
 
 namespace wardfs::daemon {
 
@@ -34,19 +36,16 @@ class ConfigFollower {
   ConfigFollower& operator=(const ConfigFollower&) = delete;
 
  private:
-  void run();
+  using FileIdentity = std::tuple<dev_t, ino_t, off_t, std::int64_t, long>;
+  static std::optional<FileIdentity> identity_of(const std::filesystem::path& path);
+  bool poll(bool asked);
 
   std::filesystem::path config_path_;
-  std::chrono::milliseconds interval_;
   std::function<void()> on_change_;
   std::function<void()> on_tick_;
-  std::mutex mutex_;  // guards stop_, asks_, served_; taken alone
-  std::condition_variable wake_;
-  std::condition_variable done_;
-  bool stop_ = false;
-  std::uint64_t asks_ = 0;    // follow_now() calls so far
-  std::uint64_t served_ = 0;  // asks answered by a completed round
-  std::thread thread_;
+  // Nothing seen yet: the first look adopts whatever changed since the mount unlocked.
+  std::optional<FileIdentity> seen_;  // the polling thread's only
+  base::PeriodicTask task_;           // last: stops before the fields it reads
 };
 
 }  // namespace wardfs::daemon

@@ -186,9 +186,12 @@ std::string render_prometheus(const MetricsSnapshot& snapshot) {
 
 MetricsFileWriter::MetricsFileWriter(std::filesystem::path path, std::chrono::milliseconds interval,
                                      std::function<std::string()> render)
-    : path_(std::move(path)), interval_(interval), render_(std::move(render)) {
+    : path_(std::move(path)), render_(std::move(render)) {
   write_now();
-  thread_ = std::thread([this] { run(); });
+  task_.emplace(interval, [this](bool) {
+    write_now();
+    return true;
+  });
 }
 
 void MetricsFileWriter::write_now() {
@@ -202,22 +205,6 @@ void MetricsFileWriter::write_now() {
   }
 }
 
-MetricsFileWriter::~MetricsFileWriter() {
-  {
-    std::lock_guard lock(mutex_);
-    stop_ = true;
-  }
-  wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
-
-void MetricsFileWriter::run() {
-  std::unique_lock lock(mutex_);
-  while (!wake_.wait_for(lock, interval_, [this] { return stop_; })) {
-    lock.unlock();
-    write_now();
-    lock.lock();
-  }
-}
+MetricsFileWriter::~MetricsFileWriter() = default;
 
 }  // namespace wardfs::daemon

@@ -6,15 +6,14 @@
 
 #include <array>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
-#include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
 
+#include "base/periodic_task.h"
 #include "fuse/op_stats.h"
 
 namespace wardfs::daemon {
@@ -71,17 +70,12 @@ class MetricsFileWriter {
   MetricsFileWriter& operator=(const MetricsFileWriter&) = delete;
 
  private:
-  void run();
   void write_now();  // a failure is logged (once per streak) and retried next time
 
   std::filesystem::path path_;
-  std::chrono::milliseconds interval_;
   std::function<std::string()> render_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool stop_ = false;
-  bool failing_ = false;  // writer thread (and the constructor) only
-  std::thread thread_;
+  bool failing_ = false;                    // writer thread (and the constructor) only
+  std::optional<base::PeriodicTask> task_;  // last: stops before the fields it reads
 };
 
 }  // namespace wardfs::daemon

@@ -79,28 +79,28 @@ std::optional<std::chrono::milliseconds> parse_duration(const std::string& text)
   return std::chrono::milliseconds(static_cast<std::int64_t>(value * ms_per_unit));
 }
 
+namespace {
+// How often the monitor looks: often enough to honour a short --idle within a quarter of it.
+std::chrono::milliseconds tick_of(const MonitorOptions& options) {
+  if (options.idle.count() == 0) return std::chrono::milliseconds(1000);
+  return std::clamp(options.idle / 4, std::chrono::milliseconds(100),
+                    std::chrono::milliseconds(1000));
+}
+}  // namespace
+
 MountMonitor::MountMonitor(MonitorOptions options, const fuse::FsCounters& counters,
                            Notifier notifier)
-    : options_(std::move(options)), counters_(counters), notifier_(std::move(notifier)) {
-  thread_ = std::thread([this] { run(); });
-}
+    : options_(std::move(options)),
+      counters_(counters),
+      notifier_(std::move(notifier)),
+      task_(
+          tick_of(options_), [this](bool) { return tick(); },
+          base::PeriodicTask::FirstRun::at_once) {}
 
-MountMonitor::~MountMonitor() {
-  {
-    std::lock_guard lock(mutex_);
-    stop_ = true;
-  }
-  wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
+MountMonitor::~MountMonitor() = default;
 
 void MountMonitor::stopping() {
   notifier_.send("STOPPING=1\nSTATUS=Unmounted " + options_.mount_point.string());
-}
-
-bool MountMonitor::sleep_for(std::chrono::milliseconds duration) {
-  std::unique_lock lock(mutex_);
-  return !wake_.wait_for(lock, duration, [this] { return stop_; });
 }
 
 bool MountMonitor::wait_until_answering() {
@@ -108,7 +108,7 @@ bool MountMonitor::wait_until_answering() {
   // threads serve, which is what "ready" must mean to whoever waits on the service.
   struct stat st {};
   while (::stat(options_.mount_point.c_str(), &st) != 0) {
-    if (!sleep_for(std::chrono::milliseconds(50))) return false;
+    if (!task_.pause(std::chrono::milliseconds(50))) return false;
   }
   return true;
 }
@@ -152,27 +152,29 @@ bool MountMonitor::stop_if_lease_lost() {
   return true;
 }
 
-void MountMonitor::run() {
-  if (!wait_until_answering()) return;
+void MountMonitor::announce_ready() {
   notifier_.send("READY=1\nSTATUS=" + status_line());
   spdlog::info("ready: {} answers requests", options_.mount_point.string());
   ready_ns_ = now_ns();
-  const auto tick = options_.idle.count() > 0
-                        ? std::clamp(options_.idle / 4, std::chrono::milliseconds(100),
-                                     std::chrono::milliseconds(1000))
-                        : std::chrono::milliseconds(1000);
-  std::string last_status;
-  auto next_status = Clock::now();
-  while (sleep_for(tick)) {
-    if (stop_if_lease_lost()) return;
-    if (idle_expired()) try_idle_unmount();
-    if (notifier_.enabled() && Clock::now() >= next_status) {
-      std::string line = status_line();
-      if (line != last_status) notifier_.send("STATUS=" + line);
-      last_status = std::move(line);
-      next_status = Clock::now() + std::chrono::seconds(5);
-    }
+  next_status_ = Clock::now();
+  ready_ = true;
+}
+
+bool MountMonitor::tick() {
+  if (!ready_) {
+    if (!wait_until_answering()) return false;
+    announce_ready();
+    return true;
   }
+  if (stop_if_lease_lost()) return false;
+  if (idle_expired()) try_idle_unmount();
+  if (notifier_.enabled() && Clock::now() >= next_status_) {
+    std::string line = status_line();
+    if (line != last_status_) notifier_.send("STATUS=" + line);
+    last_status_ = std::move(line);
+    next_status_ = Clock::now() + std::chrono::seconds(5);
+  }
+  return true;
 }
 
 }  // namespace wardfs::daemon

@@ -5,14 +5,12 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <filesystem>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 
+#include "base/periodic_task.h"
 #include "daemon/notify.h"
 #include "fuse/filesystem.h"
 
@@ -41,23 +39,24 @@ class MountMonitor {
   void stopping();
 
  private:
-  void run();
+  bool tick();  // false once the monitor has nothing left to do
   bool wait_until_answering();
+  void announce_ready();
   bool idle_expired() const;
   void try_idle_unmount();
   bool stop_if_lease_lost();  // true once it asked the loop to stop
   std::string status_line() const;
-  bool sleep_for(std::chrono::milliseconds duration);  // false once asked to stop
 
+  // Everything below but the task is the monitor thread's alone.
   MonitorOptions options_;
   const fuse::FsCounters& counters_;
   Notifier notifier_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool stop_ = false;
+  bool ready_ = false;
   bool busy_logged_ = false;
   std::int64_t ready_ns_ = 0;  // idle time counts from here at the earliest
-  std::thread thread_;
+  std::string last_status_;
+  std::chrono::steady_clock::time_point next_status_{};
+  base::PeriodicTask task_;  // last: stops before the fields it reads
 };
 
 // Unmounts `mount_point` without detaching it: fails (EBUSY) while anything is open or

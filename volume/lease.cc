@@ -6,14 +6,13 @@
 
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <thread>
 
 #include "base/errors.h"
+#include "base/periodic_task.h"
 #include "crypto/bytes.h"
 #include "crypto/config.h"
 #include "volume/presence.h"
@@ -160,28 +159,21 @@ bool lock_waiting_for_exit(int fd, short type, off_t byte, const std::filesystem
 
 }  // namespace
 
-// The writer's renewals, on a thread of their own. Joined before the lease's fd closes.
+// The writer's renewals, on a thread of their own. Stopped before the lease's fd closes.
 struct VolumeLease::Heartbeat {
   int fd = -1;
   nlohmann::json record;
-  std::mutex mutex;  // guards stop and lost; taken alone
-  std::condition_variable wake;
-  bool stop = false;
+  std::mutex mutex;  // guards lost; taken alone
   std::optional<std::string> lost;
-  std::thread thread;
+  std::optional<base::PeriodicTask> task;  // last: stops before the fields it reads
 
-  void run() {
-    std::unique_lock lock(mutex);
-    while (!wake.wait_for(lock, kHeartbeatInterval, [this] { return stop; })) {
-      lock.unlock();
-      auto why = renew();
-      lock.lock();
-      if (why) {
-        spdlog::error("{}", *why);
-        lost = std::move(why);
-        return;
-      }
-    }
+  bool beat() {
+    auto why = renew();
+    if (!why) return true;
+    spdlog::error("{}", *why);
+    std::lock_guard lock(mutex);
+    lost = std::move(why);
+    return false;
   }
 
   // nullopt when renewed; else why the lease is no longer ours.
@@ -207,12 +199,7 @@ VolumeLease::VolumeLease(VolumeLease&& other) noexcept = default;
 
 VolumeLease::~VolumeLease() {
   if (!heartbeat_) return;
-  {
-    std::lock_guard lock(heartbeat_->mutex);
-    heartbeat_->stop = true;
-  }
-  heartbeat_->wake.notify_all();
-  heartbeat_->thread.join();
+  heartbeat_->task.reset();
   // Cleared, so that the next writer of another host need not wait out our heartbeat.
   if (!heartbeat_->lost && heartbeat_->still_ours()) (void)::ftruncate(fd_.get(), 0);
 }
@@ -262,7 +249,8 @@ VolumeLease::VolumeLease(const std::filesystem::path& cipher_dir, LeaseUse use,
   heartbeat_->record = holder_record(use, what);
   if (::ftruncate(fd, 0) != 0) spdlog::debug("cannot truncate {}", path.string());
   write_presence_record(fd, heartbeat_->record);
-  heartbeat_->thread = std::thread([hb = heartbeat_.get()] { hb->run(); });
+  heartbeat_->task.emplace(kHeartbeatInterval,
+                           [hb = heartbeat_.get()](bool) { return hb->beat(); });
 }
 
 }  // namespace wardfs::volume
