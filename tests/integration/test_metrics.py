@@ -119,11 +119,14 @@ class Metrics(WardfsTestCase):
         v.mount("metrics_file=%s,metrics_interval=1s" % path)
         self.assertTrue(os.path.exists(path), "written before mount returns")
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o644, "node_exporter may read it")
+        # The mtime of what `first` was read from, taken before the I/O: the writer thread may
+        # rewrite the file (with the new counts) while do_io still reads back, and an mtime
+        # taken after it would then already be that of the rewrite waited for below.
+        first_mtime = os.stat(path).st_mtime_ns
         with open(path) as f:
             first, mounts, _ = parse(f.read())
         self.assertEqual(mounts, {v.plain})
         written = self.do_io(v, "f", 200_000)
-        first_mtime = os.stat(path).st_mtime_ns
 
         def rewritten():
             with open(path) as f:

@@ -220,8 +220,16 @@ class Lease(RotationTestCase):
         record = {"host": "node-b.example", "pid": 4242, "command": "mount",
                   "mount_point": "/mnt/node-b", "started": "2026-12-06T10:00:00Z",
                   "mount_id": "feedface", "heartbeat": int(time.time()) - age}
-        with open(os.path.join(vol.cipher_dir, LEASE), "w") as f:
-            f.write(json.dumps(record) + "\n")
+        # Written over the old record in place, padded as the daemon pads its own (1 KiB,
+        # volume/presence.cc), not truncated first: a daemon renewing its heartbeat between
+        # a truncate and the write would read an empty lease, report it "cleared" rather
+        # than taken over by pid 4242, and the test would wait for the wrong message.
+        fd = os.open(os.path.join(vol.cipher_dir, LEASE), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            width = max(1024, os.fstat(fd).st_size)  # covers all of the old record
+            os.pwrite(fd, (json.dumps(record).ljust(width - 1) + "\n").encode(), 0)
+        finally:
+            os.close(fd)
 
     def lease_record(self, vol):
         with open(os.path.join(vol.cipher_dir, LEASE)) as f:

@@ -46,8 +46,11 @@ class RekeyCrash(RotationTestCase):
         self.assertTrue(is_fuse_mounted(vol.plain), "the dead mount should still be in the mount table")
         with self.assertRaises(OSError) as cm:
             os.listdir(vol.plain)
-        # ENOTCONN, or ECONNABORTED on kernels that report an aborted FUSE connection so
-        self.assertIn(cm.exception.errno, (errno.ENOTCONN, errno.ECONNABORTED), cm.exception)
+        # ENOTCONN, or ECONNABORTED on kernels that report an aborted FUSE connection so, or
+        # ECANCELED: over FUSE-over-io_uring a request that meets the ring while the kernel
+        # still cancels the dead daemon's entries fails so (seen here once, under load).
+        self.assertIn(cm.exception.errno, (errno.ENOTCONN, errno.ECONNABORTED, errno.ECANCELED),
+                      cm.exception)
         self.assertTrue(vol.lazy_unmount(), "fusermount3 -uz could not remove the dead mount")
 
         # The crash left a mix: some chunks re-sealed under 2, others still under 1.

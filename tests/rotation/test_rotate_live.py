@@ -8,7 +8,7 @@ import threading
 import time
 
 from rot_harness import (RotationTestCase, backing_files_of_size, describe, drop_cache, log,
-                         main, read_file, read_uncached, sha256, sha256_file, write_file)
+                         main, read_file, read_uncached, sha256, sha256_file, wait_for, write_file)
 
 RECORD = 3001          # not a divisor of the chunk size: every append re-seals a tail
 FSYNC_EVERY = 4
@@ -84,12 +84,22 @@ class RotateWhileWriting(RotationTestCase):
         spans = []                # (start, end, CompletedProcess) of each rotate
         try:
             time.sleep(1.0)
+            # The checks below need the log's first chunk full, so sealed under generation 1
+            # for good (appends re-seal only the partial tail chunk), before the first rotate:
+            # one second is ~300 appends here, but only a handful on a slow, loaded machine.
+            self.assertTrue(wait_for(lambda: written[0] * RECORD >= 2 * chunk or writer_errors,
+                                     timeout=120), "the writer did not fill two chunks")
             for _ in range(rotations):
                 t0 = time.monotonic()
                 p = vol.wardfs("rotate", vol.plain, timeout=60)
                 spans.append((t0, time.monotonic(), p))
                 time.sleep(0.7)
             time.sleep(0.3)
+            # And an append that started after the last rotate returned (it seals the tail
+            # under the final generation), however slowly the writer runs.
+            after = written[0] + 1
+            self.assertTrue(wait_for(lambda: written[0] > after or writer_errors, timeout=120),
+                            "the writer made no progress after the last rotate")
         finally:
             stop.set()
             for t in threads:
