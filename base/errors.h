@@ -26,9 +26,12 @@ class WardError : public std::runtime_error {
   ErrorKind kind_;
 };
 
-// What a FUSE mount answers once its daemon is gone: ENOTCONN, or ECONNABORTED for a
-// moment after the daemon dies while the kernel still tears the connection down (seen
-// with FUSE over io_uring: statfs gave ECONNABORTED for ~3 ms, then ENOTCONN).
-inline bool is_lost_fuse_connection(int err) { return err == ENOTCONN || err == ECONNABORTED; }
+// What a FUSE mount answers once its daemon is gone: ENOTCONN, or for a moment after the
+// daemon dies while the kernel still tears the connection down, ECONNABORTED (seen with
+// FUSE over io_uring: statfs gave it for ~3 ms, then ENOTCONN) or ECANCELED (a request
+// the kernel had queued to the dead daemon's ring; seen once in a test under load).
+inline bool is_lost_fuse_connection(int err) {
+  return err == ENOTCONN || err == ECONNABORTED || err == ECANCELED;
+}
 
 }  // namespace wardfs
