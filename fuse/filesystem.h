@@ -190,6 +190,8 @@ class WardFs {
   int backing_link(Inode& inode, std::string& backing, UniqueFd& dir);
   int dir_id_of(Inode& dir, crypto::DirId& out);
   int lookup_entry(Inode& parent, std::string_view name, fuse_entry_param& e);
+  // An entry of the parent's listing, opened by the backing name the listing found.
+  int lookup_listed_entry(Inode& parent, const volume::DirEntry& entry, fuse_entry_param& e);
   // Takes `fd` (the entry's O_PATH fd, or a dup of one just created) into the inode table.
   int entry_from_fd(Inode& parent, std::string_view name, UniqueFd fd, fuse_entry_param& e);
   int resolve_in(Inode& parent, std::string_view name, volume::ResolvedName& out);

@@ -192,6 +192,15 @@ int WardFs::lookup_entry(Inode& parent, std::string_view name, fuse_entry_param&
   return attempt();
 }
 
+// READDIRPLUS: the listing holds each entry's backing name, already authenticated, so
+// opening it skips sealing the plaintext name again. A rename since opendir (a rekey
+// moving the entry to its new-generation name) falls back to a lookup by name.
+int WardFs::lookup_listed_entry(Inode& parent, const volume::DirEntry& entry, fuse_entry_param& e) {
+  UniqueFd fd(::openat(parent.fd.get(), entry.backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return errno == ENOENT ? lookup_entry(parent, entry.name, e) : -errno;
+  return entry_from_fd(parent, entry.name, std::move(fd), e);
+}
+
 int WardFs::entry_from_fd(Inode& parent, std::string_view name, UniqueFd fd, fuse_entry_param& e) {
   std::memset(&e, 0, sizeof e);
   struct stat st {};

@@ -85,7 +85,7 @@ void WardFs::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fus
       st.st_ino = entry.ino;
       st.st_mode = static_cast<mode_t>(entry.type) << 12;
       if (plus) {
-        if (lookup_entry(dir, name, e) != 0) continue;  // vanished since opendir
+        if (lookup_listed_entry(dir, entry, e) != 0) continue;  // vanished since opendir
         looked_up = true;
       }
     }
