@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <atomic>
 #include <memory>
 #include <stdexcept>
 
@@ -24,35 +25,61 @@ const EVP_CIPHER* aes256siv() {
   return cipher;
 }
 
-bool siv_run(const SecretBytes& key, bool encrypt, ByteView ad, ByteView in, std::uint8_t* tag,
-             std::uint8_t* out) {
-  CtxPtr ctx(EVP_CIPHER_CTX_new());
-  if (!ctx) throw std::bad_alloc();
-  int len = 0;
-  if (!EVP_CipherInit_ex2(ctx.get(), aes256siv(), key.data(), nullptr, encrypt ? 1 : 0, nullptr)) {
-    throw std::runtime_error("AES-256-SIV init failed");
+std::atomic<std::uint64_t> next_key_serial{1};
+
+// Keying an AES-SIV context looks up its CBC, CTR and CMAC implementations by name and
+// derives the first S2V block, several times the cost of sealing a name. Each thread
+// keeps a keyed context per direction for the last key it used and starts every name
+// from a copy of it (SIV's running state must begin afresh for each message).
+struct SivThreadContexts {
+  std::uint64_t key_serial = 0;
+  CtxPtr keyed[2];
+  CtxPtr work{EVP_CIPHER_CTX_new()};
+};
+
+EVP_CIPHER_CTX* siv_context(const SecretBytes& key, std::uint64_t serial, bool encrypt) {
+  thread_local SivThreadContexts tc;
+  if (!tc.work) throw std::bad_alloc();
+  if (tc.key_serial != serial) {
+    tc.key_serial = 0;
+    for (int dir = 0; dir < 2; ++dir) {
+      tc.keyed[dir].reset(EVP_CIPHER_CTX_new());
+      if (!tc.keyed[dir]) throw std::bad_alloc();
+      if (!EVP_CipherInit_ex2(tc.keyed[dir].get(), aes256siv(), key.data(), nullptr, dir, nullptr))
+        throw std::runtime_error("AES-256-SIV init failed");
+    }
+    tc.key_serial = serial;
   }
-  if (!encrypt && !EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_AEAD_SET_TAG, kSivTagSize, tag)) {
+  if (!EVP_CIPHER_CTX_copy(tc.work.get(), tc.keyed[encrypt ? 1 : 0].get()))
+    throw std::runtime_error("AES-256-SIV context copy failed");
+  return tc.work.get();
+}
+
+bool siv_run(const SecretBytes& key, std::uint64_t serial, bool encrypt, ByteView ad, ByteView in,
+             std::uint8_t* tag, std::uint8_t* out) {
+  EVP_CIPHER_CTX* ctx = siv_context(key, serial, encrypt);
+  int len = 0;
+  if (!encrypt && !EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, kSivTagSize, tag)) {
     return false;
   }
   // SIV takes exactly one AD element and one plaintext update, in that order.
-  if (!EVP_CipherUpdate(ctx.get(), nullptr, &len, ad.data(), int(ad.size()))) return false;
-  if (!EVP_CipherUpdate(ctx.get(), out, &len, in.data(), int(in.size()))) return false;
-  if (EVP_CipherFinal_ex(ctx.get(), nullptr, &len) <= 0) return false;
-  if (encrypt && !EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_AEAD_GET_TAG, kSivTagSize, tag)) {
+  if (!EVP_CipherUpdate(ctx, nullptr, &len, ad.data(), int(ad.size()))) return false;
+  if (!EVP_CipherUpdate(ctx, out, &len, in.data(), int(in.size()))) return false;
+  if (EVP_CipherFinal_ex(ctx, nullptr, &len) <= 0) return false;
+  if (encrypt && !EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, kSivTagSize, tag)) {
     throw std::runtime_error("AES-256-SIV tag failed");
   }
   return true;
 }
 }  // namespace
 
-NameCipher::NameCipher(SecretBytes key) : key_(std::move(key)) {
+NameCipher::NameCipher(SecretBytes key) : key_(std::move(key)), serial_(next_key_serial++) {
   if (key_.size() != kNameKeySize) throw std::invalid_argument("name keys are 64 bytes");
 }
 
 Bytes NameCipher::seal_deterministic(ByteView ad, ByteView plaintext) const {
   Bytes out(kSivTagSize + plaintext.size());
-  if (!siv_run(key_, true, ad, plaintext, out.data(), out.data() + kSivTagSize)) {
+  if (!siv_run(key_, serial_, true, ad, plaintext, out.data(), out.data() + kSivTagSize)) {
     throw std::runtime_error("AES-256-SIV encryption failed");
   }
   return out;
@@ -62,7 +89,7 @@ std::optional<Bytes> NameCipher::open_deterministic(ByteView ad, ByteView sealed
   if (sealed.size() < kSivTagSize) return std::nullopt;
   Bytes tag(sealed.begin(), sealed.begin() + kSivTagSize);
   Bytes out(sealed.size() - kSivTagSize);
-  if (!siv_run(key_, false, ad, sealed.subspan(kSivTagSize), tag.data(), out.data())) {
+  if (!siv_run(key_, serial_, false, ad, sealed.subspan(kSivTagSize), tag.data(), out.data())) {
     return std::nullopt;
   }
   return out;

@@ -29,6 +29,7 @@ class NameCipher {
 
  private:
   SecretBytes key_;
+  std::uint64_t serial_;  // tells keys apart in per-thread contexts; never reused
 };
 
 // Long-name scheme: encodings longer than 255 bytes are stored under a fixed-length
