@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -89,19 +91,39 @@ pid_t daemon_pid_of(const std::filesystem::path& path) {
 }
 
 // Scripts that unmount and then read the audit log or reuse the backing dir need the
-// daemon gone, its last records written; it exits right after the kernel lets go.
+// daemon gone, its last records written and its lease released; it exits right after the
+// kernel lets go.
 bool process_running(pid_t pid) {
-  // A zombie has exited (its records are written); it lingers where nobody reaps it.
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  // A zombie has exited (its records are written); it lingers where nobody reaps it. Its
+  // leader turns zombie first, though, while the other threads still exit, and the files
+  // (the lease among them) close only with the last one.
+  const std::string proc = "/proc/" + std::to_string(pid);
+  std::ifstream stat(proc + "/stat");
   std::string line;
   if (!std::getline(stat, line)) return false;
   const auto close = line.rfind(')');
-  return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
+  if (close == std::string::npos || close + 2 >= line.size()) return false;
+  if (line[close + 2] != 'Z') return true;
+  std::error_code ec;
+  std::size_t threads = 0;
+  for (auto it = std::filesystem::directory_iterator(proc + "/task", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++threads;
+  }
+  return threads > 1;
 }
 
 void wait_for_exit(pid_t pid) {
   if (pid <= 0) return;
-  for (int i = 0; i < 200 && process_running(pid); ++i) ::usleep(50 * 1000);
+  constexpr int kTries = 200;  // 10 s
+  for (int i = 0; i < kTries; ++i) {
+    if (!process_running(pid)) return;
+    ::usleep(50 * 1000);
+  }
+  std::fprintf(stderr,
+               "wardfs: unmounted, but the daemon (pid %d) is still finishing after 10 s; its "
+               "volume lease and audit records are released when it exits\n",
+               static_cast<int>(pid));
 }
 
 int detach(const std::filesystem::path& path);
