@@ -3,7 +3,6 @@
 #include <openssl/evp.h>
 #include <sodium.h>
 
-#include <atomic>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -42,8 +41,8 @@ void check_sizes(std::size_t out, std::size_t in, bool sealing) {
 // Setting a key expands its schedule (AES) or resets the context (ChaCha20 through
 // OpenSSL), which costs as much as sealing a small chunk.
 // Each thread keeps one context per direction and remembers which key it holds, so a run
-// of chunks under one file key only resets the nonce. Keys are told apart by a serial
-// number that is never reused, never by address.
+// of chunks under one file key only resets the nonce. Keys are told apart by
+// new_key_serial() (crypto/secret.h), never by address.
 struct CipherThreadContext {
   EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
   std::uint64_t key_serial = 0;
@@ -54,8 +53,6 @@ struct CipherThreadContext {
   CipherThreadContext(const CipherThreadContext&) = delete;
   CipherThreadContext& operator=(const CipherThreadContext&) = delete;
 };
-
-std::atomic<std::uint64_t> next_key_serial{1};
 
 // Once a context holds key and nonce, sealing and opening are the same EVP calls for both
 // ciphers. The tag follows the ciphertext.
@@ -94,7 +91,7 @@ const EVP_CIPHER* aes256gcm_cipher() {
 
 class Aes256Gcm final : public Aead {
  public:
-  explicit Aes256Gcm(ByteView key) : key_(SecretBytes::copy_of(key)), serial_(next_key_serial++) {}
+  explicit Aes256Gcm(ByteView key) : key_(SecretBytes::copy_of(key)), serial_(new_key_serial()) {}
   CipherId id() const override { return CipherId::aes256gcm; }
   std::size_t nonce_size() const override { return 12; }
 

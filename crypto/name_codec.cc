@@ -2,7 +2,6 @@
 
 #include <openssl/evp.h>
 
-#include <atomic>
 #include <memory>
 #include <stdexcept>
 
@@ -24,8 +23,6 @@ const EVP_CIPHER* aes256siv() {
   if (cipher == nullptr) throw std::runtime_error("OpenSSL has no AES-256-SIV");
   return cipher;
 }
-
-std::atomic<std::uint64_t> next_key_serial{1};
 
 // Keying an AES-SIV context looks up its CBC, CTR and CMAC implementations by name and
 // derives the first S2V block, several times the cost of sealing a name. Each thread
@@ -73,7 +70,7 @@ bool siv_run(const SecretBytes& key, std::uint64_t serial, bool encrypt, ByteVie
 }
 }  // namespace
 
-NameCipher::NameCipher(SecretBytes key) : key_(std::move(key)), serial_(next_key_serial++) {
+NameCipher::NameCipher(SecretBytes key) : key_(std::move(key)), serial_(new_key_serial()) {
   if (key_.size() != kNameKeySize) throw std::invalid_argument("name keys are 64 bytes");
 }
 

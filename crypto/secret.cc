@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -17,6 +18,11 @@ namespace wardfs::crypto {
 void ensure_sodium() {
   static const bool ready = [] { return sodium_init() >= 0; }();
   if (!ready) throw std::runtime_error("libsodium failed to initialise");
+}
+
+std::uint64_t new_key_serial() {
+  static std::atomic<std::uint64_t> next{1};  // 0 means "no key" in the contexts
+  return next.fetch_add(1, std::memory_order_relaxed);
 }
 
 namespace {

@@ -37,6 +37,11 @@ class SecretBytes {
 // Initialises libsodium once; safe to call from any thread, any number of times.
 void ensure_sodium();
 
+// A number that tells a key object apart from every other one this process makes, never
+// reused (an address would be): per-thread OpenSSL contexts remember which key they hold
+// by it, and skip keying again while it matches.
+std::uint64_t new_key_serial();
+
 // SecretBytes covers the keys wardfs holds itself, but OpenSSL expands each AES key into
 // a schedule in its own heap allocations (one per worker thread and direction). This
 // locks every page the process touches, now and later, into RAM (mlockall with
