@@ -3,6 +3,8 @@
 // links and concurrent opens share its lock, header and tail cache.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -159,6 +161,7 @@ class FileContent {
 
   mutable WriterPreferringRwLock io_mutex_;  // shared: read; exclusive: write, truncate, load
   int load_locked(int fd);
+  int load_locked(int fd, const struct stat& st);  // `st`: fresh_stat of fd, taken just before
   SharedFileGate shared_gate_;
   bool loaded_ = false;
   // The backing file as it was when loaded: size, modification and change times.

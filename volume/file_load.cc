@@ -76,13 +76,12 @@ int FileContent::load(int fd) {
 
 int FileContent::reload_if_changed(int fd) {
   std::unique_lock lock(io_mutex_);
-  if (loaded_) {
-    struct stat st {};
-    if (const int rc = fresh_stat(fd, st); rc != 0) return rc;
-    if (stamp_of(st) == loaded_stamp_) return 0;
-    loaded_ = false;
-  }
-  const int rc = load_locked(fd);
+  struct stat st {};
+  if (const int rc = fresh_stat(fd, st); rc != 0) return rc;
+  if (loaded_ && stamp_of(st) == loaded_stamp_) return 0;
+  loaded_ = false;
+  // The stat just taken serves the load too: on a network file system it is a round trip.
+  const int rc = load_locked(fd, st);
   return rc == 0 ? 1 : rc;
 }
 
@@ -95,6 +94,10 @@ int FileContent::reload(int fd) {
 int FileContent::load_locked(int fd) {
   struct stat st {};
   if (const int rc = fresh_stat(fd, st); rc != 0) return rc;
+  return load_locked(fd, st);
+}
+
+int FileContent::load_locked(int fd, const struct stat& st) {
   prefetch_small_file(fd, st.st_size);
   crypto::RawHeader raw{};
   const ssize_t n = pread_full(fd, raw.data(), raw.size(), 0);
