@@ -186,10 +186,11 @@ const std::vector<MountOptionInfo>& mount_option_table() {
          r.io_uring = *mode;
        }},
       {"max_inodes=N",
-       "most files and directories the kernel may hold at once, 64 to 100000000 (each "
-       "costs the daemon an fd); past it the daemon asks the kernel to forget the least "
-       "recently used. Default and upper bound: 3/4 of the daemon's RLIMIT_NOFILE (half when that "
-       "is under 4096)",
+       "most entries the daemon keeps an fd open for while the kernel knows them "
+       "(directories, symlinks, and files once opened or changed; a file only looked up or "
+       "listed costs none), 64 to 100000000; past it the daemon asks the kernel to forget "
+       "the least recently used. Default and upper bound: 3/4 of the daemon's RLIMIT_NOFILE "
+       "(half when that is under 4096)",
        [](const std::string& v, Req& r) {
          r.max_inodes = number_value("max_inodes", v, 64, 100000000);
        }},

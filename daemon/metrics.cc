@@ -105,9 +105,12 @@ void render_volume(Writer& w, const MetricsSnapshot& s) {
   w.single("wardfs_integrity_failures_total", "counter",
            "Chunks, names or links that failed authentication (tampered or corrupt).",
            std::to_string(s.integrity_failures));
-  w.single("wardfs_inodes_held", "gauge",
-           "Files and directories the kernel holds (each costs an fd).",
+  w.single("wardfs_inodes_held", "gauge", "Files and directories the kernel holds.",
            std::to_string(s.inodes_held));
+  w.single("wardfs_inode_fds_held", "gauge",
+           "Of those, how many hold an fd in the daemon (directories, symlinks, files once "
+           "used), which max_inodes bounds.",
+           std::to_string(s.fds_held));
   w.single("wardfs_kernel_entries_released_total", "counter",
            "Kernel entries the daemon asked the kernel to forget to stay within its fd budget.",
            std::to_string(s.entries_released));

@@ -34,6 +34,7 @@ struct MetricsSnapshot {
   };
   std::array<Histogram, fuse::kTimedOpCount> latency{};
   std::uint64_t inodes_held = 0;
+  std::uint64_t fds_held = 0;
   std::int64_t open_handles = 0;
   std::uint32_t active_generation = 0;
   std::uint32_t generations = 0;

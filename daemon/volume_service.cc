@@ -146,6 +146,7 @@ nlohmann::json VolumeService::status() {
             {"copy_ranges", c.copy_ranges.load()},
             {"bytes_copied", c.bytes_copied.load()},
             {"inodes_held", filesystem_.inodes_held()},
+            {"fds_held", filesystem_.fds_held()},
             {"open_handles", c.open_handles.load()},
             {"entries_released", c.entries_released.load()}}},
           {"rekey", rekey},
@@ -204,7 +205,8 @@ nlohmann::json VolumeService::handle_public(const nlohmann::json& request) {
             {"bytes_written", s.bytes_written},
             {"integrity_failures", s.integrity_failures},
             {"open_handles", s.open_handles},
-            {"inodes_held", s.inodes_held}}},
+            {"inodes_held", s.inodes_held},
+            {"fds_held", s.fds_held}}},
           {"rekey",
            {{"running", s.rekey_running},
             {"bytes_done", s.rekey_done_bytes},
@@ -231,6 +233,7 @@ MetricsSnapshot VolumeService::metrics_snapshot() {
   s.entries_released = c.entries_released.load();
   copy_op_stats(c.ops, s);
   s.inodes_held = filesystem_.inodes_held();
+  s.fds_held = filesystem_.fds_held();
   s.open_handles = c.open_handles.load();
   s.active_generation = config.active_generation;
   s.generations = static_cast<std::uint32_t>(config.keys.size());

@@ -93,9 +93,10 @@ class WardFs {
   // Opens the backing root and reads its directory id. 0 or -errno.
   int open_root();
   static const fuse_lowlevel_ops& operations();
-  // Every inode the kernel holds costs the daemon an fd. Past `max_inodes`, a thread asks
-  // the kernel (through `session`) to forget the least recently looked-up entries, as
-  // memory pressure would, so a tree of any size fits in RLIMIT_NOFILE. Entries in use
+  // Directories, symlinks and files once used cost the daemon an fd while the kernel
+  // knows them. Past `max_inodes` of those, a thread asks the kernel (through `session`)
+  // to forget the least recently looked-up, as memory pressure would, so a tree of any
+  // size fits in RLIMIT_NOFILE. Entries in use
   // (open files, working directories) stay; the kernel simply looks the others up again.
   void start_inode_limit(fuse_session* session, std::size_t max_inodes) {
     notifier_.start(session, max_inodes);
@@ -105,6 +106,7 @@ class WardFs {
   void quiesce_inode_limit() { notifier_.quiesce(); }
   void stop_inode_limit() { notifier_.stop(); }  // quiesce, then end the thread
   std::size_t inodes_held() { return inodes_.size(); }
+  std::size_t fds_held() const { return inodes_.fds_held(); }
   const FsCounters& counters() const { return counters_; }
   bool writeback_active() const { return writeback_active_.load(std::memory_order_relaxed); }
   // How the kernel hands requests over: "io_uring" once one request has come over the ring
@@ -190,10 +192,15 @@ class WardFs {
   int backing_link(Inode& inode, std::string& backing, UniqueFd& dir);
   int dir_id_of(Inode& dir, crypto::DirId& out);
   int lookup_entry(Inode& parent, std::string_view name, fuse_entry_param& e);
-  // An entry of the parent's listing, opened by the backing name the listing found.
+  // An entry of the parent's listing, looked up by the backing name the listing found.
   int lookup_listed_entry(Inode& parent, const volume::DirEntry& entry, fuse_entry_param& e);
+  // The entry `backing` of `parent`, whose fstatat gave `st`, into the inode table.
+  int entry_at(Inode& parent, std::string_view name, const std::string& backing,
+               const struct stat& st, fuse_entry_param& e);
   // Takes `fd` (the entry's O_PATH fd, or a dup of one just created) into the inode table.
   int entry_from_fd(Inode& parent, std::string_view name, UniqueFd fd, fuse_entry_param& e);
+  int make_entry(Inode& parent, std::string_view name, UniqueFd fd, struct stat st,
+                 BackingPlace place, fuse_entry_param& e);
   int resolve_in(Inode& parent, std::string_view name, volume::ResolvedName& out);
   volume::FileContent& content_of(Inode& inode);
   int open_backing(Inode& inode, int flags, UniqueFd& out);
@@ -221,7 +228,10 @@ class WardFs {
   // `mode`, seen by a look that began after `changes_before_look` mode changes: writes
   // skip the look while it had no setuid or setgid bit and nothing changed since.
   void note_mode(Inode& inode, mode_t mode, std::uint64_t changes_before_look);
-  std::string proc_path(const Inode& inode) const;
+  // The inode's O_PATH fd, opened on first use (InodeTable::fd_of), or -errno.
+  int fd_of(Inode& inode);
+  // "/proc/self/fd/N" of that fd, to open or change the file through. 0 or -errno.
+  int proc_path(Inode& inode, std::string& out);
   fuse_ino_t ino_of(Inode& inode);
   // Whether other mounts may change the backing files under this one: read-only mounts
   // (beside a writer elsewhere) and -o shared ones.

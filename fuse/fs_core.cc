@@ -20,17 +20,16 @@ int WardFs::open_root() {
   if (!fd) return -errno;
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return -errno;
+  crypto::DirId id{};
+  if (const int rc = volume::read_dir_id(fd.get(), id); rc != 0) return rc;
   auto root = std::make_unique<Inode>();
-  root->fd = std::move(fd);
   root->dev = st.st_dev;
   root->ino = st.st_ino;
   root->type = S_IFDIR;
   root->nlookup = 2;
   root->display_path = "/";
-  crypto::DirId id{};
-  if (const int rc = volume::read_dir_id(root->fd.get(), id); rc != 0) return rc;
   root->dir_id = id;
-  inodes_.set_root(std::move(root));
+  inodes_.set_root(std::move(root), std::move(fd));
   return 0;
 }
 
@@ -43,8 +42,13 @@ fuse_ino_t WardFs::ino_of(Inode& inode) {
   return &inode == &inodes_.root() ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(&inode);
 }
 
-std::string WardFs::proc_path(const Inode& inode) const {
-  return "/proc/self/fd/" + std::to_string(inode.fd.get());
+int WardFs::fd_of(Inode& inode) { return inodes_.fd_of(inode); }
+
+int WardFs::proc_path(Inode& inode, std::string& out) {
+  const int fd = fd_of(inode);
+  if (fd < 0) return fd;
+  out = "/proc/self/fd/" + std::to_string(fd);
+  return 0;
 }
 
 std::string WardFs::child_path(Inode& parent, std::string_view name) {
@@ -75,7 +79,9 @@ volume::FileContent& WardFs::content_of(Inode& inode) {
 }
 
 int WardFs::stat_inode(Inode& inode, struct stat& st) {
-  if (::fstatat(inode.fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return -errno;
+  const int fd = fd_of(inode);
+  if (fd < 0) return fd;
+  if (::fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return -errno;
   return plain_stat(inode, st);
 }
 
@@ -105,7 +111,7 @@ int WardFs::plain_stat(Inode& inode, struct stat& st) {
 
 int WardFs::backing_link(Inode& inode, std::string& backing, UniqueFd& dir) {
   char buf[PATH_MAX];
-  const ssize_t n = ::readlinkat(inode.fd.get(), "", buf, sizeof buf);
+  const ssize_t n = ::readlinkat(inode.fd(), "", buf, sizeof buf);
   if (n < 0) return -errno;
   backing.assign(buf, static_cast<std::size_t>(n));
   if (!crypto::is_target_sidecar_name(backing)) return 0;
@@ -127,9 +133,9 @@ int WardFs::link_target(Inode& inode, std::string& out) {
   // sidecar. The kernel may still hold the old link for a moment: ESTALE makes it look
   // the name up again (readlink and path walks retry on it) instead of reading EIO.
   struct stat st {};
-  const bool replaced =
-      dir && ::fstatat(inode.fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 &&
-      st.st_nlink == 0;
+  const bool replaced = dir &&
+                        ::fstatat(inode.fd(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 &&
+                        st.st_nlink == 0;
   return replaced ? -ESTALE : -EIO;
 }
 
@@ -138,7 +144,7 @@ int WardFs::share_link_target(Inode& inode, Inode& to_dir) {
   UniqueFd dir;
   const int rc = backing_link(inode, backing, dir);
   if (rc != 0 || !dir) return rc;
-  return names_.share_target_sidecar(dir.get(), to_dir.fd.get(), backing);
+  return names_.share_target_sidecar(dir.get(), to_dir.fd(), backing);
 }
 
 void WardFs::remember_link_dir(Inode& inode, Inode& dir) {
@@ -146,10 +152,10 @@ void WardFs::remember_link_dir(Inode& inode, Inode& dir) {
   // Only links with a long target keep a second fd: the inode limit counts inodes, and
   // a short link needs no directory.
   char buf[PATH_MAX];
-  const ssize_t n = ::readlinkat(inode.fd.get(), "", buf, sizeof buf);
+  const ssize_t n = ::readlinkat(inode.fd(), "", buf, sizeof buf);
   const bool is_long =
       n > 0 && crypto::is_target_sidecar_name(std::string_view(buf, static_cast<std::size_t>(n)));
-  UniqueFd fd(is_long ? ::fcntl(dir.fd.get(), F_DUPFD_CLOEXEC, 0) : -1);
+  UniqueFd fd(is_long ? ::fcntl(dir.fd(), F_DUPFD_CLOEXEC, 0) : -1);
   std::lock_guard lock(inode.state_mutex);
   if (fd || !is_long) inode.link_dir = std::move(fd);
 }
@@ -158,7 +164,7 @@ int WardFs::dir_id_of(Inode& dir, crypto::DirId& out) {
   std::lock_guard lock(dir.state_mutex);
   if (!dir.dir_id) {
     crypto::DirId id{};
-    if (const int rc = volume::read_dir_id(dir.fd.get(), id); rc != 0) {
+    if (const int rc = volume::read_dir_id(dir.fd(), id); rc != 0) {
       spdlog::error("directory {} has no readable {}: {}", dir.display_path, volume::kDirIdFileName,
                     std::strerror(-rc));
       return -EIO;
@@ -172,16 +178,18 @@ int WardFs::dir_id_of(Inode& dir, crypto::DirId& out) {
 int WardFs::resolve_in(Inode& parent, std::string_view name, volume::ResolvedName& out) {
   crypto::DirId dir_id{};
   if (const int rc = dir_id_of(parent, dir_id); rc != 0) return rc;
-  return names_.resolve(parent.fd.get(), dir_id, name, out);
+  return names_.resolve(parent.fd(), dir_id, name, out);
 }
 
 int WardFs::lookup_entry(Inode& parent, std::string_view name, fuse_entry_param& e) {
   auto attempt = [&]() -> int {
     crypto::DirId dir_id{};
     if (const int rc = dir_id_of(parent, dir_id); rc != 0) return rc;
-    UniqueFd fd;
-    if (const int rc = names_.open_entry(parent.fd.get(), dir_id, name, fd); rc != 0) return rc;
-    return entry_from_fd(parent, name, std::move(fd), e);
+    std::string backing;
+    struct stat st {};
+    if (const int rc = names_.stat_entry(parent.fd(), dir_id, name, backing, st); rc != 0)
+      return rc;
+    return entry_at(parent, name, backing, st, e);
   };
   const int rc = attempt();
   if (rc != -ENOENT || volume_.keys().generations_for_lookup().size() < 2) return rc;
@@ -193,19 +201,37 @@ int WardFs::lookup_entry(Inode& parent, std::string_view name, fuse_entry_param&
 }
 
 // READDIRPLUS: the listing holds each entry's backing name, already authenticated, so
-// opening it skips sealing the plaintext name again. A rename since opendir (a rekey
+// looking it up skips sealing the plaintext name again. A rename since opendir (a rekey
 // moving the entry to its new-generation name) falls back to a lookup by name.
 int WardFs::lookup_listed_entry(Inode& parent, const volume::DirEntry& entry, fuse_entry_param& e) {
-  UniqueFd fd(::openat(parent.fd.get(), entry.backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd) return errno == ENOENT ? lookup_entry(parent, entry.name, e) : -errno;
-  return entry_from_fd(parent, entry.name, std::move(fd), e);
+  struct stat st {};
+  if (::fstatat(parent.fd(), entry.backing.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+    return errno == ENOENT ? lookup_entry(parent, entry.name, e) : -errno;
+  return entry_at(parent, entry.name, entry.backing, st, e);
+}
+
+// A regular file needs no fd to be known (one fstatat was the whole lookup); anything
+// else is opened now, and the stat of what was opened is what counts.
+int WardFs::entry_at(Inode& parent, std::string_view name, const std::string& backing,
+                     const struct stat& st, fuse_entry_param& e) {
+  if (S_ISREG(st.st_mode))
+    return make_entry(parent, name, UniqueFd(), st, {parent.dir_fd_shared(), backing}, e);
+  UniqueFd fd(::openat(parent.fd(), backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return -errno;
+  return entry_from_fd(parent, name, std::move(fd), e);
 }
 
 int WardFs::entry_from_fd(Inode& parent, std::string_view name, UniqueFd fd, fuse_entry_param& e) {
-  std::memset(&e, 0, sizeof e);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return -errno;
-  Inode& inode = inodes_.acquire(std::move(fd), st, child_path(parent, name), &parent, name);
+  return make_entry(parent, name, std::move(fd), st, {}, e);
+}
+
+int WardFs::make_entry(Inode& parent, std::string_view name, UniqueFd fd, struct stat st,
+                       BackingPlace place, fuse_entry_param& e) {
+  std::memset(&e, 0, sizeof e);
+  Inode& inode =
+      inodes_.acquire(std::move(fd), st, child_path(parent, name), &parent, name, std::move(place));
   notifier_.note_inode_count();
   remember_link_dir(inode, parent);
   if (const int rc = plain_stat(inode, st); rc != 0) {
@@ -222,7 +248,7 @@ int WardFs::entry_from_fd(Inode& parent, std::string_view name, UniqueFd fd, fus
 int WardFs::publish_new_entry(fuse_req_t req, Inode& parent, std::string_view name, UniqueFd fd,
                               fuse_entry_param& e) {
   if (const int rc = entry_from_fd(parent, name, std::move(fd), e); rc != 0) return rc;
-  hand_to_caller(req, parent, inode_of(e.ino).fd.get(), e.attr);
+  hand_to_caller(req, parent, inode_of(e.ino).fd(), e.attr);
   return 0;
 }
 
@@ -234,7 +260,7 @@ volume::Owner WardFs::owner_for(fuse_req_t req, Inode& parent, const struct stat
   // In a setgid directory the backing filesystem gives new entries the directory's
   // group, which is what a local filesystem does; the caller's group would be wrong.
   struct stat dir {};
-  if (::fstat(parent.fd.get(), &dir) == 0 && (dir.st_mode & S_ISGID) != 0) {
+  if (::fstat(parent.fd(), &dir) == 0 && (dir.st_mode & S_ISGID) != 0) {
     owner.gid = static_cast<gid_t>(-1);
   }
   return owner;
@@ -250,7 +276,9 @@ void WardFs::hand_to_caller(fuse_req_t req, Inode& parent, int fd, struct stat& 
 }
 
 int WardFs::open_backing(Inode& inode, int flags, UniqueFd& out) {
-  out.reset(::open(proc_path(inode).c_str(), flags | O_CLOEXEC));
+  std::string proc;
+  if (const int rc = proc_path(inode, proc); rc != 0) return rc;
+  out.reset(::open(proc.c_str(), flags | O_CLOEXEC));
   return out ? 0 : -errno;
 }
 

@@ -22,7 +22,7 @@ constexpr std::string_view kUserPrefix = "user.";
 void WardFs::opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Inode& dir = inode_of(ino);
   auto handle = std::make_unique<DirHandle>();
-  handle->fd.reset(::openat(dir.fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  handle->fd.reset(::openat(dir.fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!handle->fd) {
     fuse_reply_err(req, errno);
     return;
@@ -118,15 +118,15 @@ void WardFs::fsyncdir(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* 
 
 int WardFs::check_backing_root() {
   struct stat st {};
-  if (::fstatat(inodes_.root().fd.get(), ".", &st, 0) != 0) return -errno;
+  if (::fstatat(inodes_.root().fd(), ".", &st, 0) != 0) return -errno;
   struct statvfs vfs {};
-  if (::fstatvfs(inodes_.root().fd.get(), &vfs) != 0) return -errno;
+  if (::fstatvfs(inodes_.root().fd(), &vfs) != 0) return -errno;
   return 0;
 }
 
 void WardFs::statfs(fuse_req_t req, fuse_ino_t) {
   struct statvfs st {};
-  if (::fstatvfs(inodes_.root().fd.get(), &st) != 0) {
+  if (::fstatvfs(inodes_.root().fd(), &st) != 0) {
     // ENOTCONN from a wardfs mount means its own daemon is gone (wardfs status reads it
     // so); a backing file system that lost its server is an I/O error here.
     fuse_reply_err(req, is_lost_fuse_connection(errno) ? EIO : errno);
@@ -143,7 +143,8 @@ void WardFs::statfs(fuse_req_t req, fuse_ino_t) {
 }
 
 int WardFs::xattr_find(Inode& inode, std::string_view name, std::string& backing_name) {
-  const std::string proc = proc_path(inode);
+  std::string proc;
+  if (const int rc = proc_path(inode, proc); rc != 0) return rc;
   for (const auto& gen : volume_.keys().generations_for_lookup()) {
     std::string candidate = names_.xattr_backing_name(name, gen->generation);
     if (candidate.empty()) return -ENOTSUP;
@@ -177,7 +178,11 @@ void WardFs::setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const ch
     fuse_reply_err(req, ENODATA);
     return;
   }
-  const std::string proc = proc_path(inode);
+  std::string proc;
+  if (const int rc = proc_path(inode, proc); rc != 0) {
+    fuse_reply_err(req, -rc);
+    return;
+  }
   const std::string backing = names_.xattr_backing_name(name, volume_.keys().active_generation());
   const auto sealed =
       names_.seal_xattr_value(name, {reinterpret_cast<const std::uint8_t*>(value), size});
@@ -206,7 +211,11 @@ void WardFs::getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t s
     fuse_reply_err(req, rc == -ENOTSUP ? ENODATA : -rc);
     return;
   }
-  const std::string proc = proc_path(inode);
+  std::string proc;
+  if (const int rc = proc_path(inode, proc); rc != 0) {
+    fuse_reply_err(req, -rc);
+    return;
+  }
   std::vector<std::uint8_t> blob(XATTR_SIZE_MAX);
   const ssize_t n = ::getxattr(proc.c_str(), backing.c_str(), blob.data(), blob.size());
   if (n < 0) {
@@ -231,7 +240,11 @@ void WardFs::listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   Inode& inode = inode_of(ino);
   std::string plain_list;
   if (!S_ISLNK(inode.type)) {
-    const std::string proc = proc_path(inode);
+    std::string proc;
+    if (const int rc = proc_path(inode, proc); rc != 0) {
+      fuse_reply_err(req, -rc);
+      return;
+    }
     std::vector<char> raw(XATTR_LIST_MAX);
     const ssize_t n = ::listxattr(proc.c_str(), raw.data(), raw.size());
     if (n < 0) {
@@ -264,7 +277,12 @@ void WardFs::removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
     fuse_reply_err(req, -rc);
     return;
   }
-  const int r = ::removexattr(proc_path(inode).c_str(), backing.c_str());
+  std::string proc;
+  if (const int rc = proc_path(inode, proc); rc != 0) {
+    fuse_reply_err(req, -rc);
+    return;
+  }
+  const int r = ::removexattr(proc.c_str(), backing.c_str());
   fuse_reply_err(req, r == 0 ? 0 : errno);
 }
 

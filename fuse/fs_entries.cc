@@ -51,23 +51,23 @@ void WardFs::mknod(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode
   volume::ResolvedName r;
   int rc = resolve_in(parent, name, r);
   if (rc == 0 && r.exists) rc = -EEXIST;
-  if (rc == 0) rc = names_.write_sidecar(parent.fd.get(), r);
+  if (rc == 0) rc = names_.write_sidecar(parent.fd(), r);
   // The new entry's fd comes from its creation (O_EXCL) or is checked to be the entry
   // just made: never a name someone may have swapped meanwhile.
   UniqueFd fd;
   if (rc == 0 && S_ISREG(mode)) {
-    fd.reset(::openat(parent.fd.get(), r.backing.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+    fd.reset(::openat(parent.fd(), r.backing.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
                       mode & 07777));
     rc = fd ? volume::FileContent(volume_).create(fd.get()) : -errno;
   } else if (rc == 0) {
-    rc = ::mknodat(parent.fd.get(), r.backing.c_str(), mode, rdev) == 0
-             ? volume::open_fresh_entry(parent.fd.get(), r.backing, mode & S_IFMT, fd)
+    rc = ::mknodat(parent.fd(), r.backing.c_str(), mode, rdev) == 0
+             ? volume::open_fresh_entry(parent.fd(), r.backing, mode & S_IFMT, fd)
              : -errno;
   }
   fuse_entry_param e{};
   if (rc == 0) rc = publish_new_entry(req, parent, name, std::move(fd), e);
   if (rc != 0) {
-    if (rc != -EEXIST) names_.remove_sidecar(parent.fd.get(), r);
+    if (rc != -EEXIST) names_.remove_sidecar(parent.fd(), r);
     fuse_reply_err(req, -rc);
     return;
   }
@@ -80,15 +80,15 @@ void WardFs::mkdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode
   volume::ResolvedName r;
   int rc = resolve_in(parent, name, r);
   if (rc == 0 && r.exists) rc = -EEXIST;
-  if (rc == 0) rc = names_.write_sidecar(parent.fd.get(), r);
+  if (rc == 0) rc = names_.write_sidecar(parent.fd(), r);
   UniqueFd fd;
   if (rc == 0)
-    rc = volume::make_directory(volume_.backing_features(), parent.fd.get(), r.backing, mode,
+    rc = volume::make_directory(volume_.backing_features(), parent.fd(), r.backing, mode,
                                 owner_for(req, parent), fd);
   fuse_entry_param e{};
   if (rc == 0) rc = entry_from_fd(parent, name, std::move(fd), e);
   if (rc != 0) {
-    if (rc != -EEXIST) names_.remove_sidecar(parent.fd.get(), r);
+    if (rc != -EEXIST) names_.remove_sidecar(parent.fd(), r);
     fuse_reply_err(req, -rc);
     return;
   }
@@ -104,19 +104,19 @@ void WardFs::symlink(fuse_req_t req, const char* target, fuse_ino_t parent_ino, 
   if (rc == 0 && r.exists) rc = -EEXIST;
   // Both sidecars (a long name's, a long target's) before the link appears.
   std::string sealed;
-  if (rc == 0) rc = names_.make_symlink_target(parent.fd.get(), target, sealed);
-  if (rc == 0) rc = names_.write_sidecar(parent.fd.get(), r);
+  if (rc == 0) rc = names_.make_symlink_target(parent.fd(), target, sealed);
+  if (rc == 0) rc = names_.write_sidecar(parent.fd(), r);
   UniqueFd fd;
   bool linked = false;
   if (rc == 0) {
-    linked = ::symlinkat(sealed.c_str(), parent.fd.get(), r.backing.c_str()) == 0;
-    rc = linked ? volume::open_fresh_entry(parent.fd.get(), r.backing, S_IFLNK, fd) : -errno;
+    linked = ::symlinkat(sealed.c_str(), parent.fd(), r.backing.c_str()) == 0;
+    rc = linked ? volume::open_fresh_entry(parent.fd(), r.backing, S_IFLNK, fd) : -errno;
   }
   fuse_entry_param e{};
   if (rc == 0) rc = publish_new_entry(req, parent, name, std::move(fd), e);
   if (rc != 0) {
-    if (rc != -EEXIST) names_.remove_sidecar(parent.fd.get(), r);
-    if (!linked && !sealed.empty()) names_.drop_target_sidecar(parent.fd.get(), sealed);
+    if (rc != -EEXIST) names_.remove_sidecar(parent.fd(), r);
+    if (!linked && !sealed.empty()) names_.drop_target_sidecar(parent.fd(), sealed);
     fuse_reply_err(req, -rc);
     return;
   }
@@ -130,23 +130,25 @@ void WardFs::link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_ino, cons
   volume::ResolvedName r;
   int rc = resolve_in(parent, newname, r);
   if (rc == 0 && r.exists) rc = -EEXIST;
-  if (rc == 0) rc = names_.write_sidecar(parent.fd.get(), r);
+  if (rc == 0) rc = names_.write_sidecar(parent.fd(), r);
   if (rc == 0 && S_ISLNK(inode.type)) rc = share_link_target(inode, parent);
-  if (rc == 0 && ::linkat(AT_FDCWD, proc_path(inode).c_str(), parent.fd.get(), r.backing.c_str(),
-                          AT_SYMLINK_FOLLOW) != 0) {
+  std::string proc;
+  if (rc == 0) rc = proc_path(inode, proc);
+  if (rc == 0 &&
+      ::linkat(AT_FDCWD, proc.c_str(), parent.fd(), r.backing.c_str(), AT_SYMLINK_FOLLOW) != 0) {
     rc = -errno;
   }
   // The new name is another name of `inode`: its fd serves, no lookup of a name that
   // someone may have swapped meanwhile.
   UniqueFd fd;
   if (rc == 0) {
-    fd.reset(::fcntl(inode.fd.get(), F_DUPFD_CLOEXEC, 0));
+    fd.reset(::fcntl(fd_of(inode), F_DUPFD_CLOEXEC, 0));
     if (!fd) rc = -errno;
   }
   fuse_entry_param e{};
   if (rc == 0) rc = entry_from_fd(parent, newname, std::move(fd), e);
   if (rc != 0) {
-    if (rc != -EEXIST) names_.remove_sidecar(parent.fd.get(), r);
+    if (rc != -EEXIST) names_.remove_sidecar(parent.fd(), r);
     fuse_reply_err(req, -rc);
     return;
   }
@@ -163,21 +165,21 @@ void WardFs::unlink(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
   // With one key generation the name has one encoding: unlinkat() itself reports a
   // missing entry (ENOENT) or a directory (EISDIR), no probe first.
   if (rc == 0 && !names_.encode_for_create(dir_id, name, r)) {
-    rc = names_.resolve(parent.fd.get(), dir_id, name, r);
+    rc = names_.resolve(parent.fd(), dir_id, name, r);
     if (rc == 0 && !r.exists) rc = -ENOENT;
   }
   // A long symlink target's sidecar goes with the link's last name.
   std::string long_target;
   if (rc == 0 && (!r.exists || S_ISLNK(r.st.st_mode)))
-    long_target = long_target_of(parent.fd.get(), r.backing);
+    long_target = long_target_of(parent.fd(), r.backing);
   struct stat link_st {};
   const bool last_name =
       !long_target.empty() &&
-      ::fstatat(parent.fd.get(), r.backing.c_str(), &link_st, AT_SYMLINK_NOFOLLOW) == 0 &&
+      ::fstatat(parent.fd(), r.backing.c_str(), &link_st, AT_SYMLINK_NOFOLLOW) == 0 &&
       link_st.st_nlink == 1;
-  if (rc == 0 && ::unlinkat(parent.fd.get(), r.backing.c_str(), 0) != 0) rc = -errno;
-  if (rc == 0) names_.remove_sidecar(parent.fd.get(), r);
-  if (rc == 0 && last_name) names_.drop_target_sidecar(parent.fd.get(), long_target);
+  if (rc == 0 && ::unlinkat(parent.fd(), r.backing.c_str(), 0) != 0) rc = -errno;
+  if (rc == 0) names_.remove_sidecar(parent.fd(), r);
+  if (rc == 0 && last_name) names_.drop_target_sidecar(parent.fd(), long_target);
   if (rc == 0) audit_.change(req, "unlink", child_path(parent, name));
   fuse_reply_err(req, -rc);
 }
@@ -193,14 +195,14 @@ void WardFs::rmdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
     Inode* child = inodes_.find(r.st.st_dev, r.st.st_ino);
     std::unique_lock<std::mutex> child_lock;
     if (child != nullptr) child_lock = std::unique_lock(child->entries_mutex);
-    UniqueFd dir(::openat(parent.fd.get(), r.backing.c_str(),
-                          O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    UniqueFd dir(
+        ::openat(parent.fd(), r.backing.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     crypto::DirId saved_id{};
     rc = dir ? volume::read_dir_id(dir.get(), saved_id) : -errno;
     if (rc == 0) rc = volume::remove_dir_metadata(dir.get());
     if (rc == 0) {
       ::unlinkat(dir.get(), std::string(volume::kDirIdFileName).c_str(), 0);
-      if (::unlinkat(parent.fd.get(), r.backing.c_str(), AT_REMOVEDIR) != 0) {
+      if (::unlinkat(parent.fd(), r.backing.c_str(), AT_REMOVEDIR) != 0) {
         rc = -errno;
         volume::write_dir_id(dir.get(), saved_id);  // keep the directory usable
       }
@@ -210,7 +212,7 @@ void WardFs::rmdir(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
       child->dir_id.reset();
     }
   }
-  if (rc == 0) names_.remove_sidecar(parent.fd.get(), r);
+  if (rc == 0) names_.remove_sidecar(parent.fd(), r);
   if (rc == 0) audit_.change(req, "rmdir", child_path(parent, name));
   fuse_reply_err(req, -rc);
 }
@@ -242,50 +244,56 @@ void WardFs::rename(fuse_req_t req, fuse_ino_t parent_ino, const char* name,
   crypto::DirId replaced_id{};
   if (rc == 0 && to.exists && S_ISDIR(to.st.st_mode) && S_ISDIR(from.st.st_mode) &&
       (flags & RENAME_EXCHANGE) == 0) {
-    replaced_dir.reset(::openat(newparent.fd.get(), to.backing.c_str(),
+    replaced_dir.reset(::openat(newparent.fd(), to.backing.c_str(),
                                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     rc = replaced_dir ? volume::read_dir_id(replaced_dir.get(), replaced_id) : -errno;
     if (rc == 0) rc = volume::remove_dir_metadata(replaced_dir.get());
     if (rc == 0) ::unlinkat(replaced_dir.get(), std::string(volume::kDirIdFileName).c_str(), 0);
   }
-  if (rc == 0) rc = names_.write_sidecar(newparent.fd.get(), to);
+  if (rc == 0) rc = names_.write_sidecar(newparent.fd(), to);
   // Long symlink targets: the sidecar of a link moving to another directory goes there
   // first; that of a link being replaced goes after it (its last name only).
   const bool exchange = (flags & RENAME_EXCHANGE) != 0;
   const std::string from_target =
-      rc == 0 && S_ISLNK(from.st.st_mode) ? long_target_of(parent.fd.get(), from.backing) : "";
+      rc == 0 && S_ISLNK(from.st.st_mode) ? long_target_of(parent.fd(), from.backing) : "";
   const std::string to_target = rc == 0 && to.exists && S_ISLNK(to.st.st_mode)
-                                    ? long_target_of(newparent.fd.get(), to.backing)
+                                    ? long_target_of(newparent.fd(), to.backing)
                                     : "";
   if (rc == 0 && &parent != &newparent) {
-    rc = names_.share_target_sidecar(parent.fd.get(), newparent.fd.get(), from_target);
+    rc = names_.share_target_sidecar(parent.fd(), newparent.fd(), from_target);
     if (rc == 0 && exchange)
-      rc = names_.share_target_sidecar(newparent.fd.get(), parent.fd.get(), to_target);
+      rc = names_.share_target_sidecar(newparent.fd(), parent.fd(), to_target);
   }
   if (rc == 0) {
-    rc = volume::rename_entry(volume_.backing_features(), parent.fd.get(), from.backing,
-                              newparent.fd.get(), to.backing, flags);
+    rc = volume::rename_entry(volume_.backing_features(), parent.fd(), from.backing, newparent.fd(),
+                              to.backing, flags);
     // EEXIST: another mount made `to` meanwhile, and the sidecar is its entry's now.
-    if (rc != 0 && rc != -EEXIST && !to.exists) names_.remove_sidecar(newparent.fd.get(), to);
+    if (rc != 0 && rc != -EEXIST && !to.exists) names_.remove_sidecar(newparent.fd(), to);
   }
   if (rc != 0 && replaced_dir) volume::write_dir_id(replaced_dir.get(), replaced_id);
   if (rc == 0 && !exchange) {
-    names_.remove_sidecar(parent.fd.get(), from);
+    names_.remove_sidecar(parent.fd(), from);
     if (&parent != &newparent && from.st.st_nlink == 1)
-      names_.drop_target_sidecar(parent.fd.get(), from_target);
+      names_.drop_target_sidecar(parent.fd(), from_target);
     const bool replaced_other = to.st.st_dev != from.st.st_dev || to.st.st_ino != from.st.st_ino;
     if (replaced_other && to.st.st_nlink == 1 && to_target != from_target)
-      names_.drop_target_sidecar(newparent.fd.get(), to_target);
+      names_.drop_target_sidecar(newparent.fd(), to_target);
     if (Inode* moved = inodes_.find(from.st.st_dev, from.st.st_ino)) {
       moved->set_path(child_path(newparent, newname));
       inodes_.relocate(*moved, &newparent, newname);
+      inodes_.move_place(*moved, newparent.dir_fd_shared(), to.backing);
       remember_link_dir(*moved, newparent);
     }
   }
   if (rc == 0 && exchange) {
-    if (Inode* moved = inodes_.find(from.st.st_dev, from.st.st_ino))
+    if (Inode* moved = inodes_.find(from.st.st_dev, from.st.st_ino)) {
+      inodes_.move_place(*moved, newparent.dir_fd_shared(), to.backing);
       remember_link_dir(*moved, newparent);
-    if (Inode* other = inodes_.find(to.st.st_dev, to.st.st_ino)) remember_link_dir(*other, parent);
+    }
+    if (Inode* other = inodes_.find(to.st.st_dev, to.st.st_ino)) {
+      inodes_.move_place(*other, parent.dir_fd_shared(), from.backing);
+      remember_link_dir(*other, parent);
+    }
   }
   if (rc == 0)
     audit_.change(req, "rename", child_path(parent, name),
@@ -310,13 +318,13 @@ void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mod
   volume::ResolvedName r;
   // With one key generation, O_EXCL alone tells whether the name exists: no probe first.
   if (rc == 0 && !names_.encode_for_create(dir_id, name, r)) {
-    rc = names_.resolve(parent.fd.get(), dir_id, name, r);
+    rc = names_.resolve(parent.fd(), dir_id, name, r);
   }
   UniqueFd fd;
   if (rc == 0 && !r.exists) {
-    rc = names_.write_sidecar(parent.fd.get(), r);
+    rc = names_.write_sidecar(parent.fd(), r);
     if (rc == 0) {
-      fd.reset(::openat(parent.fd.get(), r.backing.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+      fd.reset(::openat(parent.fd(), r.backing.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
                         mode & 07777));
       if (!fd) rc = -errno;
     }
@@ -339,7 +347,7 @@ void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mod
     Inode& made = inode_of(e.ino);
     // A lookup racing this one (readdirplus) may have put the inode in the table first,
     // with its own fd, and ours is closed: then the handle opens its own.
-    if (made.fd.get() == created && !options_.shared) {
+    if (made.fd() == created && !options_.shared) {
       handle->borrowed_fd = created;
     } else {
       rc = open_backing(made, O_RDWR, handle->fd);
@@ -352,12 +360,12 @@ void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mod
     if (rc == 0) rc = content.create(handle->backing());
     pass.release();
     if (rc != 0) {
-      ::unlinkat(parent.fd.get(), r.backing.c_str(), 0);
+      ::unlinkat(parent.fd(), r.backing.c_str(), 0);
       forget(e.ino, 1);
     }
   }
   if (rc != 0) {
-    if (rc != -EEXIST) names_.remove_sidecar(parent.fd.get(), r);
+    if (rc != -EEXIST) names_.remove_sidecar(parent.fd(), r);
     fuse_reply_err(req, -rc);
     return;
   }

@@ -110,16 +110,15 @@ void WardFs::getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 void WardFs::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
                      fuse_file_info* fi) {
   Inode& inode = inode_of(ino);
-  int rc = 0;
-  const std::string proc = proc_path(inode);
-  if (to_set & FUSE_SET_ATTR_MODE) {
+  std::string proc;
+  int rc = proc_path(inode, proc);
+  if (rc == 0 && (to_set & FUSE_SET_ATTR_MODE)) {
     if (::chmod(proc.c_str(), attr->st_mode & 07777) != 0) rc = -errno;
   }
   if (rc == 0 && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
     const uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
     const gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
-    if (::fchownat(inode.fd.get(), "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
-      rc = -errno;
+    if (::fchownat(inode.fd(), "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) rc = -errno;
   }
   // After the change, so a look at the mode that began before it does not count.
   if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) ++inode.mode_changes;
@@ -169,7 +168,7 @@ void WardFs::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_s
       tv[1] = attr->st_mtim;
     }
     const int r = S_ISLNK(inode.type)
-                      ? ::utimensat(inode.fd.get(), "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)
+                      ? ::utimensat(inode.fd(), "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)
                       : ::utimensat(AT_FDCWD, proc.c_str(), tv, 0);
     if (r != 0) rc = -errno;
   }

@@ -1,11 +1,14 @@
 #include "fuse/inode_table.h"
 
+#include <fcntl.h>
+
 #include <algorithm>
+#include <cerrno>
 
 namespace wardfs::fuse {
 
 Inode& InodeTable::acquire(UniqueFd fd, const struct stat& st, const std::string& display_path,
-                           const Inode* parent, std::string_view name) {
+                           const Inode* parent, std::string_view name, BackingPlace place) {
   std::lock_guard lock(mutex_);
   if (root_ && root_->dev == st.st_dev && root_->ino == st.st_ino) {
     root_->nlookup++;
@@ -14,17 +17,56 @@ Inode& InodeTable::acquire(UniqueFd fd, const struct stat& st, const std::string
   auto& slot = inodes_[{st.st_dev, st.st_ino}];
   if (!slot) {
     slot = std::make_unique<Inode>();
-    slot->fd = std::move(fd);
     slot->dev = st.st_dev;
     slot->ino = st.st_ino;
     slot->type = st.st_mode & S_IFMT;
     slot->display_path = display_path;
+    if (fd) {
+      slot->set_fd(std::move(fd));
+      fds_held_++;
+    } else {
+      slot->place = std::move(place);
+    }
   } else {
-    slot->set_path(display_path);
+    std::lock_guard state(slot->state_mutex);
+    slot->display_path = display_path;
+    if (slot->fd() < 0 && fd) {
+      slot->set_fd(std::move(fd));
+      slot->place = {};
+      fds_held_++;
+    } else if (slot->fd() < 0 && place.dir) {
+      slot->place = std::move(place);  // the name it was found under last
+    }
   }
   slot->nlookup++;
   if (parent != nullptr) touch(*slot, parent, name);
   return *slot;
+}
+
+int InodeTable::fd_of(Inode& inode) {
+  if (const int fd = inode.fd(); fd >= 0) return fd;
+  std::lock_guard state(inode.state_mutex);
+  if (const int fd = inode.fd(); fd >= 0) return fd;
+  if (!inode.place.dir) return -ESTALE;
+  UniqueFd fd(
+      ::openat(inode.place.dir->get(), inode.place.name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return errno == ENOENT ? -ESTALE : -errno;
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return -errno;
+  // Another file under the name (a rename or replacement by another mount, or something
+  // planted in the backing directory) is not this inode: the kernel looks again.
+  if (st.st_dev != inode.dev || st.st_ino != inode.ino) return -ESTALE;
+  inode.set_fd(std::move(fd));
+  inode.place = {};
+  fds_held_++;
+  return inode.fd();
+}
+
+void InodeTable::move_place(Inode& inode, const SharedFd& dir, std::string_view backing) {
+  std::lock_guard state(inode.state_mutex);
+  if (inode.fd() >= 0) return;
+  inode.place.dir = dir;
+  inode.place.name.assign(backing);
 }
 
 void InodeTable::touch(Inode& inode, const Inode* parent, std::string_view name) {
@@ -52,9 +94,10 @@ std::vector<std::pair<const Inode*, std::string>> InodeTable::coldest(std::size_
   std::lock_guard lock(mutex_);
   std::vector<std::pair<const Inode*, std::string>> out;
   out.reserve(std::min(n, lru_.size()));
-  while (out.size() < n && out.size() < lru_.size()) {
+  // Inodes without an fd cost none: asking the kernel to forget them frees nothing.
+  for (std::size_t seen = 0, total = lru_.size(); seen < total && out.size() < n; ++seen) {
     Inode* inode = lru_.front();
-    out.emplace_back(inode->parent, inode->name);
+    if (inode->fd() >= 0) out.emplace_back(inode->parent, inode->name);
     lru_.splice(lru_.end(), lru_, inode->lru_pos);
   }
   return out;
@@ -73,6 +116,7 @@ void InodeTable::forget(Inode& inode, std::uint64_t n) {
   const std::uint64_t before = inode.nlookup.fetch_sub(n);
   if (before <= n) {
     if (inode.in_lru) lru_.erase(inode.lru_pos);
+    if (inode.fd() >= 0) fds_held_--;
     inodes_.erase({inode.dev, inode.ino});
   }
 }

@@ -1,5 +1,6 @@
 // The daemon's view of backing inodes: one Inode per (device, inode number) the kernel
-// knows about, holding an O_PATH fd, the lookup count and per-file engine state.
+// knows about, with its lookup count, per-file engine state and an O_PATH fd, which a
+// regular file opens only when an operation needs it (InodeTable::fd_of).
 #pragma once
 
 #include <sys/stat.h>
@@ -26,8 +27,25 @@ namespace wardfs::fuse {
 // Lock order (docs/ARCHITECTURE.md): a directory's entries_mutex (parent before child;
 // two directories only through std::lock), then InodeTable::mutex_, then the
 // FileContent's locks, and state_mutex last: nothing is locked while holding it.
+// A directory's O_PATH fd, shared by the directory's Inode and the regular files last
+// found in it, so a file can open its own fd after the kernel forgot the directory.
+using SharedFd = std::shared_ptr<const UniqueFd>;
+
+// Where a regular file's inode was last found: the directory and the backing name in it.
+struct BackingPlace {
+  SharedFd dir;
+  std::string name;
+};
+
 struct Inode {
-  UniqueFd fd;  // O_PATH | O_NOFOLLOW
+  // The O_PATH | O_NOFOLLOW fd, or -1. Directories and symlinks have theirs from the start
+  // (their entries and targets are read through it); a regular file opens its own on
+  // first use (InodeTable::fd_of), so a LOOKUP or READDIRPLUS of a file costs one fstatat
+  // and a tree of any size pins no fd per file. Set once, kept until the inode is freed.
+  int fd() const { return fd_.load(std::memory_order_acquire); }
+  // A directory's fd as its files keep it. Set before the inode is published, never
+  // changed: no lock needed.
+  const SharedFd& dir_fd_shared() const { return fd_owner_; }
   dev_t dev = 0;
   ino_t ino = 0;
   mode_t type = 0;  // S_IFMT bits
@@ -39,7 +57,9 @@ struct Inode {
   std::atomic<std::uint64_t> mode_changes{0};
   std::atomic<std::uint64_t> unprivileged_as_of{UINT64_MAX};
 
-  std::mutex state_mutex;  // guards dir_id, content creation, display_path and link_dir
+  // Guards dir_id, content creation, display_path, link_dir, place and the opening of
+  // the fd.
+  std::mutex state_mutex;
   std::optional<crypto::DirId> dir_id;
   std::unique_ptr<volume::FileContent> content;
   std::string display_path;  // last known plaintext path, for log lines only
@@ -60,6 +80,8 @@ struct Inode {
   std::list<Inode*>::iterator lru_pos;
   bool in_lru = false;
 
+  BackingPlace place;  // regular files until their fd is open: where to open it
+
   std::string path() {
     std::lock_guard lock(state_mutex);
     return display_path;
@@ -68,26 +90,50 @@ struct Inode {
     std::lock_guard lock(state_mutex);
     display_path = std::move(p);
   }
+
+ private:
+  friend class InodeTable;
+  void set_fd(UniqueFd fd) {  // once; the table's mutex or state_mutex held
+    fd_owner_ = std::make_shared<const UniqueFd>(std::move(fd));
+    fd_.store(fd_owner_->get(), std::memory_order_release);
+  }
+  SharedFd fd_owner_;
+  std::atomic<int> fd_{-1};
 };
 
 class InodeTable {
  public:
   // Returns the inode for (st_dev, st_ino), creating it around `fd` (taking ownership)
-  // when new, and adds one lookup. A known inode keeps its fd; `fd` is closed.
-  // `parent` and `name` say where the kernel looked it up (null for the daemon's own
-  // walks); they make it the most recently used.
+  // when new, and adds one lookup. A known inode keeps its fd (`fd` is closed) or, if it
+  // has none yet, takes `fd`. `fd` may be empty for a regular file only, which then
+  // opens it from `place` when needed. `parent` and `name` say where the kernel looked
+  // it up (null for the daemon's own walks); they make it the most recently used.
   Inode& acquire(UniqueFd fd, const struct stat& st, const std::string& display_path,
-                 const Inode* parent = nullptr, std::string_view name = {});
+                 const Inode* parent = nullptr, std::string_view name = {},
+                 BackingPlace place = {});
+  // The inode's O_PATH fd, opened from its place on first use: the fd, or -ESTALE when
+  // the name no longer holds this inode (renamed or replaced by another mount, or by a
+  // rekey; the kernel then looks the name up again), or another -errno. Files opened or
+  // changed through the mount have their fd before any of their names can go; what
+  // cannot recover is an fstat through an O_PATH fd of the caller's whose every name
+  // the daemon has not seen is gone (ESTALE, where gocryptfs answers ENOENT).
+  int fd_of(Inode& inode);
+  // Where a regular file without an fd now lives (rename).
+  void move_place(Inode& inode, const SharedFd& dir, std::string_view backing);
+  std::size_t fds_held() const { return fds_held_.load(std::memory_order_relaxed); }
   // The entry the kernel now knows under another name (rename).
   void relocate(Inode& inode, const Inode* parent, std::string_view name);
   std::size_t size();
-  // (parent, name) of up to n least recently looked-up inodes, which become the most
-  // recent ones so the next call offers others.
+  // (parent, name) of up to n least recently looked-up inodes that hold an fd, which
+  // become the most recent ones so the next call offers others.
   std::vector<std::pair<const Inode*, std::string>> coldest(std::size_t n);
   Inode* find(dev_t dev, ino_t ino);
   // Drops n lookups; frees the inode when none remain (never the root).
   void forget(Inode& inode, std::uint64_t n);
-  void set_root(std::unique_ptr<Inode> root) { root_ = std::move(root); }
+  void set_root(std::unique_ptr<Inode> root, UniqueFd fd) {
+    root->set_fd(std::move(fd));
+    root_ = std::move(root);
+  }
   Inode& root() { return *root_; }
 
  private:
@@ -105,6 +151,7 @@ class InodeTable {
   std::unordered_map<std::pair<dev_t, ino_t>, std::unique_ptr<Inode>, InodeKeyHash> inodes_;
   std::list<Inode*> lru_;  // least recently looked up first
   std::unique_ptr<Inode> root_;
+  std::atomic<std::size_t> fds_held_{0};  // inodes with an open fd, the root aside
 };
 
 }  // namespace wardfs::fuse

@@ -38,7 +38,7 @@ void KernelNotifier::stop() {
 
 void KernelNotifier::note_inode_count() {
   if (!stopping_.load(std::memory_order_acquire) &&
-      inodes_.size() > high_.load(std::memory_order_relaxed))
+      inodes_.fds_held() > high_.load(std::memory_order_relaxed))
     wake_.notify_one();
 }
 
@@ -67,15 +67,16 @@ void KernelNotifier::prune_loop() {
   bool reported = false;
   std::unique_lock lock(mutex_);
   for (;;) {
-    wake_.wait_for(lock, 1s, [&] { return stopping() || inodes_.size() > high; });
+    wake_.wait_for(lock, 1s, [&] { return stopping() || inodes_.fds_held() > high; });
     if (stopping()) break;
-    const std::size_t held = inodes_.size();
+    const std::size_t held = inodes_.fds_held();
     if (held <= high) continue;
     const auto victims = inodes_.coldest(held - low_);
     if (!reported) {
       spdlog::info(
-          "the kernel holds {} inodes, over this mount's limit of {} (one fd each, "
-          "RLIMIT_NOFILE): asking it to forget the least recently used",
+          "the daemon holds {} fds for inodes the kernel knows, over this mount's limit of {} "
+          "(max_inodes, from RLIMIT_NOFILE): asking the kernel to forget the least recently "
+          "used",
           held, high);
       reported = true;
     }
@@ -94,7 +95,7 @@ void KernelNotifier::prune_loop() {
     lock.lock();
     // Let the FORGETs arrive before counting again, but not for long: a fast reader
     // may look up thousands of files a second.
-    wake_.wait_for(lock, 5ms, [&] { return stopping() || inodes_.size() <= high; });
+    wake_.wait_for(lock, 5ms, [&] { return stopping() || inodes_.fds_held() <= high; });
   }
 }
 

@@ -1,7 +1,8 @@
 // What the daemon tells the kernel on its own initiative, over the FUSE session: the
-// inode limit (every inode the kernel holds pins an fd in the daemon, so past a budget a
-// thread asks the kernel to forget the least recently looked-up entries, as memory
-// pressure would) and attribute invalidations (another mount changed a file).
+// inode limit (directories, symlinks and files once used pin an fd in the daemon while
+// the kernel knows them, so past a budget a thread asks the kernel to forget the least
+// recently looked-up of those, as memory pressure would) and attribute invalidations (another mount
+// changed a file).
 //
 // One stop path: quiesce() (before the session's fd closes, i.e. before
 // fuse_session_unmount) stops every notification; stop() also ends the thread. Both are
@@ -30,7 +31,7 @@ class KernelNotifier {
   KernelNotifier(const KernelNotifier&) = delete;
   KernelNotifier& operator=(const KernelNotifier&) = delete;
 
-  // Starts the pruning thread for at most `max_inodes` inodes held by the kernel.
+  // Starts the pruning thread for at most `max_inodes` inodes with an fd.
   void start(fuse_session* session, std::size_t max_inodes);
   void quiesce();  // waits up to 2 s for a notification in flight
   void stop();     // quiesce, then join the thread

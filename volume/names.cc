@@ -66,13 +66,15 @@ int NameMapper::resolve(int dir_fd, const crypto::DirId& dir_id, std::string_vie
   return 0;
 }
 
-int NameMapper::open_entry(int dir_fd, const crypto::DirId& dir_id, std::string_view name,
-                           UniqueFd& out) const {
+int NameMapper::stat_entry(int dir_fd, const crypto::DirId& dir_id, std::string_view name,
+                           std::string& backing, struct stat& st) const {
   if (const int rc = check_plain_name(name); rc != 0) return rc;
   for (const auto& gen : volume_.keys().generations_for_lookup()) {
-    const ResolvedName candidate = encode_with(*gen, dir_id, name);
-    out.reset(::openat(dir_fd, candidate.backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-    if (out) return 0;
+    ResolvedName candidate = encode_with(*gen, dir_id, name);
+    if (::fstatat(dir_fd, candidate.backing.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      backing = std::move(candidate.backing);
+      return 0;
+    }
     if (errno != ENOENT) return -errno;
   }
   return -ENOENT;

@@ -44,11 +44,11 @@ class NameMapper {
   // absent, fills in the active generation's encoding for creating it. 0 or -errno.
   int resolve(int dir_fd, const crypto::DirId& dir_id, std::string_view name,
               ResolvedName& out) const;
-  // Opens `name` as an O_PATH fd (symlinks not followed), trying the generations in
-  // resolve()'s order: one openat per generation tried, where resolve() then an open
-  // would cost a stat probe more. 0, -ENOENT or another -errno.
-  int open_entry(int dir_fd, const crypto::DirId& dir_id, std::string_view name,
-                 UniqueFd& out) const;
+  // Finds `name` with one fstatat (symlinks not followed) per generation tried, in
+  // resolve()'s order, filling in its backing name and stat, where resolve() would also
+  // look for the other generations' names. 0, -ENOENT or another -errno.
+  int stat_entry(int dir_fd, const crypto::DirId& dir_id, std::string_view name,
+                 std::string& backing, struct stat& st) const;
   // The active generation's encoding of `name` without probing the directory, for a
   // create that relies on O_EXCL to find an existing entry (or an unlink on unlinkat's
   // ENOENT). Only sound while no older

@@ -62,6 +62,7 @@ wd::MetricsSnapshot known_snapshot() {
   s.integrity_failures = 2;
   s.entries_released = 7;
   s.inodes_held = 33;
+  s.fds_held = 21;
   s.open_handles = 3;
   s.active_generation = 4;
   s.generations = 2;
@@ -94,6 +95,8 @@ TEST_CASE("metrics: known values render as Prometheus text lines") {
            "wardfs_integrity_failures_total{mount=\"/mnt/a\"} 2",
            "# TYPE wardfs_inodes_held gauge",
            "wardfs_inodes_held{mount=\"/mnt/a\"} 33",
+           "# TYPE wardfs_inode_fds_held gauge",
+           "wardfs_inode_fds_held{mount=\"/mnt/a\"} 21",
            "wardfs_open_handles{mount=\"/mnt/a\"} 3",
            "wardfs_kernel_entries_released_total{mount=\"/mnt/a\"} 7",
            "wardfs_active_generation{mount=\"/mnt/a\"} 4",

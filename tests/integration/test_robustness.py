@@ -163,11 +163,58 @@ class Robustness(WardfsTestCase):
         deadline = time.time() + 10
         while True:
             c = self.counters()
-            if c["inodes_held"] <= 200 or time.time() > deadline:
+            if c["fds_held"] <= 200 or time.time() > deadline:
                 break
             time.sleep(0.1)
         self.assertGreater(c["entries_released"], 0, c)
-        self.assertLessEqual(c["inodes_held"], 200, c)
+        self.assertLessEqual(c["fds_held"], 200, c)
+
+    def test_files_looked_up_hold_no_fd(self):
+        """A file the kernel only listed or looked up costs the daemon no fd (one fstatat
+        was the whole lookup); it opens one when the file is used."""
+        os.mkdir(self.vol.p("tree"))
+        for i in range(400):
+            write_file(self.vol.p("tree", "f%d" % i), b"%d" % i, fsync=False)
+        self.vol.remount()
+        pid = self.vol.daemon_pids()[0]
+        fds_before = len(os.listdir("/proc/%d/fd" % pid))
+        for name in os.listdir(self.vol.p("tree")):
+            self.assertEqual(os.stat(self.vol.p("tree", name)).st_size, len(name) - 1)
+        c = self.counters()
+        self.assertGreaterEqual(c["inodes_held"], 400, c)
+        self.assertLess(c["fds_held"], 10, c)
+        self.assertLess(len(os.listdir("/proc/%d/fd" % pid)), fds_before + 10)
+        for i in range(0, 400, 50):
+            self.assertEqual(read_file(self.vol.p("tree", "f%d" % i)), b"%d" % i)
+        self.assertGreaterEqual(self.counters()["fds_held"], 8)
+
+    def test_file_known_under_a_name_since_removed(self):
+        """The daemon opens a file's fd from the name it last found it under. When that name
+        is gone (a hard link removed; a rename by another mount or a rekey), the operation
+        answers ESTALE, the kernel looks the path up again, and the caller sees no error."""
+        pairs = (("a", "b"), ("c", "d"), ("e", "f"))
+        for first, second in pairs:
+            write_file(self.vol.p(first), b"linked")
+            os.link(self.vol.p(first), self.vol.p(second))
+        self.vol.remount()
+        for first, second in (("a", "b"), ("c", "d")):
+            self.assertEqual(os.stat(self.vol.p(first)).st_nlink, 2)
+            self.assertEqual(os.stat(self.vol.p(second)).st_nlink, 2)  # last found there
+            os.unlink(self.vol.p(second))
+        os.chmod(self.vol.p("a"), 0o600)  # a SETATTR meets the stale name
+        self.assertEqual(stat.S_IMODE(os.stat(self.vol.p("a")).st_mode), 0o600)
+        st = os.stat(self.vol.p("c"))  # a GETATTR meets it
+        self.assertEqual((st.st_nlink, st.st_size), (1, 6))
+        # Found under its other name only after that name went (an O_PATH fd keeps the
+        # kernel's inode): the lookup moves it.
+        held = os.open(self.vol.p("f"), os.O_PATH)
+        self.addCleanup(os.close, held)
+        os.unlink(self.vol.p("f"))
+        os.chmod(self.vol.p("e"), 0o640)
+        self.assertEqual(stat.S_IMODE(os.stat(self.vol.p("e")).st_mode), 0o640)
+        self.assertEqual(os.fstat(held).st_nlink, 1)
+        for name, _ in pairs:
+            self.assertEqual(read_file(self.vol.p(name)), b"linked")
 
     def test_readahead_widened(self):
         # The kernel caps a FUSE mount's readahead at 128 KiB whatever INIT asks; the daemon
