@@ -202,6 +202,7 @@ class WardFs {
   int make_entry(Inode& parent, std::string_view name, UniqueFd fd, struct stat st,
                  BackingPlace place, fuse_entry_param& e);
   int resolve_in(Inode& parent, std::string_view name, volume::ResolvedName& out);
+  void hold_before_unlink(const struct stat& st, UniqueFd fd);
   volume::FileContent& content_of(Inode& inode);
   int open_backing(Inode& inode, int flags, UniqueFd& out);
   // A root daemon makes entries as root: hand a new one (fd, lstat st) to the caller, as

@@ -18,6 +18,7 @@ namespace wardfs::fuse {
 namespace {
 // What the backing entry `backing` of `dir_fd` points to if it is a symlink whose target
 // lives in a sidecar (docs/FORMAT.md §7.1); empty for anything else.
+// `backing` in `dir_fd`, or the link `dir_fd` itself (an O_PATH fd) when empty.
 std::string long_target_of(int dir_fd, const std::string& backing) {
   char buf[PATH_MAX];
   const ssize_t n = ::readlinkat(dir_fd, backing.c_str(), buf, sizeof buf);
@@ -156,6 +157,14 @@ void WardFs::link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_ino, cons
   fuse_reply_entry(req, &e);
 }
 
+// The kernel knows the file it unlinks. If its inode has no fd yet, it takes `fd` (the
+// file's, `st` its stat): the backing file's last reference then goes with the kernel's
+// FORGET, so the backing filesystem frees it there and not in the caller's unlink (rm -rf
+// waited on ext4 freeing each inode), and an fd the caller still holds reaches the file.
+void WardFs::hold_before_unlink(const struct stat& st, UniqueFd fd) {
+  if (Inode* inode = inodes_.find(st.st_dev, st.st_ino)) inodes_.adopt_fd(*inode, std::move(fd));
+}
+
 void WardFs::unlink(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
   Inode& parent = inode_of(parent_ino);
   std::lock_guard lock(parent.entries_mutex);
@@ -168,15 +177,18 @@ void WardFs::unlink(fuse_req_t req, fuse_ino_t parent_ino, const char* name) {
     rc = names_.resolve(parent.fd(), dir_id, name, r);
     if (rc == 0 && !r.exists) rc = -ENOENT;
   }
+  // One O_PATH open tells the entry's type and links (empty: let unlinkat say why).
+  struct stat st {};
+  UniqueFd entry;
+  if (rc == 0) {
+    entry.reset(::openat(parent.fd(), r.backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (entry && ::fstat(entry.get(), &st) != 0) entry.reset();
+  }
   // A long symlink target's sidecar goes with the link's last name.
-  std::string long_target;
-  if (rc == 0 && (!r.exists || S_ISLNK(r.st.st_mode)))
-    long_target = long_target_of(parent.fd(), r.backing);
-  struct stat link_st {};
-  const bool last_name =
-      !long_target.empty() &&
-      ::fstatat(parent.fd(), r.backing.c_str(), &link_st, AT_SYMLINK_NOFOLLOW) == 0 &&
-      link_st.st_nlink == 1;
+  const std::string long_target =
+      entry && S_ISLNK(st.st_mode) ? long_target_of(entry.get(), "") : "";
+  const bool last_name = !long_target.empty() && st.st_nlink == 1;
+  if (entry && S_ISREG(st.st_mode)) hold_before_unlink(st, std::move(entry));
   if (rc == 0 && ::unlinkat(parent.fd(), r.backing.c_str(), 0) != 0) rc = -errno;
   if (rc == 0) names_.remove_sidecar(parent.fd(), r);
   if (rc == 0 && last_name) names_.drop_target_sidecar(parent.fd(), long_target);

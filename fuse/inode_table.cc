@@ -62,6 +62,14 @@ int InodeTable::fd_of(Inode& inode) {
   return inode.fd();
 }
 
+void InodeTable::adopt_fd(Inode& inode, UniqueFd fd) {
+  std::lock_guard state(inode.state_mutex);
+  if (inode.fd() >= 0) return;
+  inode.set_fd(std::move(fd));
+  inode.place = {};
+  fds_held_++;
+}
+
 void InodeTable::move_place(Inode& inode, const SharedFd& dir, std::string_view backing) {
   std::lock_guard state(inode.state_mutex);
   if (inode.fd() >= 0) return;
@@ -112,13 +120,20 @@ Inode* InodeTable::find(dev_t dev, ino_t ino) {
 
 void InodeTable::forget(Inode& inode, std::uint64_t n) {
   if (&inode == root_.get()) return;
-  std::lock_guard lock(mutex_);
-  const std::uint64_t before = inode.nlookup.fetch_sub(n);
-  if (before <= n) {
+  std::unique_ptr<Inode> gone;
+  {
+    std::lock_guard lock(mutex_);
+    const std::uint64_t before = inode.nlookup.fetch_sub(n);
+    if (before > n) return;
     if (inode.in_lru) lru_.erase(inode.lru_pos);
     if (inode.fd() >= 0) fds_held_--;
-    inodes_.erase({inode.dev, inode.ino});
+    const auto it = inodes_.find({inode.dev, inode.ino});
+    if (it == inodes_.end()) return;
+    gone = std::move(it->second);
+    inodes_.erase(it);
   }
+  // Freed outside the lock: closing the last fd of an unlinked file is where the backing
+  // filesystem frees it (ext4: ~100 us), and lookups and unlinks wait for this mutex.
 }
 
 }  // namespace wardfs::fuse

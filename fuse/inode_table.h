@@ -118,6 +118,8 @@ class InodeTable {
   // cannot recover is an fstat through an O_PATH fd of the caller's whose every name
   // the daemon has not seen is gone (ESTALE, where gocryptfs answers ENOENT).
   int fd_of(Inode& inode);
+  // Gives `inode` the fd `fd` (opened from one of its names) if it has none yet.
+  void adopt_fd(Inode& inode, UniqueFd fd);
   // Where a regular file without an fd now lives (rename).
   void move_place(Inode& inode, const SharedFd& dir, std::string_view backing);
   std::size_t fds_held() const { return fds_held_.load(std::memory_order_relaxed); }
