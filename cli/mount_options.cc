@@ -174,6 +174,15 @@ const std::vector<MountOptionInfo>& mount_option_table() {
          if (v != "0" && v != "1") bad_value("writeback_cache", v, "0 or 1");
          r.writeback_cache = v == "1";
        }},
+      {"readdirplus=auto|always",
+       "auto (default): the kernel asks for the entries' attributes with the first batch of "
+       "a listing only, and looks up each later entry that is then stat'ed; always: with "
+       "every batch, which makes find, ls -l, du and rsync over large directories faster "
+       "and a listing nobody stats (os.listdir) slower",
+       [](const std::string& v, Req& r) {
+         if (v != "auto" && v != "always") bad_value("readdirplus", v, "auto or always");
+         r.readdirplus_always = v == "always";
+       }},
       {"io_uring=auto|force|off",
        "how the kernel hands requests to the daemon. auto (default): FUSE over io_uring when "
        "the kernel allows it (the fuse module's enable_uring parameter is Y), else /dev/fuse, "

@@ -34,9 +34,9 @@ struct MountRequest {
   std::optional<std::filesystem::path> log_file;  // --log-file, -o log_file=
   std::string log_level = "info";                 // --log-level, -o log_level= (daemon/logging.h)
   unsigned max_threads = 16;
-  bool writeback_cache = false;
-  bool shared = false;  // -o shared: one of several read-write mounts (fuse/filesystem.h)  // -o
-                        // writeback_cache=1 (fuse/filesystem.h says why not)
+  bool writeback_cache = false;  // -o writeback_cache=1 (fuse/filesystem.h says why not)
+  bool shared = false;           // -o shared: one of several read-write mounts (fuse/filesystem.h)
+  bool readdirplus_always = false;                // -o readdirplus=always (fuse/filesystem.h)
   IoUringMode io_uring = IoUringMode::automatic;  // -o io_uring= (daemon/transport.h)
   std::size_t max_inodes = 0;  // -o max_inodes=N; 0: as many as RLIMIT_NOFILE allows
   // -o metrics_file=, metrics_interval=: Prometheus text kept current there (daemon/metrics.h)

@@ -132,6 +132,7 @@ nlohmann::json VolumeService::status() {
           {"chunk_size", config.chunk_size},
           {"keystore", volume_.keystore_identity()},
           {"writeback_cache", filesystem_.writeback_active()},
+          {"readdirplus", filesystem_.readdirplus_always() ? "always" : "auto"},
           {"transport", std::string(filesystem_.transport())},
           {"backing",
            {{"rename_noreplace", volume_.backing_features().rename_noreplace()},

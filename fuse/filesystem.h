@@ -42,6 +42,12 @@ struct FsOptions {
   // data operation then locks the backing file and starts from its state on disk, and
   // opens re-validate what the kernel cached (close-to-open). Excludes writeback_cache.
   bool shared = false;
+  // -o readdirplus=always: every batch of a listing comes with the entries' attributes.
+  // The kernel's default (auto) asks for them in the first batch only and looks up each
+  // later entry a caller stats, a round trip each: find, ls -l, du and rsync run faster
+  // with always; a listing nobody stats (os.listdir of a dataset) costs an fstatat per
+  // entry more (docs/PERFORMANCE.md).
+  bool readdirplus_always = false;
   audit::AuditLog* audit = nullptr;  // outlives the filesystem; null = no audit log
 };
 
@@ -109,6 +115,7 @@ class WardFs {
   std::size_t fds_held() const { return inodes_.fds_held(); }
   const FsCounters& counters() const { return counters_; }
   bool writeback_active() const { return writeback_active_.load(std::memory_order_relaxed); }
+  bool readdirplus_always() const { return options_.readdirplus_always; }
   // How the kernel hands requests over: "io_uring" once one request has come over the ring
   // (the kernel may send the first few over /dev/fuse while the ring starts), else
   // "/dev/fuse".

@@ -305,6 +305,7 @@ void WardFs::init(fuse_conn_info* conn) {
   conn->max_write = kMaxWriteBytes;
   conn->max_readahead = 1U << 20;
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+  if (options_.readdirplus_always) fuse_unset_feature_flag(conn, FUSE_CAP_READDIRPLUS_AUTO);
   const bool writeback = options_.writeback_cache && !options_.read_only &&
                          (conn->capable & FUSE_CAP_WRITEBACK_CACHE) != 0;
   if (writeback) {

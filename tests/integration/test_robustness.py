@@ -5,6 +5,7 @@ permission checks for other users on an allow_other mount, and who owns what the
 import errno
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -187,6 +188,35 @@ class Robustness(WardfsTestCase):
         for i in range(0, 400, 50):
             self.assertEqual(read_file(self.vol.p("tree", "f%d" % i)), b"%d" % i)
         self.assertGreaterEqual(self.counters()["fds_held"], 8)
+
+    def lookups(self):
+        p = run([BIN, "status", self.vol.plain, "--prometheus"])
+        self.assertEqual(p.returncode, 0, describe(p))
+        m = re.search(r'^wardfs_operations_total\{[^}]*op="lookup"[^}]*\} (\S+)$', p.stdout, re.M)
+        self.assertIsNotNone(m, p.stdout)
+        return float(m.group(1))
+
+    def test_readdirplus_always(self):
+        """-o readdirplus=always: stat'ing every entry of a listing too long for one batch
+        costs no LOOKUP; with the default (auto) the entries after the first batch each do."""
+        os.mkdir(self.vol.p("big"))
+        names = ["entry-with-a-longish-name-%04d" % i for i in range(1500)]
+        for n in names:
+            with open(self.vol.p("big", n), "wb"):
+                pass
+        for mode, most in (("always", 10), ("auto", None)):
+            self.vol.remount(options=None if mode == "auto" else "readdirplus=" + mode)
+            p = run([BIN, "status", "--json", self.vol.plain])
+            self.assertEqual(json.loads(p.stdout)["readdirplus"], mode, describe(p))
+            before = self.lookups()
+            self.assertEqual(sorted(os.listdir(self.vol.p("big"))), names)
+            for n in names:
+                os.stat(self.vol.p("big", n))
+            looked_up = self.lookups() - before
+            if most is not None:
+                self.assertLessEqual(looked_up, most, mode)
+            else:
+                self.assertGreater(looked_up, 500, mode)
 
     def test_file_known_under_a_name_since_removed(self):
         """The daemon opens a file's fd from the name it last found it under. When that name
