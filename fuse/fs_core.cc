@@ -149,8 +149,7 @@ int WardFs::share_link_target(Inode& inode, Inode& to_dir) {
 
 void WardFs::remember_link_dir(Inode& inode, Inode& dir) {
   if (!S_ISLNK(inode.type)) return;
-  // Only links with a long target keep a second fd: the inode limit counts inodes, and
-  // a short link needs no directory.
+  // Only links with a long target keep a second fd: a short link needs no directory.
   char buf[PATH_MAX];
   const ssize_t n = ::readlinkat(inode.fd(), "", buf, sizeof buf);
   const bool is_long =

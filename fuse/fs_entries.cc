@@ -16,9 +16,9 @@
 namespace wardfs::fuse {
 
 namespace {
-// What the backing entry `backing` of `dir_fd` points to if it is a symlink whose target
-// lives in a sidecar (docs/FORMAT.md §7.1); empty for anything else.
-// `backing` in `dir_fd`, or the link `dir_fd` itself (an O_PATH fd) when empty.
+// What the backing entry `backing` of `dir_fd` (with `backing` empty: the link `dir_fd`
+// itself, an O_PATH fd) points to if it is a symlink whose target lives in a sidecar
+// (docs/FORMAT.md §7.1); empty for anything else.
 std::string long_target_of(int dir_fd, const std::string& backing) {
   char buf[PATH_MAX];
   const ssize_t n = ::readlinkat(dir_fd, backing.c_str(), buf, sizeof buf);
