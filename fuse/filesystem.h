@@ -225,7 +225,9 @@ class WardFs {
   void create_existing(fuse_req_t req, Inode& parent, const char* name, fuse_file_info* fi);
   std::string child_path(Inode& parent, std::string_view name);
   void report_integrity(Inode& inode, std::uint64_t chunk, std::string_view reason);
-  int xattr_find(Inode& inode, std::string_view name, std::string& backing_name);
+  // Which backing name holds xattr `name` (any live generation). Fills `proc` (the
+  // inode's proc_path) first, so it is set whenever the answer is 0 or -ENODATA.
+  int xattr_find(Inode& inode, std::string_view name, std::string& proc, std::string& backing_name);
   // FUSE_CAP_HANDLE_KILLPRIV_V2 (fs_killpriv.cc): clears setuid/setgid as a local
   // filesystem would when `change` hits the file open as `fd`. For a write or an O_TRUNC
   // open the caller's capabilities decide; for a truncate the kernel said

@@ -142,8 +142,8 @@ void WardFs::statfs(fuse_req_t req, fuse_ino_t) {
   fuse_reply_statfs(req, &st);
 }
 
-int WardFs::xattr_find(Inode& inode, std::string_view name, std::string& backing_name) {
-  std::string proc;
+int WardFs::xattr_find(Inode& inode, std::string_view name, std::string& proc,
+                       std::string& backing_name) {
   if (const int rc = proc_path(inode, proc); rc != 0) return rc;
   for (const auto& gen : volume_.keys().generations_for_lookup()) {
     std::string candidate = names_.xattr_backing_name(name, gen->generation);
@@ -164,8 +164,9 @@ void WardFs::setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const ch
     fuse_reply_err(req, ENOTSUP);
     return;
   }
+  std::string proc;
   std::string existing;
-  const int found = xattr_find(inode, name, existing);
+  const int found = xattr_find(inode, name, proc, existing);
   if (found != 0 && found != -ENODATA) {
     fuse_reply_err(req, -found);
     return;
@@ -176,11 +177,6 @@ void WardFs::setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const ch
   }
   if ((flags & XATTR_REPLACE) && found != 0) {
     fuse_reply_err(req, ENODATA);
-    return;
-  }
-  std::string proc;
-  if (const int rc = proc_path(inode, proc); rc != 0) {
-    fuse_reply_err(req, -rc);
     return;
   }
   const std::string backing = names_.xattr_backing_name(name, volume_.keys().active_generation());
@@ -206,14 +202,10 @@ void WardFs::getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t s
     fuse_reply_err(req, ENODATA);
     return;
   }
-  std::string backing;
-  if (const int rc = xattr_find(inode, name, backing); rc != 0) {
-    fuse_reply_err(req, rc == -ENOTSUP ? ENODATA : -rc);
-    return;
-  }
   std::string proc;
-  if (const int rc = proc_path(inode, proc); rc != 0) {
-    fuse_reply_err(req, -rc);
+  std::string backing;
+  if (const int rc = xattr_find(inode, name, proc, backing); rc != 0) {
+    fuse_reply_err(req, rc == -ENOTSUP ? ENODATA : -rc);
     return;
   }
   std::vector<std::uint8_t> blob(XATTR_SIZE_MAX);
@@ -273,12 +265,8 @@ void WardFs::removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
     fuse_reply_err(req, ENODATA);
     return;
   }
-  if (const int rc = xattr_find(inode, name, backing); rc != 0) {
-    fuse_reply_err(req, -rc);
-    return;
-  }
   std::string proc;
-  if (const int rc = proc_path(inode, proc); rc != 0) {
+  if (const int rc = xattr_find(inode, name, proc, backing); rc != 0) {
     fuse_reply_err(req, -rc);
     return;
   }

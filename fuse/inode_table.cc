@@ -22,8 +22,7 @@ Inode& InodeTable::acquire(UniqueFd fd, const struct stat& st, const std::string
     slot->type = st.st_mode & S_IFMT;
     slot->display_path = display_path;
     if (fd) {
-      slot->set_fd(std::move(fd));
-      fds_held_++;
+      give_fd(*slot, std::move(fd));
     } else {
       slot->place = std::move(place);
     }
@@ -31,9 +30,7 @@ Inode& InodeTable::acquire(UniqueFd fd, const struct stat& st, const std::string
     std::lock_guard state(slot->state_mutex);
     slot->display_path = display_path;
     if (slot->fd() < 0 && fd) {
-      slot->set_fd(std::move(fd));
-      slot->place = {};
-      fds_held_++;
+      give_fd(*slot, std::move(fd));
     } else if (slot->fd() < 0 && place.dir) {
       slot->place = std::move(place);  // the name it was found under last
     }
@@ -56,15 +53,16 @@ int InodeTable::fd_of(Inode& inode) {
   // Another file under the name (a rename or replacement by another mount, or something
   // planted in the backing directory) is not this inode: the kernel looks again.
   if (st.st_dev != inode.dev || st.st_ino != inode.ino) return -ESTALE;
-  inode.set_fd(std::move(fd));
-  inode.place = {};
-  fds_held_++;
+  give_fd(inode, std::move(fd));
   return inode.fd();
 }
 
 void InodeTable::adopt_fd(Inode& inode, UniqueFd fd) {
   std::lock_guard state(inode.state_mutex);
-  if (inode.fd() >= 0) return;
+  if (inode.fd() < 0) give_fd(inode, std::move(fd));
+}
+
+void InodeTable::give_fd(Inode& inode, UniqueFd fd) {
   inode.set_fd(std::move(fd));
   inode.place = {};
   fds_held_++;
@@ -125,10 +123,10 @@ void InodeTable::forget(Inode& inode, std::uint64_t n) {
     std::lock_guard lock(mutex_);
     const std::uint64_t before = inode.nlookup.fetch_sub(n);
     if (before > n) return;
-    if (inode.in_lru) lru_.erase(inode.lru_pos);
-    if (inode.fd() >= 0) fds_held_--;
     const auto it = inodes_.find({inode.dev, inode.ino});
     if (it == inodes_.end()) return;
+    if (inode.in_lru) lru_.erase(inode.lru_pos);
+    if (inode.fd() >= 0) fds_held_--;
     gone = std::move(it->second);
     inodes_.erase(it);
   }

@@ -24,9 +24,6 @@
 
 namespace wardfs::fuse {
 
-// Lock order (docs/ARCHITECTURE.md): a directory's entries_mutex (parent before child;
-// two directories only through std::lock), then InodeTable::mutex_, then the
-// FileContent's locks, and state_mutex last: nothing is locked while holding it.
 // A directory's O_PATH fd, shared by the directory's Inode and the regular files last
 // found in it, so a file can open its own fd after the kernel forgot the directory.
 using SharedFd = std::shared_ptr<const UniqueFd>;
@@ -37,6 +34,9 @@ struct BackingPlace {
   std::string name;
 };
 
+// Lock order (docs/ARCHITECTURE.md): a directory's entries_mutex (parent before child;
+// two directories only through std::lock), then InodeTable::mutex_, then the
+// FileContent's locks, and state_mutex last: nothing is locked while holding it.
 struct Inode {
   // The O_PATH | O_NOFOLLOW fd, or -1. Directories and symlinks have theirs from the start
   // (their entries and targets are read through it); a regular file opens its own on
@@ -141,6 +141,9 @@ class InodeTable {
  private:
   std::mutex mutex_;
   void touch(Inode& inode, const Inode* parent, std::string_view name);  // mutex_ held
+  // The one way an inode gets its fd (but the root): counts it, drops the place. The
+  // inode's state_mutex held, or mutex_ for an inode not yet published.
+  void give_fd(Inode& inode, UniqueFd fd);
 
   struct InodeKeyHash {
     std::size_t operator()(const std::pair<dev_t, ino_t>& key) const noexcept {

@@ -6,12 +6,11 @@
 
 #include <catch2/catch.hpp>
 #include <cerrno>
-#include <cstdlib>
-#include <filesystem>
 #include <memory>
 #include <string>
 
 #include "fuse/inode_table.h"
+#include "tests/crypto/test_util.h"
 
 using wardfs::UniqueFd;
 using wardfs::fuse::BackingPlace;
@@ -21,17 +20,15 @@ using wardfs::fuse::SharedFd;
 
 namespace {
 
+// A fresh backing directory and its O_PATH fd, as a directory inode shares it.
 struct TempDir {
-  std::filesystem::path path;
+  wardfs::test::TempDir tmp;
   SharedFd fd;
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "wardfs-inodes-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-    fd = std::make_shared<const UniqueFd>(::open(tmpl.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  TempDir()
+      : fd(std::make_shared<const UniqueFd>(
+            ::open(tmp.path().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC))) {
     REQUIRE(*fd);
   }
-  ~TempDir() { std::filesystem::remove_all(path); }
   struct stat touch(const std::string& name) const {
     UniqueFd f(::openat(fd->get(), name.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
     REQUIRE(f);
