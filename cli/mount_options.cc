@@ -174,14 +174,22 @@ const std::vector<MountOptionInfo>& mount_option_table() {
          if (v != "0" && v != "1") bad_value("writeback_cache", v, "0 or 1");
          r.writeback_cache = v == "1";
        }},
-      {"readdirplus=auto|always",
-       "auto (default): the kernel asks for the entries' attributes with the first batch of "
-       "a listing only, and looks up each later entry that is then stat'ed; always: with "
-       "every batch, which makes find, ls -l, du and rsync over large directories faster "
-       "and a listing nobody stats (os.listdir) slower",
+      {"readdirplus=adaptive|auto|always",
+       "which batches of a directory listing carry the entries' attributes. adaptive "
+       "(default): the first, and the others while programs on this mount stat what they "
+       "list (find, ls -l, du, rsync, a loader opening every file), sparing a round trip "
+       "per entry; auto: the kernel's heuristic, the first batch only; always: every "
+       "batch, which makes a listing nobody stats (os.listdir) slower",
        [](const std::string& v, Req& r) {
-         if (v != "auto" && v != "always") bad_value("readdirplus", v, "auto or always");
-         r.readdirplus_always = v == "always";
+         if (v == "adaptive") {
+           r.readdirplus = fuse::ReaddirPlus::adaptive;
+         } else if (v == "auto") {
+           r.readdirplus = fuse::ReaddirPlus::kernel_auto;
+         } else if (v == "always") {
+           r.readdirplus = fuse::ReaddirPlus::always;
+         } else {
+           bad_value("readdirplus", v, "adaptive, auto or always");
+         }
        }},
       {"io_uring=auto|force|off",
        "how the kernel hands requests to the daemon. auto (default): FUSE over io_uring when "

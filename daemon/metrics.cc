@@ -114,6 +114,12 @@ void render_volume(Writer& w, const MetricsSnapshot& s) {
   w.single("wardfs_kernel_entries_released_total", "counter",
            "Kernel entries the daemon asked the kernel to forget to stay within its fd budget.",
            std::to_string(s.entries_released));
+  w.single("wardfs_listed_entries_with_attrs_total", "counter",
+           "Directory entries listed with their attributes (an fstatat each; readdirplus=).",
+           std::to_string(s.listed_with_attrs));
+  w.single("wardfs_listed_entries_bare_total", "counter",
+           "Directory entries listed without attributes (the kernel looks them up when used).",
+           std::to_string(s.listed_bare));
   w.single("wardfs_open_handles", "gauge", "Files and directories open through the mount.",
            std::to_string(s.open_handles));
   w.single("wardfs_active_generation", "gauge", "Key generation new data is sealed with.",

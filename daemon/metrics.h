@@ -27,6 +27,8 @@ struct MetricsSnapshot {
   std::uint64_t bytes_written = 0;
   std::uint64_t integrity_failures = 0;
   std::uint64_t entries_released = 0;
+  std::uint64_t listed_with_attrs = 0;
+  std::uint64_t listed_bare = 0;
   std::array<std::uint64_t, fuse::kOpCount> operations{};
   struct Histogram {
     std::array<std::uint64_t, fuse::kLatencyBuckets> buckets{};  // not cumulative

@@ -325,7 +325,7 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   wardfs::fuse::WardFs filesystem(*volume, {.read_only = req.read_only,
                                             .writeback_cache = req.writeback_cache,
                                             .shared = req.shared && !req.read_only,
-                                            .readdirplus_always = req.readdirplus_always,
+                                            .readdirplus = req.readdirplus,
                                             .audit = &audit_log});
   if (const int rc = filesystem.open_root(); rc != 0) {
     throw WardError(

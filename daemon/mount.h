@@ -9,6 +9,7 @@
 #include "audit/key_loss.h"
 #include "audit/record.h"
 #include "daemon/transport.h"
+#include "fuse/listing_attrs.h"
 #include "keystore/keystore.h"
 
 namespace wardfs::daemon {
@@ -36,7 +37,8 @@ struct MountRequest {
   unsigned max_threads = 16;
   bool writeback_cache = false;  // -o writeback_cache=1 (fuse/filesystem.h says why not)
   bool shared = false;           // -o shared: one of several read-write mounts (fuse/filesystem.h)
-  bool readdirplus_always = false;                // -o readdirplus=always (fuse/filesystem.h)
+  fuse::ReaddirPlus readdirplus =
+      fuse::ReaddirPlus::adaptive;                // -o readdirplus= (fuse/filesystem.h)
   IoUringMode io_uring = IoUringMode::automatic;  // -o io_uring= (daemon/transport.h)
   std::size_t max_inodes = 0;  // -o max_inodes=N; 0: as many as RLIMIT_NOFILE allows
   // -o metrics_file=, metrics_interval=: Prometheus text kept current there (daemon/metrics.h)

@@ -132,7 +132,7 @@ nlohmann::json VolumeService::status() {
           {"chunk_size", config.chunk_size},
           {"keystore", volume_.keystore_identity()},
           {"writeback_cache", filesystem_.writeback_active()},
-          {"readdirplus", filesystem_.readdirplus_always() ? "always" : "auto"},
+          {"readdirplus", std::string(fuse::readdirplus_name(filesystem_.readdirplus()))},
           {"transport", std::string(filesystem_.transport())},
           {"backing",
            {{"rename_noreplace", volume_.backing_features().rename_noreplace()},
@@ -149,7 +149,9 @@ nlohmann::json VolumeService::status() {
             {"inodes_held", filesystem_.inodes_held()},
             {"fds_held", filesystem_.fds_held()},
             {"open_handles", c.open_handles.load()},
-            {"entries_released", c.entries_released.load()}}},
+            {"entries_released", c.entries_released.load()},
+            {"listed_with_attrs", c.listed_with_attrs.load()},
+            {"listed_bare", c.listed_bare.load()}}},
           {"rekey", rekey},
           {"audit",
            {{"log", audit_.options().path.string()},
@@ -232,6 +234,8 @@ MetricsSnapshot VolumeService::metrics_snapshot() {
   s.bytes_written = c.bytes_written.load();
   s.integrity_failures = c.integrity_failures.load();
   s.entries_released = c.entries_released.load();
+  s.listed_with_attrs = c.listed_with_attrs.load();
+  s.listed_bare = c.listed_bare.load();
   copy_op_stats(c.ops, s);
   s.inodes_held = filesystem_.inodes_held();
   s.fds_held = filesystem_.fds_held();

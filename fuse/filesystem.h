@@ -17,6 +17,7 @@
 #include "fuse/fs_audit.h"
 #include "fuse/inode_table.h"
 #include "fuse/kernel_notifier.h"
+#include "fuse/listing_attrs.h"
 #include "fuse/op_stats.h"
 #include "volume/backing_tree.h"
 #include "volume/names.h"
@@ -42,12 +43,12 @@ struct FsOptions {
   // data operation then locks the backing file and starts from its state on disk, and
   // opens re-validate what the kernel cached (close-to-open). Excludes writeback_cache.
   bool shared = false;
-  // -o readdirplus=always: every batch of a listing comes with the entries' attributes.
-  // The kernel's default (auto) asks for them in the first batch only and looks up each
-  // later entry a caller stats, a round trip each: find, ls -l, du and rsync run faster
-  // with always; a listing nobody stats (os.listdir of a dataset) costs an fstatat per
-  // entry more (docs/PERFORMANCE.md).
-  bool readdirplus_always = false;
+  // -o readdirplus=: which batches of a listing come with the entries' attributes
+  // (fuse/listing_attrs.h). kernel_auto: the first only, and the kernel looks up each
+  // later entry a caller stats, a round trip each; always: every batch, and a listing
+  // nobody stats (os.listdir of a dataset) costs an fstatat per entry more; adaptive:
+  // the first, and the others while this mount's callers stat what they list.
+  ReaddirPlus readdirplus = ReaddirPlus::adaptive;
   audit::AuditLog* audit = nullptr;  // outlives the filesystem; null = no audit log
 };
 
@@ -65,6 +66,10 @@ struct FsCounters {
   std::atomic<std::int64_t> open_handles{0};
   // Kernel entries the daemon asked the kernel to forget, to stay within its fd budget.
   std::atomic<std::uint64_t> entries_released{0};
+  // Entries of listings sent with their attributes (READDIRPLUS, an fstatat each) and
+  // without (plain READDIR, or READDIRPLUS as -o readdirplus=adaptive chose).
+  std::atomic<std::uint64_t> listed_with_attrs{0};
+  std::atomic<std::uint64_t> listed_bare{0};
   OpStats ops;  // requests by kind, latency of the timed ones (for the metrics)
 };
 
@@ -115,7 +120,7 @@ class WardFs {
   std::size_t fds_held() const { return inodes_.fds_held(); }
   const FsCounters& counters() const { return counters_; }
   bool writeback_active() const { return writeback_active_.load(std::memory_order_relaxed); }
-  bool readdirplus_always() const { return options_.readdirplus_always; }
+  ReaddirPlus readdirplus() const { return options_.readdirplus; }
   // How the kernel hands requests over: "io_uring" once one request has come over the ring
   // (the kernel may send the first few over /dev/fuse while the ring starts), else
   // "/dev/fuse".
@@ -201,6 +206,8 @@ class WardFs {
   int lookup_entry(Inode& parent, std::string_view name, fuse_entry_param& e);
   // An entry of the parent's listing, looked up by the backing name the listing found.
   int lookup_listed_entry(Inode& parent, const volume::DirEntry& entry, fuse_entry_param& e);
+  // A READDIR(PLUS) reply sent `with_attrs` entries with attributes and `bare` without.
+  void note_listed(Inode& dir, bool plus, std::uint32_t with_attrs, std::uint32_t bare);
   // The entry `backing` of `parent`, whose fstatat gave `st`, into the inode table.
   int entry_at(Inode& parent, std::string_view name, const std::string& backing,
                const struct stat& st, fuse_entry_param& e);
@@ -307,6 +314,7 @@ class WardFs {
   std::atomic<bool> writeback_active_{false};  // set in init() when the kernel agreed
   std::atomic<bool> served_over_uring_{false};
   std::atomic<bool> killpriv_active_{false};  // set in init() when the kernel agreed
+  ListingAttrPolicy listing_attrs_;           // -o readdirplus=adaptive
   KernelNotifier notifier_{inodes_, counters_.entries_released};
 };
 

@@ -281,6 +281,18 @@ int WardFs::open_backing(Inode& inode, int flags, UniqueFd& out) {
   return out ? 0 : -errno;
 }
 
+std::string_view readdirplus_name(ReaddirPlus mode) {
+  switch (mode) {
+    case ReaddirPlus::kernel_auto:
+      return "auto";
+    case ReaddirPlus::always:
+      return "always";
+    case ReaddirPlus::adaptive:
+      break;
+  }
+  return "adaptive";
+}
+
 void WardFs::forget(fuse_ino_t ino, std::uint64_t n) { inodes_.forget(inode_of(ino), n); }
 
 int WardFs::LiveTreeAccess::with_dir(int dir_fd, const std::string& path,
@@ -304,7 +316,9 @@ void WardFs::init(fuse_conn_info* conn) {
   conn->max_write = kMaxWriteBytes;
   conn->max_readahead = 1U << 20;
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
-  if (options_.readdirplus_always) fuse_unset_feature_flag(conn, FUSE_CAP_READDIRPLUS_AUTO);
+  // Adaptive decides per batch here, so the kernel asks for attributes with every one.
+  if (options_.readdirplus != ReaddirPlus::kernel_auto)
+    fuse_unset_feature_flag(conn, FUSE_CAP_READDIRPLUS_AUTO);
   const bool writeback = options_.writeback_cache && !options_.read_only &&
                          (conn->capable & FUSE_CAP_WRITEBACK_CACHE) != 0;
   if (writeback) {

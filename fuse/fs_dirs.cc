@@ -68,6 +68,10 @@ void WardFs::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fus
   Inode& dir = inode_of(ino);
   std::vector<char> buf(size);
   size_t used = 0;
+  const bool with_attrs = plus && (options_.readdirplus != ReaddirPlus::adaptive ||
+                                   listing_attrs_.with_attrs(off == 0));
+  std::uint32_t bare = 0;
+  std::uint32_t with_attrs_sent = 0;
   // Offsets: 1 and 2 are "." and "..", entry k sits at k + 3.
   for (auto next = static_cast<std::size_t>(off); next < handle.entries.size() + 2; ++next) {
     std::string name;
@@ -84,9 +88,11 @@ void WardFs::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fus
       name = entry.name;
       st.st_ino = entry.ino;
       st.st_mode = static_cast<mode_t>(entry.type) << 12;
-      if (plus) {
+      if (with_attrs) {
         if (lookup_listed_entry(dir, entry, e) != 0) continue;  // vanished since opendir
         looked_up = true;
+      } else {
+        e.attr = st;  // node id 0: a plain entry, which the kernel looks up when used
       }
     }
     const auto next_off = static_cast<off_t>(next + 1);
@@ -101,8 +107,23 @@ void WardFs::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fus
       break;
     }
     used += len;
+    if (!looked_up && next >= 2) ++bare;
+    if (looked_up) ++with_attrs_sent;
   }
+  note_listed(dir, plus, with_attrs_sent, bare);
   fuse_reply_buf(req, buf.data(), used);
+}
+
+void WardFs::note_listed(Inode& dir, bool plus, std::uint32_t with_attrs, std::uint32_t bare) {
+  counters_.listed_with_attrs.fetch_add(with_attrs, std::memory_order_relaxed);
+  counters_.listed_bare.fetch_add(bare, std::memory_order_relaxed);
+  if (!plus || bare == 0) return;
+  // Only what readdirplus=adaptive sent bare counts: the kernel's own auto mode looks up
+  // plain READDIR entries as a matter of course.
+  constexpr std::uint32_t kMaxCounted = 1U << 20;
+  if (dir.listed_bare.load(std::memory_order_relaxed) < kMaxCounted)
+    dir.listed_bare.fetch_add(bare, std::memory_order_relaxed);
+  listing_attrs_.note_sent_bare(bare);
 }
 
 void WardFs::releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {

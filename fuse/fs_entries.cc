@@ -30,7 +30,9 @@ std::string long_target_of(int dir_fd, const std::string& backing) {
 
 void WardFs::lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   fuse_entry_param e{};
-  const int rc = lookup_entry(inode_of(parent), name, e);
+  Inode& dir = inode_of(parent);
+  if (dir.take_listed_bare()) listing_attrs_.note_looked_up();
+  const int rc = lookup_entry(dir, name, e);
   if (rc == -ENOENT) {
     // A negative entry lets the kernel cache "not there" like any local filesystem;
     // not where other mounts create names: a name made there must open here at once

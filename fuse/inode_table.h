@@ -82,6 +82,16 @@ struct Inode {
 
   BackingPlace place;  // regular files until their fd is open: where to open it
 
+  // Directories: entries of listings sent without attributes not yet looked up, up to a
+  // bound (-o readdirplus=adaptive counts those lookups).
+  std::atomic<std::uint32_t> listed_bare{0};
+  bool take_listed_bare() {
+    std::uint32_t n = listed_bare.load(std::memory_order_relaxed);
+    while (n > 0 && !listed_bare.compare_exchange_weak(n, n - 1, std::memory_order_relaxed)) {
+    }
+    return n > 0;
+  }
+
   std::string path() {
     std::lock_guard lock(state_mutex);
     return display_path;
