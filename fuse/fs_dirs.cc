@@ -68,8 +68,11 @@ void WardFs::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fus
   Inode& dir = inode_of(ino);
   std::vector<char> buf(size);
   size_t used = 0;
-  const bool with_attrs = plus && (options_.readdirplus != ReaddirPlus::adaptive ||
-                                   listing_attrs_.with_attrs(off == 0));
+  // The call that finds the end sends nothing: it is no batch to decide (or probe) for.
+  const bool at_end = static_cast<std::size_t>(off) >= handle.entries.size() + 2;
+  const bool with_attrs =
+      plus && !at_end &&
+      (options_.readdirplus != ReaddirPlus::adaptive || listing_attrs_.with_attrs(off == 0));
   std::uint32_t bare = 0;
   std::uint32_t with_attrs_sent = 0;
   // Offsets: 1 and 2 are "." and "..", entry k sits at k + 3.

@@ -221,14 +221,16 @@ class Robustness(WardfsTestCase):
             p = run([BIN, "status", "--json", self.vol.plain])
             self.assertEqual(json.loads(p.stdout)["readdirplus"], mode, describe(p))
             looked_up = [self.list_and_stat(d, names) for d in dirs]
+            # The kernel's first batch (about 170 of these entries) comes with attributes
+            # in every mode.
             if mode == "always":
                 self.assertLessEqual(max(looked_up), 10, looked_up)
             elif mode == "auto":
-                self.assertGreater(min(looked_up), 500, looked_up)
+                self.assertGreater(min(looked_up), len(names) / 2, looked_up)
             else:
-                self.assertGreater(looked_up[0], 500, looked_up)  # nothing learnt yet
-                # The rest, but for the probes (one batch in 16 sent bare, to keep checking).
-                self.assertLess(looked_up[2], 150, looked_up)
+                self.assertGreater(looked_up[0], len(names) / 2, looked_up)  # nothing learnt yet
+                # The next two, but for the probes (one batch in 16 sent bare, to keep checking).
+                self.assertLess(looked_up[1] + looked_up[2], looked_up[0] / 2, looked_up)
         # A listing nobody stats, on a fresh mount: the first batch (about 170 entries
         # here) with attributes only.
         self.vol.remount()
