@@ -281,18 +281,6 @@ int WardFs::open_backing(Inode& inode, int flags, UniqueFd& out) {
   return out ? 0 : -errno;
 }
 
-std::string_view readdirplus_name(ReaddirPlus mode) {
-  switch (mode) {
-    case ReaddirPlus::kernel_auto:
-      return "auto";
-    case ReaddirPlus::always:
-      return "always";
-    case ReaddirPlus::adaptive:
-      break;
-  }
-  return "adaptive";
-}
-
 void WardFs::forget(fuse_ino_t ino, std::uint64_t n) { inodes_.forget(inode_of(ino), n); }
 
 int WardFs::LiveTreeAccess::with_dir(int dir_fd, const std::string& path,

@@ -19,7 +19,18 @@ namespace wardfs::fuse {
 
 // -o readdirplus= (fuse/filesystem.h says what each does).
 enum class ReaddirPlus { adaptive, kernel_auto, always };
-std::string_view readdirplus_name(ReaddirPlus mode);  // as the option spells it
+// As the option spells it.
+inline std::string_view readdirplus_name(ReaddirPlus mode) {
+  switch (mode) {
+    case ReaddirPlus::kernel_auto:
+      return "auto";
+    case ReaddirPlus::always:
+      return "always";
+    case ReaddirPlus::adaptive:
+      break;
+  }
+  return "adaptive";
+}
 
 class ListingAttrPolicy {
  public:

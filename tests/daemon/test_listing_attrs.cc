@@ -10,8 +10,8 @@ using wardfs::fuse::ListingAttrPolicy;
 
 namespace {
 
-constexpr std::uint64_t kBatch =
-    25;  // entries of one READDIRPLUS reply (their number does not matter)
+// Entries of one READDIRPLUS reply (their number does not matter here).
+constexpr std::uint64_t kBatch = 25;
 
 // One directory listed: `batches` replies after the first. Returns how many of those
 // carried attributes; the entries sent bare are looked up when `stat_them`.
