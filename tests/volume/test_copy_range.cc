@@ -130,7 +130,7 @@ TEST_CASE("copy_to: a tampered source chunk is EIO and writes nothing of its blo
   const Bytes dst_start = pattern(static_cast<std::size_t>(3 * volume::kBatchBytes), 6);
   make_file(tv, sfd, src_model);
   make_file(tv, dfd, dst_start);
-  poke(sfd.get(), layout.slot_offset(300) + 50, Bytes{0x42});
+  flip_byte(sfd.get(), layout.slot_offset(300) + 50);
   FileContent src(*tv.vol);
   FileContent dst(*tv.vol);
   Reports reports;

@@ -25,7 +25,7 @@ TEST_CASE("check_all reports every failing chunk and counts holes", "[fsck]") {
   }
   for (const std::uint64_t bad : {1U, 3U}) {
     const auto at = layout.slot_offset(bad) + layout.overhead() + 5;
-    poke(fd.get(), at, Bytes{static_cast<std::uint8_t>(peek(fd.get(), at, 1)[0] ^ 1)});
+    flip_byte(fd.get(), at);
   }
   FileContent fc(*tv.vol);
   Reports reports;

@@ -55,7 +55,7 @@ TEST_CASE("Punching whole chunks makes holes and frees their blocks; edges are r
 
   // Only the punched slots may read as zeros: tampering elsewhere is still caught.
   SECTION("a modified chunk is EIO") {
-    poke(fd.get(), layout.slot_offset(8) + 40, Bytes{0x5A});
+    flip_byte(fd.get(), layout.slot_offset(8) + 40);
     FileContent fresh(*tv.vol);
     fresh.set_reporter(reports.fn());
     REQUIRE(fresh.load(fd.get()) == 0);

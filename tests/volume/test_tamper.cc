@@ -67,9 +67,7 @@ TEST_CASE("Tampered chunks are EIO and reported", "[tamper]") {
     const auto where = GENERATE_COPY(
         values<std::size_t>({0, 3, 5, layout.overhead() - 16 + 1, slot_len - 17, slot_len - 1}));
     CAPTURE(victim, where);
-    Bytes b = peek(fd.get(), layout.slot_offset(victim) + where, 1);
-    b[0] ^= 0x01;
-    poke(fd.get(), layout.slot_offset(victim) + where, b);
+    flip_byte(fd.get(), layout.slot_offset(victim) + where);
     Opened o(tv, fd.get());
     REQUIRE(o.load_rc == 0);
     REQUIRE(read_range(o.fc, fd.get(), victim * cs, 10).first == -EIO);

@@ -179,6 +179,14 @@ inline Bytes peek(int fd, std::uint64_t offset, std::size_t len) {
   return out;
 }
 
+// Changes the byte at `offset` (never to its own value: a fixed replacement byte would leave
+// the ciphertext intact one run in 256 and make a tamper test flaky).
+inline void flip_byte(int fd, std::uint64_t offset) {
+  Bytes b = peek(fd, offset, 1);
+  b[0] ^= 0x01;
+  poke(fd, offset, b);
+}
+
 // Reads [offset, offset + len) and returns the engine's result code with the bytes.
 inline std::pair<ssize_t, Bytes> read_range(FileContent& fc, int fd, std::uint64_t offset,
                                             std::size_t len) {
