@@ -7,6 +7,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "crypto/thread_contexts.h"
+
 namespace wardfs::crypto {
 
 std::string_view cipher_name(CipherId id) {
@@ -39,20 +41,10 @@ void check_sizes(std::size_t out, std::size_t in, bool sealing) {
 }
 
 // Setting a key expands its schedule (AES) or resets the context (ChaCha20 through
-// OpenSSL), which costs as much as sealing a small chunk.
-// Each thread keeps one context per direction and remembers which key it holds, so a run
-// of chunks under one file key only resets the nonce. Keys are told apart by
-// new_key_serial() (crypto/secret.h), never by address.
-struct CipherThreadContext {
-  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
-  std::uint64_t key_serial = 0;
-  CipherThreadContext() {
-    if (ctx == nullptr) throw std::bad_alloc();
-  }
-  ~CipherThreadContext() { EVP_CIPHER_CTX_free(ctx); }  // cleanses the key schedule
-  CipherThreadContext(const CipherThreadContext&) = delete;
-  CipherThreadContext& operator=(const CipherThreadContext&) = delete;
-};
+// OpenSSL), which costs as much as sealing a small chunk. Each thread keeps one context
+// per cipher and direction and remembers which key it holds (crypto/thread_contexts.h), so
+// a run of chunks under one file key only resets the nonce; the key's destructor wipes it.
+using CipherThreadContext = ThreadCipherContexts;
 
 // Once a context holds key and nonce, sealing and opening are the same EVP calls for both
 // ciphers. The tag follows the ciphertext.
@@ -91,39 +83,41 @@ const EVP_CIPHER* aes256gcm_cipher() {
 
 class Aes256Gcm final : public Aead {
  public:
-  explicit Aes256Gcm(ByteView key) : key_(SecretBytes::copy_of(key)), serial_(new_key_serial()) {}
+  explicit Aes256Gcm(ByteView key) : key_(SecretBytes::copy_of(key)) {}
   CipherId id() const override { return CipherId::aes256gcm; }
   std::size_t nonce_size() const override { return 12; }
 
   void seal(std::span<std::uint8_t> out, ByteView plaintext, ByteView nonce,
             ByteView ad) const override {
     check_sizes(out.size(), plaintext.size(), true);
-    thread_local CipherThreadContext enc;
+    thread_local CipherThreadContext enc(1);
+    const auto in_use = enc.lock();
     evp_seal(prepare(enc, nonce, 1), out, plaintext, ad, "AES-256-GCM");
   }
 
   bool open(std::span<std::uint8_t> out, ByteView sealed, ByteView nonce,
             ByteView ad) const override {
     check_sizes(out.size(), sealed.size(), false);
-    thread_local CipherThreadContext dec;
+    thread_local CipherThreadContext dec(1);
+    const auto in_use = dec.lock();
     return evp_open(prepare(dec, nonce, 0), out, sealed, ad);
   }
 
  private:
   EVP_CIPHER_CTX* prepare(CipherThreadContext& tc, ByteView nonce, int encrypt) const {
     if (nonce.size() != 12) throw std::invalid_argument("AES-256-GCM needs a 96-bit nonce");
-    const bool same_key = tc.key_serial == serial_;
-    if (!EVP_CipherInit_ex2(tc.ctx, same_key ? nullptr : aes256gcm_cipher(),
+    const bool same_key = tc.key() == serial_.value();
+    if (!EVP_CipherInit_ex2(tc.at(0), same_key ? nullptr : aes256gcm_cipher(),
                             same_key ? nullptr : key_.data(), nonce.data(), encrypt, nullptr)) {
-      tc.key_serial = 0;
+      tc.set_key(0);
       throw std::runtime_error("AES-256-GCM init failed");
     }
-    tc.key_serial = serial_;
-    return tc.ctx;
+    tc.set_key(serial_.value());
+    return tc.at(0);
   }
 
   SecretBytes key_;
-  std::uint64_t serial_;
+  KeySerial serial_;
 };
 
 const EVP_CIPHER* chacha20poly1305_cipher() {
@@ -145,14 +139,16 @@ class XChaCha20Poly1305 final : public Aead {
   void seal(std::span<std::uint8_t> out, ByteView plaintext, ByteView nonce,
             ByteView ad) const override {
     check_sizes(out.size(), plaintext.size(), true);
-    thread_local CipherThreadContext enc;
+    thread_local CipherThreadContext enc(1);
+    const auto in_use = enc.lock();
     evp_seal(prepare(enc, nonce, 1), out, plaintext, ad, "XChaCha20-Poly1305");
   }
 
   bool open(std::span<std::uint8_t> out, ByteView sealed, ByteView nonce,
             ByteView ad) const override {
     check_sizes(out.size(), sealed.size(), false);
-    thread_local CipherThreadContext dec;
+    thread_local CipherThreadContext dec(1);
+    const auto in_use = dec.lock();
     return evp_open(prepare(dec, nonce, 0), out, sealed, ad);
   }
 
@@ -166,16 +162,18 @@ class XChaCha20Poly1305 final : public Aead {
     std::uint8_t ietf_nonce[12] = {0, 0, 0, 0};
     std::memcpy(ietf_nonce + 4, nonce.data() + 16, 8);
     // The subkey changes with every nonce, but the cipher stays: after the first call only
-    // key and nonce are reset, which skips OpenSSL's per-cipher setup.
-    const bool fresh = tc.key_serial == 0;
-    const bool ok = EVP_CipherInit_ex2(tc.ctx, fresh ? chacha20poly1305_cipher() : nullptr, subkey,
-                                       ietf_nonce, encrypt, nullptr) == 1;
-    tc.key_serial = ok ? 1 : 0;
+    // key and nonce are reset, which skips OpenSSL's per-cipher setup. The context holds a
+    // subkey of this key until the next call, so it is marked with this key's serial.
+    const bool fresh = tc.key() == 0;
+    const bool ok = EVP_CipherInit_ex2(tc.at(0), fresh ? chacha20poly1305_cipher() : nullptr,
+                                       subkey, ietf_nonce, encrypt, nullptr) == 1;
+    tc.set_key(ok ? serial_.value() : 0);
     sodium_memzero(subkey, sizeof subkey);
     if (!ok) throw std::runtime_error("ChaCha20-Poly1305 init failed");
-    return tc.ctx;
+    return tc.at(0);
   }
   SecretBytes key_;
+  KeySerial serial_;
 };
 
 }  // namespace

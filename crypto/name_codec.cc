@@ -6,17 +6,13 @@
 #include <stdexcept>
 
 #include "crypto/kdf.h"
+#include "crypto/thread_contexts.h"
 
 namespace wardfs::crypto {
 
 namespace {
 constexpr std::size_t kSivTagSize = 16;
 constexpr std::size_t kNameBlock = 16;
-
-struct CtxDeleter {
-  void operator()(EVP_CIPHER_CTX* p) const { EVP_CIPHER_CTX_free(p); }
-};
-using CtxPtr = std::unique_ptr<EVP_CIPHER_CTX, CtxDeleter>;
 
 const EVP_CIPHER* aes256siv() {
   static EVP_CIPHER* cipher = EVP_CIPHER_fetch(nullptr, "AES-256-SIV", nullptr);
@@ -26,35 +22,28 @@ const EVP_CIPHER* aes256siv() {
 
 // Keying an AES-SIV context looks up its CBC, CTR and CMAC implementations by name and
 // derives the first S2V block, several times the cost of sealing a name. Each thread
-// keeps a keyed context per direction for the last key it used and starts every name
-// from a copy of it (SIV's running state must begin afresh for each message).
-struct SivThreadContexts {
-  std::uint64_t key_serial = 0;
-  CtxPtr keyed[2];
-  CtxPtr work{EVP_CIPHER_CTX_new()};
-};
+// keeps a keyed context per direction for the last key it used (contexts 0 and 1, wiped
+// with the key: crypto/thread_contexts.h) and starts every name from a copy of it in
+// context 2 (SIV's running state must begin afresh for each message).
+constexpr std::size_t kWork = 2;
 
-EVP_CIPHER_CTX* siv_context(const SecretBytes& key, std::uint64_t serial, bool encrypt) {
-  thread_local SivThreadContexts tc;
-  if (!tc.work) throw std::bad_alloc();
-  if (tc.key_serial != serial) {
-    tc.key_serial = 0;
-    for (int dir = 0; dir < 2; ++dir) {
-      tc.keyed[dir].reset(EVP_CIPHER_CTX_new());
-      if (!tc.keyed[dir]) throw std::bad_alloc();
-      if (!EVP_CipherInit_ex2(tc.keyed[dir].get(), aes256siv(), key.data(), nullptr, dir, nullptr))
-        throw std::runtime_error("AES-256-SIV init failed");
-    }
-    tc.key_serial = serial;
+void key_siv_contexts(ThreadCipherContexts& tc, const SecretBytes& key, std::uint64_t serial) {
+  tc.set_key(0);
+  for (int dir = 0; dir < 2; ++dir) {
+    if (!EVP_CipherInit_ex2(tc.at(dir), aes256siv(), key.data(), nullptr, dir, nullptr))
+      throw std::runtime_error("AES-256-SIV init failed");
   }
-  if (!EVP_CIPHER_CTX_copy(tc.work.get(), tc.keyed[encrypt ? 1 : 0].get()))
-    throw std::runtime_error("AES-256-SIV context copy failed");
-  return tc.work.get();
+  tc.set_key(serial);
 }
 
 bool siv_run(const SecretBytes& key, std::uint64_t serial, bool encrypt, ByteView ad, ByteView in,
              std::uint8_t* tag, std::uint8_t* out) {
-  EVP_CIPHER_CTX* ctx = siv_context(key, serial, encrypt);
+  thread_local ThreadCipherContexts tc(3);
+  const auto in_use = tc.lock();
+  if (tc.key() != serial) key_siv_contexts(tc, key, serial);
+  EVP_CIPHER_CTX* ctx = tc.at(kWork);
+  if (!EVP_CIPHER_CTX_copy(ctx, tc.at(encrypt ? 1 : 0)))
+    throw std::runtime_error("AES-256-SIV context copy failed");
   int len = 0;
   if (!encrypt && !EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, kSivTagSize, tag)) {
     return false;
@@ -70,13 +59,13 @@ bool siv_run(const SecretBytes& key, std::uint64_t serial, bool encrypt, ByteVie
 }
 }  // namespace
 
-NameCipher::NameCipher(SecretBytes key) : key_(std::move(key)), serial_(new_key_serial()) {
+NameCipher::NameCipher(SecretBytes key) : key_(std::move(key)) {
   if (key_.size() != kNameKeySize) throw std::invalid_argument("name keys are 64 bytes");
 }
 
 Bytes NameCipher::seal_deterministic(ByteView ad, ByteView plaintext) const {
   Bytes out(kSivTagSize + plaintext.size());
-  if (!siv_run(key_, serial_, true, ad, plaintext, out.data(), out.data() + kSivTagSize)) {
+  if (!siv_run(key_, serial_.value(), true, ad, plaintext, out.data(), out.data() + kSivTagSize)) {
     throw std::runtime_error("AES-256-SIV encryption failed");
   }
   return out;
@@ -86,7 +75,8 @@ std::optional<Bytes> NameCipher::open_deterministic(ByteView ad, ByteView sealed
   if (sealed.size() < kSivTagSize) return std::nullopt;
   Bytes tag(sealed.begin(), sealed.begin() + kSivTagSize);
   Bytes out(sealed.size() - kSivTagSize);
-  if (!siv_run(key_, serial_, false, ad, sealed.subspan(kSivTagSize), tag.data(), out.data())) {
+  if (!siv_run(key_, serial_.value(), false, ad, sealed.subspan(kSivTagSize), tag.data(),
+               out.data())) {
     return std::nullopt;
   }
   return out;

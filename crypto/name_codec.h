@@ -9,6 +9,7 @@
 
 #include "crypto/bytes.h"
 #include "crypto/secret.h"
+#include "crypto/thread_contexts.h"
 
 namespace wardfs::crypto {
 
@@ -29,7 +30,7 @@ class NameCipher {
 
  private:
   SecretBytes key_;
-  std::uint64_t serial_;  // tells keys apart in per-thread contexts; never reused
+  KeySerial serial_;  // wipes the threads' contexts keyed with key_ when it goes
 };
 
 // Long-name scheme: encodings longer than 255 bytes are stored under a fixed-length
