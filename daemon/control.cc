@@ -173,6 +173,7 @@ ControlServer::ControlServer(stdfs::path socket_path, uid_t owner, Handler handl
 ControlServer::~ControlServer() {
   (void)!::write(stop_write_.get(), "x", 1);
   if (thread_.joinable()) thread_.join();
+  for (auto& c : connections_) c.thread.join();  // a request in progress finishes first
   ::unlink(path_.c_str());
 }
 
@@ -185,7 +186,38 @@ void ControlServer::serve() {
     }
     if (fds[1].revents != 0) return;
     UniqueFd connection(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (connection) handle(connection.get());
+    if (connection) start_connection(std::move(connection));
+  }
+}
+
+void ControlServer::start_connection(UniqueFd connection) {
+  join_finished_connections();
+  if (connections_.size() >= kMaxConnections) {
+    const timeval timeout{1, 0};
+    ::setsockopt(connection.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+    write_line(connection.get(),
+               nlohmann::json{
+                   {"error", "the wardfs daemon is busy with " + std::to_string(kMaxConnections) +
+                                 " control requests; try again shortly"},
+                   {"code", static_cast<int>(ErrorKind::io)}}
+                   .dump());
+    return;
+  }
+  auto& c = connections_.emplace_back();
+  c.thread = std::thread([this, &c, fd = std::move(connection)] {
+    handle(fd.get());
+    c.done.store(true, std::memory_order_release);
+  });
+}
+
+void ControlServer::join_finished_connections() {
+  for (auto it = connections_.begin(); it != connections_.end();) {
+    if (!it->done.load(std::memory_order_acquire)) {
+      ++it;
+      continue;
+    }
+    it->thread.join();
+    it = connections_.erase(it);
   }
 }
 

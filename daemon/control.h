@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <list>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
@@ -27,8 +28,13 @@ std::filesystem::path control_socket_path(const std::filesystem::path& mount_poi
 // directory others may enter but only its owner write), the socket mode 0666.
 std::filesystem::path public_socket_path(const std::filesystem::path& mount_point, uid_t owner);
 
+// Each connection is served on a thread of its own, so that `status` answers while a
+// rotate waits on its keystore or a retire walks the tree (the handler serializes what
+// must not overlap), and a client that connects and sends nothing holds up only itself.
+// At most kMaxConnections are served at once; one more is told the daemon is busy.
 class ControlServer {
  public:
+  static constexpr std::size_t kMaxConnections = 4;
   // The peer is who asked (from SO_PEERCRED), for the audit log.
   using Handler =
       std::function<nlohmann::json(const nlohmann::json& request, const audit::Principal& peer)>;
@@ -43,7 +49,13 @@ class ControlServer {
   ControlServer& operator=(const ControlServer&) = delete;
 
  private:
+  struct Connection {
+    std::thread thread;
+    std::atomic<bool> done{false};
+  };
   void serve();
+  void start_connection(UniqueFd connection);
+  void join_finished_connections();
   void handle(int connection);
 
   std::filesystem::path path_;
@@ -54,7 +66,9 @@ class ControlServer {
   UniqueFd listener_;
   UniqueFd stop_read_;
   UniqueFd stop_write_;
-  std::thread thread_;
+  // Touched by the accepting thread only, and by the destructor once that has stopped.
+  std::list<Connection> connections_;
+  std::thread thread_;  // accepts; last, so that it starts after everything it uses
 };
 
 // Sends one request to the daemon serving `mount_point`; throws WardError when no

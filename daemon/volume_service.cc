@@ -98,6 +98,7 @@ nlohmann::json VolumeService::handle(const nlohmann::json& request, const audit:
   if (op == "metrics") {
     return {{"content_type", std::string(kPrometheusContentType)}, {"text", prometheus_text()}};
   }
+  std::lock_guard one_at_a_time(long_requests_mutex_);
   if (op == "rotate") return rotate(peer);
   if (op == "rekey") return start_rekey(request.value("rate", 0.0), peer);
   if (op == "scan") return scan();

@@ -68,7 +68,11 @@ class VolumeService {
   service::KeyAdmin key_admin_;
   std::optional<volume::PublishedMount> published_;  // mounts that write
   std::thread rekey_thread_;
-  std::mutex rotation_mutex_;  // one rotate/retire/rekey start at a time; taken first
+  // Every control request but status, health and metrics, which answer at once: the
+  // control server runs requests side by side, and these were never meant to overlap.
+  // Taken first, before rotation_mutex_.
+  std::mutex long_requests_mutex_;
+  std::mutex rotation_mutex_;  // one rotate/retire/rekey start at a time
 };
 
 nlohmann::json usage_to_json(const volume::VolumeUsage& usage);
