@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "base/errors.h"
@@ -190,24 +191,37 @@ void ControlServer::serve() {
   }
 }
 
+namespace {
+
+void refuse_busy(int connection, std::size_t in_progress) {
+  const timeval timeout{1, 0};
+  ::setsockopt(connection, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+  write_line(connection, nlohmann::json{{"error", "the wardfs daemon is busy with " +
+                                                      std::to_string(in_progress) +
+                                                      " control requests; try again shortly"},
+                                        {"code", static_cast<int>(ErrorKind::io)}}
+                             .dump());
+}
+
+}  // namespace
+
 void ControlServer::start_connection(UniqueFd connection) {
   join_finished_connections();
   if (connections_.size() >= kMaxConnections) {
-    const timeval timeout{1, 0};
-    ::setsockopt(connection.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-    write_line(connection.get(),
-               nlohmann::json{
-                   {"error", "the wardfs daemon is busy with " + std::to_string(kMaxConnections) +
-                                 " control requests; try again shortly"},
-                   {"code", static_cast<int>(ErrorKind::io)}}
-                   .dump());
+    refuse_busy(connection.get(), connections_.size());
     return;
   }
   auto& c = connections_.emplace_back();
-  c.thread = std::thread([this, &c, fd = std::move(connection)] {
-    handle(fd.get());
-    c.done.store(true, std::memory_order_release);
-  });
+  try {
+    c.thread = std::thread([this, &c, owned = std::move(connection)] {
+      handle(owned.get());
+      c.done.store(true, std::memory_order_release);
+    });
+  } catch (const std::system_error&) {
+    // No thread to be had (EAGAIN): the connection, already inside the failed thread's
+    // state, closes unanswered, and the server goes on.
+    connections_.pop_back();
+  }
 }
 
 void ControlServer::join_finished_connections() {
