@@ -44,7 +44,6 @@ void check_sizes(std::size_t out, std::size_t in, bool sealing) {
 // OpenSSL), which costs as much as sealing a small chunk. Each thread keeps one context
 // per cipher and direction and remembers which key it holds (crypto/thread_contexts.h), so
 // a run of chunks under one file key only resets the nonce; the key's destructor wipes it.
-using CipherThreadContext = ThreadCipherContexts;
 
 // Once a context holds key and nonce, sealing and opening are the same EVP calls for both
 // ciphers. The tag follows the ciphertext.
@@ -90,7 +89,7 @@ class Aes256Gcm final : public Aead {
   void seal(std::span<std::uint8_t> out, ByteView plaintext, ByteView nonce,
             ByteView ad) const override {
     check_sizes(out.size(), plaintext.size(), true);
-    thread_local CipherThreadContext enc(1);
+    thread_local ThreadCipherContexts enc(1);
     const auto in_use = enc.lock();
     evp_seal(prepare(enc, nonce, 1), out, plaintext, ad, "AES-256-GCM");
   }
@@ -98,13 +97,13 @@ class Aes256Gcm final : public Aead {
   bool open(std::span<std::uint8_t> out, ByteView sealed, ByteView nonce,
             ByteView ad) const override {
     check_sizes(out.size(), sealed.size(), false);
-    thread_local CipherThreadContext dec(1);
+    thread_local ThreadCipherContexts dec(1);
     const auto in_use = dec.lock();
     return evp_open(prepare(dec, nonce, 0), out, sealed, ad);
   }
 
  private:
-  EVP_CIPHER_CTX* prepare(CipherThreadContext& tc, ByteView nonce, int encrypt) const {
+  EVP_CIPHER_CTX* prepare(ThreadCipherContexts& tc, ByteView nonce, int encrypt) const {
     if (nonce.size() != 12) throw std::invalid_argument("AES-256-GCM needs a 96-bit nonce");
     const bool same_key = tc.key() == serial_.value();
     if (!EVP_CipherInit_ex2(tc.at(0), same_key ? nullptr : aes256gcm_cipher(),
@@ -139,7 +138,7 @@ class XChaCha20Poly1305 final : public Aead {
   void seal(std::span<std::uint8_t> out, ByteView plaintext, ByteView nonce,
             ByteView ad) const override {
     check_sizes(out.size(), plaintext.size(), true);
-    thread_local CipherThreadContext enc(1);
+    thread_local ThreadCipherContexts enc(1);
     const auto in_use = enc.lock();
     evp_seal(prepare(enc, nonce, 1), out, plaintext, ad, "XChaCha20-Poly1305");
   }
@@ -147,13 +146,13 @@ class XChaCha20Poly1305 final : public Aead {
   bool open(std::span<std::uint8_t> out, ByteView sealed, ByteView nonce,
             ByteView ad) const override {
     check_sizes(out.size(), sealed.size(), false);
-    thread_local CipherThreadContext dec(1);
+    thread_local ThreadCipherContexts dec(1);
     const auto in_use = dec.lock();
     return evp_open(prepare(dec, nonce, 0), out, sealed, ad);
   }
 
  private:
-  EVP_CIPHER_CTX* prepare(CipherThreadContext& tc, ByteView nonce, int encrypt) const {
+  EVP_CIPHER_CTX* prepare(ThreadCipherContexts& tc, ByteView nonce, int encrypt) const {
     if (nonce.size() != crypto_aead_xchacha20poly1305_ietf_NPUBBYTES) {
       throw std::invalid_argument("XChaCha20-Poly1305 needs a 192-bit nonce");
     }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <new>
+#include <stdexcept>
 #include <utility>
 #include <vector>
 
@@ -27,6 +28,7 @@ Registry& registry() {
 }  // namespace
 
 ThreadCipherContexts::ThreadCipherContexts(std::size_t count) : count_(count) {
+  if (count_ > contexts_.size()) throw std::invalid_argument("at most three cipher contexts");
   for (std::size_t i = 0; i < count_; ++i) {
     contexts_[i] = EVP_CIPHER_CTX_new();
     if (contexts_[i] == nullptr) {

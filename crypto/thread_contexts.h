@@ -19,7 +19,8 @@ namespace wardfs::crypto {
 // all keyed with the same key.
 class ThreadCipherContexts {
  public:
-  explicit ThreadCipherContexts(std::size_t count);  // registers; throws bad_alloc
+  explicit ThreadCipherContexts(std::size_t count);  // registers; throws bad_alloc, or
+                                                     // invalid_argument past three
   ~ThreadCipherContexts();  // unregisters, then frees (OpenSSL cleanses the schedules)
   ThreadCipherContexts(const ThreadCipherContexts&) = delete;
   ThreadCipherContexts& operator=(const ThreadCipherContexts&) = delete;
