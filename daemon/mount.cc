@@ -35,8 +35,10 @@
 #include "daemon/volume_service.h"
 #include "daemon/worker_pool.h"
 #include "fuse/filesystem.h"
+#include "fuse/writeback_space.h"
 #include "service/volume_session.h"
 #include "volume/lease.h"
+#include "volume/space_reserve.h"
 #include "volume/volume.h"
 
 namespace wardfs::daemon {
@@ -254,6 +256,45 @@ void probe_backing(const volume::Volume& volume) {
     spdlog::info("backing file system of {}: {}", volume.cipher_dir().string(), f);
 }
 
+// The writeback cache, on unless asked off, needs a reserve of backing space that keeps a
+// full disk failing write() (fuse/writeback_space.h). Without one the mount writes
+// through, as the log says. True when `reserve` holds it.
+bool make_writeback_reserve(const MountRequest& req, const volume::Volume& volume,
+                            volume::SpaceReserve& reserve) {
+  if (req.read_only || req.shared || req.writeback_cache == false) return false;
+  const bool asked = req.writeback_cache == true;
+  const auto level = asked ? spdlog::level::warn : spdlog::level::info;
+  if (!volume.holes_allowed()) {
+    // A cached write past the end would have its gap filled with sealed chunks only when
+    // it lands: space no reserve can bound.
+    spdlog::log(level, "writeback cache off: the volume's holes policy is \"never\"");
+    return false;
+  }
+  const std::uint64_t bytes = fuse::writeback_reserve_bytes();
+  const UniqueFd root(::open(volume.cipher_dir().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (std::string fs_type; root && !volume::is_local_file_system(root.get(), fs_type)) {
+    spdlog::log(level,
+                "{} is not on a local file system (type {}): other clients take the same "
+                "space, so no reserve there can promise that cached writes land; {}",
+                volume.cipher_dir().string(), fs_type,
+                asked ? "writeback cache on anyway, as -o writeback_cache=1 asks"
+                      : "writeback cache off (-o writeback_cache=1 turns it on regardless)");
+    if (!asked) return false;
+  }
+  const int rc = bytes == 0 ? -ENODATA : !root ? -errno : reserve.create(root.get(), bytes);
+  if (rc != 0) {
+    spdlog::log(level,
+                "writeback cache off: cannot hold {} MiB of {} as the reserve that keeps a "
+                "full disk failing write() ({}); every write() goes to the daemon. Free space "
+                "there, or mount with -o writeback_cache=0 to not try",
+                bytes >> 20, volume.cipher_dir().string(), std::strerror(-rc));
+    return false;
+  }
+  spdlog::info("writeback cache on, with {} MiB of {} reserved ({})", bytes >> 20,
+               volume.cipher_dir().string(), volume::kReserveFileName);
+  return true;
+}
+
 void record_mount(audit::AuditLog& log, const MountRequest& req, const volume::Volume& volume) {
   const auto config = volume.config();
   log.record(
@@ -321,12 +362,15 @@ int serve(const MountRequest& req, ReadinessPipe& ready) {
   keystore::Keystore& keystore = opened.keystore();  // stays open: online rotation wraps with it
   volume::Volume* const volume = &opened.volume();
   if (!req.read_only) probe_backing(*volume);
+  volume::SpaceReserve writeback_reserve;  // outlives the filesystem, which spends it
+  const bool writeback = lease.held() && make_writeback_reserve(req, *volume, writeback_reserve);
 
-  wardfs::fuse::WardFs filesystem(*volume, {.read_only = req.read_only,
-                                            .writeback_cache = req.writeback_cache,
-                                            .shared = req.shared && !req.read_only,
-                                            .readdirplus = req.readdirplus,
-                                            .audit = &audit_log});
+  wardfs::fuse::WardFs filesystem(*volume,
+                                  {.read_only = req.read_only,
+                                   .writeback_reserve = writeback ? &writeback_reserve : nullptr,
+                                   .shared = req.shared && !req.read_only,
+                                   .readdirplus = req.readdirplus,
+                                   .audit = &audit_log});
   if (const int rc = filesystem.open_root(); rc != 0) {
     throw WardError(
         ErrorKind::corrupt_volume,

@@ -35,8 +35,9 @@ struct MountRequest {
   std::optional<std::filesystem::path> log_file;  // --log-file, -o log_file=
   std::string log_level = "info";                 // --log-level, -o log_level= (daemon/logging.h)
   unsigned max_threads = 16;
-  bool writeback_cache = false;  // -o writeback_cache=1 (fuse/filesystem.h says why not)
-  bool shared = false;           // -o shared: one of several read-write mounts (fuse/filesystem.h)
+  // -o writeback_cache=0|1; unset: on where a reserve can be held (fuse/writeback_space.h)
+  std::optional<bool> writeback_cache;
+  bool shared = false;  // -o shared: one of several read-write mounts (fuse/filesystem.h)
   fuse::ReaddirPlus readdirplus =
       fuse::ReaddirPlus::adaptive;                // -o readdirplus= (fuse/filesystem.h)
   IoUringMode io_uring = IoUringMode::automatic;  // -o io_uring= (daemon/transport.h)

@@ -8,9 +8,11 @@
 #include <atomic>
 #include <cerrno>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "audit/log.h"
@@ -19,6 +21,7 @@
 #include "fuse/kernel_notifier.h"
 #include "fuse/listing_attrs.h"
 #include "fuse/op_stats.h"
+#include "fuse/writeback_space.h"
 #include "volume/backing_tree.h"
 #include "volume/names.h"
 #include "volume/rekey.h"
@@ -34,11 +37,10 @@ struct FsOptions {
   bool read_only = false;
   double attr_timeout = 1.0;
   double entry_timeout = 1.0;
-  // Let the kernel cache writes and send them in batches (FUSE_CAP_WRITEBACK_CACHE). Off
-  // by default: a write the backing disk then refuses (ENOSPC) is reported only at the
-  // next fsync()/close(), and until the kernel drops the inode it keeps its own idea of
-  // the size, so the unwritten tail reads as zeros (docs/PERFORMANCE.md).
-  bool writeback_cache = false;
+  // Let the kernel cache writes and send them in batches (FUSE_CAP_WRITEBACK_CACHE), with
+  // this reserve of backing space (the mount's, outliving the filesystem) keeping a full
+  // disk failing write() (fuse/writeback_space.h). Null: every write() reaches the daemon.
+  volume::SpaceReserve* writeback_reserve = nullptr;
   // -o shared: other read-write mounts of the volume write the same backing files. Each
   // data operation then locks the backing file and starts from its state on disk, and
   // opens re-validate what the kernel cached (close-to-open). Excludes writeback_cache.
@@ -81,6 +83,9 @@ struct FileHandle {
   int borrowed_fd = -1;
   int backing() const { return borrowed_fd >= 0 ? borrowed_fd : fd.get(); }
   bool append = false;
+  // Opened for writing through the kernel's page cache (writeback cache, not direct I/O):
+  // counted in WardFs::cached_writers_ while open.
+  bool cached_writer = false;
   // The open's O_ACCMODE: the backing fd is read-write even for O_WRONLY opens (partial
   // chunks are read back), so copy_file_range checks the caller's mode here.
   int access = O_RDWR;
@@ -120,6 +125,7 @@ class WardFs {
   std::size_t fds_held() const { return inodes_.fds_held(); }
   const FsCounters& counters() const { return counters_; }
   bool writeback_active() const { return writeback_active_.load(std::memory_order_relaxed); }
+  const WritebackSpace& writeback_space() const { return writeback_space_; }
   ReaddirPlus readdirplus() const { return options_.readdirplus; }
   // How the kernel hands requests over: "io_uring" once one request has come over the ring
   // (the kernel may send the first few over /dev/fuse while the ring starts), else
@@ -193,6 +199,17 @@ class WardFs {
   // Plaintext view of a backing stat: file sizes and symlink lengths. 0 or -errno.
   int plain_stat(Inode& inode, struct stat& st);
   int stat_inode(Inode& inode, struct stat& st);
+  void reply_attr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  // Fills the rest of a new handle of `ino` from the open's flags (append, access; with
+  // the writeback cache whether it writes through the page cache, fuse/writeback_space.h)
+  // and hands it to the kernel in fi->fh.
+  void hand_out(fuse_ino_t ino, std::unique_ptr<FileHandle> handle, fuse_file_info* fi);
+  void drop_handle(fuse_ino_t ino, FileHandle* handle);
+  // A page-cache WRITE (`write`, through backing `fd`) with the writeback reserve behind
+  // it: on ENOSPC the reserve pays for it; what still cannot land is cut off and marked
+  // (Inode::unlanded_from). The write's result.
+  ssize_t land_cached_write(Inode& inode, int fd, const std::function<ssize_t()>& write,
+                            std::uint64_t size, std::uint64_t offset);
   // The plaintext target of a symlink: 0, -EIO when it fails authentication, -ESTALE when
   // the link was replaced (a rekey re-sealed it) and the kernel should look it up again.
   int link_target(Inode& inode, std::string& out);
@@ -312,6 +329,12 @@ class WardFs {
   FsAudit audit_{options_.audit};
   std::function<bool()> follow_config_;
   std::atomic<bool> writeback_active_{false};  // set in init() when the kernel agreed
+  WritebackSpace writeback_space_{options_.writeback_reserve};
+  // Files open for writing through the page cache, by inode: told their attributes are
+  // stale when the mount turns tight. Lock order: a leaf (nothing is locked under it;
+  // the notifications go out after it is released).
+  std::mutex cached_writers_mutex_;
+  std::unordered_map<fuse_ino_t, std::uint32_t> cached_writers_;
   std::atomic<bool> served_over_uring_{false};
   std::atomic<bool> killpriv_active_{false};  // set in init() when the kernel agreed
   ListingAttrPolicy listing_attrs_;           // -o readdirplus=adaptive

@@ -307,10 +307,14 @@ void WardFs::init(fuse_conn_info* conn) {
   // Adaptive decides per batch here, so the kernel asks for attributes with every one.
   if (options_.readdirplus != ReaddirPlus::kernel_auto)
     fuse_unset_feature_flag(conn, FUSE_CAP_READDIRPLUS_AUTO);
-  const bool writeback = options_.writeback_cache && !options_.read_only &&
+  // Only with a reserve: it keeps a full disk failing write() (fuse/writeback_space.h).
+  const bool writeback = writeback_space_.enabled() && !options_.read_only &&
                          (conn->capable & FUSE_CAP_WRITEBACK_CACHE) != 0;
   if (writeback) {
     conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+    // Files opened while the disk is full bypass the cache (FOPEN_DIRECT_IO) and must
+    // still map shared.
+    fuse_set_feature_flag(conn, FUSE_CAP_DIRECT_IO_ALLOW_MMAP);
   } else {
     conn->want &= ~static_cast<unsigned>(FUSE_CAP_WRITEBACK_CACHE);
   }

@@ -387,9 +387,7 @@ void WardFs::create(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mod
   // The kernel knows nothing of the file yet, so no chmod can race this look at its mode.
   Inode& made = inode_of(e.ino);
   note_mode(made, e.attr.st_mode, made.mode_changes.load());
-  handle->append = engine_appends(fi->flags);
-  handle->access = fi->flags & O_ACCMODE;
-  fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
+  hand_out(e.ino, std::move(handle), fi);
   fi->keep_cache = options_.shared ? 0 : 1;
   audit_open(req, inode_of(e.ino), fi->flags, true);
   fuse_reply_create(req, &e, fi);
@@ -429,9 +427,7 @@ void WardFs::create_existing(fuse_req_t req, Inode& parent, const char* name, fu
     fuse_reply_err(req, -rc);
     return;
   }
-  handle->append = engine_appends(fi->flags);
-  handle->access = fi->flags & O_ACCMODE;
-  fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
+  hand_out(e.ino, std::move(handle), fi);
   fi->keep_cache = changed_elsewhere ? 0 : 1;
   if (changed_elsewhere) notifier_.invalidate_attrs(e.ino);
   audit_open(req, inode, fi->flags, false);

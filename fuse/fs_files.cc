@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -97,9 +99,29 @@ int WardFs::begin_shared_access(volume::FileContent& content, int fd, bool modif
   return content.reload(fd);
 }
 
-void WardFs::getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+void WardFs::getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  // The kernel asks with the file handle before a cached write() once told the
+  // attributes are stale (fuse/writeback_space.h): while the disk is full, that write()
+  // fails here. fstat() and stat() ask without a handle and still work.
+  if (fi != nullptr && handle_of(fi).cached_writer && writeback_space_.tight() &&
+      !writeback_space_.try_recover()) {
+    fuse_reply_err(req, ENOSPC);
+    return;
+  }
+  reply_attr(req, ino, fi);
+}
+
+void WardFs::reply_attr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   struct stat st {};
-  const int rc = stat_inode(inode_of(ino), st);
+  Inode& inode = inode_of(ino);
+  int rc = 0;
+  // Through the open file where the kernel names one: a network backing (GlusterFS)
+  // answers nothing through a path, even /proc/self/fd's, once the file was unlinked.
+  if (fi != nullptr && S_ISREG(inode.type)) {
+    rc = ::fstat(handle_of(fi).backing(), &st) == 0 ? plain_stat(inode, st) : -errno;
+  } else {
+    rc = stat_inode(inode, st);
+  }
   if (rc != 0) {
     fuse_reply_err(req, -rc);
     return;
@@ -148,6 +170,8 @@ void WardFs::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_s
                                     ? PrivilegeChange::truncate_by_other
                                     : PrivilegeChange::truncate_by_capable);
           if (r == 0) r = content.truncate(fd, static_cast<std::uint64_t>(attr->st_size));
+          if (r == 0 && static_cast<std::uint64_t>(attr->st_size) <= inode.unlanded_from.load())
+            inode.unlanded_from.store(UINT64_MAX);
           return r;
         });
       }
@@ -167,16 +191,24 @@ void WardFs::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_s
     } else if (to_set & FUSE_SET_ATTR_MTIME) {
       tv[1] = attr->st_mtim;
     }
-    const int r = S_ISLNK(inode.type)
-                      ? ::utimensat(inode.fd(), "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)
-                      : ::utimensat(AT_FDCWD, proc.c_str(), tv, 0);
+    // Through the handle where the kernel names one (the writeback cache sends a file's
+    // times at fsync and close): a network backing (GlusterFS) refuses a path, even
+    // /proc/self/fd's, to a file that has since been unlinked or replaced.
+    int r = 0;
+    if (fi != nullptr && S_ISREG(inode.type)) {
+      r = ::futimens(handle_of(fi).backing(), tv);
+    } else if (S_ISLNK(inode.type)) {
+      r = ::utimensat(inode.fd(), "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+    } else {
+      r = ::utimensat(AT_FDCWD, proc.c_str(), tv, 0);
+    }
     if (r != 0) rc = -errno;
   }
   if (rc != 0) {
     fuse_reply_err(req, -rc);
     return;
   }
-  getattr(req, ino, fi);
+  reply_attr(req, ino, fi);
 }
 
 void WardFs::readlink(fuse_req_t req, fuse_ino_t ino) {
@@ -231,9 +263,7 @@ void WardFs::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fuse_reply_err(req, -rc);
     return;
   }
-  handle->append = engine_appends(fi->flags);
-  handle->access = access;
-  fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
+  hand_out(ino, std::move(handle), fi);
   fi->keep_cache = changed_elsewhere ? 0 : 1;
   if (changed_elsewhere) notifier_.invalidate_attrs(ino);
   audit_open(req, inode, fi->flags, false);
@@ -246,6 +276,14 @@ void WardFs::read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_f
   Inode& inode = inode_of(ino);
   auto& content = content_of(inode);
   const int fd = handle_of(fi).backing();
+  if (static_cast<std::uint64_t>(off) + size > inode.unlanded_from.load()) {
+    spdlog::error(
+        "{}: read of bytes a full backing disk kept from landing (from offset {}): "
+        "EIO until the file is truncated there or rewritten",
+        inode.path(), inode.unlanded_from.load());
+    fuse_reply_err(req, EIO);
+    return;
+  }
   const ssize_t n = with_current_keys(inode, [&]() -> ssize_t {
     volume::SharedFileGate::Pass pass;
     if (const int rc = begin_shared_access(content, fd, false, pass); rc != 0) return rc;
@@ -275,13 +313,21 @@ void WardFs::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size,
   }
   const std::uint64_t offset =
       handle.append ? volume::kAppendOffset : static_cast<std::uint64_t>(off);
-  const ssize_t n = with_current_keys(inode, [&]() -> ssize_t {
-    volume::SharedFileGate::Pass pass;
-    if (const int rc = begin_shared_access(content, handle.backing(), true, pass); rc != 0)
-      return rc;
-    return content.write(handle.backing(), {reinterpret_cast<const std::uint8_t*>(buf), size},
-                         offset);
-  });
+  const auto write_once = [&]() -> ssize_t {
+    return with_current_keys(inode, [&]() -> ssize_t {
+      volume::SharedFileGate::Pass pass;
+      if (const int rc = begin_shared_access(content, handle.backing(), true, pass); rc != 0)
+        return rc;
+      return content.write(handle.backing(), {reinterpret_cast<const std::uint8_t*>(buf), size},
+                           offset);
+    });
+  };
+  ssize_t n = 0;
+  if (fi->writepage && writeback_space_.enabled()) {
+    n = land_cached_write(inode, handle.backing(), write_once, size, offset);
+  } else {
+    n = write_once();
+  }
   if (n < 0) {
     fuse_reply_err(req, static_cast<int>(-n));
     return;
@@ -290,8 +336,75 @@ void WardFs::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size,
   fuse_reply_write(req, static_cast<size_t>(n));
 }
 
+ssize_t WardFs::land_cached_write(Inode& inode, int fd, const std::function<ssize_t()>& write,
+                                  std::uint64_t size, std::uint64_t offset) {
+  std::unique_lock landing(inode.landing_mutex);
+  // Past a write that could not land, nothing more lands: the file stays a prefix of
+  // what was written, never a hole of zeros where data was lost.
+  ssize_t n = offset > inode.unlanded_from.load() ? -ENOSPC : write();
+  bool tell_writers = false;
+  for (bool became_tight = false; n == -ENOSPC && offset <= inode.unlanded_from.load() &&
+                                  writeback_space_.make_room(size, became_tight);) {
+    tell_writers = tell_writers || became_tight;
+    n = write();
+  }
+  if (tell_writers) {
+    landing.unlock();  // no inode lock is held across a notification (ARCHITECTURE.md)
+    // Their next write() asks GETATTR first, which getattr() then refuses.
+    std::vector<fuse_ino_t> writers;
+    {
+      std::lock_guard lock(cached_writers_mutex_);
+      for (const auto& [writer, count] : cached_writers_) writers.push_back(writer);
+    }
+    for (const fuse_ino_t writer : writers) notifier_.invalidate_attrs(writer);
+    landing.lock();
+  }
+  if (n != -ENOSPC) return n;
+  writeback_space_.note_write_lost();
+  if (offset < inode.unlanded_from.load()) {
+    inode.unlanded_from.store(offset);
+    // Later pages may have landed before this one failed: cut them off.
+    auto& content = content_of(inode);
+    const int rc = offset < content.size() ? content.truncate(fd, offset) : 0;
+    spdlog::error(
+        "{}: {} bytes the kernel had cached at offset {} cannot land: the backing "
+        "disk is full and the writeback reserve is spent. fsync()/close() report "
+        "ENOSPC, and reads from there on fail with EIO until the kernel drops the "
+        "file from its cache{}. Free space in the backing directory and write the "
+        "file again",
+        inode.path(), size, offset,
+        rc == 0 ? "" : std::string("; cutting the file there failed: ") + std::strerror(-rc));
+  }
+  return n;
+}
+
+void WardFs::hand_out(fuse_ino_t ino, std::unique_ptr<FileHandle> handle, fuse_file_info* fi) {
+  handle->append = engine_appends(fi->flags);
+  handle->access = fi->flags & O_ACCMODE;
+  if ((fi->flags & O_TRUNC) != 0) inode_of(ino).unlanded_from.store(UINT64_MAX);
+  if (writeback_active() && handle->writable()) {
+    if (writeback_space_.tight() && !writeback_space_.try_recover()) {
+      fi->direct_io = 1;  // its writes reach the daemon, and fail there while the disk is full
+    } else {
+      handle->cached_writer = true;
+      std::lock_guard lock(cached_writers_mutex_);
+      ++cached_writers_[ino];
+    }
+  }
+  fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
+}
+
+void WardFs::drop_handle(fuse_ino_t ino, FileHandle* handle) {
+  if (handle->cached_writer) {
+    std::lock_guard lock(cached_writers_mutex_);
+    if (const auto it = cached_writers_.find(ino); it != cached_writers_.end() && --it->second == 0)
+      cached_writers_.erase(it);
+  }
+  delete handle;
+}
+
 void WardFs::release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  delete reinterpret_cast<FileHandle*>(fi->fh);
+  drop_handle(ino, reinterpret_cast<FileHandle*>(fi->fh));
   // Another handle still appending re-reads the final chunk once; an inode the kernel
   // keeps after its last close keeps no plaintext.
   content_of(inode_of(ino)).drop_tail_cache();

@@ -56,6 +56,15 @@ struct Inode {
   // only if no change was counted since it began (unprivileged_as_of == mode_changes).
   std::atomic<std::uint64_t> mode_changes{0};
   std::atomic<std::uint64_t> unprivileged_as_of{UINT64_MAX};
+  // The lowest offset of a page-cache write that could not land (the backing disk was
+  // full and the writeback reserve spent): the kernel still believes in the size that
+  // write gave the file, so reads from here on are EIO rather than zeros, until a
+  // truncate to at most this offset. UINT64_MAX: none.
+  std::atomic<std::uint64_t> unlanded_from{UINT64_MAX};
+  // Held by a page-cache WRITE across its check of unlanded_from, the write and, when it
+  // cannot land, the cut there: no later WRITE lands past a cut while it is made.
+  // Taken before the FileContent's locks.
+  std::mutex landing_mutex;
 
   // Guards dir_id, content creation, display_path, link_dir, place and the opening of
   // the fd.

@@ -29,8 +29,8 @@ namespace {
 // Past this many chunk problems in one file, the rest are summed up in one line.
 constexpr std::uint64_t kMaxChunkProblemsPerFile = 8;
 constexpr std::string_view kConfigTmpName = "wardfs.conf.tmp";
-constexpr std::string_view kRootFiles[] = {"wardfs.conf", "wardfs.lock", "wardfs.lease",
-                                           "wardfs.mounts", "wardfs.rekey"};
+constexpr std::string_view kRootFiles[] = {"wardfs.conf",   "wardfs.lock",  "wardfs.lease",
+                                           "wardfs.mounts", "wardfs.rekey", "wardfs.reserve"};
 
 // The entry names of a directory, sorted so reports come in a stable order.
 int list_names(int dir_fd, std::vector<std::string>& out) {

@@ -21,7 +21,9 @@ LOCK_NAME = "wardfs.lock"
 LEASE_NAME = "wardfs.lease"
 MOUNTS_DIR_NAME = "wardfs.mounts"  # each read-write mount's published record
 REKEY_NAME = "wardfs.rekey"  # the volume's one running rekey
-BACKING_META = {CONFIG_NAME, DIRID_NAME, LOCK_NAME, LEASE_NAME, MOUNTS_DIR_NAME, REKEY_NAME}
+RESERVE_NAME = "wardfs.reserve"  # a writeback mount's backing-space reserve
+BACKING_META = {CONFIG_NAME, DIRID_NAME, LOCK_NAME, LEASE_NAME, MOUNTS_DIR_NAME, REKEY_NAME,
+                RESERVE_NAME}
 LONG_NAME_RE = re.compile(r"^L\.[A-Za-z0-9_-]{43}$")
 SIDECAR_RE = re.compile(r"^L\.[A-Za-z0-9_-]{43}\.n$")
 # A long symlink target's sidecar, and what its backing symlink points at (FORMAT.md 7.1).

@@ -9,12 +9,20 @@ import time
 
 import reliability_env  # noqa: F401 - puts tests/integration on sys.path
 from model_ops import Generator, Side, diff_snapshots, snapshot
-from wardfs_harness import Volume
+from wardfs_harness import Volume, config_matrix
 
 STEPS_PER_SEQUENCE = int(os.environ.get("WARDFS_MODEL_STEPS", "150"))
 SHRINK_SECONDS = float(os.environ.get("WARDFS_MODEL_SHRINK_SECONDS", "150"))
-# e.g. "writeback_cache=1": the same sequences through a mount with other options
+# e.g. "writeback_cache=0": the same sequences through a mount with other options. Unset:
+# every other (cipher, chunk) configuration mounts with writeback_cache=0, so that both
+# the default (the kernel writeback cache) and writing through see random sequences.
 MOUNT_OPTIONS = os.environ.get("WARDFS_MODEL_MOUNT_OPTIONS") or None
+
+
+def mount_options_for(cipher, chunk):
+    if MOUNT_OPTIONS:
+        return MOUNT_OPTIONS
+    return "writeback_cache=0" if config_matrix("full").index((cipher, chunk)) % 2 else None
 
 
 class Mismatch(Exception):
@@ -45,8 +53,9 @@ class Session:
     def __init__(self, cipher, chunk):
         self.cipher, self.chunk = cipher, chunk
         self.vol = Volume(cipher, chunk)
+        self.options = mount_options_for(cipher, chunk)
         self.vol.init()
-        self.vol.mount(MOUNT_OPTIONS)
+        self.vol.mount(self.options)
         self.count = 0
 
     def close(self):
@@ -74,7 +83,7 @@ class Session:
                 _compare_step(i, op, w, r)
             w.close_all()
             r.close_all()
-            self.vol.remount(MOUNT_OPTIONS)  # what reached the daemon survives an unmount
+            self.vol.remount(self.options)  # what reached the daemon survives an unmount
             diff = diff_snapshots(snapshot(w.root), snapshot(r.root))
             if diff:
                 raise Mismatch(len(ops), ("remount",), "trees differ after remount:\n    "
@@ -98,7 +107,7 @@ def replay(ops, cipher, chunk):
                 _compare_step(i, op, w, r)
             w.close_all()
             r.close_all()
-            s.vol.remount(MOUNT_OPTIONS)
+            s.vol.remount(s.options)
             diff = diff_snapshots(snapshot(w.root), snapshot(r.root))
             if diff:
                 return Mismatch(len(ops), ("remount",), "trees differ after remount: " + "; ".join(diff[:5]))
