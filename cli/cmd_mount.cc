@@ -69,7 +69,7 @@ int run_mount(const MountArgs& a) {
   if (!a.audit_key_missing.empty()) set_audit_key_missing(a.audit_key_missing, req);
   if (!a.audit_anchor_cmd.empty()) set_audit_anchor_cmd(a.audit_anchor_cmd, req);
   apply_mount_options(a.options, req);
-  if (req.shared && req.writeback_cache == true) {
+  if (req.shared && req.writeback_cache) {
     throw WardError(ErrorKind::usage,
                     "mount options shared and writeback_cache=1 exclude each other: a shared "
                     "mount sends each write to the backing file at once, under its lock");

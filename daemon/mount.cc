@@ -256,38 +256,33 @@ void probe_backing(const volume::Volume& volume) {
     spdlog::info("backing file system of {}: {}", volume.cipher_dir().string(), f);
 }
 
-// The writeback cache, on unless asked off, needs a reserve of backing space that keeps a
-// full disk failing write() (fuse/writeback_space.h). Without one the mount writes
-// through, as the log says. True when `reserve` holds it.
+// -o writeback_cache=1 needs a reserve of backing space that keeps a full disk failing
+// write() (fuse/writeback_space.h). Without one the mount writes through, as the log
+// says. True when `reserve` holds it.
 bool make_writeback_reserve(const MountRequest& req, const volume::Volume& volume,
                             volume::SpaceReserve& reserve) {
-  if (req.read_only || req.shared || req.writeback_cache == false) return false;
-  const bool asked = req.writeback_cache == true;
-  const auto level = asked ? spdlog::level::warn : spdlog::level::info;
+  if (req.read_only || req.shared || !req.writeback_cache) return false;
   if (!volume.holes_allowed()) {
     // A cached write past the end would have its gap filled with sealed chunks only when
     // it lands: space no reserve can bound.
-    spdlog::log(level, "writeback cache off: the volume's holes policy is \"never\"");
+    spdlog::warn("writeback cache off: the volume's holes policy is \"never\"");
     return false;
   }
   const std::uint64_t bytes = fuse::writeback_reserve_bytes();
   const UniqueFd root(::open(volume.cipher_dir().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (std::string fs_type; root && !volume::is_local_file_system(root.get(), fs_type)) {
-    spdlog::log(level,
-                "{} is not on a local file system (type {}): other clients take the same "
-                "space, so no reserve there can promise that cached writes land; {}",
-                volume.cipher_dir().string(), fs_type,
-                asked ? "writeback cache on anyway, as -o writeback_cache=1 asks"
-                      : "writeback cache off (-o writeback_cache=1 turns it on regardless)");
-    if (!asked) return false;
+    spdlog::warn(
+        "{} is not on a local file system (type {}): other clients take the same space, so "
+        "the reserve there cannot promise that cached writes land on a full disk",
+        volume.cipher_dir().string(), fs_type);
   }
   const int rc = bytes == 0 ? -ENODATA : !root ? -errno : reserve.create(root.get(), bytes);
   if (rc != 0) {
-    spdlog::log(level,
-                "writeback cache off: cannot hold {} MiB of {} as the reserve that keeps a "
-                "full disk failing write() ({}); every write() goes to the daemon. Free space "
-                "there, or mount with -o writeback_cache=0 to not try",
-                bytes >> 20, volume.cipher_dir().string(), std::strerror(-rc));
+    spdlog::warn(
+        "writeback cache off: cannot hold {} MiB of {} as the reserve that keeps a full disk "
+        "failing write() ({}); every write() goes to the daemon. Free space there and mount "
+        "again",
+        bytes >> 20, volume.cipher_dir().string(), std::strerror(-rc));
     return false;
   }
   spdlog::info("writeback cache on, with {} MiB of {} reserved ({})", bytes >> 20,

@@ -35,8 +35,8 @@ struct MountRequest {
   std::optional<std::filesystem::path> log_file;  // --log-file, -o log_file=
   std::string log_level = "info";                 // --log-level, -o log_level= (daemon/logging.h)
   unsigned max_threads = 16;
-  // -o writeback_cache=0|1; unset: on where a reserve can be held (fuse/writeback_space.h)
-  std::optional<bool> writeback_cache;
+  // -o writeback_cache=1, with a reserve of backing space (fuse/writeback_space.h)
+  bool writeback_cache = false;
   bool shared = false;  // -o shared: one of several read-write mounts (fuse/filesystem.h)
   fuse::ReaddirPlus readdirplus =
       fuse::ReaddirPlus::adaptive;                // -o readdirplus= (fuse/filesystem.h)

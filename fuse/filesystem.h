@@ -43,7 +43,7 @@ struct FsOptions {
   volume::SpaceReserve* writeback_reserve = nullptr;
   // -o shared: other read-write mounts of the volume write the same backing files. Each
   // data operation then locks the backing file and starts from its state on disk, and
-  // opens re-validate what the kernel cached (close-to-open). Excludes writeback_cache.
+  // opens re-validate what the kernel cached (close-to-open). No writeback cache.
   bool shared = false;
   // -o readdirplus=: which batches of a listing come with the entries' attributes
   // (fuse/listing_attrs.h). kernel_auto: the first only, and the kernel looks up each

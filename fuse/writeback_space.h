@@ -1,5 +1,5 @@
 // Keeps write() failing with ENOSPC on a full backing disk while the kernel writeback
-// cache is on (FUSE_CAP_WRITEBACK_CACHE), so the cache can be the default.
+// cache is on (FUSE_CAP_WRITEBACK_CACHE, -o writeback_cache=1).
 //
 // The kernel accepts a cached write() without asking the daemon and sends the bytes
 // later; a WRITE the backing disk then refuses would be lost, reported only by a later

@@ -27,8 +27,8 @@ inline constexpr std::string_view kReserveFileName = "wardfs.reserve";
 // Whether the file system of `fd` is a local one (ext4, XFS, Btrfs, tmpfs, F2FS, ZFS,
 // bcachefs), where a reserve is space no one else takes and an unlinked open file still
 // answers through a path. On a network or FUSE file system (NFS, GlusterFS, CephFS,
-// Lustre, sshfs...) other clients fill the same space and a quota may apply, so the
-// writeback cache is not on by default there. `name` gets the f_type in hex.
+// Lustre, sshfs...) other clients fill the same space and a quota may apply, so a
+// reserve promises nothing there (the mount warns). `name` gets the f_type in hex.
 bool is_local_file_system(int fd, std::string& name);
 
 class SpaceReserve {

@@ -13,16 +13,16 @@ from wardfs_harness import Volume, config_matrix
 
 STEPS_PER_SEQUENCE = int(os.environ.get("WARDFS_MODEL_STEPS", "150"))
 SHRINK_SECONDS = float(os.environ.get("WARDFS_MODEL_SHRINK_SECONDS", "150"))
-# e.g. "writeback_cache=0": the same sequences through a mount with other options. Unset:
-# every other (cipher, chunk) configuration mounts with writeback_cache=0, so that both
-# the default (the kernel writeback cache) and writing through see random sequences.
+# e.g. "readdirplus=always": the same sequences through a mount with other options. Unset:
+# every other (cipher, chunk) configuration mounts with writeback_cache=1, so that both
+# the default (writing through) and the kernel writeback cache see random sequences.
 MOUNT_OPTIONS = os.environ.get("WARDFS_MODEL_MOUNT_OPTIONS") or None
 
 
 def mount_options_for(cipher, chunk):
     if MOUNT_OPTIONS:
         return MOUNT_OPTIONS
-    return "writeback_cache=0" if config_matrix("full").index((cipher, chunk)) % 2 else None
+    return "writeback_cache=1" if config_matrix("full").index((cipher, chunk)) % 2 else None
 
 
 class Mismatch(Exception):

@@ -1,4 +1,4 @@
-"""A full backing disk under the kernel writeback cache (on by default), through real mounts
+"""A full backing disk under the kernel writeback cache (-o writeback_cache=1), through real mounts
 on a tmpfs just larger than the mount's writeback reserve (fuse/writeback_space.h):
 
 - every write() the kernel accepted lands (from the reserve), and the write() after the
@@ -20,6 +20,7 @@ from wardfs_harness import (BIN, WardfsTestCase, config_matrix, drop_cache, main
 
 MiB = 1 << 20
 FREE = 48 * MiB  # what the tmpfs has beside the reserve
+WB = "writeback_cache=1"
 
 
 class FullDiskCache(WardfsTestCase):
@@ -38,14 +39,14 @@ class FullDiskCache(WardfsTestCase):
         """The reserve this machine's mounts hold, from a mount of a scratch volume."""
         probe = self.new_volume(self.vol.cipher, self.vol.chunk)
         probe.init()
-        probe.mount()
+        probe.mount(WB)
         try:
             p = run([BIN, "status", probe.plain, "--json"], timeout=30)
             self.assertEqual(p.returncode, 0, p.stderr)
             st = json.loads(p.stdout)
         finally:
             probe.unmount()
-        self.assertTrue(st["writeback_cache"], "the writeback cache is on by default")
+        self.assertTrue(st["writeback_cache"], "writeback_cache=1 holds a reserve")
         reserve = st["writeback_reserve"]
         self.assertGreater(reserve["bytes"], 8 * MiB)
         self.assertEqual(reserve["held"], reserve["bytes"], "the whole reserve is held")
@@ -63,7 +64,7 @@ class FullDiskCache(WardfsTestCase):
             run(["umount", "-l", path])
         self.addCleanup(umount)
         self.vol.init()
-        self.vol.mount()
+        self.vol.mount(WB)
         st = self.status()
         self.assertTrue(st["writeback_cache"], self.vol.log_tail())
         self.assertFalse(st["writeback_reserve"]["backing_full"])
@@ -110,7 +111,7 @@ class FullDiskCache(WardfsTestCase):
             self.assertBytesEqual(read_uncached(self.vol.p("another")), another, "another")
 
         # on the full disk no reserve fits: the remounted volume writes through, and works
-        self.vol.remount()
+        self.vol.remount(WB)
         st = self.status()
         self.assertFalse(st["writeback_cache"], "no reserve on a full disk")
         self.assertIn("writeback cache off", self.vol.log_text())
@@ -134,7 +135,7 @@ class FullDiskCache(WardfsTestCase):
 
         # space freed: the next mount holds its reserve and caches again
         os.unlink(self.vol.p("filler"))
-        self.vol.remount()
+        self.vol.remount(WB)
         st = self.status()
         self.assertTrue(st["writeback_cache"], self.vol.log_tail())
         self.assertEqual(st["writeback_reserve"]["held"], st["writeback_reserve"]["bytes"])
@@ -189,12 +190,32 @@ class FullDiskCache(WardfsTestCase):
             except OSError:
                 pass
         self.assertIn("cannot land", self.vol.log_text())
-        self.vol.remount()
+        self.vol.remount(WB)
         got = read_file(self.vol.p("big"))
         self.assertGreater(len(got), FREE // 2)
         self.assertLess(len(got), len(data))
         self.assertBytesEqual(got, data[:len(got)], "an intact prefix after a remount")
 
+    def test_off_by_default_and_warned_on_a_non_local_backing(self):
+        self.vol.init()
+        self.vol.mount()
+        st = self.status()
+        self.assertFalse(st["writeback_cache"])
+        self.assertEqual(st["writeback_reserve"]["bytes"], 0)
+        self.assertFalse(os.path.exists(self.vol.b("wardfs.reserve")))
+        # a FUSE file system (this very mount) stands for NFS, GlusterFS and the like
+        inner = self.new_volume(self.vol.cipher, self.vol.chunk)
+        inner.cipher_dir = self.vol.p("inner-backing")
+        os.mkdir(inner.cipher_dir)
+        inner.init()
+        inner.mount(WB)
+        try:
+            self.assertIn("not on a local file system", inner.log_text())
+            write_file(inner.p("f"), b"through", fsync=True)
+            self.assertEqual(read_uncached(inner.p("f")), b"through")
+        finally:
+            inner.unmount()
+        self.vol.unmount()
 
 if __name__ == "__main__":
     main()
