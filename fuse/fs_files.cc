@@ -278,8 +278,8 @@ void WardFs::read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_f
   const int fd = handle_of(fi).backing();
   if (static_cast<std::uint64_t>(off) + size > inode.unlanded_from.load()) {
     spdlog::error(
-        "{}: read of bytes a full backing disk kept from landing (from offset {}): "
-        "EIO until the file is truncated there or rewritten",
+        "{}: read of bytes a full backing disk kept from landing (from offset {}): EIO "
+        "until the file is truncated there or the kernel drops it from its cache",
         inode.path(), inode.unlanded_from.load());
     fuse_reply_err(req, EIO);
     return;

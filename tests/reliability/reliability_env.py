@@ -15,3 +15,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 MODEL_SECONDS = float(os.environ.get("WARDFS_MODEL_SECONDS", "280"))
 CRASH_ROUNDS = int(os.environ.get("WARDFS_CRASH_ROUNDS", "4"))
+
+
+def backing_on_tmpfs(tc, vol, size):
+    """Mounts a tmpfs of `size` (bytes, or a mount(8) size like "8m") as `vol`'s backing
+    directory, for a disk that fills up; test case `tc` unmounts the volume, then the
+    tmpfs, at cleanup."""
+    from wardfs_harness import run
+    os.makedirs(vol.cipher_dir, exist_ok=True)
+    p = run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % size, "tmpfs", vol.cipher_dir])
+    tc.assertEqual(p.returncode, 0, p.stderr)
+
+    def umount():
+        vol.unmount()
+        run(["umount", "-l", vol.cipher_dir])
+    tc.addCleanup(umount)

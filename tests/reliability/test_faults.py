@@ -15,7 +15,7 @@ import json
 import os
 import socket
 
-import reliability_env  # noqa: F401
+import reliability_env
 from wardfs_harness import (BIN, WardfsTestCase, backing_data_entries, config_matrix, main,
                             pattern, read_file, read_uncached, run, wait_for, write_file)
 
@@ -34,18 +34,8 @@ class FaultCases:
         self.vol.mount()
 
     # ------------------------------------------------------------ full disk
-    def mount_tmpfs(self, path, size="8m"):
-        os.makedirs(path, exist_ok=True)
-        p = run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % size, "tmpfs", path])
-        self.assertEqual(p.returncode, 0, p.stderr)
-
-        def umount():
-            self.vol.unmount()
-            run(["umount", "-l", path])
-        self.addCleanup(umount)
-
     def test_enospc(self):
-        self.mount_tmpfs(self.vol.cipher_dir)
+        reliability_env.backing_on_tmpfs(self, self.vol, "8m")
         self.start()
         keep = pattern(2 * MiB + 123, 1)
         write_file(self.vol.p("keep"), keep, fsync=True)

@@ -14,7 +14,7 @@ import errno
 import json
 import os
 
-import reliability_env  # noqa: F401
+import reliability_env
 from wardfs_harness import (BIN, WardfsTestCase, config_matrix, drop_cache, main, pattern,
                             read_file, read_uncached, run, write_file)
 
@@ -53,16 +53,7 @@ class FullDiskCache(WardfsTestCase):
         return reserve["bytes"]
 
     def start_on_tmpfs(self):
-        size = self.reserve_size() + FREE
-        path = self.vol.cipher_dir
-        os.makedirs(path, exist_ok=True)
-        p = run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=0700" % size, "tmpfs", path])
-        self.assertEqual(p.returncode, 0, p.stderr)
-
-        def umount():
-            self.vol.unmount()
-            run(["umount", "-l", path])
-        self.addCleanup(umount)
+        reliability_env.backing_on_tmpfs(self, self.vol, self.reserve_size() + FREE)
         self.vol.init()
         self.vol.mount(WB)
         st = self.status()
