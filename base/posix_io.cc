@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cerrno>
+#include <fstream>
 
 namespace wardfs {
 
@@ -69,6 +70,12 @@ int list_open_directory(int dir_fd, const DirEntryFn& fn) {
       pos += d->d_reclen;
     }
   }
+}
+
+std::uint64_t read_number_file(const char* path) {
+  std::ifstream in(path);
+  std::uint64_t value = 0;
+  return (in >> value) ? value : 0;
 }
 
 }  // namespace wardfs

@@ -1,10 +1,12 @@
-// RAII file descriptors and full-length positional I/O that retries short transfers.
+// RAII file descriptors, full-length positional I/O that retries short transfers, and the
+// small readers of directories and kernel files built on them.
 #pragma once
 
 #include <sys/types.h>
 #include <unistd.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <string_view>
@@ -59,5 +61,9 @@ ssize_t pwrite_full(int fd, const void* buf, std::size_t len, off_t offset);
 // runs with umask 0, under which create_directories made them 0777). Directories that
 // exist are left alone. 0 or -errno.
 int create_private_directories(const std::filesystem::path& dir);
+
+// The unsigned number a kernel file such as /proc/sys/vm/dirty_ratio holds; 0 when it
+// cannot be read.
+std::uint64_t read_number_file(const char* path);
 
 }  // namespace wardfs

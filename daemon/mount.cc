@@ -15,7 +15,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -139,9 +138,7 @@ void protect_mount_point(const MountRequest& req) {
 
 // The kernel's per-process ceiling on open files (fs.nr_open); 0 if unreadable.
 rlim_t kernel_open_file_ceiling() {
-  std::ifstream in("/proc/sys/fs/nr_open");
-  unsigned long long value = 0;
-  return (in >> value) ? static_cast<rlim_t>(value) : 0;
+  return static_cast<rlim_t>(read_number_file("/proc/sys/fs/nr_open"));
 }
 
 void raise_open_file_limit() {
@@ -270,13 +267,15 @@ bool make_writeback_reserve(const MountRequest& req, const volume::Volume& volum
   }
   const std::uint64_t bytes = fuse::writeback_reserve_bytes();
   const UniqueFd root(::open(volume.cipher_dir().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (std::string fs_type; root && !volume::is_local_file_system(root.get(), fs_type)) {
+  int rc = bytes == 0 ? -ENODATA : 0;
+  if (rc == 0 && !root) rc = -errno;
+  if (std::string fs_type; rc == 0 && !volume::is_local_file_system(root.get(), fs_type)) {
     spdlog::warn(
         "{} is not on a local file system (type {}): other clients take the same space, so "
         "the reserve there cannot promise that cached writes land on a full disk",
         volume.cipher_dir().string(), fs_type);
   }
-  const int rc = bytes == 0 ? -ENODATA : !root ? -errno : reserve.create(root.get(), bytes);
+  if (rc == 0) rc = reserve.create(root.get(), bytes);
   if (rc != 0) {
     spdlog::warn(
         "writeback cache off: cannot hold {} MiB of {} as the reserve that keeps a full disk "

@@ -5,6 +5,8 @@
 #include <fstream>
 #include <string>
 
+#include "base/posix_io.h"
+
 namespace wardfs::fuse {
 
 namespace {
@@ -12,13 +14,6 @@ namespace {
 constexpr std::uint64_t kMiB = 1U << 20;
 // fs/fuse/inode.c gives each FUSE bdi bdi_set_max_ratio(bdi, 1) and BDI_CAP_STRICTLIMIT.
 constexpr std::uint64_t kFuseMaxRatioPercent = 1;
-
-std::uint64_t read_number(const char* path) {
-  std::ifstream in(path);
-  std::uint64_t value = 0;
-  in >> value;
-  return in ? value : 0;
-}
 
 std::uint64_t mem_total_bytes() {
   std::ifstream in("/proc/meminfo");
@@ -31,13 +26,14 @@ std::uint64_t mem_total_bytes() {
   return 0;
 }
 
-}  // namespace
-
 std::uint64_t fuse_dirty_limit_bytes() {
-  std::uint64_t threshold = read_number("/proc/sys/vm/dirty_bytes");
-  if (threshold == 0) threshold = mem_total_bytes() / 100 * read_number("/proc/sys/vm/dirty_ratio");
+  std::uint64_t threshold = read_number_file("/proc/sys/vm/dirty_bytes");
+  if (threshold == 0)
+    threshold = mem_total_bytes() / 100 * read_number_file("/proc/sys/vm/dirty_ratio");
   return threshold / 100 * kFuseMaxRatioPercent;
 }
+
+}  // namespace
 
 std::uint64_t writeback_reserve_bytes() {
   const std::uint64_t limit = fuse_dirty_limit_bytes();

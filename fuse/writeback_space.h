@@ -30,14 +30,12 @@
 
 namespace wardfs::fuse {
 
-// The most bytes the kernel may hold dirty or under writeback for one FUSE mount on this
-// machine: the dirty threshold (vm.dirty_bytes, or vm.dirty_ratio of all memory, an upper
-// bound of the kernel's "dirtyable" memory) times the 1 % max_ratio the kernel gives
-// every FUSE bdi. 0 if /proc cannot say.
-std::uint64_t fuse_dirty_limit_bytes();
-
-// The reserve a writeback mount holds: twice that limit plus 8 MiB for the kernel's
-// per-task overshoot of it (ratelimited checks).
+// The reserve a writeback mount holds, in whole MiB: twice the most bytes the kernel may
+// hold dirty or under writeback for one FUSE mount on this machine, plus 8 MiB for the
+// kernel's per-task overshoot of it (ratelimited checks). That most is the dirty
+// threshold (vm.dirty_bytes, or vm.dirty_ratio of all memory, an upper bound of the
+// kernel's "dirtyable" memory) times the 1 % max_ratio the kernel gives every FUSE bdi.
+// 0 if /proc cannot say.
 std::uint64_t writeback_reserve_bytes();
 
 class WritebackSpace {
