@@ -114,11 +114,14 @@ def verdict(ok):
     return "ok" if ok else "**no**"
 
 
-def floor_note(ratios, best=max):
-    """' (floor 2.07x)': the best ratio a FUSE file system without encryption reached in
-    this run, so a target no FUSE design meets here says so in the table."""
-    floor = best((r for s, r in ratios.items() if s in FLOOR_SYSTEMS and r is not None), default=None)
-    return "" if floor is None else " (floor %.2fx)" % floor
+def best_floor(ratios):
+    """The best ratio ('times better') a FUSE file system without encryption reached in
+    this run, or None: a target above it is one no FUSE design meets here."""
+    return max((r for s, r in ratios.items() if s in FLOOR_SYSTEMS and r is not None), default=None)
+
+
+def floor_note(factor):
+    return "" if factor is None else " (floor %.2fx)" % factor
 
 
 def target_cell(row, with_gocryptfs):
@@ -128,13 +131,14 @@ def target_cell(row, with_gocryptfs):
         return "<= %d %s" % (limit, verdict(v is not None and v <= limit))
     within = WARDFS_X_RAW.get(row["key"])
     if within is not None:
-        r = row["x_raw"].get("wardfs")
+        r, floor = row["x_raw"].get("wardfs"), best_floor(row["x_raw"])
+        # Said as the cell says the target: how many times the plain directory's time.
         return "<= %.1fx raw %s%s" % (within, verdict(r is not None and r >= 1.0 / within),
-                                       floor_note({s: 1.0 / x for s, x in row["x_raw"].items() if x}, min))
+                                       floor_note(None if floor is None else 1.0 / floor))
     t, r = row["target_x_gocryptfs"], row["x_gocryptfs"].get("wardfs")
     if t is None or not with_gocryptfs:
         return "-"
-    return ">= %.1fx %s%s" % (t, verdict(r is not None and r >= t), floor_note(row["x_gocryptfs"]))
+    return ">= %.1fx %s%s" % (t, verdict(r is not None and r >= t), floor_note(best_floor(row["x_gocryptfs"])))
 
 
 def ratio(v, ref, better):
@@ -172,7 +176,7 @@ def main():
             row["values"][s] = med[(s, key)]
             row["samples"][s] = samples.get(s, {}).get(key, [])
             row["x_gocryptfs"][s] = ratio(med[(s, key)], med.get(("gocryptfs", key)), better)
-            row["x_raw"][s] = ratio(med[(s, key)], med.get(("raw", key)), better) if "raw" in systems else None
+            row["x_raw"][s] = ratio(med[(s, key)], med.get(("raw", key)), better) if "raw" in applies else None
             for kind, _, floor in FLOORS:
                 row[kind][s] = ratio(med[(s, key)], med.get((floor, key)), better)
         out["metrics"].append(row)

@@ -13,7 +13,7 @@ REPORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "b
 
 
 def render(samples, workloads):
-    """Runs report.py on {system: {metric: value}}; returns (table rows by label prefix, json)."""
+    """Runs report.py on {system: {metric: value}}; returns ({label: {column: cell}}, its JSON)."""
     systems = list(samples)
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(tmp, "samples.jsonl"), "w") as f:
